@@ -1,0 +1,94 @@
+#include "app.hpp"
+
+#include <boost/program_options/errors.hpp>
+#include <functional>
+#include <ostream>
+
+#include "kiln/base/error.hpp"
+
+namespace kiln::cli {
+namespace {
+
+struct Command {
+  const char* name;
+  const char* summary;
+  std::function<int(const std::vector<std::string>&, Io)> run;
+};
+
+int version_command(const std::vector<std::string>& args, Io io) {
+  if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
+    io.out << "Usage: kiln version\n\nPrint kiln's version.\n";
+    return kExitOk;
+  }
+  if (!args.empty()) throw UsageError("kiln version takes no arguments", "kiln version");
+  io.out << "kiln version " << KILN_VERSION << "\n";
+  return kExitOk;
+}
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> all = {
+      {"build", "Build an image from a Containerfile", build_command},
+      {"parse", "Parse a Containerfile and print its syntax tree as JSON", parse_command},
+      {"images", "List images in the local store", images_command},
+      {"inspect", "Show an image's manifest and config", inspect_command},
+      {"tag", "Add a name to an image", tag_command},
+      {"rmi", "Remove images", rmi_command},
+      {"push", "Push an image to a registry", push_command},
+      {"prune", "Remove unused blobs, snapshots and cache entries", prune_command},
+      {"version", "Print kiln's version", version_command},
+  };
+  return all;
+}
+
+void print_help(std::ostream& out) {
+  out << "Usage: kiln COMMAND [OPTIONS]\n\n"
+         "kiln builds OCI container images from Containerfiles, without a daemon or root.\n\n"
+         "Commands:\n";
+  for (const Command& c : commands()) {
+    out << "  " << c.name << std::string(10 - std::string(c.name).size(), ' ') << c.summary
+        << "\n";
+  }
+  out << "\nRun 'kiln COMMAND --help' for a command's options.\n";
+}
+
+}  // namespace
+
+int run(const std::vector<std::string>& args, Io io) {
+  if (args.empty()) {
+    io.err << "kiln: missing command\n";
+    print_help(io.err);
+    return kExitUsage;
+  }
+  const std::string& name = args[0];
+  if (name == "--help" || name == "-h" || name == "help") {
+    print_help(io.out);
+    return kExitOk;
+  }
+  if (name == "--version") return version_command({}, io);
+  for (const Command& command : commands()) {
+    if (name != command.name) continue;
+    std::vector<std::string> rest(args.begin() + 1, args.end());
+    try {
+      return command.run(rest, io);
+    } catch (const UsageError& e) {
+      io.err << "kiln " << name << ": " << e.what() << "\n";
+      io.err << "Usage: " << e.usage() << "\n";
+      return kExitUsage;
+    } catch (const boost::program_options::error& e) {
+      io.err << "kiln " << name << ": " << e.what() << "\n";
+      io.err << "Run 'kiln " << name << " --help' for usage.\n";
+      return kExitUsage;
+    } catch (const Error& e) {
+      io.err << "Error: " << e.what() << "\n";
+      return kExitFailure;
+    } catch (const std::exception& e) {
+      io.err << "Error: internal error: " << e.what() << "\n";
+      return kExitFailure;
+    }
+  }
+  io.err << "kiln: unknown command " << name << "\n";
+  io.err << "Usage: kiln COMMAND [OPTIONS] (run 'kiln --help' for the list of commands)\n";
+  return kExitUsage;
+}
+
+}  // namespace kiln::cli

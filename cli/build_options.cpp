@@ -1,0 +1,254 @@
+#include "build_options.hpp"
+
+#include <boost/program_options.hpp>
+#include <cstdlib>
+#include <ostream>
+
+#include "app.hpp"
+#include "kiln/base/error.hpp"
+#include "kiln/base/strings.hpp"
+
+namespace po = boost::program_options;
+
+namespace kiln::cli {
+
+const char* const kBuildUsage =
+    "kiln build [-t TAG]... [-f FILE] [--build-arg K=V]... [--target STAGE] [--platform P[,P]] "
+    "[--no-cache] [--pull] [-o type=oci|docker|registry|local|tar,dest=...] [--push] "
+    "[--cache-from SPEC] [--cache-to SPEC] [--secret id=ID,src=FILE] [--network "
+    "default|none|host] [--label K=V] [--iidfile FILE] [--progress auto|tty|plain|json] "
+    "[--sign-key FILE] [--dry-run] CONTEXT";
+
+namespace {
+
+[[noreturn]] void usage(const std::string& message) { throw UsageError(message, kBuildUsage); }
+
+// Splits "a=1,b=\"x,y\"" into fields; double quotes protect commas.
+std::vector<std::string> split_fields(const std::string& spec) {
+  std::vector<std::string> fields;
+  std::string field;
+  bool in_quotes = false;
+  for (char c : spec) {
+    if (c == '"') {
+      in_quotes = !in_quotes;
+    } else if (c == ',' && !in_quotes) {
+      fields.push_back(field);
+      field.clear();
+    } else {
+      field += c;
+    }
+  }
+  fields.push_back(field);
+  return fields;
+}
+
+std::pair<std::string, std::string> key_value(const std::string& text, const std::string& what) {
+  size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    usage(what + " " + quote(text) + ": expected KEY=VALUE");
+  }
+  return {text.substr(0, eq), text.substr(eq + 1)};
+}
+
+TypedSpec parse_output(const std::string& spec) {
+  if (spec.find('=') == std::string::npos) {
+    // Docker's shorthand: a path means the rootfs into that directory, "-" a tar on stdout.
+    if (spec == "-") return {"tar", {{"dest", "-"}}};
+    return {"local", {{"dest", spec}}};
+  }
+  TypedSpec out = parse_typed_spec(spec, "--output");
+  static const std::vector<std::string> kTypes = {"oci", "docker", "registry", "local", "tar",
+                                                  "image"};
+  if (std::find(kTypes.begin(), kTypes.end(), out.type) == kTypes.end()) {
+    usage("--output type " + quote(out.type) +
+          " is not one of oci, docker, registry, local, tar, image");
+  }
+  bool needs_dest = out.type == "oci" || out.type == "docker" || out.type == "local" ||
+                    out.type == "tar";
+  if (needs_dest && !out.attr("dest")) usage("--output type=" + out.type + " needs dest=PATH");
+  return out;
+}
+
+TypedSpec parse_cache(const std::string& spec, const std::string& what, bool exporting) {
+  if (spec.find('=') == std::string::npos) return {"registry", {{"ref", spec}}};
+  TypedSpec cache = parse_typed_spec(spec, what);
+  if (cache.type == "registry") {
+    if (!cache.attr("ref")) usage(what + " type=registry needs ref=REFERENCE");
+  } else if (cache.type == "local") {
+    const char* key = exporting ? "dest" : "src";
+    if (!cache.attr(key)) usage(what + " type=local needs " + key + "=DIR");
+  } else {
+    usage(what + " type " + quote(cache.type) + " is not one of registry, local");
+  }
+  if (auto mode = cache.attr("mode"); mode && *mode != "min" && *mode != "max") {
+    usage(what + " mode must be min or max, not " + quote(*mode));
+  }
+  return cache;
+}
+
+SecretSpec parse_secret(const std::string& spec) {
+  SecretSpec secret;
+  for (const std::string& field : split_fields(spec)) {
+    auto [key, value] = key_value(field, "--secret");
+    if (key == "id") {
+      secret.id = value;
+    } else if (key == "src" || key == "source") {
+      secret.src = value;
+    } else if (key == "env") {
+      secret.env = value;
+    } else if (key == "type") {
+      if (value != "file" && value != "env") usage("--secret type must be file or env");
+    } else {
+      usage("--secret: unknown key " + quote(key) + " (use id, src, env, type)");
+    }
+  }
+  if (secret.id.empty()) usage("--secret " + quote(spec) + ": id=ID is required");
+  if (secret.src.empty() && secret.env.empty()) {
+    usage("--secret " + quote(spec) + ": give src=FILE or env=VARIABLE");
+  }
+  return secret;
+}
+
+void require_one_of(const std::string& value, const std::string& flag,
+                    std::initializer_list<const char*> allowed) {
+  std::vector<std::string> names;
+  for (const char* a : allowed) {
+    if (value == a) return;
+    names.emplace_back(a);
+  }
+  usage(flag + " " + quote(value) + " is not one of " + join(names, ", "));
+}
+
+}  // namespace
+
+std::optional<std::string> TypedSpec::attr(const std::string& key) const {
+  auto it = attrs.find(key);
+  if (it == attrs.end()) return std::nullopt;
+  return it->second;
+}
+
+TypedSpec parse_typed_spec(const std::string& spec, const std::string& what) {
+  TypedSpec out;
+  for (const std::string& field : split_fields(spec)) {
+    auto [key, value] = key_value(field, what);
+    if (key == "type") {
+      out.type = value;
+    } else {
+      out.attrs[key] = value;
+    }
+  }
+  if (out.type.empty()) usage(what + " " + quote(spec) + ": type=TYPE is required");
+  return out;
+}
+
+std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::string>& args,
+                                                       std::ostream& help_out) {
+  std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
+      labels, no_cache_filter;
+  std::string file, target, network, iidfile, progress, sign_key, dry_run, context;
+  po::options_description visible("Options");
+  visible.add_options()
+      ("help,h", "print this help")
+      ("tag,t", po::value(&tags), "name the image NAME[:TAG] (repeatable)")
+      ("file,f", po::value(&file), "the Containerfile (default: CONTEXT/Containerfile, then "
+                                   "CONTEXT/Dockerfile; '-' reads standard input)")
+      ("build-arg", po::value(&build_args), "set a build argument K=V, or K to take it from the "
+                                            "environment (repeatable)")
+      ("target", po::value(&target), "build this stage and what it needs, not the last stage")
+      ("platform", po::value(&platforms), "target platforms, e.g. linux/amd64,linux/arm64")
+      ("no-cache", po::bool_switch(), "do not use the build cache")
+      ("no-cache-filter", po::value(&no_cache_filter), "do not use the cache for these stages")
+      ("pull", po::bool_switch(), "check the registry for newer base images")
+      ("output,o", po::value(&outputs), "where the result goes: type=oci|docker|registry|local|"
+                                        "tar,dest=PATH (repeatable)")
+      ("push", po::bool_switch(), "push the image to the registry named by its tag")
+      ("cache-from", po::value(&cache_from), "import build cache: type=registry,ref=REF or "
+                                             "type=local,src=DIR")
+      ("cache-to", po::value(&cache_to), "export build cache: type=registry,ref=REF[,mode=max] "
+                                         "or type=local,dest=DIR")
+      ("secret", po::value(&secrets), "expose a secret to RUN --mount=type=secret: "
+                                      "id=ID,src=FILE or id=ID,env=VAR")
+      ("network", po::value(&network)->default_value("default"), "RUN network: default, none, "
+                                                                 "host")
+      ("label", po::value(&labels), "add a label K=V to the image (repeatable)")
+      ("iidfile", po::value(&iidfile), "write the image ID to FILE")
+      ("progress", po::value(&progress)->default_value("auto"), "progress output: auto, tty, "
+                                                                "plain, json")
+      ("sign-key", po::value(&sign_key), "sign the pushed image with this private key")
+      ("dry-run", po::value(&dry_run)->implicit_value("text"), "print the planned build graph "
+                                                               "(text or json) and run nothing");
+  po::options_description hidden;
+  hidden.add_options()("context", po::value(&context));
+  po::options_description all;
+  all.add(visible).add(hidden);
+  po::positional_options_description positional;
+  positional.add("context", 1);
+
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
+    po::notify(vm);
+  } catch (const po::too_many_positional_options_error&) {
+    usage("too many arguments: give exactly one CONTEXT directory");
+  } catch (const po::error& e) {
+    usage(e.what());
+  }
+  if (vm.count("help")) {
+    help_out << "Usage: " << kBuildUsage << "\n\nBuild an image from a Containerfile.\n\n"
+             << visible << "\n";
+    return std::nullopt;
+  }
+  if (context.empty()) usage("missing CONTEXT: the directory whose files COPY and ADD can read");
+
+  BuildCommandOptions opts;
+  opts.context = context;
+  opts.file = file;
+  opts.tags = tags;
+  for (const std::string& arg : build_args) {
+    size_t eq = arg.find('=');
+    if (eq == 0) usage("--build-arg " + quote(arg) + ": the name is empty");
+    if (eq != std::string::npos) {
+      opts.build_args.emplace_back(arg.substr(0, eq), arg.substr(eq + 1));
+    } else if (const char* value = std::getenv(arg.c_str())) {
+      opts.build_args.emplace_back(arg, value);  // docker's rule: K alone reads the environment
+    }
+  }
+  if (vm.count("target")) {
+    if (target.empty()) usage("--target needs a stage name");
+    opts.target = target;
+  }
+  for (const std::string& list : platforms) {
+    for (const std::string& spec : split(list, ',')) {
+      try {
+        opts.platforms.push_back(oci::parse_platform(trim(spec)));
+      } catch (const Error& e) {
+        usage(e.what());
+      }
+    }
+  }
+  opts.no_cache = vm["no-cache"].as<bool>();
+  opts.no_cache_filter = no_cache_filter;
+  opts.pull = vm["pull"].as<bool>();
+  opts.push = vm["push"].as<bool>();
+  for (const std::string& o : outputs) opts.outputs.push_back(parse_output(o));
+  for (const std::string& c : cache_from) {
+    opts.cache_from.push_back(parse_cache(c, "--cache-from", false));
+  }
+  for (const std::string& c : cache_to) opts.cache_to.push_back(parse_cache(c, "--cache-to", true));
+  for (const std::string& s : secrets) opts.secrets.push_back(parse_secret(s));
+  require_one_of(network, "--network", {"default", "none", "host"});
+  opts.network = network;
+  for (const std::string& l : labels) opts.labels.push_back(key_value(l, "--label"));
+  opts.iidfile = iidfile;
+  require_one_of(progress, "--progress", {"auto", "tty", "plain", "json"});
+  opts.progress = progress;
+  opts.sign_key = sign_key;
+  if (vm.count("dry-run")) {
+    require_one_of(dry_run, "--dry-run", {"text", "json"});
+    opts.dry_run = dry_run;
+  }
+  if (opts.push && opts.tags.empty()) usage("--push needs a -t TAG naming the registry image");
+  return opts;
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,62 @@
+// `kiln build` options: the whole build surface, parsed and validated before anything runs.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kiln/oci/platform.hpp"
+
+namespace kiln::cli {
+
+// A "type=…,key=value,…" specification (--output, --cache-from, --cache-to).
+struct TypedSpec {
+  std::string type;
+  std::map<std::string, std::string> attrs;
+
+  std::optional<std::string> attr(const std::string& key) const;
+};
+
+// --secret id=ID,src=FILE | id=ID,env=VAR
+struct SecretSpec {
+  std::string id;
+  std::string src;
+  std::string env;
+};
+
+struct BuildCommandOptions {
+  std::string context;  // the build context directory (positional)
+  std::string file;     // -f; empty: CONTEXT/Containerfile, else CONTEXT/Dockerfile
+  std::vector<std::string> tags;
+  std::vector<std::pair<std::string, std::string>> build_args;
+  std::optional<std::string> target;
+  std::vector<oci::Platform> platforms;  // empty: the host platform
+  bool no_cache = false;
+  std::vector<std::string> no_cache_filter;
+  bool pull = false;
+  bool push = false;
+  std::vector<TypedSpec> outputs;
+  std::vector<TypedSpec> cache_from;
+  std::vector<TypedSpec> cache_to;
+  std::vector<SecretSpec> secrets;
+  std::string network = "default";  // default | none | host
+  std::vector<std::pair<std::string, std::string>> labels;
+  std::string iidfile;
+  std::string progress = "auto";  // auto | tty | plain | json
+  std::string sign_key;
+  std::optional<std::string> dry_run;  // "text" or "json": print the plan instead of building
+};
+
+// Parses the arguments after `kiln build`. Throws UsageError for an unknown flag, a missing or
+// malformed value, or a missing CONTEXT; returns nullopt after printing help for --help.
+std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::string>& args,
+                                                       std::ostream& help_out);
+
+// Parses "type=oci,dest=out"-style specs. `what` names the flag in errors.
+TypedSpec parse_typed_spec(const std::string& spec, const std::string& what);
+
+extern const char* const kBuildUsage;
+
+}  // namespace kiln::cli

@@ -1,0 +1,654 @@
+#include "kiln/frontend/build_plan.hpp"
+
+#include <algorithm>
+#include <set>
+#include <sstream>
+
+#include "kiln/base/strings.hpp"
+#include "kiln/frontend/shell_lexer.hpp"
+
+namespace kiln::frontend {
+namespace {
+
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+bool is_proxy_arg(std::string_view name) {
+  for (std::string_view proxy : {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
+                                 "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY",
+                                 "all_proxy"}) {
+    if (name == proxy) return true;
+  }
+  return false;
+}
+
+bool is_platform_arg(std::string_view name) {
+  for (std::string_view arg : {"TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT",
+                               "BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT"}) {
+    if (name == arg) return true;
+  }
+  return false;
+}
+
+// An ordered name → value list: the image environment, and the ARGs of a scope.
+class VarList {
+ public:
+  void set(const std::string& name, std::optional<std::string> value) {
+    for (auto& [n, v] : vars_) {
+      if (n == name) {
+        v = std::move(value);
+        return;
+      }
+    }
+    vars_.emplace_back(name, std::move(value));
+  }
+  // nullopt when absent or declared without a value.
+  std::optional<std::string> get(std::string_view name) const {
+    for (const auto& [n, v] : vars_) {
+      if (n == name) return v;
+    }
+    return std::nullopt;
+  }
+  bool declared(std::string_view name) const {
+    return std::any_of(vars_.begin(), vars_.end(), [&](const auto& p) { return p.first == name; });
+  }
+  const std::vector<std::pair<std::string, std::optional<std::string>>>& items() const {
+    return vars_;
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> vars_;
+};
+
+std::vector<std::string> to_env_list(const VarList& env) {
+  std::vector<std::string> out;
+  for (const auto& [name, value] : env.items()) out.push_back(name + "=" + value.value_or(""));
+  return out;
+}
+
+VarList from_env_list(const std::vector<std::string>& entries) {
+  VarList env;
+  for (const std::string& entry : entries) {
+    size_t eq = entry.find('=');
+    if (eq == std::string::npos) {
+      env.set(entry, "");
+    } else {
+      env.set(entry.substr(0, eq), entry.substr(eq + 1));
+    }
+  }
+  return env;
+}
+
+std::vector<std::string> split_mount_fields(std::string_view spec) {
+  std::vector<std::string> fields;
+  std::string field;
+  bool quoted_field = false;
+  for (char c : spec) {
+    if (c == '"') {
+      quoted_field = !quoted_field;
+    } else if (c == ',' && !quoted_field) {
+      fields.push_back(field);
+      field.clear();
+    } else {
+      field += c;
+    }
+  }
+  fields.push_back(field);
+  return fields;
+}
+
+bool is_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+class Planner {
+ public:
+  Planner(const Containerfile& file, const BuildOptions& options)
+      : file_(file), options_(options), lexer_({.escape = file.escape}) {
+    for (const auto& [name, value] : options.build_args) build_args_[name] = value;
+    const oci::Platform& t = options.target_platform;
+    const oci::Platform& b = options.build_platform;
+    platform_args_ = {{"TARGETPLATFORM", t.to_string()}, {"TARGETOS", t.os},
+                      {"TARGETARCH", t.architecture},    {"TARGETVARIANT", t.variant},
+                      {"BUILDPLATFORM", b.to_string()},  {"BUILDOS", b.os},
+                      {"BUILDARCH", b.architecture},     {"BUILDVARIANT", b.variant}};
+  }
+
+  BuildPlan run() {
+    size_t i = 0;
+    for (; i < file_.instructions.size(); ++i) {
+      const Instruction& ins = file_.instructions[i];
+      if (ins.kind == InstructionKind::kFrom) break;
+      if (ins.kind != InstructionKind::kArg) {
+        throw InputError(ins.where, std::string("no build stage in current context: ") +
+                                        keyword_of(ins.kind) +
+                                        " must come after FROM (only ARG may precede it)");
+      }
+      declare_global_args(ins);
+    }
+    if (i == file_.instructions.size()) {
+      SourceLocation where{file_.filename, 0, 0};
+      throw InputError(where, "no FROM instruction: a Containerfile needs at least one stage");
+    }
+    for (; i < file_.instructions.size(); ++i) {
+      const Instruction& ins = file_.instructions[i];
+      if (ins.kind == InstructionKind::kFrom) {
+        start_stage(ins);
+      } else {
+        add_op(ins);
+      }
+    }
+    for (Stage& stage : plan_.stages) finish_dependencies(stage);
+    for (const auto& [name, value] : global_.items()) {
+      if (value) plan_.global_args.push_back(name + "=" + *value);
+    }
+    choose_target();
+    order_stages();
+    warn_unused_build_args();
+    return std::move(plan_);
+  }
+
+ private:
+  // --- scopes -------------------------------------------------------------------------------
+
+  std::optional<std::string> meta_lookup(std::string_view name) const {
+    if (global_.declared(name)) return global_.get(name);
+    for (const auto& [n, v] : platform_args_) {
+      if (n == name) return v;
+    }
+    return std::nullopt;
+  }
+
+  // Inside a stage, ENV wins over ARG.
+  std::optional<std::string> stage_lookup(std::string_view name) const {
+    if (env_.declared(name)) return env_.get(name);
+    return args_.get(name);
+  }
+
+  std::string expand(std::string_view word, const SourceLocation& where, bool meta = false) {
+    EnvLookup lookup = meta ? EnvLookup([this](std::string_view n) { return meta_lookup(n); })
+                            : EnvLookup([this](std::string_view n) { return stage_lookup(n); });
+    try {
+      return lexer_.expand_word(word, lookup);
+    } catch (const ExpansionError& e) {
+      throw InputError(where, "cannot expand " + quote(word) + ": " + e.what());
+    }
+  }
+
+  std::optional<std::string> build_arg(const std::string& name, std::set<std::string>& used) {
+    auto it = build_args_.find(name);
+    if (it == build_args_.end()) return std::nullopt;
+    used.insert(name);
+    return it->second;
+  }
+
+  void declare_global_args(const Instruction& ins) {
+    for (const KeyValue& kv : ins.pairs) {
+      std::optional<std::string> value = build_arg(kv.key, global_used_);
+      if (!value && kv.value) value = expand(*kv.value, kv.where, /*meta=*/true);
+      if (!value && is_platform_arg(kv.key)) value = meta_lookup(kv.key);
+      global_.set(kv.key, value);
+    }
+  }
+
+  // --- stages -------------------------------------------------------------------------------
+
+  Stage& current() { return plan_.stages.back(); }
+
+  std::optional<size_t> stage_by_name(std::string_view name) const {
+    std::string lower = to_lower(name);
+    for (const Stage& s : plan_.stages) {
+      if (!s.name.empty() && s.name == lower) return s.index;
+    }
+    return std::nullopt;
+  }
+
+  void start_stage(const Instruction& ins) {
+    Stage stage;
+    stage.index = plan_.stages.size();
+    stage.where = ins.where;
+    if (ins.args.size() == 3) {
+      stage.name = to_lower(ins.args[2]);
+      if (stage_by_name(stage.name)) {
+        throw InputError(ins.args_where, "duplicate stage name " + quote(stage.name) +
+                                             ": stage names must be unique");
+      }
+    }
+    std::string base = expand(ins.args[0], ins.args_where, /*meta=*/true);
+    if (base.empty()) {
+      throw InputError(ins.args_where,
+                       "base name (" + ins.args[0] + ") should not be blank after expansion");
+    }
+    stage.platform = options_.target_platform;
+    if (const Flag* flag = ins.find_flag("platform")) {
+      std::string spec = expand(*flag->value, flag->where, /*meta=*/true);
+      try {
+        stage.platform = oci::parse_platform(spec);
+      } catch (const Error& e) {
+        throw InputError(flag->where, e.what());
+      }
+      stage.platform_explicit = true;
+    }
+    VarList env;
+    if (iequals(base, "scratch")) {
+      stage.base_kind = BaseKind::kScratch;
+    } else if (auto earlier = stage_by_name(base)) {
+      stage.base_kind = BaseKind::kStage;
+      stage.base_stage = *earlier;
+      stage.dependencies.push_back(*earlier);
+      if (!stage.platform_explicit) stage.platform = plan_.stages[*earlier].platform;
+      env = from_env_list(plan_.stages[*earlier].env);
+    } else {
+      stage.base_kind = BaseKind::kImage;
+      stage.base_image = base;
+      if (options_.base_image_env) env = from_env_list(options_.base_image_env(base, stage.platform));
+    }
+    if (!env.declared("PATH")) env.set("PATH", kDefaultPath);
+    env_ = std::move(env);
+    args_ = VarList{};
+    stage_used_.emplace_back();
+    plan_.stages.push_back(std::move(stage));
+    current().env = to_env_list(env_);
+  }
+
+  // --- ops ----------------------------------------------------------------------------------
+
+  std::map<std::string, std::string> visible_args() const {
+    std::map<std::string, std::string> out;
+    for (const auto& [name, value] : args_.items()) {
+      if (value) out[name] = *value;
+    }
+    for (const auto& [name, value] : build_args_) {
+      if (is_proxy_arg(name) && !out.contains(name)) out[name] = value;
+    }
+    return out;
+  }
+
+  // A stage reference by name or index, or nullopt for an image. Numbers must be stage indexes.
+  std::optional<size_t> resolve_stage_ref(const std::string& ref, const SourceLocation& where) {
+    if (is_digits(ref)) {
+      size_t index = std::stoul(ref);
+      if (index >= file_stage_count()) {
+        throw InputError(where, "invalid stage index " + ref + ": the Containerfile has " +
+                                    std::to_string(file_stage_count()) + " stages (0-" +
+                                    std::to_string(file_stage_count() - 1) + ")");
+      }
+      return index;
+    }
+    std::string lower = to_lower(ref);
+    for (size_t i = 0; i < stage_names_.size(); ++i) {
+      if (stage_names_[i] == lower) return i;
+    }
+    return std::nullopt;
+  }
+
+  size_t file_stage_count() {
+    if (stage_names_.empty()) {
+      for (const Instruction& ins : file_.instructions) {
+        if (ins.kind != InstructionKind::kFrom) continue;
+        stage_names_.push_back(ins.args.size() == 3 ? to_lower(ins.args[2]) : "");
+      }
+    }
+    return stage_names_.size();
+  }
+
+  void note_image_ref(const std::string& ref, const SourceLocation& where, const char* what) {
+    if (ref.find_first_of(":/@") == std::string::npos) {
+      plan_.warnings.push_back({where, std::string(what) + "=" + ref + ": no stage is named " +
+                                           quote(ref) + ", so it is read as the image " + ref +
+                                           ":latest"});
+    }
+  }
+
+  void add_op(const Instruction& ins) {
+    file_stage_count();
+    Op op;
+    op.kind = ins.kind;
+    op.instruction = &ins;
+    op.where = ins.where;
+    op.args = ins.args;
+    op.json_form = ins.json_form;
+    op.flags = ins.flags;
+    op.heredocs = ins.heredocs;
+    op.visible_args = visible_args();
+    std::set<std::string>& used = stage_used_.back();
+
+    switch (ins.kind) {
+      case InstructionKind::kArg:
+        for (const KeyValue& kv : ins.pairs) {
+          std::optional<std::string> value = build_arg(kv.key, used);
+          if (!value && kv.value) value = expand(*kv.value, kv.where);
+          if (!value && global_.declared(kv.key)) value = global_.get(kv.key);
+          if (!value && is_platform_arg(kv.key)) value = meta_lookup(kv.key);
+          args_.set(kv.key, value);
+          op.pairs.push_back({kv.key, value, kv.where});
+        }
+        break;
+      case InstructionKind::kEnv: {
+        std::vector<KeyValue> expanded;
+        for (const KeyValue& kv : ins.pairs) {
+          expanded.push_back({expand(kv.key, kv.where), expand(kv.value.value_or(""), kv.where),
+                              kv.where});
+        }
+        for (const KeyValue& kv : expanded) env_.set(kv.key, kv.value);
+        op.pairs = std::move(expanded);
+        current().env = to_env_list(env_);
+        break;
+      }
+      case InstructionKind::kLabel:
+        for (const KeyValue& kv : ins.pairs) {
+          op.pairs.push_back({expand(kv.key, kv.where), expand(kv.value.value_or(""), kv.where),
+                              kv.where});
+        }
+        break;
+      case InstructionKind::kAdd:
+      case InstructionKind::kCopy:
+        expand_file_op(ins, op);
+        break;
+      case InstructionKind::kRun:
+        for (Flag& flag : op.flags) {
+          if (flag.name != "mount") continue;
+          flag.value = expand(*flag.value, flag.where);
+          for (const std::string& field : split_mount_fields(*flag.value)) {
+            if (!field.starts_with("from=")) continue;
+            std::string ref = field.substr(5);
+            if (auto stage = resolve_stage_ref(ref, flag.where)) {
+              op.mount_stages.push_back(*stage);
+            } else {
+              note_image_ref(ref, flag.where, "RUN --mount from");
+            }
+          }
+        }
+        break;
+      case InstructionKind::kWorkdir:
+      case InstructionKind::kUser:
+      case InstructionKind::kStopsignal:
+        op.args = {expand(ins.args[0], ins.args_where)};
+        break;
+      case InstructionKind::kExpose: {
+        op.args.clear();
+        for (const std::string& port : ins.args) {
+          std::istringstream words(expand(port, ins.args_where));
+          for (std::string w; words >> w;) op.args.push_back(w);
+        }
+        break;
+      }
+      case InstructionKind::kVolume:
+        op.args.clear();
+        for (const std::string& v : ins.args) op.args.push_back(expand(v, ins.args_where));
+        break;
+      default:
+        break;
+    }
+    current().ops.push_back(std::move(op));
+  }
+
+  void expand_file_op(const Instruction& ins, Op& op) {
+    for (std::string& arg : op.args) arg = expand(arg, ins.args_where);
+    for (Flag& flag : op.flags) {
+      if (!flag.value || flag.name == "link" || flag.name == "parents" ||
+          flag.name == "keep-git-dir") {
+        continue;
+      }
+      flag.value = expand(*flag.value, flag.where);
+      if (flag.name != "from") continue;
+      if (auto stage = resolve_stage_ref(*flag.value, flag.where)) {
+        if (*stage == current().index) {
+          throw InputError(flag.where, "COPY --from=" + *flag.value +
+                                           " refers to the stage it is in; a stage cannot copy "
+                                           "from itself");
+        }
+        op.from_stage = *stage;
+      } else {
+        note_image_ref(*flag.value, flag.where, "COPY --from");
+        op.from_image = *flag.value;
+      }
+    }
+    ShellLexer raw({.escape = file_.escape, .raw_quotes = true});
+    for (Heredoc& doc : op.heredocs) {
+      if (!doc.expand) continue;
+      try {
+        doc.content = raw.expand_word(doc.content, [this](std::string_view n) {
+          return stage_lookup(n);
+        });
+      } catch (const ExpansionError& e) {
+        throw InputError(doc.where, "cannot expand here-document " + doc.name + ": " + e.what());
+      }
+    }
+  }
+
+  void finish_dependencies(Stage& stage) {
+    for (const Op& op : stage.ops) {
+      if (op.from_stage) stage.dependencies.push_back(*op.from_stage);
+      for (size_t s : op.mount_stages) stage.dependencies.push_back(s);
+    }
+    std::sort(stage.dependencies.begin(), stage.dependencies.end());
+    stage.dependencies.erase(std::unique(stage.dependencies.begin(), stage.dependencies.end()),
+                             stage.dependencies.end());
+  }
+
+  // --- target and order ---------------------------------------------------------------------
+
+  void choose_target() {
+    if (!options_.target) {
+      plan_.target = plan_.stages.size() - 1;
+      return;
+    }
+    if (auto index = stage_by_name(*options_.target)) {
+      plan_.target = *index;
+      return;
+    }
+    std::vector<std::string> names;
+    for (const Stage& s : plan_.stages) {
+      if (!s.name.empty()) names.push_back(s.name);
+    }
+    throw Error("target stage " + quote(*options_.target) + " could not be found in " +
+                file_.filename +
+                (names.empty() ? std::string(" (it has no named stages)")
+                               : " (stages: " + join(names, ", ") + ")"));
+  }
+
+  std::string stage_label(size_t index) const {
+    const Stage& s = plan_.stages[index];
+    return s.name.empty() ? "stage " + std::to_string(index) : s.name;
+  }
+
+  // Where stage `from` refers to stage `to`, for cycle messages.
+  SourceLocation reference_site(size_t from, size_t to) const {
+    const Stage& s = plan_.stages[from];
+    for (const Op& op : s.ops) {
+      if (op.from_stage == to) return op.where;
+      if (std::find(op.mount_stages.begin(), op.mount_stages.end(), to) != op.mount_stages.end()) {
+        return op.where;
+      }
+    }
+    return s.where;
+  }
+
+  void order_stages() {
+    enum class Mark { kNone, kActive, kDone };
+    std::vector<Mark> marks(plan_.stages.size(), Mark::kNone);
+    std::vector<size_t> path;
+    std::function<void(size_t)> visit = [&](size_t index) {
+      if (marks[index] == Mark::kDone) return;
+      if (marks[index] == Mark::kActive) {
+        auto start = std::find(path.begin(), path.end(), index);
+        std::vector<std::string> names;
+        for (auto it = start; it != path.end(); ++it) names.push_back(stage_label(*it));
+        names.push_back(stage_label(index));
+        throw InputError(reference_site(path.back(), index),
+                         "circular dependency between stages: " + join(names, " -> "));
+      }
+      marks[index] = Mark::kActive;
+      path.push_back(index);
+      for (size_t dep : plan_.stages[index].dependencies) visit(dep);
+      path.pop_back();
+      marks[index] = Mark::kDone;
+      plan_.order.push_back(index);
+    };
+    visit(plan_.target);
+  }
+
+  void warn_unused_build_args() {
+    std::set<std::string> used = global_used_;
+    for (size_t index : plan_.order) used.insert(stage_used_[index].begin(), stage_used_[index].end());
+    for (const auto& [name, value] : build_args_) {
+      if (used.contains(name) || is_predefined_arg(name)) continue;
+      plan_.warnings.push_back({{file_.filename, 0, 0},
+                                "build argument " + name +
+                                    " was not consumed: no ARG " + name +
+                                    " in the stages this build runs"});
+    }
+  }
+
+  const Containerfile& file_;
+  const BuildOptions& options_;
+  ShellLexer lexer_;
+  std::map<std::string, std::string> build_args_;
+  std::vector<std::pair<std::string, std::string>> platform_args_;
+  VarList global_;
+  std::set<std::string> global_used_;
+  VarList env_;   // the current stage's environment
+  VarList args_;  // the current stage's declared ARGs
+  std::vector<std::set<std::string>> stage_used_;
+  std::vector<std::string> stage_names_;  // every stage's name, for forward --from references
+  BuildPlan plan_;
+};
+
+std::string describe_flags(const std::vector<Flag>& flags) {
+  std::string out;
+  for (const Flag& f : flags) {
+    out += " --" + f.name;
+    if (f.value) out += "=" + *f.value;
+  }
+  return out;
+}
+
+std::string describe_op(const Op& op) {
+  std::string out = keyword_of(op.kind);
+  out += describe_flags(op.flags);
+  if (!op.pairs.empty()) {
+    for (const KeyValue& kv : op.pairs) {
+      out += " " + kv.key;
+      if (kv.value) out += "=" + quote(*kv.value);
+    }
+  } else if (op.json_form) {
+    nlohmann::json args = op.args;
+    if (!op.instruction->health_type.empty()) out += " " + op.instruction->health_type;
+    out += " " + args.dump();
+  } else {
+    if (!op.instruction->health_type.empty()) out += " " + op.instruction->health_type;
+    for (const std::string& a : op.args) out += " " + a;
+  }
+  if (op.kind == InstructionKind::kOnbuild && !op.instruction->trigger.empty()) {
+    out += " " + op.instruction->trigger.front().text;
+  }
+  for (const Heredoc& doc : op.heredocs) {
+    out += "  [here-document " + doc.name + ": " + std::to_string(doc.content.size()) + " bytes]";
+  }
+  return out;
+}
+
+std::string describe_base(const Stage& s, const BuildPlan& plan) {
+  switch (s.base_kind) {
+    case BaseKind::kScratch:
+      return "scratch";
+    case BaseKind::kStage: {
+      const Stage& base = plan.stages[*s.base_stage];
+      return "stage " + std::to_string(base.index) + (base.name.empty() ? "" : " (" + base.name + ")");
+    }
+    case BaseKind::kImage:
+      return "image " + s.base_image;
+  }
+  return "";
+}
+
+}  // namespace
+
+bool is_predefined_arg(std::string_view name) {
+  return is_proxy_arg(name) || is_platform_arg(name);
+}
+
+BuildPlan plan_build(const Containerfile& file, const BuildOptions& options) {
+  return Planner(file, options).run();
+}
+
+std::string describe_plan(const BuildPlan& plan) {
+  std::ostringstream out;
+  const Stage& target = plan.stages[plan.target];
+  out << "target: stage " << target.index << (target.name.empty() ? "" : " (" + target.name + ")")
+      << "; " << plan.order.size() << " of " << plan.stages.size() << " stages needed\n";
+  for (size_t index : plan.order) {
+    const Stage& s = plan.stages[index];
+    out << "\nstage " << s.index << (s.name.empty() ? "" : " (" + s.name + ")") << " from "
+        << describe_base(s, plan) << " for " << s.platform.to_string() << "  ["
+        << s.where.to_string() << "]\n";
+    if (!s.dependencies.empty()) {
+      std::vector<std::string> deps;
+      for (size_t d : s.dependencies) deps.push_back(std::to_string(d));
+      out << "  needs stages: " << join(deps, ", ") << "\n";
+    }
+    for (size_t i = 0; i < s.ops.size(); ++i) {
+      out << "  " << (i + 1) << ". " << describe_op(s.ops[i]) << "\n";
+    }
+  }
+  return out.str();
+}
+
+nlohmann::ordered_json plan_to_json(const BuildPlan& plan) {
+  nlohmann::ordered_json out;
+  out["target"] = plan.target;
+  out["order"] = plan.order;
+  out["global_args"] = plan.global_args;
+  out["stages"] = nlohmann::ordered_json::array();
+  for (const Stage& s : plan.stages) {
+    nlohmann::ordered_json st;
+    st["index"] = s.index;
+    st["name"] = s.name;
+    st["line"] = s.where.line;
+    st["base"] = s.base_kind == BaseKind::kScratch ? "scratch"
+                 : s.base_kind == BaseKind::kStage ? "stage"
+                                                   : "image";
+    if (s.base_stage) st["base_stage"] = *s.base_stage;
+    if (!s.base_image.empty()) st["base_image"] = s.base_image;
+    st["platform"] = s.platform.to_string();
+    st["dependencies"] = s.dependencies;
+    st["env"] = s.env;
+    st["ops"] = nlohmann::ordered_json::array();
+    for (const Op& op : s.ops) {
+      nlohmann::ordered_json o;
+      o["name"] = keyword_of(op.kind);
+      o["line"] = op.where.line;
+      o["args"] = op.args;
+      if (!op.flags.empty()) {
+        nlohmann::ordered_json flags = nlohmann::ordered_json::object();
+        for (const Flag& f : op.flags) {
+          flags[f.name].push_back(f.value ? nlohmann::ordered_json(*f.value)
+                                          : nlohmann::ordered_json(true));
+        }
+        o["flags"] = flags;
+      }
+      if (!op.pairs.empty()) {
+        nlohmann::ordered_json pairs = nlohmann::ordered_json::array();
+        for (const KeyValue& kv : op.pairs) {
+          pairs.push_back({{"key", kv.key},
+                           {"value", kv.value ? nlohmann::ordered_json(*kv.value)
+                                              : nlohmann::ordered_json(nullptr)}});
+        }
+        o["pairs"] = pairs;
+      }
+      if (op.from_stage) o["from_stage"] = *op.from_stage;
+      if (!op.from_image.empty()) o["from_image"] = op.from_image;
+      if (!op.mount_stages.empty()) o["mount_stages"] = op.mount_stages;
+      o["visible_args"] = op.visible_args;
+      st["ops"].push_back(std::move(o));
+    }
+    out["stages"].push_back(std::move(st));
+  }
+  out["warnings"] = nlohmann::ordered_json::array();
+  for (const Warning& w : plan.warnings) {
+    out["warnings"].push_back({{"line", w.where.line}, {"message", w.message}});
+  }
+  return out;
+}
+
+}  // namespace kiln::frontend

@@ -1,0 +1,97 @@
+// Containerfile + build options → a plan: stages as a DAG of plain ops with variables expanded.
+//
+// This is where the Dockerfile's meaning is fixed: ARG scoping (global ARGs feed FROM lines and
+// must be redeclared inside a stage), --build-arg overrides, ENV beating ARG, the predefined
+// platform and proxy ARGs, which instructions expand variables and which leave them to the shell,
+// stage references (FROM <stage>, COPY --from=<name|index|image>, RUN --mount=from=...), and
+// --target pruning. The plan is data: it can be printed, hashed and scheduled, and it runs nothing.
+// Thread-safe: plan_build has no shared state.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kiln/frontend/ast.hpp"
+#include "kiln/oci/platform.hpp"
+
+namespace kiln::frontend {
+
+struct BuildOptions {
+  // --build-arg NAME=VALUE, in order; a later value for the same name wins.
+  std::vector<std::pair<std::string, std::string>> build_args;
+  std::optional<std::string> target;  // --target; the last stage when absent
+  oci::Platform build_platform = oci::host_platform();
+  oci::Platform target_platform = oci::host_platform();
+  // The environment ("NAME=value" entries) of a base image's config, so that instructions can
+  // expand variables the image sets (FROM golang → WORKDIR $GOPATH/src). May be empty: then image
+  // bases are taken to set nothing (as in --dry-run without a store).
+  std::function<std::vector<std::string>(const std::string& image_ref,
+                                         const oci::Platform& platform)>
+      base_image_env;
+};
+
+enum class BaseKind { kScratch, kStage, kImage };
+
+// One step of a stage, with variables expanded where the instruction expands them (ADD, COPY,
+// ENV, EXPOSE, FROM, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR, ARG defaults, and the values of
+// RUN --mount and of COPY/ADD flags). RUN, CMD, ENTRYPOINT, SHELL and HEALTHCHECK keep their text
+// for the shell; ONBUILD keeps its trigger as written.
+struct Op {
+  InstructionKind kind = InstructionKind::kRun;
+  const Instruction* instruction = nullptr;  // into the Containerfile the plan was made from
+  SourceLocation where;
+  std::vector<std::string> args;
+  bool json_form = false;
+  std::vector<Flag> flags;
+  std::vector<KeyValue> pairs;    // ENV and LABEL after expansion; ARG with its effective value
+  std::vector<Heredoc> heredocs;  // COPY/ADD bodies expanded when the delimiter was unquoted
+  // ARGs this step can see and their values (the stage's ARGs declared so far that have a value,
+  // plus proxy build args). They belong in RUN's environment and in cache keys; ENV wins over
+  // them for expansion.
+  std::map<std::string, std::string> visible_args;
+  std::optional<size_t> from_stage;  // COPY/ADD --from naming a stage
+  std::string from_image;            // COPY --from naming an image
+  std::vector<size_t> mount_stages;  // RUN --mount=from=<stage>
+};
+
+struct Stage {
+  size_t index = 0;
+  std::string name;  // lower-cased AS name, empty when unnamed
+  SourceLocation where;
+  BaseKind base_kind = BaseKind::kScratch;
+  std::string base_image;           // expanded image reference (kImage)
+  std::optional<size_t> base_stage;  // kStage
+  oci::Platform platform;           // --platform when given, else the target platform
+  bool platform_explicit = false;
+  std::vector<Op> ops;
+  std::vector<size_t> dependencies;  // stages this stage needs: base, --from, --mount from
+  std::vector<std::string> env;      // ENV at the end of the stage as the frontend knows it
+};
+
+struct BuildPlan {
+  std::vector<Stage> stages;           // every stage of the file, in file order
+  size_t target = 0;                   // index of the stage the build produces
+  std::vector<size_t> order;           // the stages the target needs, dependencies first
+  std::vector<std::string> global_args;  // "NAME=value" of ARGs before the first FROM
+  std::vector<Warning> warnings;       // unused --build-arg, stage names read as images, ...
+};
+
+// Builds the plan. Throws kiln::InputError (FILE:LINE:COL) for: an instruction before the first
+// FROM other than ARG, a malformed expansion, an empty base name, a duplicate stage name, a bad
+// stage index, a cycle between stages, an unknown --target stage (without a position: names the
+// target), a malformed --platform.
+BuildPlan plan_build(const Containerfile& file, const BuildOptions& options);
+
+// Human-readable plan for `kiln build --dry-run`: one block per needed stage, in run order.
+std::string describe_plan(const BuildPlan& plan);
+nlohmann::ordered_json plan_to_json(const BuildPlan& plan);
+
+// ARG names that are defined without being declared: the proxy family and the platform ARGs.
+bool is_predefined_arg(std::string_view name);
+
+}  // namespace kiln::frontend
