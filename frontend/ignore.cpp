@@ -6,11 +6,17 @@
 // answers both "does the path match" and "does one of its parent directories match" because the
 // parents are exactly the prefixes that end right before a '/'.
 //
-// Where moby's regexp translation disagrees with the filepath.Match syntax it validates patterns
-// against, we follow filepath.Match (moby's documented contract): "\a" is a literal 'a' (the
-// regexp would see a bell character, "\d" a digit class), '*' and '?' inside "[...]" are
-// literals, '^' outside a class is a literal (the regexp would anchor). A reversed range such as
-// "[z-a]" passes moby's parse and then fails every match; we reject it when parsing.
+// We also follow moby where its regexp translation leaks through: outside a class '^' is copied
+// into the regexp unescaped, so in a wildcard pattern it asserts "start of path" (a leading '^' is
+// a no-op, "a*^b" matches nothing, "**^a" matches "a") while in moby's literal, prefix and suffix
+// fast paths it is an ordinary character; and the ".*" that "**" becomes does not match '\n'.
+//
+// We part from moby in three corners where its behaviour is an accident of the translation and
+// contradicts the filepath.Match syntax it validates patterns with: '\' before a letter, digit or
+// non-ASCII character escapes it to itself (in moby's regexp "\d" is a digit class, "\a" a bell,
+// and "\q" or "\é" make every match that reaches the pattern fail); '*' and '?' inside "[...]" are
+// members (moby garbles the class); a reversed range such as "[z-a]" is rejected when parsing
+// (moby accepts it and then fails every match that reaches the pattern).
 
 #include "kiln/frontend/ignore.hpp"
 
@@ -35,9 +41,9 @@ namespace fs = std::filesystem;
 // ---------------------------------------------------------------------------------------------
 // UTF-8
 
-// Bytes that are not valid UTF-8 decode one at a time to kInvalidByte + byte: they compare equal
-// only to the same byte, and '?' or '*' step over each as one character, as Go's decoder does.
-constexpr char32_t kInvalidByte = 0x110000;
+// Go decodes each byte that is not valid UTF-8 as U+FFFD, one byte wide; so do we, so that '?'
+// and '*' step over such bytes as Go's regexp does.
+constexpr char32_t kReplacement = 0xFFFD;
 
 struct Rune {
   char32_t value;
@@ -52,25 +58,31 @@ Rune decode(std::string_view s, std::size_t i) {
   std::uint32_t cp = 0;
   std::uint32_t min = 0;
   if (b0 >= 0xC2 && b0 <= 0xDF) {
-    trail = 1, cp = b0 & 0x1Fu, min = 0x80;
+    trail = 1;
+    cp = b0 & 0x1Fu;
+    min = 0x80;
   } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    trail = 2, cp = b0 & 0x0Fu, min = 0x800;
+    trail = 2;
+    cp = b0 & 0x0Fu;
+    min = 0x800;
   } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    trail = 3, cp = b0 & 0x07u, min = 0x10000;
+    trail = 3;
+    cp = b0 & 0x07u;
+    min = 0x10000;
   } else {
-    return {kInvalidByte + b0, 1};
+    return {kReplacement, 1};
   }
   if (s.size() - i <= trail)
-    return {kInvalidByte + b0, 1};
+    return {kReplacement, 1};
   for (std::size_t k = 1; k <= trail; ++k) {
     const auto b = static_cast<unsigned char>(s[i + k]);
     if ((b & 0xC0u) != 0x80u)
-      return {kInvalidByte + b0, 1};
+      return {kReplacement, 1};
     cp = (cp << 6) | (b & 0x3Fu);
   }
   // Overlong forms and UTF-16 surrogates are not characters; Go decodes them as errors too.
   if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-    return {kInvalidByte + b0, 1};
+    return {kReplacement, 1};
   return {static_cast<char32_t>(cp), trail + 1};
 }
 
@@ -103,23 +115,20 @@ struct Trimmed {
 };
 
 Trimmed trim_go_space(std::string_view s) {
-  std::size_t begin = 0;
-  std::size_t end = 0;
+  std::size_t begin = s.size();
+  std::size_t end = s.size();
   std::size_t leading = 0;
-  bool seen = false;
   for (std::size_t i = 0; i < s.size();) {
     const Rune r = decode(s, i);
     if (!is_go_space(r.value)) {
-      if (!seen)
-        begin = i, seen = true;
+      if (begin == s.size())
+        begin = i;
       end = i + r.size;
-    } else if (!seen) {
+    } else if (begin == s.size()) {
       ++leading;
     }
     i += r.size;
   }
-  if (!seen)
-    return {{}, leading};
   return {s.substr(begin, end - begin), leading};
 }
 
@@ -131,8 +140,9 @@ enum class Op : std::uint8_t {
   kAnyChar,   // '?': one character other than '/'
   kClass,     // "[...]": one character in (negated: not in) ranges[first, first + count)
   kStar,      // '*': any run of characters other than '/'
-  kAnything,  // "**" at the end: any run of characters
+  kAnything,  // "**" at the end: any run of characters other than '\n' (the regexp's ".*")
   kSkip,      // start of a mid-pattern "**", i.e. "(.*/)?": may jump over the next `first` tokens
+  kAnchor,    // '^' in a wildcard pattern: the empty string at the start of the path
 };
 
 struct Token {
@@ -148,15 +158,19 @@ struct Range {
   char32_t hi;
 };
 
+// moby's four match types, chosen from the pattern text alone.
 enum class Shape : std::uint8_t {
-  kLiteral,  // no wildcard: equality with the path or a parent (moby's exactMatch)
-  kSuffix,   // "**" then no wildcard: the path or a parent ends with `text` (moby's suffixMatch)
-  kGlob,     // anything else: run the tokens
+  kLiteral,  // no wildcard: equality with the path or a parent (exactMatch)
+  kPrefix,   // no wildcard, then "**" at the end: the path starts with `text` (prefixMatch)
+  kSuffix,   // "**", then no wildcard: the path or a parent ends with `text` (suffixMatch)
+  kGlob,     // anything else: run the tokens (regexpMatch)
 };
 
 struct Program {
   Shape shape = Shape::kGlob;
-  std::string text;  // kLiteral: the whole pattern; kSuffix: what follows the leading "**"
+  // kLiteral: the whole pattern; kPrefix: what precedes the final "**"; kSuffix: what follows
+  // the leading "**".
+  std::string text;
   std::vector<Token> tokens;
   std::vector<Range> ranges;
 };
@@ -167,6 +181,23 @@ struct SyntaxError {
 
 constexpr std::string_view kUnterminated = "'[' has no matching ']'";
 
+// What moby counts as a wildcard when it picks a match type: a lone ']' or a '\' sends it down
+// its regexp path too, though they match literally there.
+constexpr std::string_view kWildcards = "*?[]\\";
+
+Shape shape_of(std::string_view text) {
+  if (text.find_first_of(kWildcards) == std::string_view::npos)
+    return Shape::kLiteral;
+  if (starts_with(text, "**")) {
+    const bool plain_rest = text.find_first_of(kWildcards, 2) == std::string_view::npos;
+    return plain_rest ? Shape::kSuffix : Shape::kGlob;
+  }
+  if (ends_with(text, "**") && text.find_first_of(kWildcards) == text.size() - 2) {
+    return Shape::kPrefix;
+  }
+  return Shape::kGlob;
+}
+
 // One member of a "[...]" class, by filepath.Match's rules (its getEsc): '-' and ']' must be
 // escaped where a member is expected, '\' escapes, and the class must go on after the member.
 char32_t class_member(std::string_view text, std::size_t& i) {
@@ -176,11 +207,15 @@ char32_t class_member(std::string_view text, std::size_t& i) {
     throw SyntaxError{"empty character class, or ']' not escaped with '\\'"};
   if (text[i] == '-')
     throw SyntaxError{"'-' not escaped with '\\' in a character class"};
-  if (text[i] == '\\' && ++i >= text.size())
-    throw SyntaxError{std::string(kUnterminated)};
+  if (text[i] == '\\') {
+    ++i;
+    if (i >= text.size())
+      throw SyntaxError{std::string(kUnterminated)};
+  }
   const Rune r = decode(text, i);
-  if (r.value >= kInvalidByte)
+  if (r.value == kReplacement && r.size == 1) {
     throw SyntaxError{"invalid UTF-8 in a character class"};
+  }
   i += r.size;
   if (i >= text.size())
     throw SyntaxError{std::string(kUnterminated)};
@@ -192,8 +227,10 @@ std::size_t compile_class(std::string_view text, std::size_t i, Program& program
   Token token;
   token.op = Op::kClass;
   token.first = static_cast<std::uint32_t>(program.ranges.size());
-  if (i < text.size() && text[i] == '^')
-    token.negated = true, ++i;
+  if (i < text.size() && text[i] == '^') {
+    token.negated = true;
+    ++i;
+  }
   for (;;) {
     if (i < text.size() && text[i] == ']' && token.count > 0) {
       ++i;
@@ -201,8 +238,10 @@ std::size_t compile_class(std::string_view text, std::size_t i, Program& program
     }
     const char32_t lo = class_member(text, i);
     char32_t hi = lo;
-    if (text[i] == '-')
-      hi = class_member(text, ++i);  // class_member left i < size
+    if (text[i] == '-') {  // class_member left i < size
+      ++i;
+      hi = class_member(text, i);
+    }
     if (hi < lo)
       throw SyntaxError{"character class range is reversed"};
     program.ranges.push_back({lo, hi});
@@ -214,6 +253,7 @@ std::size_t compile_class(std::string_view text, std::size_t i, Program& program
 
 Program compile(std::string_view text) {
   Program program;
+  program.shape = shape_of(text);
   auto push = [&program](Op op, char32_t ch = 0, std::uint32_t first = 0) {
     Token token;
     token.op = op;
@@ -236,9 +276,14 @@ Program compile(std::string_view text) {
         push(Op::kChar, U'/');
       }
     } else if (c == '*') {
-      push(Op::kStar), ++i;
+      push(Op::kStar);
+      ++i;
     } else if (c == '?') {
-      push(Op::kAnyChar), ++i;
+      push(Op::kAnyChar);
+      ++i;
+    } else if (c == '^' && program.shape == Shape::kGlob) {
+      push(Op::kAnchor);
+      ++i;
     } else if (c == '[') {
       i = compile_class(text, i + 1, program);
     } else if (c == '\\') {
@@ -253,14 +298,20 @@ Program compile(std::string_view text) {
       i += r.size;
     }
   }
-  // moby's fast paths are not only faster: kSuffix matches differently from the tokens ("**foo"
-  // matches "barfoo", the regexp "(.*/)?foo" would not), so it has to be kept apart.
-  if (text.find_first_of("*?[\\") == std::string_view::npos) {
-    program.shape = Shape::kLiteral;
-    program.text = text;
-  } else if (starts_with(text, "**") && text.find_first_of("*?[]\\", 2) == std::string_view::npos) {
-    program.shape = Shape::kSuffix;
-    program.text = text.substr(2);
+  // moby's fast paths are not only faster: they match differently from its regexps ("**foo"
+  // matches "barfoo" where "(.*/)?foo" would not; '^' is literal there), so they are kept apart.
+  switch (program.shape) {
+    case Shape::kLiteral:
+      program.text = text;
+      break;
+    case Shape::kPrefix:
+      program.text = text.substr(0, n - 2);
+      break;
+    case Shape::kSuffix:
+      program.text = text.substr(2);
+      break;
+    case Shape::kGlob:
+      break;
   }
   return program;
 }
@@ -286,9 +337,9 @@ class StateSets {
   std::uint8_t* data_;
 };
 
-// Adds the states reachable without consuming a character. Jumps only go forward, so one
-// ascending pass reaches all of them.
-void close(const Program& program, std::uint8_t* set) {
+// Adds the states reachable without consuming a character; `at_start` says nothing has been
+// consumed yet. Jumps only go forward, so one ascending pass reaches all of them.
+void close(const Program& program, std::uint8_t* set, bool at_start) {
   const std::size_t m = program.tokens.size();
   for (std::size_t k = 0; k < m; ++k) {
     if (!set[k])
@@ -299,6 +350,8 @@ void close(const Program& program, std::uint8_t* set) {
     } else if (token.op == Op::kSkip) {
       set[k + 1] = 1;
       set[k + 1 + token.first] = 1;
+    } else if (token.op == Op::kAnchor && at_start) {
+      set[k + 1] = 1;
     }
   }
 }
@@ -306,7 +359,7 @@ void close(const Program& program, std::uint8_t* set) {
 void start(const Program& program, std::uint8_t* set) {
   std::fill(set, set + program.tokens.size() + 1, std::uint8_t{0});
   set[0] = 1;
-  close(program, set);
+  close(program, set, true);
 }
 
 bool in_class(const Program& program, const Token& token, char32_t c) {
@@ -326,35 +379,37 @@ bool step(const Program& program, const std::uint8_t* from, std::uint8_t* to, ch
     if (!from[k])
       continue;
     const Token& token = program.tokens[k];
-    std::size_t target = m + 1;  // none
+    bool consumed = false;
+    std::size_t target = k + 1;
     switch (token.op) {
       case Op::kChar:
-        if (c == token.ch)
-          target = k + 1;
+        consumed = c == token.ch;
         break;
       case Op::kAnyChar:
-        if (c != U'/')
-          target = k + 1;
+        consumed = c != U'/';
         break;
       case Op::kClass:
-        if (in_class(program, token, c))
-          target = k + 1;
+        consumed = in_class(program, token, c);
         break;
       case Op::kStar:
-        if (c != U'/')
-          target = k;
+        consumed = c != U'/';
+        target = k;
         break;
       case Op::kAnything:
+        consumed = c != U'\n';
         target = k;
         break;
       case Op::kSkip:
+      case Op::kAnchor:
         break;
     }
-    if (target <= m)
-      to[target] = 1, alive = true;
+    if (consumed) {
+      to[target] = 1;
+      alive = true;
+    }
   }
   if (alive)
-    close(program, to);
+    close(program, to, false);
   return alive;
 }
 
@@ -367,12 +422,14 @@ bool matches_self_or_parent(const Program& program, std::string_view path) {
       return path == lit ||
              (path.size() > lit.size() && starts_with(path, lit) && path[lit.size()] == '/');
     }
+    case Shape::kPrefix:
+      return starts_with(path, program.text);  // a parent with the prefix implies the path has it
     case Shape::kSuffix: {
-      const std::string& suffix = program.text;
-      auto test = [&suffix](std::string_view s) {
+      const std::string_view suffix = program.text;
+      auto test = [suffix](std::string_view s) {
         // "**/foo" also matches "foo" at the top, where no '/' precedes it.
         return ends_with(s, suffix) ||
-               (!suffix.empty() && suffix[0] == '/' && s == std::string_view(suffix).substr(1));
+               (!suffix.empty() && suffix[0] == '/' && s == suffix.substr(1));
       };
       if (test(path))
         return true;
@@ -409,6 +466,8 @@ bool matches_below(const Program& program, std::string_view prefix) {
   switch (program.shape) {
     case Shape::kLiteral:
       return program.text.size() > prefix.size() && starts_with(program.text, prefix);
+    case Shape::kPrefix:
+      return starts_with(program.text, prefix) || starts_with(prefix, program.text);
     case Shape::kSuffix:
       return true;  // "dir/" + the suffix (without its '/') ends with the suffix
     case Shape::kGlob:
@@ -426,8 +485,9 @@ bool matches_below(const Program& program, std::string_view prefix) {
     std::swap(cur, next);
     i += r.size;
   }
-  // Every token can consume at least one character, so a live position short of the end can
-  // still be completed by a longer path.
+  // Every token but an anchor can consume a character, so a live position short of the end can
+  // be completed by a longer path (unless only an anchor, dead past the start, lies ahead: rare
+  // enough to answer conservatively).
   return std::any_of(cur, cur + m, [](std::uint8_t live) { return live != 0; });
 }
 
@@ -487,7 +547,7 @@ std::string read_file(const fs::path& path) {
 }  // namespace
 
 struct IgnoreMatcher::Compiled {
-  std::vector<Program> programs;
+  std::vector<Program> programs;  // parallel to patterns_
   bool has_exclusions = false;
 };
 
@@ -499,8 +559,10 @@ std::string clean_path(std::string_view path) {
   out.reserve(path.size());
   // out never shrinks below `floor`: the root '/', or ".." elements a relative path starts with.
   std::size_t floor = 0;
-  if (rooted)
-    out += '/', floor = 1;
+  if (rooted) {
+    out += '/';
+    floor = 1;
+  }
   std::size_t r = 0;
   while (r < path.size()) {
     if (path[r] == '/') {
@@ -586,7 +648,7 @@ IgnoreMatcher IgnoreMatcher::parse(std::string_view content, const std::string& 
     try {
       compiled->programs.push_back(compile(pattern));
     } catch (const SyntaxError& e) {
-      throw InputError(where, "syntax error in pattern " + quote(text) + ": " + e.reason);
+      throw InputError(where, "syntax error in pattern " + kiln::quote(text) + ": " + e.reason);
     }
     compiled->has_exclusions = compiled->has_exclusions || exclusion;
     matcher.patterns_.push_back(IgnorePattern{std::move(pattern), exclusion, line_number});

@@ -491,8 +491,12 @@ Instruction parse_instruction(const LogicalLine& line, char escape) {
   ins.kind = *kind;
 
   for (ContainerfileParser::FlagContext* flag : tree->flag()) {
-    antlr4::Token* token = flag->FLAG()->getSymbol();
-    ins.flags.push_back(decode_flag(token->getText(), line.locate(token->getStartIndex())));
+    antlr4::Token* token = flag->getStart();
+    SourceLocation where = line.locate(token->getStartIndex());
+    if (token->getType() == ContainerfileLexer::UNTERMINATED_FLAG) {
+      throw InputError(where, "unterminated quote in flag " + token->getText());
+    }
+    ins.flags.push_back(decode_flag(token->getText(), std::move(where)));
   }
   check_flags(ins.kind, ins.flags);
 

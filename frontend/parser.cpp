@@ -58,7 +58,8 @@ std::optional<HeredocOpening> heredoc_from_word(const std::string& word) {
 std::vector<HeredocOpening> heredocs_in_line(const std::string& text) {
   std::vector<std::string> words;
   try {
-    ShellLexer lexer({.escape = '\\', .raw_quotes = true, .raw_escapes = true});
+    ShellLexer lexer(
+        {.escape = '\\', .raw_quotes = true, .raw_escapes = true, .skip_unset = true});
     words = lexer.expand_words(text, no_variables);
   } catch (const ExpansionError&) {
     return {};  // not shell words: nothing here can open a here-document

@@ -43,10 +43,13 @@ FLAGS_BLANK : BLANK+ -> skip;
 END_OF_FLAGS : '--' -> mode(ARGUMENTS);
 // `--name[=value]`: quotes group blanks into the value, a backslash escapes the next character.
 FLAG : '--' FLAG_PIECE+;
+// A quote that never closes would swallow the rest of the line; it gets a token of its own so the
+// parser can report it instead of guessing.
+UNTERMINATED_FLAG : '--' FLAG_PIECE* ( '"' ~["]* | '\'' ~[']* );
 fragment FLAG_PIECE
   : ~[ \t\f\u000B\r\n"'\\]
-  | '"' ~["]* '"'?
-  | '\'' ~[']* '\''?
+  | '"' ~["]* '"'
+  | '\'' ~[']* '\''
   | '\\' .?
   ;
 // The first word that is not a flag starts the arguments, which run to the end of the line.

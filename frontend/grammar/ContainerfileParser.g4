@@ -14,6 +14,6 @@ keyword
   | UNKNOWN_INSTRUCTION
   ;
 
-flag : FLAG ;
+flag : FLAG | UNTERMINATED_FLAG ;
 
 arguments : ARGUMENTS_TEXT ;

@@ -231,6 +231,36 @@ TEST(IgnoreMatch, DoubleStarQuirksFromMoby) {
   EXPECT_TRUE(rules("**fo?\n").excluded("bar/foo"));
 }
 
+TEST(IgnoreMatch, CaretIsAnAnchorOnlyInWildcardPatterns) {
+  // moby copies '^' into its regexp unescaped.
+  EXPECT_TRUE(rules("^*.md\n").excluded("x.md"));  // a leading anchor changes nothing
+  EXPECT_FALSE(rules("^x*\n").excluded("^xy"));    // no literal '^' is asked for
+  EXPECT_TRUE(rules("^x*\n").excluded("xy"));
+  EXPECT_FALSE(rules("a*^b\n").excluded("a^b"));  // an anchor after the start never holds
+  EXPECT_TRUE(rules("**^a?\n").excluded("ab"));   // "**" may match nothing before it
+  // Without wildcards (moby's literal, prefix and suffix paths) it is a plain character.
+  EXPECT_TRUE(rules("^a\n").excluded("^a"));
+  EXPECT_TRUE(rules("^a**\n").excluded("^ab/c"));
+  EXPECT_FALSE(rules("^a**\n").excluded("ab"));
+  EXPECT_TRUE(rules("**^a\n").excluded("x/^a"));
+  // Inside a class it negates at the start and is a member elsewhere.
+  EXPECT_TRUE(rules("[a^]\n").excluded("^"));
+}
+
+TEST(IgnoreMatch, OddCharactersInPaths) {
+  // The ".*" moby makes of "**" stops at a newline when the pattern has other wildcards.
+  EXPECT_FALSE(rules("a/**/*.c\n").excluded("a/x\ny/z.c"));
+  EXPECT_TRUE(rules("a/**\n").excluded("a/x\ny/z.c"));  // prefix path: no regexp involved
+  EXPECT_TRUE(rules("a/*\n").excluded("a/x\ny"));       // '*' is "[^/]*", which takes '\n'
+  // Bytes that are not UTF-8 count as one character each.
+  EXPECT_TRUE(
+      rules("a?b\n").excluded("a\xFF"
+                              "b"));
+  EXPECT_FALSE(
+      rules("a?b\n").excluded("a\xFF\xFE"
+                              "b"));
+}
+
 TEST(IgnoreMatch, ParentDirectoryMatchCoversChildren) {
   const IgnoreMatcher m = rules("build\nsrc/*/gen\n");
   EXPECT_TRUE(m.excluded("build"));

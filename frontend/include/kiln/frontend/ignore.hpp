@@ -22,11 +22,16 @@
 //    ?        one character other than '/'
 //    [a-z]    one character (a '/' too) in the set; "[^...]" is the complement. "[!...]" is NOT a
 //             complement: it is the set holding '!' and the rest, as in Go.
-//    \c       the character c itself
-//    **       at the end of the pattern: anything, '/' included ("dir/**" matches everything
-//             below dir but not dir itself). Elsewhere: nothing, or any text that ends with '/',
-//             so "a/**/b" matches "a/b" and "a/x/y/b", and "a**b" matches "ab" and "a/x/b" but not
-//             "axb". A "/" right after "**" belongs to it.
+//    \c       the character c itself (moby's regexp gives "\d", "\w" and the like their regexp
+//             meaning, an accident we do not copy)
+//    ^        outside a class, in a pattern with a wildcard: "at the start of the path" (moby
+//             leaves it unescaped in its regexp), so a leading '^' changes nothing and "a*^b"
+//             matches nothing; in a pattern without wildcards it is an ordinary character
+//    **       at the end of the pattern: anything, '/' included, so "dir/**" matches everything
+//             below dir but not dir itself (with another wildcard in the pattern, not across a
+//             '\n'). Elsewhere: nothing, or any text that ends with '/', so "a/**/b" matches
+//             "a/b" and "a/x/y/b", and "a**b" matches "ab" and "a/x/b" but not "axb". A '/' right
+//             after "**" belongs to it.
 //    **text   (the pattern starts with "**" and has no other wildcard): every path that ends
 //             with text, so "**.txt" matches "a/b.txt" and "**foo" matches "barfoo".
 //

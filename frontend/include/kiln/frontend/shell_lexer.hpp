@@ -63,8 +63,7 @@ struct ShellLexerOptions {
   char escape = '\\';        // '\\' or '`' (the Containerfile's escape directive)
   bool raw_quotes = false;   // keep quote characters in the output (BuildKit RawQuotes)
   bool raw_escapes = false;  // keep escape characters in the output (BuildKit RawEscapes)
-  bool skip_unset =
-      false;  // leave references to unset variables as written (BuildKit SkipUnsetEnv)
+  bool skip_unset = false;   // leave unset references as written (BuildKit SkipUnsetEnv)
   bool skip_quotes = false;  // treat ' and " as ordinary characters (BuildKit SkipProcessQuotes)
 };
 
