@@ -17,7 +17,7 @@ const char* const kBuildUsage =
     "[--no-cache] [--pull] [-o type=oci|docker|registry|local|tar,dest=...] [--push] "
     "[--cache-from SPEC] [--cache-to SPEC] [--secret id=ID,src=FILE] [--network "
     "default|none|host] [--label K=V] [--iidfile FILE] [--progress auto|tty|plain|json] "
-    "[--sign-key FILE] [--dry-run] CONTEXT";
+    "[--sign-key FILE] [--dry-run [--plan-format text|json]] CONTEXT";
 
 namespace {
 
@@ -145,7 +145,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
                                                        std::ostream& help_out) {
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
       labels, no_cache_filter;
-  std::string file, target, network, iidfile, progress, sign_key, dry_run, context;
+  std::string file, target, network, iidfile, progress, sign_key, plan_format, context;
   po::options_description visible("Options");
   visible.add_options()
       ("help,h", "print this help")
@@ -175,8 +175,9 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("progress", po::value(&progress)->default_value("auto"), "progress output: auto, tty, "
                                                                 "plain, json")
       ("sign-key", po::value(&sign_key), "sign the pushed image with this private key")
-      ("dry-run", po::value(&dry_run)->implicit_value("text"), "print the planned build graph "
-                                                               "(text or json) and run nothing");
+      ("dry-run", po::bool_switch(), "print the planned build graph and run nothing")
+      ("plan-format", po::value(&plan_format)->default_value("text"), "with --dry-run: text or "
+                                                                       "json");
   po::options_description hidden;
   hidden.add_options()("context", po::value(&context));
   po::options_description all;
@@ -243,10 +244,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   require_one_of(progress, "--progress", {"auto", "tty", "plain", "json"});
   opts.progress = progress;
   opts.sign_key = sign_key;
-  if (vm.count("dry-run")) {
-    require_one_of(dry_run, "--dry-run", {"text", "json"});
-    opts.dry_run = dry_run;
-  }
+  require_one_of(plan_format, "--plan-format", {"text", "json"});
+  if (vm["dry-run"].as<bool>()) opts.dry_run = plan_format;
   if (opts.push && opts.tags.empty()) usage("--push needs a -t TAG naming the registry image");
   return opts;
 }

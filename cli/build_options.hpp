@@ -46,7 +46,7 @@ struct BuildCommandOptions {
   std::string iidfile;
   std::string progress = "auto";  // auto | tty | plain | json
   std::string sign_key;
-  std::optional<std::string> dry_run;  // "text" or "json": print the plan instead of building
+  std::optional<std::string> dry_run;  // --dry-run: the plan format, "text" or "json"
 };
 
 // Parses the arguments after `kiln build`. Throws UsageError for an unknown flag, a missing or

@@ -194,10 +194,12 @@ class Planner {
 
   Stage& current() { return plan_.stages.back(); }
 
+  // The latest stage so far with this name (with duplicate names, BuildKit's later definition
+  // shadows the earlier one).
   std::optional<size_t> stage_by_name(std::string_view name) const {
     std::string lower = to_lower(name);
-    for (const Stage& s : plan_.stages) {
-      if (!s.name.empty() && s.name == lower) return s.index;
+    for (auto it = plan_.stages.rbegin(); it != plan_.stages.rend(); ++it) {
+      if (!it->name.empty() && it->name == lower) return it->index;
     }
     return std::nullopt;
   }
@@ -208,9 +210,11 @@ class Planner {
     stage.where = ins.where;
     if (ins.args.size() == 3) {
       stage.name = to_lower(ins.args[2]);
-      if (stage_by_name(stage.name)) {
-        throw InputError(ins.args_where, "duplicate stage name " + quote(stage.name) +
-                                             ": stage names must be unique");
+      if (auto earlier = stage_by_name(stage.name)) {
+        plan_.warnings.push_back(
+            {ins.where, "duplicate stage name " + quote(stage.name) + " (first defined at line " +
+                            std::to_string(plan_.stages[*earlier].where.line) +
+                            "): later references use this stage"});
       }
     }
     std::string base = expand(ins.args[0], ins.args_where, /*meta=*/true);
@@ -275,8 +279,8 @@ class Planner {
       return index;
     }
     std::string lower = to_lower(ref);
-    for (size_t i = 0; i < stage_names_.size(); ++i) {
-      if (stage_names_[i] == lower) return i;
+    for (size_t i = stage_names_.size(); i-- > 0;) {
+      if (!lower.empty() && stage_names_[i] == lower) return i;
     }
     return std::nullopt;
   }
@@ -351,6 +355,7 @@ class Planner {
           for (const std::string& field : split_mount_fields(*flag.value)) {
             if (!field.starts_with("from=")) continue;
             std::string ref = field.substr(5);
+            if (ref.empty()) continue;
             if (auto stage = resolve_stage_ref(ref, flag.where)) {
               op.mount_stages.push_back(*stage);
             } else {
@@ -389,8 +394,13 @@ class Planner {
           flag.name == "keep-git-dir") {
         continue;
       }
+      if (flag.name == "from" && flag.value->find('$') != std::string::npos) {
+        throw InputError(flag.where,
+                         "variable expansion is not supported for --from; define a stage with "
+                         "FROM using an ARG from the global scope instead");
+      }
       flag.value = expand(*flag.value, flag.where);
-      if (flag.name != "from") continue;
+      if (flag.name != "from" || flag.value->empty()) continue;  // empty: the build context
       if (auto stage = resolve_stage_ref(*flag.value, flag.where)) {
         if (*stage == current().index) {
           throw InputError(flag.where, "COPY --from=" + *flag.value +

@@ -142,24 +142,48 @@ bool is_go_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
 
+// The arguments of an instruction and where they start, so that an error in one word can point
+// at that word even when it sits on a continuation line.
+struct Rest {
+  std::string_view text;
+  const LogicalLine& line;
+  size_t offset;  // code-point offset of text in line.text
+
+  SourceLocation at(size_t byte) const {
+    return line.locate(offset + count_code_points(text.substr(0, std::min(byte, text.size()))));
+  }
+};
+
+struct Word {
+  std::string text;
+  size_t byte = 0;  // where the word starts in Rest::text
+};
+
+std::vector<std::string> texts(const std::vector<Word>& words) {
+  std::vector<std::string> out;
+  for (const Word& w : words) out.push_back(w.text);
+  return out;
+}
+
 // Splits on runs of whitespace, no quoting (BuildKit's parseStringsWhitespaceDelimited).
-std::vector<std::string> split_whitespace(std::string_view s) {
-  std::vector<std::string> words;
+std::vector<Word> split_whitespace(std::string_view s) {
+  std::vector<Word> words;
   size_t i = 0;
   while (i < s.size()) {
     while (i < s.size() && is_go_space(s[i])) ++i;
     size_t start = i;
     while (i < s.size() && !is_go_space(s[i])) ++i;
-    if (i > start) words.emplace_back(s.substr(start, i - start));
+    if (i > start) words.push_back({std::string(s.substr(start, i - start)), start});
   }
   return words;
 }
 
 // Splits into words at unquoted whitespace, keeping quotes and escapes in the words (BuildKit's
 // parseWords): the values are unquoted later, when they are expanded.
-std::vector<std::string> split_words_keep_quotes(std::string_view s, char escape) {
-  std::vector<std::string> words;
+std::vector<Word> split_words_keep_quotes(std::string_view s, char escape) {
+  std::vector<Word> words;
   std::string word;
+  size_t start = 0;
   bool in_word = false;
   bool blank_ok = false;
   char quote = 0;
@@ -167,11 +191,12 @@ std::vector<std::string> split_words_keep_quotes(std::string_view s, char escape
     char c = s[i];
     if (quote == 0) {
       if (is_go_space(c)) {
-        if (in_word && (blank_ok || !word.empty())) words.push_back(word);
+        if (in_word && (blank_ok || !word.empty())) words.push_back({word, start});
         word.clear();
         in_word = blank_ok = false;
         continue;
       }
+      if (!in_word) start = i;
       in_word = true;
       if (c == '\'' || c == '"') {
         quote = c;
@@ -193,7 +218,7 @@ std::vector<std::string> split_words_keep_quotes(std::string_view s, char escape
     }
     word += c;
   }
-  if (in_word && (blank_ok || !word.empty())) words.push_back(word);
+  if (in_word && (blank_ok || !word.empty())) words.push_back({word, start});
   return words;
 }
 
@@ -242,7 +267,7 @@ void decode_maybe_json_list(Instruction& ins, std::string_view rest) {
     case JsonResult::kNotStrings:
       throw InputError(ins.args_where, kNotStringArray);
     case JsonResult::kNotJson:
-      ins.args = split_whitespace(rest);
+      ins.args = texts(split_whitespace(rest));
       return;
   }
 }
@@ -251,10 +276,11 @@ std::string requires_message(const Instruction& ins, const char* what) {
   return std::string(keyword_of(ins.kind)) + " requires " + what;
 }
 
-void decode_name_values(Instruction& ins, std::string_view rest, char escape) {
-  std::vector<std::string> words = split_words_keep_quotes(rest, escape);
+void decode_name_values(Instruction& ins, const Rest& args, char escape) {
+  std::string_view rest = args.text;
+  std::vector<Word> words = split_words_keep_quotes(rest, escape);
   if (words.empty()) throw InputError(ins.where, requires_message(ins, "at least one argument"));
-  if (words.front().find('=') == std::string::npos) {
+  if (words.front().text.find('=') == std::string::npos) {
     // Legacy `ENV name value...`: the value is everything after the first run of whitespace.
     std::string_view key = rest;
     size_t end = 0;
@@ -270,28 +296,29 @@ void decode_name_values(Instruction& ins, std::string_view rest, char escape) {
     ins.pairs.push_back({std::string(key), std::string(value), ins.args_where});
     return;
   }
-  for (const std::string& word : words) {
-    size_t eq = word.find('=');
+  for (const Word& word : words) {
+    size_t eq = word.text.find('=');
+    SourceLocation where = args.at(word.byte);
     if (eq == std::string::npos) {
-      throw InputError(ins.args_where, "syntax error: can't find = in " + quote(word) +
-                                           "; must be of the form: name=value");
+      throw InputError(where, "syntax error: can't find = in " + quote(word.text) +
+                                  "; must be of the form: name=value");
     }
     if (eq == 0) {
-      throw InputError(ins.args_where,
-                       std::string(keyword_of(ins.kind)) + " names can not be blank");
+      throw InputError(where, std::string(keyword_of(ins.kind)) + " names can not be blank");
     }
-    ins.pairs.push_back({word.substr(0, eq), word.substr(eq + 1), ins.args_where});
+    ins.pairs.push_back({word.text.substr(0, eq), word.text.substr(eq + 1), where});
   }
 }
 
-void decode_args(Instruction& ins, std::vector<std::string>& words) {
-  for (const std::string& word : words) {
-    size_t eq = word.find('=');
-    if (eq == 0) throw InputError(ins.args_where, "ARG names can not be blank");
+void decode_args(Instruction& ins, const Rest& args, const std::vector<Word>& words) {
+  for (const Word& word : words) {
+    size_t eq = word.text.find('=');
+    SourceLocation where = args.at(word.byte);
+    if (eq == 0) throw InputError(where, "ARG names can not be blank");
     if (eq == std::string::npos) {
-      ins.pairs.push_back({word, std::nullopt, ins.args_where});
+      ins.pairs.push_back({word.text, std::nullopt, where});
     } else {
-      ins.pairs.push_back({word.substr(0, eq), word.substr(eq + 1), ins.args_where});
+      ins.pairs.push_back({word.text.substr(0, eq), word.text.substr(eq + 1), where});
     }
   }
 }
@@ -332,19 +359,25 @@ void check_durations(const Instruction& ins) {
 
 void decode_arguments(Instruction& ins, const LogicalLine& line, size_t rest_offset,
                       std::string_view rest, char escape) {
+  const Rest args{rest, line, rest_offset};
   switch (ins.kind) {
     case InstructionKind::kFrom: {
-      ins.args = split_whitespace(rest);
-      bool named = ins.args.size() == 3 && iequals(ins.args[1], "as");
-      if (!(ins.args.size() == 1 || named)) {
+      std::vector<Word> words = split_whitespace(rest);
+      ins.args = texts(words);
+      if (ins.args.empty() || ins.args.size() == 2 || ins.args.size() > 3) {
         throw InputError(ins.args.empty() ? ins.where : ins.args_where,
                          "FROM requires either one or three arguments: FROM [--platform=P] IMAGE "
                          "[AS NAME]");
       }
-      if (named && !is_valid_stage_name(to_lower(ins.args[2]))) {
-        throw InputError(ins.args_where, "invalid name for build stage: " + quote(ins.args[2]) +
-                                             ", name can't start with a number or contain "
-                                             "symbols");
+      if (ins.args.size() == 3 && !iequals(ins.args[1], "as")) {
+        throw InputError(args.at(words[1].byte),
+                         "FROM requires either one or three arguments: expected AS, found " +
+                             quote(ins.args[1]));
+      }
+      if (ins.args.size() == 3 && !is_valid_stage_name(to_lower(ins.args[2]))) {
+        throw InputError(args.at(words[2].byte),
+                         "invalid name for build stage: " + quote(ins.args[2]) +
+                             ", name can't start with a number or contain symbols");
       }
       return;
     }
@@ -369,16 +402,16 @@ void decode_arguments(Instruction& ins, const LogicalLine& line, size_t rest_off
       return;
     case InstructionKind::kLabel:
     case InstructionKind::kEnv:
-      decode_name_values(ins, rest, escape);
+      decode_name_values(ins, args, escape);
       return;
     case InstructionKind::kArg: {
-      std::vector<std::string> words = split_words_keep_quotes(rest, escape);
+      std::vector<Word> words = split_words_keep_quotes(rest, escape);
       if (words.empty()) throw InputError(ins.where, requires_message(ins, "at least one argument"));
-      decode_args(ins, words);
+      decode_args(ins, args, words);
       return;
     }
     case InstructionKind::kExpose:
-      ins.args = split_whitespace(rest);
+      ins.args = texts(split_whitespace(rest));
       if (ins.args.empty()) {
         throw InputError(ins.where, requires_message(ins, "at least one argument"));
       }
@@ -418,7 +451,8 @@ void decode_arguments(Instruction& ins, const LogicalLine& line, size_t rest_off
       std::string_view command = trim_left(rest.substr(sep));
       if (type == "NONE") {
         if (!command.empty()) {
-          throw InputError(ins.args_where, "HEALTHCHECK NONE takes no arguments");
+          throw InputError(args.at(rest.size() - command.size()),
+                           "HEALTHCHECK NONE takes no arguments");
         }
       } else if (type == "CMD") {
         decode_maybe_json(ins, command);

@@ -215,9 +215,15 @@ bool SourceReader::next(LogicalLine& out) {
     int empty_continuation_line = 0;
     while (continued) {
       if (next_line_ >= lines_.size()) {
-        throw InputError(continuation_at,
-                         "unexpected end of file after line continuation: the instruction is "
-                         "incomplete");
+        // BuildKit runs what it has; only a continuation that left the keyword alone is an error.
+        if (trim(out.text).find_first_of(" \t") == std::string_view::npos) {
+          throw InputError(continuation_at,
+                           "unexpected end of file after line continuation: the instruction has "
+                           "no arguments");
+        }
+        warnings_.push_back({continuation_at,
+                             "line continuation at end of file: the last instruction ends here"});
+        break;
       }
       size_t cont_index = next_line_++;
       std::string_view cont = lines_[cont_index];

@@ -51,8 +51,9 @@ class SourceReader {
   const std::vector<Directive>& directives() const { return directives_; }
   char escape() const { return escape_; }
 
-  // Moves to the next instruction. Returns false at the end of the file. Throws InputError when
-  // the file ends in the middle of a line continuation.
+  // Moves to the next instruction. Returns false at the end of the file. A file that ends in the
+  // middle of a line continuation ends the instruction there with a warning (as BuildKit does),
+  // or throws InputError when nothing but the keyword was read.
   bool next(LogicalLine& out);
 
   // Reads the body of a here-document that starts on the line after the current position and

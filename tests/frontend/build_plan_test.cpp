@@ -215,7 +215,8 @@ TEST(BuildPlan, ForwardReferencesWorkAndCyclesAreErrors) {
 }
 
 TEST(BuildPlan, StageErrors) {
-  expect_plan_error("FROM a AS x\nFROM b AS X\n", 2, "duplicate stage name \"x\"");
+  expect_plan_error("FROM a\nARG S=x\nCOPY --from=$S /a /b\n", 3,
+                    "variable expansion is not supported for --from");
   expect_plan_error("FROM a\nCOPY --from=5 /a /b\n", 2, "invalid stage index 5");
   expect_plan_error("FROM a AS s\nCOPY --from=s /a /b\n", 2, "cannot copy from itself");
   expect_plan_error("RUN x\nFROM a\n", 1, "no build stage in current context");
@@ -224,6 +225,22 @@ TEST(BuildPlan, StageErrors) {
   expect_plan_error("FROM a\nWORKDIR ${X\n", 2, "missing '}'");
   expect_plan_error("FROM a\nARG X\nUSER ${X:?must be set}\n", 3, "X: must be set");
   expect_plan_error("ARG A\n", 0, "no FROM instruction");
+}
+
+TEST(BuildPlan, DuplicateStageNamesWarnAndTheLaterOneWins) {
+  Planned p = plan("FROM a AS x\nFROM b AS X\nFROM x\nFROM c\nCOPY --from=x /a /a\n");
+  ASSERT_EQ(p.plan.warnings.size(), 1u);
+  EXPECT_THAT(p.plan.warnings[0].message, HasSubstr("duplicate stage name \"x\""));
+  EXPECT_EQ(p.plan.stages[2].base_stage, 1u);
+  EXPECT_EQ(p.plan.stages[3].ops[0].from_stage, 1u);
+}
+
+TEST(BuildPlan, EmptyFromMeansTheContext) {
+  Planned p = plan("FROM alpine\nCOPY --from= a b\nRUN --mount=from=,target=/x true\n");
+  EXPECT_FALSE(p.plan.stages[0].ops[0].from_stage.has_value());
+  EXPECT_TRUE(p.plan.stages[0].ops[0].from_image.empty());
+  EXPECT_TRUE(p.plan.stages[0].ops[1].mount_stages.empty());
+  EXPECT_TRUE(p.plan.warnings.empty());
 }
 
 TEST(BuildPlan, BareImageNamesInFromFlagsWarn) {

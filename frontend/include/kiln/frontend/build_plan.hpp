@@ -82,9 +82,10 @@ struct BuildPlan {
 };
 
 // Builds the plan. Throws kiln::InputError (FILE:LINE:COL) for: an instruction before the first
-// FROM other than ARG, a malformed expansion, an empty base name, a duplicate stage name, a bad
-// stage index, a cycle between stages, an unknown --target stage (without a position: names the
-// target), a malformed --platform.
+// FROM other than ARG, a malformed expansion, an empty base name, a variable in COPY --from, a bad
+// stage index, a stage copying from itself, a cycle between stages, a malformed --platform; and
+// kiln::Error for an unknown --target stage. A duplicate stage name is a warning (as in BuildKit):
+// references resolve to the latest definition.
 BuildPlan plan_build(const Containerfile& file, const BuildOptions& options);
 
 // Human-readable plan for `kiln build --dry-run`: one block per needed stage, in run order.

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs everything kiln needs to build and test on Debian 12, from Debian's packages only.
+# Run as root. Safe to run again.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends \
+  ca-certificates cmake ninja-build g++ make pkg-config git \
+  antlr4 default-jre-headless libantlr4-runtime-dev uuid-dev \
+  libarchive-dev libzstd-dev libssl-dev libcurl4-openssl-dev nlohmann-json3-dev libxxhash-dev \
+  libboost-program-options-dev libgtest-dev libgmock-dev libseccomp-dev libcap-dev \
+  clang-16 libclang-rt-16-dev \
+  busybox-static
