@@ -20,7 +20,8 @@ int version_command(const std::vector<std::string>& args, Io io) {
     io.out << "Usage: kiln version\n\nPrint kiln's version.\n";
     return kExitOk;
   }
-  if (!args.empty()) throw UsageError("kiln version takes no arguments", "kiln version");
+  if (!args.empty())
+    throw UsageError("kiln version takes no arguments", "kiln version");
   io.out << "kiln version " << KILN_VERSION << "\n";
   return kExitOk;
 }
@@ -45,8 +46,7 @@ void print_help(std::ostream& out) {
          "kiln builds OCI container images from Containerfiles, without a daemon or root.\n\n"
          "Commands:\n";
   for (const Command& c : commands()) {
-    out << "  " << c.name << std::string(10 - std::string(c.name).size(), ' ') << c.summary
-        << "\n";
+    out << "  " << c.name << std::string(10 - std::string(c.name).size(), ' ') << c.summary << "\n";
   }
   out << "\nRun 'kiln COMMAND --help' for a command's options.\n";
 }
@@ -64,9 +64,11 @@ int run(const std::vector<std::string>& args, Io io) {
     print_help(io.out);
     return kExitOk;
   }
-  if (name == "--version") return version_command({}, io);
+  if (name == "--version")
+    return version_command({}, io);
   for (const Command& command : commands()) {
-    if (name != command.name) continue;
+    if (name != command.name)
+      continue;
     std::vector<std::string> rest(args.begin() + 1, args.end());
     try {
       return command.run(rest, io);

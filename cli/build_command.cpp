@@ -12,7 +12,8 @@ namespace kiln::cli {
 
 int build_command(const std::vector<std::string>& args, Io io) {
   std::optional<BuildCommandOptions> opts = parse_build_options(args, io.out);
-  if (!opts) return kExitOk;
+  if (!opts)
+    return kExitOk;
 
   std::filesystem::path context = opts->context;
   std::error_code ec;
@@ -29,7 +30,8 @@ int build_command(const std::vector<std::string>& args, Io io) {
   frontend::BuildOptions build;
   build.build_args = opts->build_args;
   build.target = opts->target;
-  if (!opts->platforms.empty()) build.target_platform = opts->platforms.front();
+  if (!opts->platforms.empty())
+    build.target_platform = opts->platforms.front();
   frontend::BuildPlan plan = frontend::plan_build(file, build);
   print_warnings(plan.warnings, io.err);
 
@@ -41,8 +43,9 @@ int build_command(const std::vector<std::string>& args, Io io) {
     }
     return kExitOk;
   }
-  throw Error("building images is not implemented in this version of kiln yet; "
-              "'kiln build --dry-run' prints the plan");
+  throw Error(
+      "building images is not implemented in this version of kiln yet; "
+      "'kiln build --dry-run' prints the plan");
 }
 
 }  // namespace kiln::cli

@@ -21,7 +21,9 @@ const char* const kBuildUsage =
 
 namespace {
 
-[[noreturn]] void usage(const std::string& message) { throw UsageError(message, kBuildUsage); }
+[[noreturn]] void usage(const std::string& message) {
+  throw UsageError(message, kBuildUsage);
+}
 
 // Splits "a=1,b=\"x,y\"" into fields; double quotes protect commas.
 std::vector<std::string> split_fields(const std::string& spec) {
@@ -53,30 +55,35 @@ std::pair<std::string, std::string> key_value(const std::string& text, const std
 TypedSpec parse_output(const std::string& spec) {
   if (spec.find('=') == std::string::npos) {
     // Docker's shorthand: a path means the rootfs into that directory, "-" a tar on stdout.
-    if (spec == "-") return {"tar", {{"dest", "-"}}};
+    if (spec == "-")
+      return {"tar", {{"dest", "-"}}};
     return {"local", {{"dest", spec}}};
   }
   TypedSpec out = parse_typed_spec(spec, "--output");
-  static const std::vector<std::string> kTypes = {"oci", "docker", "registry", "local", "tar",
-                                                  "image"};
+  static const std::vector<std::string> kTypes = {"oci",   "docker", "registry",
+                                                  "local", "tar",    "image"};
   if (std::find(kTypes.begin(), kTypes.end(), out.type) == kTypes.end()) {
     usage("--output type " + quote(out.type) +
           " is not one of oci, docker, registry, local, tar, image");
   }
-  bool needs_dest = out.type == "oci" || out.type == "docker" || out.type == "local" ||
-                    out.type == "tar";
-  if (needs_dest && !out.attr("dest")) usage("--output type=" + out.type + " needs dest=PATH");
+  bool needs_dest =
+      out.type == "oci" || out.type == "docker" || out.type == "local" || out.type == "tar";
+  if (needs_dest && !out.attr("dest"))
+    usage("--output type=" + out.type + " needs dest=PATH");
   return out;
 }
 
 TypedSpec parse_cache(const std::string& spec, const std::string& what, bool exporting) {
-  if (spec.find('=') == std::string::npos) return {"registry", {{"ref", spec}}};
+  if (spec.find('=') == std::string::npos)
+    return {"registry", {{"ref", spec}}};
   TypedSpec cache = parse_typed_spec(spec, what);
   if (cache.type == "registry") {
-    if (!cache.attr("ref")) usage(what + " type=registry needs ref=REFERENCE");
+    if (!cache.attr("ref"))
+      usage(what + " type=registry needs ref=REFERENCE");
   } else if (cache.type == "local") {
     const char* key = exporting ? "dest" : "src";
-    if (!cache.attr(key)) usage(what + " type=local needs " + key + "=DIR");
+    if (!cache.attr(key))
+      usage(what + " type=local needs " + key + "=DIR");
   } else {
     usage(what + " type " + quote(cache.type) + " is not one of registry, local");
   }
@@ -97,12 +104,14 @@ SecretSpec parse_secret(const std::string& spec) {
     } else if (key == "env") {
       secret.env = value;
     } else if (key == "type") {
-      if (value != "file" && value != "env") usage("--secret type must be file or env");
+      if (value != "file" && value != "env")
+        usage("--secret type must be file or env");
     } else {
       usage("--secret: unknown key " + quote(key) + " (use id, src, env, type)");
     }
   }
-  if (secret.id.empty()) usage("--secret " + quote(spec) + ": id=ID is required");
+  if (secret.id.empty())
+    usage("--secret " + quote(spec) + ": id=ID is required");
   if (secret.src.empty() && secret.env.empty()) {
     usage("--secret " + quote(spec) + ": give src=FILE or env=VARIABLE");
   }
@@ -113,7 +122,8 @@ void require_one_of(const std::string& value, const std::string& flag,
                     std::initializer_list<const char*> allowed) {
   std::vector<std::string> names;
   for (const char* a : allowed) {
-    if (value == a) return;
+    if (value == a)
+      return;
     names.emplace_back(a);
   }
   usage(flag + " " + quote(value) + " is not one of " + join(names, ", "));
@@ -123,7 +133,8 @@ void require_one_of(const std::string& value, const std::string& flag,
 
 std::optional<std::string> TypedSpec::attr(const std::string& key) const {
   auto it = attrs.find(key);
-  if (it == attrs.end()) return std::nullopt;
+  if (it == attrs.end())
+    return std::nullopt;
   return it->second;
 }
 
@@ -137,7 +148,8 @@ TypedSpec parse_typed_spec(const std::string& spec, const std::string& what) {
       out.attrs[key] = value;
     }
   }
-  if (out.type.empty()) usage(what + " " + quote(spec) + ": type=TYPE is required");
+  if (out.type.empty())
+    usage(what + " " + quote(spec) + ": type=TYPE is required");
   return out;
 }
 
@@ -147,37 +159,42 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       labels, no_cache_filter;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context;
   po::options_description visible("Options");
-  visible.add_options()
-      ("help,h", "print this help")
-      ("tag,t", po::value(&tags), "name the image NAME[:TAG] (repeatable)")
-      ("file,f", po::value(&file), "the Containerfile (default: CONTEXT/Containerfile, then "
-                                   "CONTEXT/Dockerfile; '-' reads standard input)")
-      ("build-arg", po::value(&build_args), "set a build argument K=V, or K to take it from the "
-                                            "environment (repeatable)")
-      ("target", po::value(&target), "build this stage and what it needs, not the last stage")
-      ("platform", po::value(&platforms), "target platforms, e.g. linux/amd64,linux/arm64")
-      ("no-cache", po::bool_switch(), "do not use the build cache")
-      ("no-cache-filter", po::value(&no_cache_filter), "do not use the cache for these stages")
-      ("pull", po::bool_switch(), "check the registry for newer base images")
-      ("output,o", po::value(&outputs), "where the result goes: type=oci|docker|registry|local|"
-                                        "tar,dest=PATH (repeatable)")
-      ("push", po::bool_switch(), "push the image to the registry named by its tag")
-      ("cache-from", po::value(&cache_from), "import build cache: type=registry,ref=REF or "
-                                             "type=local,src=DIR")
-      ("cache-to", po::value(&cache_to), "export build cache: type=registry,ref=REF[,mode=max] "
-                                         "or type=local,dest=DIR")
-      ("secret", po::value(&secrets), "expose a secret to RUN --mount=type=secret: "
-                                      "id=ID,src=FILE or id=ID,env=VAR")
-      ("network", po::value(&network)->default_value("default"), "RUN network: default, none, "
-                                                                 "host")
-      ("label", po::value(&labels), "add a label K=V to the image (repeatable)")
-      ("iidfile", po::value(&iidfile), "write the image ID to FILE")
-      ("progress", po::value(&progress)->default_value("auto"), "progress output: auto, tty, "
-                                                                "plain, json")
-      ("sign-key", po::value(&sign_key), "sign the pushed image with this private key")
-      ("dry-run", po::bool_switch(), "print the planned build graph and run nothing")
-      ("plan-format", po::value(&plan_format)->default_value("text"), "with --dry-run: text or "
-                                                                       "json");
+  visible.add_options()("help,h", "print this help")("tag,t", po::value(&tags),
+                                                     "name the image NAME[:TAG] (repeatable)")(
+      "file,f", po::value(&file),
+      "the Containerfile (default: CONTEXT/Containerfile, then "
+      "CONTEXT/Dockerfile; '-' reads standard input)")(
+      "build-arg", po::value(&build_args),
+      "set a build argument K=V, or K to take it from the "
+      "environment (repeatable)")("target", po::value(&target),
+                                  "build this stage and what it needs, not the last stage")(
+      "platform", po::value(&platforms), "target platforms, e.g. linux/amd64,linux/arm64")(
+      "no-cache", po::bool_switch(), "do not use the build cache")(
+      "no-cache-filter", po::value(&no_cache_filter), "do not use the cache for these stages")(
+      "pull", po::bool_switch(), "check the registry for newer base images")(
+      "output,o", po::value(&outputs),
+      "where the result goes: type=oci|docker|registry|local|"
+      "tar,dest=PATH (repeatable)")("push", po::bool_switch(),
+                                    "push the image to the registry named by its tag")(
+      "cache-from", po::value(&cache_from),
+      "import build cache: type=registry,ref=REF or "
+      "type=local,src=DIR")("cache-to", po::value(&cache_to),
+                            "export build cache: type=registry,ref=REF[,mode=max] "
+                            "or type=local,dest=DIR")("secret", po::value(&secrets),
+                                                      "expose a secret to RUN --mount=type=secret: "
+                                                      "id=ID,src=FILE or id=ID,env=VAR")(
+      "network", po::value(&network)->default_value("default"),
+      "RUN network: default, none, "
+      "host")("label", po::value(&labels), "add a label K=V to the image (repeatable)")(
+      "iidfile", po::value(&iidfile), "write the image ID to FILE")(
+      "progress", po::value(&progress)->default_value("auto"),
+      "progress output: auto, tty, "
+      "plain, json")("sign-key", po::value(&sign_key),
+                     "sign the pushed image with this private key")(
+      "dry-run", po::bool_switch(), "print the planned build graph and run nothing")(
+      "plan-format", po::value(&plan_format)->default_value("text"),
+      "with --dry-run: text or "
+      "json");
   po::options_description hidden;
   hidden.add_options()("context", po::value(&context));
   po::options_description all;
@@ -199,7 +216,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
              << visible << "\n";
     return std::nullopt;
   }
-  if (context.empty()) usage("missing CONTEXT: the directory whose files COPY and ADD can read");
+  if (context.empty())
+    usage("missing CONTEXT: the directory whose files COPY and ADD can read");
 
   BuildCommandOptions opts;
   opts.context = context;
@@ -207,7 +225,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   opts.tags = tags;
   for (const std::string& arg : build_args) {
     size_t eq = arg.find('=');
-    if (eq == 0) usage("--build-arg " + quote(arg) + ": the name is empty");
+    if (eq == 0)
+      usage("--build-arg " + quote(arg) + ": the name is empty");
     if (eq != std::string::npos) {
       opts.build_args.emplace_back(arg.substr(0, eq), arg.substr(eq + 1));
     } else if (const char* value = std::getenv(arg.c_str())) {
@@ -215,7 +234,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     }
   }
   if (vm.count("target")) {
-    if (target.empty()) usage("--target needs a stage name");
+    if (target.empty())
+      usage("--target needs a stage name");
     opts.target = target;
   }
   for (const std::string& list : platforms) {
@@ -231,22 +251,28 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   opts.no_cache_filter = no_cache_filter;
   opts.pull = vm["pull"].as<bool>();
   opts.push = vm["push"].as<bool>();
-  for (const std::string& o : outputs) opts.outputs.push_back(parse_output(o));
+  for (const std::string& o : outputs)
+    opts.outputs.push_back(parse_output(o));
   for (const std::string& c : cache_from) {
     opts.cache_from.push_back(parse_cache(c, "--cache-from", false));
   }
-  for (const std::string& c : cache_to) opts.cache_to.push_back(parse_cache(c, "--cache-to", true));
-  for (const std::string& s : secrets) opts.secrets.push_back(parse_secret(s));
+  for (const std::string& c : cache_to)
+    opts.cache_to.push_back(parse_cache(c, "--cache-to", true));
+  for (const std::string& s : secrets)
+    opts.secrets.push_back(parse_secret(s));
   require_one_of(network, "--network", {"default", "none", "host"});
   opts.network = network;
-  for (const std::string& l : labels) opts.labels.push_back(key_value(l, "--label"));
+  for (const std::string& l : labels)
+    opts.labels.push_back(key_value(l, "--label"));
   opts.iidfile = iidfile;
   require_one_of(progress, "--progress", {"auto", "tty", "plain", "json"});
   opts.progress = progress;
   opts.sign_key = sign_key;
   require_one_of(plan_format, "--plan-format", {"text", "json"});
-  if (vm["dry-run"].as<bool>()) opts.dry_run = plan_format;
-  if (opts.push && opts.tags.empty()) usage("--push needs a -t TAG naming the registry image");
+  if (vm["dry-run"].as<bool>())
+    opts.dry_run = plan_format;
+  if (opts.push && opts.tags.empty())
+    usage("--push needs a -t TAG naming the registry image");
   return opts;
 }
 

@@ -10,13 +10,14 @@ namespace kiln::cli {
 
 std::filesystem::path containerfile_path(const std::string& file,
                                          const std::filesystem::path& context) {
-  if (!file.empty()) return file;
+  if (!file.empty())
+    return file;
   for (const char* name : {"Containerfile", "Dockerfile"}) {
     std::error_code ec;
-    if (std::filesystem::exists(context / name, ec)) return context / name;
+    if (std::filesystem::exists(context / name, ec))
+      return context / name;
   }
-  throw Error("no Containerfile or Dockerfile in " + context.string() +
-              "; name one with -f FILE");
+  throw Error("no Containerfile or Dockerfile in " + context.string() + "; name one with -f FILE");
 }
 
 frontend::Containerfile load_containerfile(const std::string& file,

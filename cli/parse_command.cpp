@@ -11,20 +11,21 @@ namespace po = boost::program_options;
 namespace kiln::cli {
 
 namespace {
-const char* const kParseUsage = "kiln parse [-f] FILE [--check] [--build-arg K=V]... [--target STAGE]";
+const char* const kParseUsage =
+    "kiln parse [-f] FILE [--check] [--build-arg K=V]... [--target STAGE]";
 }
 
 int parse_command(const std::vector<std::string>& args, Io io) {
   std::string file, target;
   std::vector<std::string> build_args;
   po::options_description visible("Options");
-  visible.add_options()
-      ("help,h", "print this help")
-      ("file,f", po::value(&file), "the Containerfile ('-' reads standard input)")
-      ("check", po::bool_switch(), "also check the stage graph (stage references, ARG scope, "
-                                   "--target) and print nothing on success")
-      ("build-arg", po::value(&build_args), "with --check: a build argument K=V")
-      ("target", po::value(&target), "with --check: the stage to build");
+  visible.add_options()("help,h", "print this help")(
+      "file,f", po::value(&file), "the Containerfile ('-' reads standard input)")(
+      "check", po::bool_switch(),
+      "also check the stage graph (stage references, ARG scope, "
+      "--target) and print nothing on success")("build-arg", po::value(&build_args),
+                                                "with --check: a build argument K=V")(
+      "target", po::value(&target), "with --check: the stage to build");
   po::options_description hidden;
   hidden.add_options()("positional-file", po::value<std::string>());
   po::options_description all;
@@ -48,10 +49,12 @@ int parse_command(const std::vector<std::string>& args, Io io) {
     return kExitOk;
   }
   if (vm.count("positional-file")) {
-    if (!file.empty()) throw UsageError("give the Containerfile once", kParseUsage);
+    if (!file.empty())
+      throw UsageError("give the Containerfile once", kParseUsage);
     file = vm["positional-file"].as<std::string>();
   }
-  if (file.empty()) throw UsageError("missing Containerfile", kParseUsage);
+  if (file.empty())
+    throw UsageError("missing Containerfile", kParseUsage);
 
   frontend::Containerfile parsed = load_containerfile(file, ".");
   print_warnings(parsed.warnings, io.err);
@@ -62,7 +65,8 @@ int parse_command(const std::vector<std::string>& args, Io io) {
       build.build_args.emplace_back(arg.substr(0, eq),
                                     eq == std::string::npos ? "" : arg.substr(eq + 1));
     }
-    if (!target.empty()) build.target = target;
+    if (!target.empty())
+      build.target = target;
     frontend::BuildPlan plan = frontend::plan_build(parsed, build);
     print_warnings(plan.warnings, io.err);
     return kExitOk;

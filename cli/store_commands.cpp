@@ -41,7 +41,8 @@ bool parse(const Spec& spec, const std::vector<std::string>& args, po::options_d
     return false;
   }
   auto count = static_cast<int>(operands.size());
-  if (count < spec.min_args) throw UsageError("missing argument", spec.usage);
+  if (count < spec.min_args)
+    throw UsageError("missing argument", spec.usage);
   if (spec.max_args >= 0 && count > spec.max_args) {
     throw UsageError("too many arguments", spec.usage);
   }
@@ -62,7 +63,8 @@ int images_command(const std::vector<std::string>& args, Io io) {
   flags.add_options()("quiet,q", "print image IDs only")(
       "format", po::value<std::string>()->default_value("table"), "table or json");
   std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io)) return kExitOk;
+  if (!parse(spec, args, flags, operands, io))
+    return kExitOk;
   not_yet(spec);
 }
 
@@ -71,7 +73,8 @@ int inspect_command(const std::vector<std::string>& args, Io io) {
                          "Show an image's manifest (or index) and config as JSON.", 1, 1};
   po::options_description flags("Options");
   std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io)) return kExitOk;
+  if (!parse(spec, args, flags, operands, io))
+    return kExitOk;
   not_yet(spec);
 }
 
@@ -79,7 +82,8 @@ int tag_command(const std::vector<std::string>& args, Io io) {
   static const Spec spec{"tag", "kiln tag IMAGE NEW-NAME...", "Add names to an image.", 2, -1};
   po::options_description flags("Options");
   std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io)) return kExitOk;
+  if (!parse(spec, args, flags, operands, io))
+    return kExitOk;
   not_yet(spec);
 }
 
@@ -89,19 +93,22 @@ int rmi_command(const std::vector<std::string>& args, Io io) {
   po::options_description flags("Options");
   flags.add_options()("force,f", "remove the image even when other names point at it");
   std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io)) return kExitOk;
+  if (!parse(spec, args, flags, operands, io))
+    return kExitOk;
   not_yet(spec);
 }
 
 int push_command(const std::vector<std::string>& args, Io io) {
-  static const Spec spec{"push", "kiln push [--format oci|docker] [--tls-verify=false] IMAGE [DEST]",
+  static const Spec spec{"push",
+                         "kiln push [--format oci|docker] [--tls-verify=false] IMAGE [DEST]",
                          "Push an image to a registry.", 1, 2};
   po::options_description flags("Options");
   flags.add_options()("format", po::value<std::string>(), "manifest media types: oci or docker")(
       "tls-verify", po::value<bool>(), "verify the registry's TLS certificate (default true)")(
       "sign-key", po::value<std::string>(), "sign the pushed image with this private key");
   std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io)) return kExitOk;
+  if (!parse(spec, args, flags, operands, io))
+    return kExitOk;
   not_yet(spec);
 }
 
@@ -114,7 +121,8 @@ int prune_command(const std::vector<std::string>& args, Io io) {
       "keep-storage", po::value<std::string>(), "keep this much cache, e.g. 10GB")(
       "filter", po::value<std::vector<std::string>>(), "only entries matching, e.g. until=24h");
   std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io)) return kExitOk;
+  if (!parse(spec, args, flags, operands, io))
+    return kExitOk;
   not_yet(spec);
 }
 

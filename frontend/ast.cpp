@@ -33,21 +33,24 @@ constexpr std::array<std::pair<InstructionKind, const char*>, 18> kKeywords{{
 
 const char* keyword_of(InstructionKind kind) {
   for (const auto& [k, name] : kKeywords) {
-    if (k == kind) return name;
+    if (k == kind)
+      return name;
   }
   return "?";
 }
 
 std::optional<InstructionKind> instruction_kind_from_keyword(std::string_view keyword) {
   for (const auto& [k, name] : kKeywords) {
-    if (iequals(keyword, name)) return k;
+    if (iequals(keyword, name))
+      return k;
   }
   return std::nullopt;
 }
 
 const Flag* Instruction::find_flag(std::string_view name) const {
   for (const Flag& flag : flags) {
-    if (flag.name == name) return &flag;
+    if (flag.name == name)
+      return &flag;
   }
   return nullptr;
 }
@@ -55,14 +58,16 @@ const Flag* Instruction::find_flag(std::string_view name) const {
 std::vector<const Flag*> Instruction::find_flags(std::string_view name) const {
   std::vector<const Flag*> found;
   for (const Flag& flag : flags) {
-    if (flag.name == name) found.push_back(&flag);
+    if (flag.name == name)
+      found.push_back(&flag);
   }
   return found;
 }
 
 std::optional<std::string> Containerfile::directive(std::string_view name) const {
   for (const Directive& d : directives) {
-    if (d.name == name) return d.value;
+    if (d.name == name)
+      return d.value;
   }
   return std::nullopt;
 }

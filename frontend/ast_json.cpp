@@ -13,7 +13,8 @@ nlohmann::ordered_json to_json(const Instruction& ins) {
   for (const Flag& flag : ins.flags) {
     nlohmann::ordered_json f;
     f["name"] = flag.name;
-    if (flag.value) f["value"] = *flag.value;
+    if (flag.value)
+      f["value"] = *flag.value;
     f["line"] = flag.where.line;
     f["column"] = flag.where.column;
     out["flags"].push_back(std::move(f));
@@ -25,7 +26,8 @@ nlohmann::ordered_json to_json(const Instruction& ins) {
     for (const KeyValue& kv : ins.pairs) {
       nlohmann::ordered_json p;
       p["key"] = kv.key;
-      if (kv.value) p["value"] = *kv.value;
+      if (kv.value)
+        p["value"] = *kv.value;
       out["pairs"].push_back(std::move(p));
     }
   }
@@ -40,8 +42,10 @@ nlohmann::ordered_json to_json(const Instruction& ins) {
                                  {"line", doc.where.line}});
     }
   }
-  if (!ins.health_type.empty()) out["health_type"] = ins.health_type;
-  if (!ins.trigger.empty()) out["trigger"] = to_json(ins.trigger.front());
+  if (!ins.health_type.empty())
+    out["health_type"] = ins.health_type;
+  if (!ins.trigger.empty())
+    out["trigger"] = to_json(ins.trigger.front());
   return out;
 }
 
@@ -54,7 +58,8 @@ nlohmann::ordered_json to_json(const Containerfile& file) {
     out["directives"].push_back({{"name", d.name}, {"value", d.value}, {"line", d.where.line}});
   }
   out["instructions"] = nlohmann::ordered_json::array();
-  for (const Instruction& ins : file.instructions) out["instructions"].push_back(to_json(ins));
+  for (const Instruction& ins : file.instructions)
+    out["instructions"].push_back(to_json(ins));
   out["warnings"] = nlohmann::ordered_json::array();
   for (const Warning& w : file.warnings) {
     out["warnings"].push_back(

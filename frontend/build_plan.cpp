@@ -13,10 +13,11 @@ namespace {
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 bool is_proxy_arg(std::string_view name) {
-  for (std::string_view proxy : {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
-                                 "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY",
-                                 "all_proxy"}) {
-    if (name == proxy) return true;
+  for (std::string_view proxy :
+       {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+        "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}) {
+    if (name == proxy)
+      return true;
   }
   return false;
 }
@@ -24,7 +25,8 @@ bool is_proxy_arg(std::string_view name) {
 bool is_platform_arg(std::string_view name) {
   for (std::string_view arg : {"TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT",
                                "BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT"}) {
-    if (name == arg) return true;
+    if (name == arg)
+      return true;
   }
   return false;
 }
@@ -44,7 +46,8 @@ class VarList {
   // nullopt when absent or declared without a value.
   std::optional<std::string> get(std::string_view name) const {
     for (const auto& [n, v] : vars_) {
-      if (n == name) return v;
+      if (n == name)
+        return v;
     }
     return std::nullopt;
   }
@@ -61,7 +64,8 @@ class VarList {
 
 std::vector<std::string> to_env_list(const VarList& env) {
   std::vector<std::string> out;
-  for (const auto& [name, value] : env.items()) out.push_back(name + "=" + value.value_or(""));
+  for (const auto& [name, value] : env.items())
+    out.push_back(name + "=" + value.value_or(""));
   return out;
 }
 
@@ -104,7 +108,8 @@ class Planner {
  public:
   Planner(const Containerfile& file, const BuildOptions& options)
       : file_(file), options_(options), lexer_({.escape = file.escape}) {
-    for (const auto& [name, value] : options.build_args) build_args_[name] = value;
+    for (const auto& [name, value] : options.build_args)
+      build_args_[name] = value;
     const oci::Platform& t = options.target_platform;
     const oci::Platform& b = options.build_platform;
     platform_args_ = {{"TARGETPLATFORM", t.to_string()}, {"TARGETOS", t.os},
@@ -117,7 +122,8 @@ class Planner {
     size_t i = 0;
     for (; i < file_.instructions.size(); ++i) {
       const Instruction& ins = file_.instructions[i];
-      if (ins.kind == InstructionKind::kFrom) break;
+      if (ins.kind == InstructionKind::kFrom)
+        break;
       if (ins.kind != InstructionKind::kArg) {
         throw InputError(ins.where, std::string("no build stage in current context: ") +
                                         keyword_of(ins.kind) +
@@ -137,9 +143,11 @@ class Planner {
         add_op(ins);
       }
     }
-    for (Stage& stage : plan_.stages) finish_dependencies(stage);
+    for (Stage& stage : plan_.stages)
+      finish_dependencies(stage);
     for (const auto& [name, value] : global_.items()) {
-      if (value) plan_.global_args.push_back(name + "=" + *value);
+      if (value)
+        plan_.global_args.push_back(name + "=" + *value);
     }
     choose_target();
     order_stages();
@@ -151,16 +159,19 @@ class Planner {
   // --- scopes -------------------------------------------------------------------------------
 
   std::optional<std::string> meta_lookup(std::string_view name) const {
-    if (global_.declared(name)) return global_.get(name);
+    if (global_.declared(name))
+      return global_.get(name);
     for (const auto& [n, v] : platform_args_) {
-      if (n == name) return v;
+      if (n == name)
+        return v;
     }
     return std::nullopt;
   }
 
   // Inside a stage, ENV wins over ARG.
   std::optional<std::string> stage_lookup(std::string_view name) const {
-    if (env_.declared(name)) return env_.get(name);
+    if (env_.declared(name))
+      return env_.get(name);
     return args_.get(name);
   }
 
@@ -176,7 +187,8 @@ class Planner {
 
   std::optional<std::string> build_arg(const std::string& name, std::set<std::string>& used) {
     auto it = build_args_.find(name);
-    if (it == build_args_.end()) return std::nullopt;
+    if (it == build_args_.end())
+      return std::nullopt;
     used.insert(name);
     return it->second;
   }
@@ -184,8 +196,10 @@ class Planner {
   void declare_global_args(const Instruction& ins) {
     for (const KeyValue& kv : ins.pairs) {
       std::optional<std::string> value = build_arg(kv.key, global_used_);
-      if (!value && kv.value) value = expand(*kv.value, kv.where, /*meta=*/true);
-      if (!value && is_platform_arg(kv.key)) value = meta_lookup(kv.key);
+      if (!value && kv.value)
+        value = expand(*kv.value, kv.where, /*meta=*/true);
+      if (!value && is_platform_arg(kv.key))
+        value = meta_lookup(kv.key);
       global_.set(kv.key, value);
     }
   }
@@ -199,7 +213,8 @@ class Planner {
   std::optional<size_t> stage_by_name(std::string_view name) const {
     std::string lower = to_lower(name);
     for (auto it = plan_.stages.rbegin(); it != plan_.stages.rend(); ++it) {
-      if (!it->name.empty() && it->name == lower) return it->index;
+      if (!it->name.empty() && it->name == lower)
+        return it->index;
     }
     return std::nullopt;
   }
@@ -211,10 +226,10 @@ class Planner {
     if (ins.args.size() == 3) {
       stage.name = to_lower(ins.args[2]);
       if (auto earlier = stage_by_name(stage.name)) {
-        plan_.warnings.push_back(
-            {ins.where, "duplicate stage name " + quote(stage.name) + " (first defined at line " +
-                            std::to_string(plan_.stages[*earlier].where.line) +
-                            "): later references use this stage"});
+        plan_.warnings.push_back({ins.where, "duplicate stage name " + quote(stage.name) +
+                                                 " (first defined at line " +
+                                                 std::to_string(plan_.stages[*earlier].where.line) +
+                                                 "): later references use this stage"});
       }
     }
     std::string base = expand(ins.args[0], ins.args_where, /*meta=*/true);
@@ -239,14 +254,17 @@ class Planner {
       stage.base_kind = BaseKind::kStage;
       stage.base_stage = *earlier;
       stage.dependencies.push_back(*earlier);
-      if (!stage.platform_explicit) stage.platform = plan_.stages[*earlier].platform;
+      if (!stage.platform_explicit)
+        stage.platform = plan_.stages[*earlier].platform;
       env = from_env_list(plan_.stages[*earlier].env);
     } else {
       stage.base_kind = BaseKind::kImage;
       stage.base_image = base;
-      if (options_.base_image_env) env = from_env_list(options_.base_image_env(base, stage.platform));
+      if (options_.base_image_env)
+        env = from_env_list(options_.base_image_env(base, stage.platform));
     }
-    if (!env.declared("PATH")) env.set("PATH", kDefaultPath);
+    if (!env.declared("PATH"))
+      env.set("PATH", kDefaultPath);
     env_ = std::move(env);
     args_ = VarList{};
     stage_used_.emplace_back();
@@ -259,10 +277,12 @@ class Planner {
   std::map<std::string, std::string> visible_args() const {
     std::map<std::string, std::string> out;
     for (const auto& [name, value] : args_.items()) {
-      if (value) out[name] = *value;
+      if (value)
+        out[name] = *value;
     }
     for (const auto& [name, value] : build_args_) {
-      if (is_proxy_arg(name) && !out.contains(name)) out[name] = value;
+      if (is_proxy_arg(name) && !out.contains(name))
+        out[name] = value;
     }
     return out;
   }
@@ -280,7 +300,8 @@ class Planner {
     }
     std::string lower = to_lower(ref);
     for (size_t i = stage_names_.size(); i-- > 0;) {
-      if (!lower.empty() && stage_names_[i] == lower) return i;
+      if (!lower.empty() && stage_names_[i] == lower)
+        return i;
     }
     return std::nullopt;
   }
@@ -288,7 +309,8 @@ class Planner {
   size_t file_stage_count() {
     if (stage_names_.empty()) {
       for (const Instruction& ins : file_.instructions) {
-        if (ins.kind != InstructionKind::kFrom) continue;
+        if (ins.kind != InstructionKind::kFrom)
+          continue;
         stage_names_.push_back(ins.args.size() == 3 ? to_lower(ins.args[2]) : "");
       }
     }
@@ -320,9 +342,12 @@ class Planner {
       case InstructionKind::kArg:
         for (const KeyValue& kv : ins.pairs) {
           std::optional<std::string> value = build_arg(kv.key, used);
-          if (!value && kv.value) value = expand(*kv.value, kv.where);
-          if (!value && global_.declared(kv.key)) value = global_.get(kv.key);
-          if (!value && is_platform_arg(kv.key)) value = meta_lookup(kv.key);
+          if (!value && kv.value)
+            value = expand(*kv.value, kv.where);
+          if (!value && global_.declared(kv.key))
+            value = global_.get(kv.key);
+          if (!value && is_platform_arg(kv.key))
+            value = meta_lookup(kv.key);
           args_.set(kv.key, value);
           op.pairs.push_back({kv.key, value, kv.where});
         }
@@ -330,18 +355,19 @@ class Planner {
       case InstructionKind::kEnv: {
         std::vector<KeyValue> expanded;
         for (const KeyValue& kv : ins.pairs) {
-          expanded.push_back({expand(kv.key, kv.where), expand(kv.value.value_or(""), kv.where),
-                              kv.where});
+          expanded.push_back(
+              {expand(kv.key, kv.where), expand(kv.value.value_or(""), kv.where), kv.where});
         }
-        for (const KeyValue& kv : expanded) env_.set(kv.key, kv.value);
+        for (const KeyValue& kv : expanded)
+          env_.set(kv.key, kv.value);
         op.pairs = std::move(expanded);
         current().env = to_env_list(env_);
         break;
       }
       case InstructionKind::kLabel:
         for (const KeyValue& kv : ins.pairs) {
-          op.pairs.push_back({expand(kv.key, kv.where), expand(kv.value.value_or(""), kv.where),
-                              kv.where});
+          op.pairs.push_back(
+              {expand(kv.key, kv.where), expand(kv.value.value_or(""), kv.where), kv.where});
         }
         break;
       case InstructionKind::kAdd:
@@ -350,12 +376,15 @@ class Planner {
         break;
       case InstructionKind::kRun:
         for (Flag& flag : op.flags) {
-          if (flag.name != "mount") continue;
+          if (flag.name != "mount")
+            continue;
           flag.value = expand(*flag.value, flag.where);
           for (const std::string& field : split_mount_fields(*flag.value)) {
-            if (!field.starts_with("from=")) continue;
+            if (!field.starts_with("from="))
+              continue;
             std::string ref = field.substr(5);
-            if (ref.empty()) continue;
+            if (ref.empty())
+              continue;
             if (auto stage = resolve_stage_ref(ref, flag.where)) {
               op.mount_stages.push_back(*stage);
             } else {
@@ -373,13 +402,15 @@ class Planner {
         op.args.clear();
         for (const std::string& port : ins.args) {
           std::istringstream words(expand(port, ins.args_where));
-          for (std::string w; words >> w;) op.args.push_back(w);
+          for (std::string w; words >> w;)
+            op.args.push_back(w);
         }
         break;
       }
       case InstructionKind::kVolume:
         op.args.clear();
-        for (const std::string& v : ins.args) op.args.push_back(expand(v, ins.args_where));
+        for (const std::string& v : ins.args)
+          op.args.push_back(expand(v, ins.args_where));
         break;
       default:
         break;
@@ -388,7 +419,8 @@ class Planner {
   }
 
   void expand_file_op(const Instruction& ins, Op& op) {
-    for (std::string& arg : op.args) arg = expand(arg, ins.args_where);
+    for (std::string& arg : op.args)
+      arg = expand(arg, ins.args_where);
     for (Flag& flag : op.flags) {
       if (!flag.value || flag.name == "link" || flag.name == "parents" ||
           flag.name == "keep-git-dir") {
@@ -400,7 +432,8 @@ class Planner {
                          "FROM using an ARG from the global scope instead");
       }
       flag.value = expand(*flag.value, flag.where);
-      if (flag.name != "from" || flag.value->empty()) continue;  // empty: the build context
+      if (flag.name != "from" || flag.value->empty())
+        continue;  // empty: the build context
       if (auto stage = resolve_stage_ref(*flag.value, flag.where)) {
         if (*stage == current().index) {
           throw InputError(flag.where, "COPY --from=" + *flag.value +
@@ -415,11 +448,11 @@ class Planner {
     }
     ShellLexer raw({.escape = file_.escape, .raw_quotes = true});
     for (Heredoc& doc : op.heredocs) {
-      if (!doc.expand) continue;
+      if (!doc.expand)
+        continue;
       try {
-        doc.content = raw.expand_word(doc.content, [this](std::string_view n) {
-          return stage_lookup(n);
-        });
+        doc.content =
+            raw.expand_word(doc.content, [this](std::string_view n) { return stage_lookup(n); });
       } catch (const ExpansionError& e) {
         throw InputError(doc.where, "cannot expand here-document " + doc.name + ": " + e.what());
       }
@@ -428,8 +461,10 @@ class Planner {
 
   void finish_dependencies(Stage& stage) {
     for (const Op& op : stage.ops) {
-      if (op.from_stage) stage.dependencies.push_back(*op.from_stage);
-      for (size_t s : op.mount_stages) stage.dependencies.push_back(s);
+      if (op.from_stage)
+        stage.dependencies.push_back(*op.from_stage);
+      for (size_t s : op.mount_stages)
+        stage.dependencies.push_back(s);
     }
     std::sort(stage.dependencies.begin(), stage.dependencies.end());
     stage.dependencies.erase(std::unique(stage.dependencies.begin(), stage.dependencies.end()),
@@ -449,7 +484,8 @@ class Planner {
     }
     std::vector<std::string> names;
     for (const Stage& s : plan_.stages) {
-      if (!s.name.empty()) names.push_back(s.name);
+      if (!s.name.empty())
+        names.push_back(s.name);
     }
     throw Error("target stage " + quote(*options_.target) + " could not be found in " +
                 file_.filename +
@@ -466,7 +502,8 @@ class Planner {
   SourceLocation reference_site(size_t from, size_t to) const {
     const Stage& s = plan_.stages[from];
     for (const Op& op : s.ops) {
-      if (op.from_stage == to) return op.where;
+      if (op.from_stage == to)
+        return op.where;
       if (std::find(op.mount_stages.begin(), op.mount_stages.end(), to) != op.mount_stages.end()) {
         return op.where;
       }
@@ -479,18 +516,21 @@ class Planner {
     std::vector<Mark> marks(plan_.stages.size(), Mark::kNone);
     std::vector<size_t> path;
     std::function<void(size_t)> visit = [&](size_t index) {
-      if (marks[index] == Mark::kDone) return;
+      if (marks[index] == Mark::kDone)
+        return;
       if (marks[index] == Mark::kActive) {
         auto start = std::find(path.begin(), path.end(), index);
         std::vector<std::string> names;
-        for (auto it = start; it != path.end(); ++it) names.push_back(stage_label(*it));
+        for (auto it = start; it != path.end(); ++it)
+          names.push_back(stage_label(*it));
         names.push_back(stage_label(index));
         throw InputError(reference_site(path.back(), index),
                          "circular dependency between stages: " + join(names, " -> "));
       }
       marks[index] = Mark::kActive;
       path.push_back(index);
-      for (size_t dep : plan_.stages[index].dependencies) visit(dep);
+      for (size_t dep : plan_.stages[index].dependencies)
+        visit(dep);
       path.pop_back();
       marks[index] = Mark::kDone;
       plan_.order.push_back(index);
@@ -500,12 +540,13 @@ class Planner {
 
   void warn_unused_build_args() {
     std::set<std::string> used = global_used_;
-    for (size_t index : plan_.order) used.insert(stage_used_[index].begin(), stage_used_[index].end());
+    for (size_t index : plan_.order)
+      used.insert(stage_used_[index].begin(), stage_used_[index].end());
     for (const auto& [name, value] : build_args_) {
-      if (used.contains(name) || is_predefined_arg(name)) continue;
+      if (used.contains(name) || is_predefined_arg(name))
+        continue;
       plan_.warnings.push_back({{file_.filename, 0, 0},
-                                "build argument " + name +
-                                    " was not consumed: no ARG " + name +
+                                "build argument " + name + " was not consumed: no ARG " + name +
                                     " in the stages this build runs"});
     }
   }
@@ -528,7 +569,8 @@ std::string describe_flags(const std::vector<Flag>& flags) {
   std::string out;
   for (const Flag& f : flags) {
     out += " --" + f.name;
-    if (f.value) out += "=" + *f.value;
+    if (f.value)
+      out += "=" + *f.value;
   }
   return out;
 }
@@ -539,15 +581,19 @@ std::string describe_op(const Op& op) {
   if (!op.pairs.empty()) {
     for (const KeyValue& kv : op.pairs) {
       out += " " + kv.key;
-      if (kv.value) out += "=" + quote(*kv.value);
+      if (kv.value)
+        out += "=" + quote(*kv.value);
     }
   } else if (op.json_form) {
     nlohmann::json args = op.args;
-    if (!op.instruction->health_type.empty()) out += " " + op.instruction->health_type;
+    if (!op.instruction->health_type.empty())
+      out += " " + op.instruction->health_type;
     out += " " + args.dump();
   } else {
-    if (!op.instruction->health_type.empty()) out += " " + op.instruction->health_type;
-    for (const std::string& a : op.args) out += " " + a;
+    if (!op.instruction->health_type.empty())
+      out += " " + op.instruction->health_type;
+    for (const std::string& a : op.args)
+      out += " " + a;
   }
   if (op.kind == InstructionKind::kOnbuild && !op.instruction->trigger.empty()) {
     out += " " + op.instruction->trigger.front().text;
@@ -564,7 +610,8 @@ std::string describe_base(const Stage& s, const BuildPlan& plan) {
       return "scratch";
     case BaseKind::kStage: {
       const Stage& base = plan.stages[*s.base_stage];
-      return "stage " + std::to_string(base.index) + (base.name.empty() ? "" : " (" + base.name + ")");
+      return "stage " + std::to_string(base.index) +
+             (base.name.empty() ? "" : " (" + base.name + ")");
     }
     case BaseKind::kImage:
       return "image " + s.base_image;
@@ -594,7 +641,8 @@ std::string describe_plan(const BuildPlan& plan) {
         << s.where.to_string() << "]\n";
     if (!s.dependencies.empty()) {
       std::vector<std::string> deps;
-      for (size_t d : s.dependencies) deps.push_back(std::to_string(d));
+      for (size_t d : s.dependencies)
+        deps.push_back(std::to_string(d));
       out << "  needs stages: " << join(deps, ", ") << "\n";
     }
     for (size_t i = 0; i < s.ops.size(); ++i) {
@@ -618,8 +666,10 @@ nlohmann::ordered_json plan_to_json(const BuildPlan& plan) {
     st["base"] = s.base_kind == BaseKind::kScratch ? "scratch"
                  : s.base_kind == BaseKind::kStage ? "stage"
                                                    : "image";
-    if (s.base_stage) st["base_stage"] = *s.base_stage;
-    if (!s.base_image.empty()) st["base_image"] = s.base_image;
+    if (s.base_stage)
+      st["base_stage"] = *s.base_stage;
+    if (!s.base_image.empty())
+      st["base_image"] = s.base_image;
     st["platform"] = s.platform.to_string();
     st["dependencies"] = s.dependencies;
     st["env"] = s.env;
@@ -646,9 +696,12 @@ nlohmann::ordered_json plan_to_json(const BuildPlan& plan) {
         }
         o["pairs"] = pairs;
       }
-      if (op.from_stage) o["from_stage"] = *op.from_stage;
-      if (!op.from_image.empty()) o["from_image"] = op.from_image;
-      if (!op.mount_stages.empty()) o["mount_stages"] = op.mount_stages;
+      if (op.from_stage)
+        o["from_stage"] = *op.from_stage;
+      if (!op.from_image.empty())
+        o["from_image"] = op.from_image;
+      if (!op.mount_stages.empty())
+        o["mount_stages"] = op.mount_stages;
       o["visible_args"] = op.visible_args;
       st["ops"].push_back(std::move(o));
     }

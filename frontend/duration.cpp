@@ -12,8 +12,10 @@ std::optional<int64_t> parse_go_duration(std::string_view text) {
     negative = text.front() == '-';
     text.remove_prefix(1);
   }
-  if (text == "0") return 0;
-  if (text.empty()) return std::nullopt;
+  if (text == "0")
+    return 0;
+  if (text.empty())
+    return std::nullopt;
   static constexpr std::array<std::pair<std::string_view, int64_t>, 8> kUnits{{
       {"ns", 1},
       {"us", 1'000},
@@ -43,7 +45,8 @@ std::optional<int64_t> parse_go_duration(std::string_view text) {
         ++digits;
       }
     }
-    if (digits == 0) return std::nullopt;
+    if (digits == 0)
+      return std::nullopt;
     int64_t unit = 0;
     // Longest unit first so that "ms" is not read as "m" followed by "s".
     for (const auto& [name, nanos] : kUnits) {
@@ -53,9 +56,11 @@ std::optional<int64_t> parse_go_duration(std::string_view text) {
         break;
       }
     }
-    if (unit == 0) return std::nullopt;
+    if (unit == 0)
+      return std::nullopt;
     total += value * static_cast<long double>(unit);
-    if (total > static_cast<long double>(std::numeric_limits<int64_t>::max())) return std::nullopt;
+    if (total > static_cast<long double>(std::numeric_limits<int64_t>::max()))
+      return std::nullopt;
   }
   auto nanos = static_cast<int64_t>(total);
   return negative ? -nanos : nanos;

@@ -49,9 +49,9 @@ std::vector<FlagSpec> flags_for(InstructionKind kind) {
               {"network", FlagType::kString},
               {"security", FlagType::kString}};
     case InstructionKind::kCopy:
-      return {{"from", FlagType::kString},   {"chown", FlagType::kString},
-              {"chmod", FlagType::kString},  {"link", FlagType::kBool},
-              {"parents", FlagType::kBool},  {"exclude", FlagType::kList}};
+      return {{"from", FlagType::kString},  {"chown", FlagType::kString},
+              {"chmod", FlagType::kString}, {"link", FlagType::kBool},
+              {"parents", FlagType::kBool}, {"exclude", FlagType::kList}};
     case InstructionKind::kAdd:
       return {{"chown", FlagType::kString},      {"chmod", FlagType::kString},
               {"link", FlagType::kBool},         {"checksum", FlagType::kString},
@@ -83,7 +83,8 @@ Flag decode_flag(std::string_view raw, SourceLocation where) {
       continue;
     }
     if (c == '\\') {
-      if (i + 1 == raw.size()) continue;
+      if (i + 1 == raw.size())
+        continue;
       c = raw[++i];
     }
     word += c;
@@ -111,7 +112,8 @@ void check_flags(InstructionKind kind, const std::vector<Flag>& flags) {
         message += " (it takes no flags)";
       } else {
         std::vector<std::string> names;
-        for (const FlagSpec& s : specs) names.push_back(std::string("--") + s.name);
+        for (const FlagSpec& s : specs)
+          names.push_back(std::string("--") + s.name);
         message += " (valid: " + join(names, ", ") + ")";
       }
       throw InputError(flag.where, message);
@@ -125,7 +127,8 @@ void check_flags(InstructionKind kind, const std::vector<Flag>& flags) {
         break;
       case FlagType::kString:
       case FlagType::kList:
-        if (!flag.value) throw InputError(flag.where, "missing a value on flag --" + flag.name);
+        if (!flag.value)
+          throw InputError(flag.where, "missing a value on flag --" + flag.name);
         break;
     }
     if (spec->type != FlagType::kList) {
@@ -161,7 +164,8 @@ struct Word {
 
 std::vector<std::string> texts(const std::vector<Word>& words) {
   std::vector<std::string> out;
-  for (const Word& w : words) out.push_back(w.text);
+  for (const Word& w : words)
+    out.push_back(w.text);
   return out;
 }
 
@@ -170,10 +174,13 @@ std::vector<Word> split_whitespace(std::string_view s) {
   std::vector<Word> words;
   size_t i = 0;
   while (i < s.size()) {
-    while (i < s.size() && is_go_space(s[i])) ++i;
+    while (i < s.size() && is_go_space(s[i]))
+      ++i;
     size_t start = i;
-    while (i < s.size() && !is_go_space(s[i])) ++i;
-    if (i > start) words.push_back({std::string(s.substr(start, i - start)), start});
+    while (i < s.size() && !is_go_space(s[i]))
+      ++i;
+    if (i > start)
+      words.push_back({std::string(s.substr(start, i - start)), start});
   }
   return words;
 }
@@ -191,18 +198,21 @@ std::vector<Word> split_words_keep_quotes(std::string_view s, char escape) {
     char c = s[i];
     if (quote == 0) {
       if (is_go_space(c)) {
-        if (in_word && (blank_ok || !word.empty())) words.push_back({word, start});
+        if (in_word && (blank_ok || !word.empty()))
+          words.push_back({word, start});
         word.clear();
         in_word = blank_ok = false;
         continue;
       }
-      if (!in_word) start = i;
+      if (!in_word)
+        start = i;
       in_word = true;
       if (c == '\'' || c == '"') {
         quote = c;
         blank_ok = true;
       } else if (c == escape) {
-        if (i + 1 == s.size()) continue;  // an escape at the very end is dropped
+        if (i + 1 == s.size())
+          continue;  // an escape at the very end is dropped
         word += c;
         c = s[++i];
       }
@@ -212,13 +222,15 @@ std::vector<Word> split_words_keep_quotes(std::string_view s, char escape) {
     if (c == quote) {
       quote = 0;
     } else if (c == escape && quote != '\'') {
-      if (i + 1 == s.size()) continue;
+      if (i + 1 == s.size())
+        continue;
       word += c;
       c = s[++i];
     }
     word += c;
   }
-  if (in_word && (blank_ok || !word.empty())) words.push_back({word, start});
+  if (in_word && (blank_ok || !word.empty()))
+    words.push_back({word, start});
   return words;
 }
 
@@ -226,12 +238,15 @@ enum class JsonResult { kNotJson, kStrings, kNotStrings };
 
 // BuildKit's parseJSON: a JSON array of strings and nothing else.
 JsonResult parse_json_strings(std::string_view s, std::vector<std::string>& out) {
-  if (!s.starts_with('[')) return JsonResult::kNotJson;
+  if (!s.starts_with('['))
+    return JsonResult::kNotJson;
   nlohmann::json parsed = nlohmann::json::parse(s, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded() || !parsed.is_array()) return JsonResult::kNotJson;
+  if (parsed.is_discarded() || !parsed.is_array())
+    return JsonResult::kNotJson;
   out.clear();
   for (const auto& item : parsed) {
-    if (!item.is_string()) return JsonResult::kNotStrings;
+    if (!item.is_string())
+      return JsonResult::kNotStrings;
     out.push_back(item.get<std::string>());
   }
   return JsonResult::kStrings;
@@ -251,7 +266,8 @@ void decode_maybe_json(Instruction& ins, std::string_view rest) {
     case JsonResult::kNotStrings:
       throw InputError(ins.args_where, kNotStringArray);
     case JsonResult::kNotJson:
-      if (!rest.empty()) ins.args = {std::string(rest)};
+      if (!rest.empty())
+        ins.args = {std::string(rest)};
       return;
   }
 }
@@ -279,15 +295,18 @@ std::string requires_message(const Instruction& ins, const char* what) {
 void decode_name_values(Instruction& ins, const Rest& args, char escape) {
   std::string_view rest = args.text;
   std::vector<Word> words = split_words_keep_quotes(rest, escape);
-  if (words.empty()) throw InputError(ins.where, requires_message(ins, "at least one argument"));
+  if (words.empty())
+    throw InputError(ins.where, requires_message(ins, "at least one argument"));
   if (words.front().text.find('=') == std::string::npos) {
     // Legacy `ENV name value...`: the value is everything after the first run of whitespace.
     std::string_view key = rest;
     size_t end = 0;
-    while (end < rest.size() && !is_go_space(rest[end])) ++end;
+    while (end < rest.size() && !is_go_space(rest[end]))
+      ++end;
     key = rest.substr(0, end);
     std::string_view value = rest.substr(end);
-    while (!value.empty() && is_go_space(value.front())) value.remove_prefix(1);
+    while (!value.empty() && is_go_space(value.front()))
+      value.remove_prefix(1);
     if (value.empty()) {
       throw InputError(ins.args_where, std::string(keyword_of(ins.kind)) +
                                            " must have two arguments: " + keyword_of(ins.kind) +
@@ -314,7 +333,8 @@ void decode_args(Instruction& ins, const Rest& args, const std::vector<Word>& wo
   for (const Word& word : words) {
     size_t eq = word.text.find('=');
     SourceLocation where = args.at(word.byte);
-    if (eq == 0) throw InputError(where, "ARG names can not be blank");
+    if (eq == 0)
+      throw InputError(where, "ARG names can not be blank");
     if (eq == std::string::npos) {
       ins.pairs.push_back({word.text, std::nullopt, where});
     } else {
@@ -324,7 +344,8 @@ void decode_args(Instruction& ins, const Rest& args, const std::vector<Word>& wo
 }
 
 bool is_valid_stage_name(std::string_view name) {
-  if (name.empty() || !(name[0] >= 'a' && name[0] <= 'z')) return false;
+  if (name.empty() || !(name[0] >= 'a' && name[0] <= 'z'))
+    return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
   });
@@ -333,7 +354,8 @@ bool is_valid_stage_name(std::string_view name) {
 void check_durations(const Instruction& ins) {
   for (const char* name : {"interval", "timeout", "start-period", "start-interval"}) {
     const Flag* flag = ins.find_flag(name);
-    if (!flag) continue;
+    if (!flag)
+      continue;
     auto nanos = parse_go_duration(*flag->value);
     if (!nanos) {
       throw InputError(flag->where, "invalid duration for --" + std::string(name) + ": " +
@@ -353,7 +375,8 @@ void check_durations(const Instruction& ins) {
     if (!digits || v == "-") {
       throw InputError(retries->where, "invalid --retries value " + quote(v) + ": not a number");
     }
-    if (v[0] == '-') throw InputError(retries->where, "--retries cannot be negative");
+    if (v[0] == '-')
+      throw InputError(retries->where, "--retries cannot be negative");
   }
 }
 
@@ -406,7 +429,8 @@ void decode_arguments(Instruction& ins, const LogicalLine& line, size_t rest_off
       return;
     case InstructionKind::kArg: {
       std::vector<Word> words = split_words_keep_quotes(rest, escape);
-      if (words.empty()) throw InputError(ins.where, requires_message(ins, "at least one argument"));
+      if (words.empty())
+        throw InputError(ins.where, requires_message(ins, "at least one argument"));
       decode_args(ins, args, words);
       return;
     }
@@ -432,21 +456,25 @@ void decode_arguments(Instruction& ins, const LogicalLine& line, size_t rest_off
       decode_maybe_json_list(ins, rest);
       if (ins.args.size() < 2) {
         throw InputError(ins.args.empty() ? ins.where : ins.args_where,
-                         requires_message(ins, "at least two arguments: a source and a "
-                                               "destination"));
+                         requires_message(ins,
+                                          "at least two arguments: a source and a "
+                                          "destination"));
       }
       return;
     case InstructionKind::kUser:
     case InstructionKind::kWorkdir:
     case InstructionKind::kStopsignal:
     case InstructionKind::kMaintainer:
-      if (rest.empty()) throw InputError(ins.where, requires_message(ins, "exactly one argument"));
+      if (rest.empty())
+        throw InputError(ins.where, requires_message(ins, "exactly one argument"));
       ins.args = {std::string(rest)};
       return;
     case InstructionKind::kHealthcheck: {
-      if (rest.empty()) throw InputError(ins.where, requires_message(ins, "at least one argument"));
+      if (rest.empty())
+        throw InputError(ins.where, requires_message(ins, "at least one argument"));
       size_t sep = 0;
-      while (sep < rest.size() && !is_go_space(rest[sep])) ++sep;
+      while (sep < rest.size() && !is_go_space(rest[sep]))
+        ++sep;
       std::string type = to_upper(rest.substr(0, sep));
       std::string_view command = trim_left(rest.substr(sep));
       if (type == "NONE") {
@@ -468,12 +496,12 @@ void decode_arguments(Instruction& ins, const LogicalLine& line, size_t rest_off
       return;
     }
     case InstructionKind::kOnbuild: {
-      if (rest.empty()) throw InputError(ins.where, requires_message(ins, "at least one argument"));
+      if (rest.empty())
+        throw InputError(ins.where, requires_message(ins, "at least one argument"));
       LogicalLine sub = line.suffix(rest_offset);
       Instruction trigger = parse_instruction(sub, escape);
       if (trigger.kind == InstructionKind::kOnbuild) {
-        throw InputError(trigger.where,
-                         "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
+        throw InputError(trigger.where, "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
       }
       if (trigger.kind == InstructionKind::kFrom || trigger.kind == InstructionKind::kMaintainer) {
         throw InputError(trigger.where, std::string(keyword_of(trigger.kind)) +
@@ -521,7 +549,8 @@ Instruction parse_instruction(const LogicalLine& line, char escape) {
   ins.end_line = line.last_line;
   ins.text = line.text;
   auto kind = instruction_kind_from_keyword(ins.keyword);
-  if (!kind) throw InputError(ins.where, "unknown instruction: " + ins.keyword);
+  if (!kind)
+    throw InputError(ins.where, "unknown instruction: " + ins.keyword);
   ins.kind = *kind;
 
   for (ContainerfileParser::FlagContext* flag : tree->flag()) {

@@ -21,7 +21,9 @@ struct HeredocOpening {
   std::string word;  // as written, to locate it in the line
 };
 
-std::optional<std::string> no_variables(std::string_view) { return std::nullopt; }
+std::optional<std::string> no_variables(std::string_view) {
+  return std::nullopt;
+}
 
 std::size_t count_quotes(const std::string& s) {
   return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\'') +
@@ -32,23 +34,29 @@ std::size_t count_quotes(const std::string& s) {
 // here-string and does not). Whether NAME was quoted decides whether the body is expanded.
 std::optional<HeredocOpening> heredoc_from_word(const std::string& word) {
   size_t i = 0;
-  while (i < word.size() && word[i] >= '0' && word[i] <= '9') ++i;
+  while (i < word.size() && word[i] >= '0' && word[i] <= '9')
+    ++i;
   std::string_view digits(word.data(), i);
-  if (word.compare(i, 2, "<<") != 0) return std::nullopt;
+  if (word.compare(i, 2, "<<") != 0)
+    return std::nullopt;
   i += 2;
   bool chomp = i < word.size() && word[i] == '-';
-  if (chomp) ++i;
+  if (chomp)
+    ++i;
   std::string rest = word.substr(i);
-  if (rest.empty() || rest.find('<') != std::string::npos) return std::nullopt;
+  if (rest.empty() || rest.find('<') != std::string::npos)
+    return std::nullopt;
 
   ShellLexer plain({.escape = '\\', .skip_unset = true});
   ShellLexer raw({.escape = '\\', .raw_quotes = true, .skip_unset = true});
   std::vector<std::string> names = plain.expand_words(rest, no_variables);
-  if (names.size() != 1) return std::nullopt;
+  if (names.size() != 1)
+    return std::nullopt;
   std::vector<std::string> raw_names = raw.expand_words(rest, no_variables);
   HeredocOpening opening;
   opening.name = names.front();
-  opening.expand = raw_names.size() == 1 && count_quotes(names.front()) == count_quotes(raw_names.front());
+  opening.expand =
+      raw_names.size() == 1 && count_quotes(names.front()) == count_quotes(raw_names.front());
   opening.chomp = chomp;
   opening.fd = digits.empty() ? 0u : static_cast<unsigned>(std::stoul(std::string(digits)));
   opening.word = word;
@@ -58,8 +66,7 @@ std::optional<HeredocOpening> heredoc_from_word(const std::string& word) {
 std::vector<HeredocOpening> heredocs_in_line(const std::string& text) {
   std::vector<std::string> words;
   try {
-    ShellLexer lexer(
-        {.escape = '\\', .raw_quotes = true, .raw_escapes = true, .skip_unset = true});
+    ShellLexer lexer({.escape = '\\', .raw_quotes = true, .raw_escapes = true, .skip_unset = true});
     words = lexer.expand_words(text, no_variables);
   } catch (const ExpansionError&) {
     return {};  // not shell words: nothing here can open a here-document
@@ -67,7 +74,8 @@ std::vector<HeredocOpening> heredocs_in_line(const std::string& text) {
   std::vector<HeredocOpening> openings;
   for (const std::string& word : words) {
     try {
-      if (auto opening = heredoc_from_word(word)) openings.push_back(std::move(*opening));
+      if (auto opening = heredoc_from_word(word))
+        openings.push_back(std::move(*opening));
     } catch (const ExpansionError&) {
     }
   }
@@ -93,7 +101,8 @@ Containerfile parse_containerfile(std::string_view bytes, const std::string& fil
         size_t at = line.text.find(opening.word, search_from);
         SourceLocation opened_at = ins.where;
         if (at != std::string::npos) {
-          opened_at = line.locate(detail::count_code_points(std::string_view(line.text).substr(0, at)));
+          opened_at =
+              line.locate(detail::count_code_points(std::string_view(line.text).substr(0, at)));
           search_from = at + opening.word.size();
         }
         Heredoc doc;

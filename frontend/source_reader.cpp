@@ -8,7 +8,9 @@
 namespace kiln::frontend::detail {
 namespace {
 
-bool is_continuation_byte(unsigned char c) { return (c & 0xC0) == 0x80; }
+bool is_continuation_byte(unsigned char c) {
+  return (c & 0xC0) == 0x80;
+}
 
 // Offset of the first byte that is not part of a well-formed UTF-8 sequence (overlong forms,
 // surrogates and code points past U+10FFFF are ill-formed too), or npos.
@@ -31,21 +33,28 @@ size_t find_invalid_utf8(std::string_view s) {
     } else {
       return i;
     }
-    if (i + len > s.size()) return i;
+    if (i + len > s.size())
+      return i;
     for (size_t k = 1; k < len; ++k) {
       auto cc = static_cast<unsigned char>(s[i + k]);
-      if (!is_continuation_byte(cc)) return i;
+      if (!is_continuation_byte(cc))
+        return i;
       cp = (cp << 6) | (cc & 0x3Fu);
     }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return i;
     i += len;
   }
   return std::string_view::npos;
 }
 
-bool is_blank(char c) { return c == ' ' || c == '\t'; }
+bool is_blank(char c) {
+  return c == ' ' || c == '\t';
+}
 
-std::string_view trim_leading_whitespace(std::string_view s) { return trim_left(s); }
+std::string_view trim_leading_whitespace(std::string_view s) {
+  return trim_left(s);
+}
 
 bool is_comment_line(std::string_view line) {
   std::string_view t = trim_leading_whitespace(line);
@@ -61,24 +70,30 @@ struct DirectiveMatch {
 
 std::optional<DirectiveMatch> match_directive(std::string_view line) {
   size_t i = 0;
-  if (line.empty() || line[0] != '#') return std::nullopt;
+  if (line.empty() || line[0] != '#')
+    return std::nullopt;
   ++i;
   auto skip_space = [&] {
-    while (i < line.size() && is_space(line[i])) ++i;
+    while (i < line.size() && is_space(line[i]))
+      ++i;
   };
   skip_space();
   size_t name_start = i;
   auto is_alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
   auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
-  if (i >= line.size() || !is_alpha(line[i])) return std::nullopt;
-  while (i < line.size() && (is_alpha(line[i]) || is_digit(line[i]))) ++i;
+  if (i >= line.size() || !is_alpha(line[i]))
+    return std::nullopt;
+  while (i < line.size() && (is_alpha(line[i]) || is_digit(line[i])))
+    ++i;
   std::string_view name = line.substr(name_start, i - name_start);
   skip_space();
-  if (i >= line.size() || line[i] != '=') return std::nullopt;
+  if (i >= line.size() || line[i] != '=')
+    return std::nullopt;
   ++i;
   skip_space();
   std::string_view value = trim_right(line.substr(i));
-  if (value.empty()) return std::nullopt;
+  if (value.empty())
+    return std::nullopt;
   return DirectiveMatch{to_lower(name), std::string(value), i};
 }
 
@@ -90,8 +105,10 @@ bool is_known_directive(std::string_view name) {
 // Returns the line without the escape character and the blanks after it.
 std::optional<std::string_view> strip_continuation(std::string_view line, char escape) {
   size_t end = line.size();
-  while (end > 0 && is_blank(line[end - 1])) --end;
-  if (end == 0 || line[end - 1] != escape) return std::nullopt;
+  while (end > 0 && is_blank(line[end - 1]))
+    --end;
+  if (end == 0 || line[end - 1] != escape)
+    return std::nullopt;
   return line.substr(0, end - 1);
 }
 
@@ -104,7 +121,8 @@ size_t count_code_points(std::string_view utf8) {
 }
 
 SourceLocation LogicalLine::locate(size_t offset) const {
-  if (segments.empty()) return {file, first_line, 1};
+  if (segments.empty())
+    return {file, first_line, 1};
   auto it = std::upper_bound(segments.begin(), segments.end(), offset,
                              [](size_t off, const Segment& s) { return off < s.offset; });
   const Segment& seg = it == segments.begin() ? segments.front() : *(it - 1);
@@ -116,14 +134,17 @@ LogicalLine LogicalLine::suffix(size_t offset) const {
   out.file = file;
   size_t byte = 0;
   for (size_t seen = 0; byte < text.size(); ++byte) {
-    if (is_continuation_byte(static_cast<unsigned char>(text[byte]))) continue;
-    if (seen++ == offset) break;
+    if (is_continuation_byte(static_cast<unsigned char>(text[byte])))
+      continue;
+    if (seen++ == offset)
+      break;
   }
   out.text = text.substr(byte);
   SourceLocation start = locate(offset);
   out.segments.push_back({0, start.line, start.column});
   for (const Segment& seg : segments) {
-    if (seg.offset > offset) out.segments.push_back({seg.offset - offset, seg.line, seg.column});
+    if (seg.offset > offset)
+      out.segments.push_back({seg.offset - offset, seg.line, seg.column});
   }
   out.first_line = start.line;
   out.last_line = last_line;
@@ -140,20 +161,24 @@ SourceReader::SourceReader(std::string_view bytes, std::string filename)
     int column = 1 + static_cast<int>(count_code_points(before.substr(line_start)));
     throw InputError({file_, line, column}, "invalid UTF-8");
   }
-  if (bytes.starts_with("\xEF\xBB\xBF")) bytes.remove_prefix(3);
+  if (bytes.starts_with("\xEF\xBB\xBF"))
+    bytes.remove_prefix(3);
   size_t start = 0;
   while (start <= bytes.size()) {
     size_t nl = bytes.find('\n', start);
     if (nl == std::string_view::npos) {
-      if (start < bytes.size()) lines_.emplace_back(bytes.substr(start));
+      if (start < bytes.size())
+        lines_.emplace_back(bytes.substr(start));
       break;
     }
     std::string_view line = bytes.substr(start, nl - start);
-    if (line.ends_with('\r')) line.remove_suffix(1);
+    if (line.ends_with('\r'))
+      line.remove_suffix(1);
     lines_.emplace_back(line);
     start = nl + 1;
   }
-  if (!lines_.empty() && lines_.back().ends_with('\r')) lines_.back().pop_back();
+  if (!lines_.empty() && lines_.back().ends_with('\r'))
+    lines_.back().pop_back();
   read_directives();
 }
 
@@ -168,7 +193,8 @@ void SourceReader::read_directives() {
   // (an unknown one, a comment, a blank line, an instruction) ends them.
   for (size_t i = 0; i < lines_.size(); ++i) {
     auto match = match_directive(lines_[i]);
-    if (!match || !is_known_directive(match->name)) return;
+    if (!match || !is_known_directive(match->name))
+      return;
     SourceLocation where = location(i, 0);
     for (const Directive& seen : directives_) {
       if (seen.name == match->name) {
@@ -192,9 +218,10 @@ bool SourceReader::next(LogicalLine& out) {
   size_t offset = 0;  // code points in out.text so far
 
   auto append = [&](std::string_view piece, size_t line_index, size_t byte_offset) {
-    if (piece.empty()) return;
-    out.segments.push_back({offset, static_cast<int>(line_index) + 1,
-                            location(line_index, byte_offset).column});
+    if (piece.empty())
+      return;
+    out.segments.push_back(
+        {offset, static_cast<int>(line_index) + 1, location(line_index, byte_offset).column});
     out.text += piece;
     offset += count_code_points(piece);
   };
@@ -204,7 +231,8 @@ bool SourceReader::next(LogicalLine& out) {
     std::string_view raw = lines_[index];
     std::string_view line = trim_leading_whitespace(raw);
     size_t lead = raw.size() - line.size();
-    if (line.empty() || line.front() == '#') continue;  // blank line, comment or directive
+    if (line.empty() || line.front() == '#')
+      continue;  // blank line, comment or directive
 
     out.first_line = out.last_line = static_cast<int>(index) + 1;
     auto body = strip_continuation(line, escape_);
@@ -221,15 +249,17 @@ bool SourceReader::next(LogicalLine& out) {
                            "unexpected end of file after line continuation: the instruction has "
                            "no arguments");
         }
-        warnings_.push_back({continuation_at,
-                             "line continuation at end of file: the last instruction ends here"});
+        warnings_.push_back(
+            {continuation_at, "line continuation at end of file: the last instruction ends here"});
         break;
       }
       size_t cont_index = next_line_++;
       std::string_view cont = lines_[cont_index];
-      if (is_comment_line(cont)) continue;
+      if (is_comment_line(cont))
+        continue;
       if (trim_leading_whitespace(cont).empty()) {
-        if (!empty_continuation) empty_continuation_line = static_cast<int>(cont_index) + 1;
+        if (!empty_continuation)
+          empty_continuation_line = static_cast<int>(cont_index) + 1;
         empty_continuation = true;
         continue;
       }
@@ -237,7 +267,8 @@ bool SourceReader::next(LogicalLine& out) {
       auto cont_body = strip_continuation(cont, escape_);
       append(cont_body ? *cont_body : cont, cont_index, 0);
       continued = cont_body.has_value();
-      if (continued) continuation_at = location(cont_index, cont_body->size());
+      if (continued)
+        continuation_at = location(cont_index, cont_body->size());
     }
     if (empty_continuation) {
       warnings_.push_back({{file_, empty_continuation_line, 1},
@@ -247,7 +278,8 @@ bool SourceReader::next(LogicalLine& out) {
     // Trailing whitespace is not part of the instruction.
     std::string_view trimmed = trim_right(out.text);
     out.text.resize(trimmed.size());
-    if (out.text.empty()) continue;  // e.g. a lone escape character
+    if (out.text.empty())
+      continue;  // e.g. a lone escape character
     return true;
   }
   return false;
@@ -262,9 +294,11 @@ std::string SourceReader::read_heredoc(const std::string& terminator, bool chomp
     std::string_view line = lines_[next_line_++];
     std::string_view candidate = line;
     if (chomp) {
-      while (!candidate.empty() && candidate.front() == '\t') candidate.remove_prefix(1);
+      while (!candidate.empty() && candidate.front() == '\t')
+        candidate.remove_prefix(1);
     }
-    if (candidate == terminator) return content;
+    if (candidate == terminator)
+      return content;
     content += chomp ? candidate : line;
     content += '\n';
   }

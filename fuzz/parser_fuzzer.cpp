@@ -5,8 +5,8 @@
 #include <string_view>
 
 #include "kiln/base/error.hpp"
-#include "kiln/frontend/build_plan.hpp"
 #include "kiln/frontend/ast_json.hpp"
+#include "kiln/frontend/build_plan.hpp"
 #include "kiln/frontend/ignore.hpp"
 #include "kiln/frontend/parser.hpp"
 #include "kiln/frontend/shell_lexer.hpp"
@@ -26,7 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     kiln::frontend::ShellLexer lexer;
     (void)lexer.expand_words(text, [](std::string_view name) -> std::optional<std::string> {
-      if (name == "A") return "a b";
+      if (name == "A")
+        return "a b";
       return std::nullopt;
     });
   } catch (const kiln::frontend::ExpansionError&) {

@@ -16,13 +16,15 @@ namespace {
 struct Pipe {
   int fds[2] = {-1, -1};
   Pipe() {
-    if (pipe2(fds, O_CLOEXEC) != 0) fds[0] = fds[1] = -1;
+    if (pipe2(fds, O_CLOEXEC) != 0)
+      fds[0] = fds[1] = -1;
   }
   ~Pipe() { close_both(); }
   Pipe(const Pipe&) = delete;
   Pipe& operator=(const Pipe&) = delete;
   void close_end(int i) {
-    if (fds[i] >= 0) ::close(fds[i]);
+    if (fds[i] >= 0)
+      ::close(fds[i]);
     fds[i] = -1;
   }
   void close_both() {
@@ -44,7 +46,8 @@ ProcessResult run_kiln(const std::vector<std::string>& args, const std::string& 
   std::vector<std::string> argv_storage{KILN_BINARY};
   argv_storage.insert(argv_storage.end(), args.begin(), args.end());
   std::vector<char*> argv;
-  for (std::string& a : argv_storage) argv.push_back(a.data());
+  for (std::string& a : argv_storage)
+    argv.push_back(a.data());
   argv.push_back(nullptr);
 
   pid_t pid = fork();
@@ -56,7 +59,8 @@ ProcessResult run_kiln(const std::vector<std::string>& args, const std::string& 
     dup2(in.fds[0], 0);
     dup2(out.fds[1], 1);
     dup2(err.fds[1], 2);
-    if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(127);
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0)
+      _exit(127);
     execv(argv[0], argv.data());
     _exit(127);
   }
@@ -67,7 +71,8 @@ ProcessResult run_kiln(const std::vector<std::string>& args, const std::string& 
   size_t written = 0;
   while (written < input.size()) {
     ssize_t n = write(in.fds[1], input.data() + written, input.size() - written);
-    if (n <= 0) break;
+    if (n <= 0)
+      break;
     written += static_cast<size_t>(n);
   }
   in.close_end(1);
@@ -76,11 +81,13 @@ ProcessResult run_kiln(const std::vector<std::string>& args, const std::string& 
   int open_count = 2;
   while (open_count > 0) {
     if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       break;
     }
     for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP)))
+        continue;
       char buf[4096];
       ssize_t n = read(fds[i].fd, buf, sizeof buf);
       if (n > 0) {

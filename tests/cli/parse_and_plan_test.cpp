@@ -2,10 +2,10 @@
 // errors, exit codes, --target, ignore files.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include "kiln_process.hpp"
@@ -46,9 +46,10 @@ class Context {
 
 TEST(ParseCommand, PrintsStableJson) {
   Context ctx;
-  ctx.write("Containerfile",
-            "# syntax=docker/dockerfile:1\nFROM alpine AS base\nCOPY --chown=1:1 <<EOF /a\nhi\nEOF\n"
-            "ENV A=1\n");
+  ctx.write(
+      "Containerfile",
+      "# syntax=docker/dockerfile:1\nFROM alpine AS base\nCOPY --chown=1:1 <<EOF /a\nhi\nEOF\n"
+      "ENV A=1\n");
   ProcessResult r = run_kiln({"parse", ctx.file("Containerfile")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json tree = nlohmann::json::parse(r.out);
@@ -89,7 +90,8 @@ TEST(ParseCommand, MissingFileIsAnError) {
 
 TEST(ParseCommand, CheckValidatesTheStageGraph) {
   Context ctx;
-  ctx.write("Containerfile", "FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two\nCOPY --from=one /y /y\n");
+  ctx.write("Containerfile",
+            "FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two\nCOPY --from=one /y /y\n");
   ProcessResult r = run_kiln({"parse", "--check", "--target", "one", ctx.file("Containerfile")});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr(":4:1: circular dependency between stages: one -> two -> one"));
@@ -110,9 +112,8 @@ TEST(BuildDryRun, PrintsThePlanForTheTarget) {
   ASSERT_EQ(test.exit_code, 0) << test.err;
   EXPECT_THAT(test.out, HasSubstr("make test"));
 
-  ProcessResult json =
-      run_kiln({"build", "--dry-run", "--plan-format", "json", "--platform", "linux/arm64",
-                ctx.path()});
+  ProcessResult json = run_kiln(
+      {"build", "--dry-run", "--plan-format", "json", "--platform", "linux/arm64", ctx.path()});
   ASSERT_EQ(json.exit_code, 0) << json.err;
   nlohmann::json plan = nlohmann::json::parse(json.out);
   EXPECT_EQ(plan["target"], 2);

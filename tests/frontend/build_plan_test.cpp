@@ -46,7 +46,9 @@ const Op& op(const Planned& p, size_t stage, size_t index) {
   return p.plan.stages.at(stage).ops.at(index);
 }
 
-std::string pair_value(const Op& o, size_t i) { return o.pairs.at(i).value.value_or("<unset>"); }
+std::string pair_value(const Op& o, size_t i) {
+  return o.pairs.at(i).value.value_or("<unset>");
+}
 
 TEST(BuildPlan, GlobalArgsFeedFromButMustBeRedeclaredInStages) {
   Planned p = plan(
@@ -79,7 +81,8 @@ TEST(BuildPlan, EnvPairsExpandWithTheEnvironmentBeforeTheInstruction) {
 }
 
 TEST(BuildPlan, QuotesAndEscapesAreRemovedAtExpansion) {
-  Planned p = plan("FROM a\nENV A=\"two words\" B=x\\ y\nLABEL \"k k\"='$A'\nENV C two  \"words\"\n");
+  Planned p =
+      plan("FROM a\nENV A=\"two words\" B=x\\ y\nLABEL \"k k\"='$A'\nENV C two  \"words\"\n");
   EXPECT_EQ(pair_value(op(p, 0, 0), 0), "two words");
   EXPECT_EQ(pair_value(op(p, 0, 0), 1), "x y");
   EXPECT_EQ(op(p, 0, 1).pairs[0].key, "k k");
@@ -205,8 +208,9 @@ TEST(BuildPlan, TargetPrunesTheGraph) {
 }
 
 TEST(BuildPlan, ForwardReferencesWorkAndCyclesAreErrors) {
-  Planned p = plan("FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two\nFROM scratch\n"
-                   "COPY --from=one /x /x\n");
+  Planned p = plan(
+      "FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two\nFROM scratch\n"
+      "COPY --from=one /x /x\n");
   EXPECT_THAT(p.plan.order, ElementsAre(1u, 0u, 2u));
   BuildOptions options;
   options.target = "one";

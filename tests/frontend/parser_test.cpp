@@ -13,7 +13,9 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-Containerfile parse(std::string_view text) { return parse_containerfile(text, "Containerfile"); }
+Containerfile parse(std::string_view text) {
+  return parse_containerfile(text, "Containerfile");
+}
 
 // The file's single instruction, by value: the file is usually a temporary.
 Instruction only(const Containerfile& file) {
@@ -40,16 +42,17 @@ TEST(Parser, EveryInstructionKeywordInAnyCase) {
       "COPY a b\nentrypoint x\nvolume /v\nuser u\nworkdir /w\narg A\nonbuild RUN x\n"
       "stopsignal SIGTERM\nhealthcheck NONE\nshell [\"sh\"]\n");
   std::vector<InstructionKind> kinds;
-  for (Instruction ins : file.instructions) kinds.push_back(ins.kind);
-  EXPECT_THAT(kinds,
-              ElementsAre(InstructionKind::kFrom, InstructionKind::kRun, InstructionKind::kCmd,
-                          InstructionKind::kLabel, InstructionKind::kMaintainer,
-                          InstructionKind::kExpose, InstructionKind::kEnv, InstructionKind::kAdd,
-                          InstructionKind::kCopy, InstructionKind::kEntrypoint,
-                          InstructionKind::kVolume, InstructionKind::kUser,
-                          InstructionKind::kWorkdir, InstructionKind::kArg,
-                          InstructionKind::kOnbuild, InstructionKind::kStopsignal,
-                          InstructionKind::kHealthcheck, InstructionKind::kShell));
+  for (Instruction ins : file.instructions)
+    kinds.push_back(ins.kind);
+  EXPECT_THAT(
+      kinds,
+      ElementsAre(InstructionKind::kFrom, InstructionKind::kRun, InstructionKind::kCmd,
+                  InstructionKind::kLabel, InstructionKind::kMaintainer, InstructionKind::kExpose,
+                  InstructionKind::kEnv, InstructionKind::kAdd, InstructionKind::kCopy,
+                  InstructionKind::kEntrypoint, InstructionKind::kVolume, InstructionKind::kUser,
+                  InstructionKind::kWorkdir, InstructionKind::kArg, InstructionKind::kOnbuild,
+                  InstructionKind::kStopsignal, InstructionKind::kHealthcheck,
+                  InstructionKind::kShell));
   EXPECT_EQ(file.instructions[1].keyword, "Run");
 }
 
@@ -134,16 +137,16 @@ TEST(Parser, ArgForms) {
 }
 
 TEST(Parser, CopyAndAddFlags) {
-  Instruction copy = only(parse(
-      "COPY --from=build --chown=app:app --chmod=0755 --link --exclude=*.md --exclude=*.txt "
-      "--parents a b /dst/"));
+  Instruction copy = only(
+      parse("COPY --from=build --chown=app:app --chmod=0755 --link --exclude=*.md --exclude=*.txt "
+            "--parents a b /dst/"));
   EXPECT_EQ(copy.find_flag("from")->value, "build");
   EXPECT_EQ(copy.find_flag("chown")->value, "app:app");
   EXPECT_FALSE(copy.find_flag("link")->value.has_value());
   EXPECT_EQ(copy.find_flags("exclude").size(), 2u);
   EXPECT_THAT(copy.args, ElementsAre("a", "b", "/dst/"));
-  Instruction add = only(parse(
-      "ADD --checksum=sha256:abc --keep-git-dir=true --link=false https://x/y.tgz /y"));
+  Instruction add =
+      only(parse("ADD --checksum=sha256:abc --keep-git-dir=true --link=false https://x/y.tgz /y"));
   EXPECT_EQ(add.find_flag("keep-git-dir")->value, "true");
   Instruction json = only(parse("COPY [\"my file.txt\", \"/dest dir/\"]"));
   EXPECT_TRUE(json.json_form);
@@ -192,9 +195,9 @@ TEST(Parser, StringInstructionsKeepTheWholeRest) {
 }
 
 TEST(Parser, Healthcheck) {
-  Instruction hc = only(parse(
-      "HEALTHCHECK --interval=30s --timeout=3s --start-period=1m5s --start-interval=500ms "
-      "--retries=3 CMD curl -f http://localhost/ || exit 1"));
+  Instruction hc = only(
+      parse("HEALTHCHECK --interval=30s --timeout=3s --start-period=1m5s --start-interval=500ms "
+            "--retries=3 CMD curl -f http://localhost/ || exit 1"));
   EXPECT_EQ(hc.health_type, "CMD");
   EXPECT_THAT(hc.args, ElementsAre("curl -f http://localhost/ || exit 1"));
   Instruction exec = only(parse("HEALTHCHECK cmd [\"/bin/check\"]"));
@@ -221,7 +224,8 @@ TEST(Parser, Onbuild) {
 }
 
 TEST(Parser, Directives) {
-  Containerfile file = parse("# syntax=docker/dockerfile:1\n#  Escape = `\n# check=skip=all\nFROM a\n");
+  Containerfile file =
+      parse("# syntax=docker/dockerfile:1\n#  Escape = `\n# check=skip=all\nFROM a\n");
   ASSERT_EQ(file.directives.size(), 3u);
   EXPECT_EQ(file.directive("syntax"), "docker/dockerfile:1");
   EXPECT_EQ(file.directive("check"), "skip=all");
@@ -292,7 +296,7 @@ TEST(Parser, CrlfAndBom) {
 TEST(Parser, InvalidUtf8IsReportedWithItsPosition) {
   expect_error("FROM a\nRUN echo \xC3\xA9 \xFF\n", 2, 12, "invalid UTF-8");
   expect_error("FROM a\nLABEL x=\xED\xA0\x80\n", 2, 9, "invalid UTF-8");  // a surrogate
-  expect_error("\xC0\xAF", 1, 1, "invalid UTF-8");                       // overlong
+  expect_error("\xC0\xAF", 1, 1, "invalid UTF-8");                        // overlong
 }
 
 TEST(Parser, ColumnsCountCodePoints) {
@@ -351,7 +355,8 @@ TEST(Parser, HeredocsOnlyWhereBuildKitReadsThem) {
 }
 
 TEST(Parser, CommentsAndBlankLines) {
-  Containerfile file = parse("\n\n# comment\n   # indented comment\nRUN echo a # not a comment\n\n");
+  Containerfile file =
+      parse("\n\n# comment\n   # indented comment\nRUN echo a # not a comment\n\n");
   ASSERT_EQ(file.instructions.size(), 1u);
   EXPECT_THAT(file.instructions[0].args, ElementsAre("echo a # not a comment"));
 }

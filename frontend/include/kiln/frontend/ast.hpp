@@ -50,11 +50,11 @@ struct Flag {
 
 // A here-document attached to RUN, COPY or ADD (`<<EOF`, `<<-EOF`, `<<"EOF"`, `3<<EOF`).
 struct Heredoc {
-  std::string name;     // the delimiter word, quotes removed
-  std::string content;  // the body; every line ends in '\n'; for <<- leading tabs are removed
-  bool expand = true;   // false when any part of the delimiter was quoted: no expansion in content
-  bool chomp = false;   // <<- form
-  unsigned fd = 0;      // leading file descriptor digits, 0 when absent
+  std::string name;      // the delimiter word, quotes removed
+  std::string content;   // the body; every line ends in '\n'; for <<- leading tabs are removed
+  bool expand = true;    // false when any part of the delimiter was quoted: no expansion in content
+  bool chomp = false;    // <<- form
+  unsigned fd = 0;       // leading file descriptor digits, 0 when absent
   SourceLocation where;  // position of the first body line
 };
 

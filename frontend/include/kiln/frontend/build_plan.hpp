@@ -10,11 +10,10 @@
 
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "kiln/frontend/ast.hpp"
 #include "kiln/oci/platform.hpp"
@@ -64,9 +63,9 @@ struct Stage {
   std::string name;  // lower-cased AS name, empty when unnamed
   SourceLocation where;
   BaseKind base_kind = BaseKind::kScratch;
-  std::string base_image;           // expanded image reference (kImage)
+  std::string base_image;            // expanded image reference (kImage)
   std::optional<size_t> base_stage;  // kStage
-  oci::Platform platform;           // --platform when given, else the target platform
+  oci::Platform platform;            // --platform when given, else the target platform
   bool platform_explicit = false;
   std::vector<Op> ops;
   std::vector<size_t> dependencies;  // stages this stage needs: base, --from, --mount from
@@ -74,11 +73,11 @@ struct Stage {
 };
 
 struct BuildPlan {
-  std::vector<Stage> stages;           // every stage of the file, in file order
-  size_t target = 0;                   // index of the stage the build produces
-  std::vector<size_t> order;           // the stages the target needs, dependencies first
+  std::vector<Stage> stages;             // every stage of the file, in file order
+  size_t target = 0;                     // index of the stage the build produces
+  std::vector<size_t> order;             // the stages the target needs, dependencies first
   std::vector<std::string> global_args;  // "NAME=value" of ARGs before the first FROM
-  std::vector<Warning> warnings;       // unused --build-arg, stage names read as images, ...
+  std::vector<Warning> warnings;         // unused --build-arg, stage names read as images, ...
 };
 
 // Builds the plan. Throws kiln::InputError (FILE:LINE:COL) for: an instruction before the first
