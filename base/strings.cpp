@@ -60,6 +60,24 @@ std::vector<std::string> split(std::string_view s, char sep) {
   }
 }
 
+std::vector<std::string> split_unquoted(std::string_view s, char sep) {
+  std::vector<std::string> fields;
+  std::string field;
+  bool in_quotes = false;
+  for (char c : s) {
+    if (c == '"') {
+      in_quotes = !in_quotes;
+    } else if (c == sep && !in_quotes) {
+      fields.push_back(field);
+      field.clear();
+    } else {
+      field += c;
+    }
+  }
+  fields.push_back(field);
+  return fields;
+}
+
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.starts_with(prefix);
 }

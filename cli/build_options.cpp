@@ -25,25 +25,6 @@ namespace {
   throw UsageError(message, kBuildUsage);
 }
 
-// Splits "a=1,b=\"x,y\"" into fields; double quotes protect commas.
-std::vector<std::string> split_fields(const std::string& spec) {
-  std::vector<std::string> fields;
-  std::string field;
-  bool in_quotes = false;
-  for (char c : spec) {
-    if (c == '"') {
-      in_quotes = !in_quotes;
-    } else if (c == ',' && !in_quotes) {
-      fields.push_back(field);
-      field.clear();
-    } else {
-      field += c;
-    }
-  }
-  fields.push_back(field);
-  return fields;
-}
-
 std::pair<std::string, std::string> key_value(const std::string& text, const std::string& what) {
   size_t eq = text.find('=');
   if (eq == std::string::npos || eq == 0) {
@@ -95,7 +76,7 @@ TypedSpec parse_cache(const std::string& spec, const std::string& what, bool exp
 
 SecretSpec parse_secret(const std::string& spec) {
   SecretSpec secret;
-  for (const std::string& field : split_fields(spec)) {
+  for (const std::string& field : split_unquoted(spec, ',')) {
     auto [key, value] = key_value(field, "--secret");
     if (key == "id") {
       secret.id = value;
@@ -140,7 +121,7 @@ std::optional<std::string> TypedSpec::attr(const std::string& key) const {
 
 TypedSpec parse_typed_spec(const std::string& spec, const std::string& what) {
   TypedSpec out;
-  for (const std::string& field : split_fields(spec)) {
+  for (const std::string& field : split_unquoted(spec, ',')) {
     auto [key, value] = key_value(field, what);
     if (key == "type") {
       out.type = value;

@@ -82,24 +82,6 @@ VarList from_env_list(const std::vector<std::string>& entries) {
   return env;
 }
 
-std::vector<std::string> split_mount_fields(std::string_view spec) {
-  std::vector<std::string> fields;
-  std::string field;
-  bool quoted_field = false;
-  for (char c : spec) {
-    if (c == '"') {
-      quoted_field = !quoted_field;
-    } else if (c == ',' && !quoted_field) {
-      fields.push_back(field);
-      field.clear();
-    } else {
-      field += c;
-    }
-  }
-  fields.push_back(field);
-  return fields;
-}
-
 bool is_digits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
@@ -379,7 +361,7 @@ class Planner {
           if (flag.name != "mount")
             continue;
           flag.value = expand(*flag.value, flag.where);
-          for (const std::string& field : split_mount_fields(*flag.value)) {
+          for (const std::string& field : split_unquoted(*flag.value, ',')) {
             if (!field.starts_with("from="))
               continue;
             std::string ref = field.substr(5);

@@ -21,6 +21,8 @@ TEST(Strings, SplitJoinQuote) {
   EXPECT_EQ(split("a,,b", ','), (std::vector<std::string>{"a", "", "b"}));
   EXPECT_EQ(split("", ','), (std::vector<std::string>{""}));
   EXPECT_EQ(join({"a", "b", "c"}, ", "), "a, b, c");
+  EXPECT_EQ(split_unquoted("type=bind,src=\"a,b\",ro", ','),
+            (std::vector<std::string>{"type=bind", "src=a,b", "ro"}));
   EXPECT_EQ(quote("a\"b\\\n\x01"), "\"a\\\"b\\\\\\n\\x01\"");
 }
 

@@ -21,6 +21,10 @@ std::string_view trim_right(std::string_view s);
 // Splits on every occurrence of sep; "a,,b" gives {"a", "", "b"}; "" gives {""}.
 std::vector<std::string> split(std::string_view s, char sep);
 
+// Splits "a=1,b=\"x,y\"" on `sep` outside double quotes and drops the quotes: {"a=1", "b=x,y"}.
+// The form of --mount, --output and --secret values.
+std::vector<std::string> split_unquoted(std::string_view s, char sep);
+
 bool starts_with(std::string_view s, std::string_view prefix);
 bool ends_with(std::string_view s, std::string_view suffix);
 
