@@ -34,6 +34,7 @@ const std::vector<Command>& commands() {
       {"inspect", "Show an image's manifest and config", inspect_command},
       {"tag", "Add a name to an image", tag_command},
       {"rmi", "Remove images", rmi_command},
+      {"save", "Write an image to a docker-archive, oci-archive or OCI layout", save_command},
       {"push", "Push an image to a registry", push_command},
       {"prune", "Remove unused blobs, snapshots and cache entries", prune_command},
       {"version", "Print kiln's version", version_command},

@@ -43,6 +43,7 @@ int images_command(const std::vector<std::string>& args, Io io);
 int inspect_command(const std::vector<std::string>& args, Io io);
 int tag_command(const std::vector<std::string>& args, Io io);
 int rmi_command(const std::vector<std::string>& args, Io io);
+int save_command(const std::vector<std::string>& args, Io io);
 int push_command(const std::vector<std::string>& args, Io io);
 int prune_command(const std::vector<std::string>& args, Io io);
 

@@ -1,41 +1,112 @@
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <ostream>
 
 #include "app.hpp"
 #include "build_options.hpp"
 #include "containerfile_input.hpp"
 #include "kiln/base/error.hpp"
+#include "kiln/base/strings.hpp"
+#include "kiln/exporter/exporter.hpp"
 #include "kiln/frontend/build_plan.hpp"
 #include "kiln/frontend/ignore.hpp"
+#include "kiln/oci/store.hpp"
+#include "kiln/snapshotter/compression.hpp"
+#include "kiln/solver/builder.hpp"
 
 namespace kiln::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::optional<int64_t> source_date_epoch() {
+  const char* value = std::getenv("SOURCE_DATE_EPOCH");
+  if (!value || !*value) return std::nullopt;
+  int64_t seconds = 0;
+  std::string_view text(value);
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (ec != std::errc() || end != text.data() + text.size() || seconds < 0) {
+    throw Error("SOURCE_DATE_EPOCH=" + std::string(value) +
+                " is not a number of seconds since 1970-01-01");
+  }
+  return seconds;
+}
+
+// Outputs and flags that need a later part of kiln are refused before anything runs.
+void refuse_unavailable(const BuildCommandOptions& opts) {
+  if (opts.platforms.size() > 1) {
+    throw Error("building for several platforms at once is not supported by this version of "
+                "kiln yet; build one --platform at a time");
+  }
+  if (opts.push) throw Error("--push is not supported by this version of kiln yet");
+  for (const TypedSpec& o : opts.outputs) {
+    if (o.type == "registry") {
+      throw Error("--output type=registry is not supported by this version of kiln yet");
+    }
+  }
+  if (!opts.cache_from.empty() || !opts.cache_to.empty()) {
+    throw Error("--cache-from/--cache-to are not supported by this version of kiln yet");
+  }
+  if (!opts.sign_key.empty()) throw Error("--sign-key is not supported by this version of kiln yet");
+}
+
+void write_outputs(const BuildCommandOptions& opts, oci::Store& store,
+                   const exporter::CommittedImage& image, const solver::BuiltImage& built,
+                   const std::optional<int64_t>& sde, std::ostream& log) {
+  for (const TypedSpec& o : opts.outputs) {
+    std::string dest = o.attr("dest").value_or("");
+    if (o.type == "oci") {
+      bool tar = ends_with(dest, ".tar") || o.attr("tar").value_or("false") == "true";
+      if (tar) {
+        exporter::write_oci_archive(store, image.manifest, opts.tags, dest);
+      } else {
+        exporter::write_oci_layout(store, image.manifest, opts.tags, dest);
+      }
+    } else if (o.type == "docker") {
+      exporter::write_docker_archive(store, image.manifest, opts.tags, dest);
+    } else if (o.type == "local") {
+      exporter::write_rootfs_directory(built.rootfs, dest);
+    } else if (o.type == "tar") {
+      exporter::write_rootfs_tar(built.rootfs, dest, sde);
+    } else if (o.type == "image") {
+      continue;  // the store, which every build writes anyway
+    }
+    if (dest != "-") log << "Wrote " << o.type << " output to " << dest << "\n";
+  }
+}
+
+}  // namespace
 
 int build_command(const std::vector<std::string>& args, Io io) {
   std::optional<BuildCommandOptions> opts = parse_build_options(args, io.out);
-  if (!opts)
-    return kExitOk;
+  if (!opts) return kExitOk;
 
-  std::filesystem::path context = opts->context;
+  fs::path context = opts->context;
   std::error_code ec;
-  if (!std::filesystem::is_directory(context, ec)) {
+  if (!fs::is_directory(context, ec)) {
     throw Error("build context " + context.string() + " is not a directory");
   }
   frontend::Containerfile file = load_containerfile(opts->file, context);
   print_warnings(file.warnings, io.err);
+  frontend::IgnoreMatcher ignore;
   if (opts->file != "-") {
     // Read now so that a malformed ignore file fails the build before anything runs.
-    frontend::load_ignore_rules(context, containerfile_path(opts->file, context));
+    ignore = frontend::load_ignore_rules(context, containerfile_path(opts->file, context));
   }
 
   frontend::BuildOptions build;
   build.build_args = opts->build_args;
   build.target = opts->target;
-  if (!opts->platforms.empty())
-    build.target_platform = opts->platforms.front();
-  frontend::BuildPlan plan = frontend::plan_build(file, build);
-  print_warnings(plan.warnings, io.err);
+  if (!opts->platforms.empty()) build.target_platform = opts->platforms.front();
 
   if (opts->dry_run) {
+    frontend::BuildPlan plan = frontend::plan_build(file, build);
+    print_warnings(plan.warnings, io.err);
     if (*opts->dry_run == "json") {
       io.out << frontend::plan_to_json(plan).dump(2) << "\n";
     } else {
@@ -43,9 +114,53 @@ int build_command(const std::vector<std::string>& args, Io io) {
     }
     return kExitOk;
   }
-  throw Error(
-      "building images is not implemented in this version of kiln yet; "
-      "'kiln build --dry-run' prints the plan");
+  refuse_unavailable(*opts);
+  for (const std::string& tag : opts->tags) oci::Store::canonical_name(tag);  // validate early
+
+  std::optional<int64_t> sde = source_date_epoch();
+  oci::Store store(oci::Store::default_root());
+  solver::BuildRequest request;
+  request.context = context;
+  request.ignore = ignore;
+  request.platform = build.target_platform;
+  request.layers.compression.algorithm = snapshotter::parse_compression(opts->compression);
+  request.layers.source_date_epoch = sde;
+  request.source_date_epoch = sde;
+  request.labels = opts->labels;
+  bool quiet = opts->progress == "json";
+  request.progress = [&](const std::string& line) {
+    if (!quiet) io.err << line << "\n";
+  };
+  solver::Builder builder(store, request);
+  build.base_image = [&](const std::string& ref, const oci::Platform& platform) {
+    return builder.base_image(ref, platform);
+  };
+  frontend::BuildPlan plan = frontend::plan_build(file, build);
+  print_warnings(plan.warnings, io.err);
+  solver::BuiltImage built = builder.build(plan);
+
+  exporter::ManifestFormat format =
+      opts->format == "docker" ? exporter::ManifestFormat::kDocker : exporter::ManifestFormat::kOci;
+  exporter::CommittedImage image = exporter::commit_image(store, built.config, built.layers, format);
+  for (const std::string& tag : opts->tags) {
+    store.tag(image.manifest, tag);
+    io.err << "Tagged " << oci::Store::canonical_name(tag) << "\n";
+  }
+  write_outputs(*opts, store, image, built, sde, io.err);
+  if (!opts->iidfile.empty()) {
+    std::ofstream iid(opts->iidfile, std::ios::trunc);
+    iid << image.config.str();
+    if (!iid) throw Error("cannot write --iidfile " + opts->iidfile);
+  }
+  io.err << "Image " << image.config.str() << " (manifest " << image.manifest.digest.str() << ")\n";
+  if (opts->progress == "json") {
+    io.out << nlohmann::json{{"image", image.config.str()},
+                             {"manifest", image.manifest.digest.str()}}.dump()
+           << "\n";
+  } else {
+    io.out << image.config.str() << "\n";
+  }
+  return kExitOk;
 }
 
 }  // namespace kiln::cli

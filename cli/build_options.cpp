@@ -17,7 +17,8 @@ const char* const kBuildUsage =
     "[--no-cache] [--pull] [-o type=oci|docker|registry|local|tar,dest=...] [--push] "
     "[--cache-from SPEC] [--cache-to SPEC] [--secret id=ID,src=FILE] [--network "
     "default|none|host] [--label K=V] [--iidfile FILE] [--progress auto|tty|plain|json] "
-    "[--sign-key FILE] [--dry-run [--plan-format text|json]] CONTEXT";
+    "[--sign-key FILE] [--compression gzip|zstd|none] [--format oci|docker] "
+    "[--dry-run [--plan-format text|json]] CONTEXT";
 
 namespace {
 
@@ -138,44 +139,47 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
                                                        std::ostream& help_out) {
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
       labels, no_cache_filter;
-  std::string file, target, network, iidfile, progress, sign_key, plan_format, context;
+  std::string file, target, network, iidfile, progress, sign_key, plan_format, context,
+      compression, format;
   po::options_description visible("Options");
-  visible.add_options()("help,h", "print this help")("tag,t", po::value(&tags),
-                                                     "name the image NAME[:TAG] (repeatable)")(
-      "file,f", po::value(&file),
-      "the Containerfile (default: CONTEXT/Containerfile, then "
-      "CONTEXT/Dockerfile; '-' reads standard input)")(
-      "build-arg", po::value(&build_args),
-      "set a build argument K=V, or K to take it from the "
-      "environment (repeatable)")("target", po::value(&target),
-                                  "build this stage and what it needs, not the last stage")(
-      "platform", po::value(&platforms), "target platforms, e.g. linux/amd64,linux/arm64")(
-      "no-cache", po::bool_switch(), "do not use the build cache")(
-      "no-cache-filter", po::value(&no_cache_filter), "do not use the cache for these stages")(
-      "pull", po::bool_switch(), "check the registry for newer base images")(
-      "output,o", po::value(&outputs),
-      "where the result goes: type=oci|docker|registry|local|"
-      "tar,dest=PATH (repeatable)")("push", po::bool_switch(),
-                                    "push the image to the registry named by its tag")(
-      "cache-from", po::value(&cache_from),
-      "import build cache: type=registry,ref=REF or "
-      "type=local,src=DIR")("cache-to", po::value(&cache_to),
-                            "export build cache: type=registry,ref=REF[,mode=max] "
-                            "or type=local,dest=DIR")("secret", po::value(&secrets),
-                                                      "expose a secret to RUN --mount=type=secret: "
-                                                      "id=ID,src=FILE or id=ID,env=VAR")(
-      "network", po::value(&network)->default_value("default"),
-      "RUN network: default, none, "
-      "host")("label", po::value(&labels), "add a label K=V to the image (repeatable)")(
-      "iidfile", po::value(&iidfile), "write the image ID to FILE")(
-      "progress", po::value(&progress)->default_value("auto"),
-      "progress output: auto, tty, "
-      "plain, json")("sign-key", po::value(&sign_key),
-                     "sign the pushed image with this private key")(
-      "dry-run", po::bool_switch(), "print the planned build graph and run nothing")(
-      "plan-format", po::value(&plan_format)->default_value("text"),
-      "with --dry-run: text or "
-      "json");
+  // clang-format off
+  visible.add_options()
+      ("help,h", "print this help")
+      ("tag,t", po::value(&tags), "name the image NAME[:TAG] (repeatable)")
+      ("file,f", po::value(&file),
+       "the Containerfile (default: CONTEXT/Containerfile, then CONTEXT/Dockerfile; '-' reads "
+       "standard input)")
+      ("build-arg", po::value(&build_args),
+       "set a build argument K=V, or K to take it from the environment (repeatable)")
+      ("target", po::value(&target), "build this stage and what it needs, not the last stage")
+      ("platform", po::value(&platforms), "target platforms, e.g. linux/amd64,linux/arm64")
+      ("no-cache", po::bool_switch(), "do not use the build cache")
+      ("no-cache-filter", po::value(&no_cache_filter), "do not use the cache for these stages")
+      ("pull", po::bool_switch(), "check the registry for newer base images")
+      ("output,o", po::value(&outputs),
+       "where the result goes: type=oci|docker|registry|local|tar,dest=PATH (repeatable)")
+      ("push", po::bool_switch(), "push the image to the registry named by its tag")
+      ("cache-from", po::value(&cache_from),
+       "import build cache: type=registry,ref=REF or type=local,src=DIR")
+      ("cache-to", po::value(&cache_to),
+       "export build cache: type=registry,ref=REF[,mode=max] or type=local,dest=DIR")
+      ("secret", po::value(&secrets),
+       "expose a secret to RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR")
+      ("network", po::value(&network)->default_value("default"),
+       "RUN network: default, none, host")
+      ("label", po::value(&labels), "add a label K=V to the image (repeatable)")
+      ("iidfile", po::value(&iidfile), "write the image ID to FILE")
+      ("progress", po::value(&progress)->default_value("auto"),
+       "progress output: auto, tty, plain, json")
+      ("sign-key", po::value(&sign_key), "sign the pushed image with this private key")
+      ("compression", po::value(&compression)->default_value("gzip"),
+       "layer compression: gzip, zstd, none")
+      ("format", po::value(&format)->default_value("oci"),
+       "manifest and config media types: oci or docker")
+      ("dry-run", po::bool_switch(), "print the planned build graph and run nothing")
+      ("plan-format", po::value(&plan_format)->default_value("text"),
+       "with --dry-run: text or json");
+  // clang-format on
   po::options_description hidden;
   hidden.add_options()("context", po::value(&context));
   po::options_description all;
@@ -249,6 +253,10 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   require_one_of(progress, "--progress", {"auto", "tty", "plain", "json"});
   opts.progress = progress;
   opts.sign_key = sign_key;
+  require_one_of(compression, "--compression", {"gzip", "zstd", "none"});
+  opts.compression = compression;
+  require_one_of(format, "--format", {"oci", "docker"});
+  opts.format = format;
   require_one_of(plan_format, "--plan-format", {"text", "json"});
   if (vm["dry-run"].as<bool>())
     opts.dry_run = plan_format;

@@ -1,10 +1,18 @@
-// Commands on the local image store. Their command lines are complete; the store itself arrives
-// with the store/exporter issue, so for now they say so and fail.
+// Commands on the local image store. push and prune are not implemented yet and say so.
 #include <boost/program_options.hpp>
+#include <cstdio>
+#include <iomanip>
+#include <nlohmann/json.hpp>
 #include <ostream>
 
 #include "app.hpp"
 #include "kiln/base/error.hpp"
+#include "kiln/base/strings.hpp"
+#include "kiln/exporter/exporter.hpp"
+#include "kiln/oci/image_config.hpp"
+#include "kiln/oci/manifest.hpp"
+#include "kiln/oci/media_types.hpp"
+#include "kiln/oci/store.hpp"
 
 namespace po = boost::program_options;
 
@@ -21,7 +29,7 @@ struct Spec {
 
 // Parses `args` against the command's flags; returns false after printing --help.
 bool parse(const Spec& spec, const std::vector<std::string>& args, po::options_description& flags,
-           std::vector<std::string>& operands, Io io) {
+           std::vector<std::string>& operands, Io io, po::variables_map* out = nullptr) {
   flags.add_options()("help,h", "print this help");
   po::options_description hidden;
   hidden.add_options()("operand", po::value(&operands));
@@ -46,12 +54,54 @@ bool parse(const Spec& spec, const std::vector<std::string>& args, po::options_d
   if (spec.max_args >= 0 && count > spec.max_args) {
     throw UsageError("too many arguments", spec.usage);
   }
+  if (out) *out = std::move(vm);
   return true;
 }
 
 [[noreturn]] void not_yet(const Spec& spec) {
-  throw Error(std::string("kiln ") + spec.name +
-              ": the local image store is not implemented in this version of kiln yet");
+  throw Error(std::string("kiln ") + spec.name + " is not implemented in this version of kiln yet");
+}
+
+
+oci::Store open_store() { return oci::Store(oci::Store::default_root()); }
+
+oci::TaggedImage find_image(oci::Store& store, const std::string& ref) {
+  auto found = store.find(ref);
+  if (!found) throw Error("image " + quote(ref) + " is not in the store " + store.root().string());
+  return *found;
+}
+
+struct ImageSummary {
+  std::string id;  // config digest (for an index: the index digest)
+  std::string created;
+  int64_t size = 0;
+};
+
+ImageSummary summarize(oci::Store& store, const oci::Descriptor& d) {
+  ImageSummary s;
+  if (!oci::media_type::is_manifest(d.media_type)) {
+    s.id = d.digest.str();
+    return s;
+  }
+  oci::Manifest m = oci::parse_manifest(store.read_blob(d.digest));
+  s.id = m.config.digest.str();
+  s.created = oci::parse_image_config(store.read_blob(m.config.digest)).created;
+  s.size = m.config.size;
+  for (const oci::Descriptor& layer : m.layers) s.size += layer.size;
+  return s;
+}
+
+std::string human_size(int64_t bytes) {
+  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1000 && unit < 4) {
+    value /= 1000;
+    ++unit;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, unit == 0 ? "%.0f %s" : "%.3g %s", value, units[unit]);
+  return buf;
 }
 
 }  // namespace
@@ -63,9 +113,35 @@ int images_command(const std::vector<std::string>& args, Io io) {
   flags.add_options()("quiet,q", "print image IDs only")(
       "format", po::value<std::string>()->default_value("table"), "table or json");
   std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io))
-    return kExitOk;
-  not_yet(spec);
+  po::variables_map vm;
+  if (!parse(spec, args, flags, operands, io, &vm)) return kExitOk;
+  std::string format = vm["format"].as<std::string>();
+  if (format != "table" && format != "json") throw UsageError("--format must be table or json", spec.usage);
+  oci::Store store = open_store();
+  nlohmann::ordered_json json = nlohmann::ordered_json::array();
+  if (format == "table" && !vm.count("quiet")) {
+    io.out << std::left << std::setw(40) << "NAME" << std::setw(15) << "IMAGE ID" << std::setw(22)
+           << "CREATED" << "SIZE\n";
+  }
+  for (const oci::TaggedImage& image : store.images()) {
+    ImageSummary s = summarize(store, image.descriptor);
+    std::string id = oci::Digest::parse(s.id).short_id();
+    if (format == "json") {
+      json.push_back({{"name", image.name},
+                      {"id", s.id},
+                      {"digest", image.descriptor.digest.str()},
+                      {"media_type", image.descriptor.media_type},
+                      {"created", s.created},
+                      {"size", s.size}});
+    } else if (vm.count("quiet")) {
+      io.out << id << "\n";
+    } else {
+      io.out << std::left << std::setw(40) << (image.name.empty() ? "<none>" : image.name)
+             << std::setw(15) << id << std::setw(22) << s.created << human_size(s.size) << "\n";
+    }
+  }
+  if (format == "json") io.out << json.dump(2) << "\n";
+  return kExitOk;
 }
 
 int inspect_command(const std::vector<std::string>& args, Io io) {
@@ -73,29 +149,112 @@ int inspect_command(const std::vector<std::string>& args, Io io) {
                          "Show an image's manifest (or index) and config as JSON.", 1, 1};
   po::options_description flags("Options");
   std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io))
-    return kExitOk;
-  not_yet(spec);
+  if (!parse(spec, args, flags, operands, io)) return kExitOk;
+  oci::Store store = open_store();
+  oci::TaggedImage image = find_image(store, operands[0]);
+  nlohmann::ordered_json out;
+  out["Name"] = image.name;
+  out["Digest"] = image.descriptor.digest.str();
+  out["MediaType"] = image.descriptor.media_type;
+  std::string top = store.read_blob(image.descriptor.digest);
+  auto describe_manifest = [&](const oci::Digest& digest) {
+    nlohmann::ordered_json m;
+    std::string bytes = store.read_blob(digest);
+    oci::Manifest manifest = oci::parse_manifest(bytes);
+    m["Id"] = manifest.config.digest.str();
+    m["Manifest"] = nlohmann::ordered_json::parse(bytes);
+    m["Config"] = nlohmann::ordered_json::parse(store.read_blob(manifest.config.digest));
+    return m;
+  };
+  if (oci::media_type::is_index(image.descriptor.media_type)) {
+    out["Index"] = nlohmann::ordered_json::parse(top);
+    out["Manifests"] = nlohmann::ordered_json::array();
+    for (const oci::Descriptor& d : oci::parse_index(top).manifests) {
+      nlohmann::ordered_json m = describe_manifest(d.digest);
+      if (d.platform) m["Platform"] = d.platform->to_string();
+      out["Manifests"].push_back(m);
+    }
+  } else {
+    nlohmann::ordered_json m = describe_manifest(image.descriptor.digest);
+    out["Id"] = m["Id"];
+    out["Manifest"] = m["Manifest"];
+    out["Config"] = m["Config"];
+  }
+  io.out << out.dump(2) << "\n";
+  return kExitOk;
 }
 
 int tag_command(const std::vector<std::string>& args, Io io) {
   static const Spec spec{"tag", "kiln tag IMAGE NEW-NAME...", "Add names to an image.", 2, -1};
   po::options_description flags("Options");
   std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io))
-    return kExitOk;
-  not_yet(spec);
+  if (!parse(spec, args, flags, operands, io)) return kExitOk;
+  oci::Store store = open_store();
+  oci::TaggedImage image = find_image(store, operands[0]);
+  for (size_t i = 1; i < operands.size(); ++i) store.tag(image.descriptor, operands[i]);
+  return kExitOk;
 }
 
 int rmi_command(const std::vector<std::string>& args, Io io) {
-  static const Spec spec{"rmi", "kiln rmi [--force] IMAGE...", "Remove images from the store.", 1,
-                         -1};
+  static const Spec spec{"rmi", "kiln rmi [--force] IMAGE...",
+                         "Remove image names from the store (blobs go with 'kiln prune').", 1, -1};
   po::options_description flags("Options");
-  flags.add_options()("force,f", "remove the image even when other names point at it");
+  flags.add_options()("force,f", "remove every name of an image given by ID");
   std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io))
-    return kExitOk;
-  not_yet(spec);
+  po::variables_map vm;
+  if (!parse(spec, args, flags, operands, io, &vm)) return kExitOk;
+  oci::Store store = open_store();
+  for (const std::string& ref : operands) {
+    oci::TaggedImage image = find_image(store, ref);
+    if (!image.name.empty() && oci::Store::canonical_name(ref) == image.name) {
+      store.untag(image.name);
+      io.out << "Untagged " << image.name << "\n";
+      continue;
+    }
+    std::vector<std::string> names;
+    for (const oci::TaggedImage& other : store.images()) {
+      if (other.descriptor.digest == image.descriptor.digest) names.push_back(other.name);
+    }
+    if (names.size() > 1 && !vm.count("force")) {
+      throw Error("image " + ref + " has several names (" + join(names, ", ") +
+                  "); remove them by name or use --force");
+    }
+    for (const std::string& name : names) {
+      store.untag(name);
+      io.out << "Untagged " << name << "\n";
+    }
+  }
+  return kExitOk;
+}
+
+int save_command(const std::vector<std::string>& args, Io io) {
+  static const Spec spec{"save",
+                         "kiln save -o FILE [--format docker-archive|oci-archive|oci-dir] IMAGE",
+                         "Write an image from the store to an archive or an OCI layout.", 1, 1};
+  po::options_description flags("Options");
+  flags.add_options()("output,o", po::value<std::string>(), "the file (or directory) to write")(
+      "format", po::value<std::string>()->default_value("docker-archive"),
+      "docker-archive, oci-archive or oci-dir");
+  std::vector<std::string> operands;
+  po::variables_map vm;
+  if (!parse(spec, args, flags, operands, io, &vm)) return kExitOk;
+  if (!vm.count("output")) throw UsageError("missing -o FILE", spec.usage);
+  std::string format = vm["format"].as<std::string>();
+  std::string output = vm["output"].as<std::string>();
+  oci::Store store = open_store();
+  oci::TaggedImage image = find_image(store, operands[0]);
+  std::vector<std::string> names;
+  if (!image.name.empty()) names.push_back(image.name);
+  if (format == "docker-archive") {
+    exporter::write_docker_archive(store, image.descriptor, names, output);
+  } else if (format == "oci-archive") {
+    exporter::write_oci_archive(store, image.descriptor, names, output);
+  } else if (format == "oci-dir") {
+    exporter::write_oci_layout(store, image.descriptor, names, output);
+  } else {
+    throw UsageError("--format must be docker-archive, oci-archive or oci-dir", spec.usage);
+  }
+  return kExitOk;
 }
 
 int push_command(const std::vector<std::string>& args, Io io) {

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "kiln/base/strings.hpp"
+#include "kiln/frontend/parser.hpp"
 #include "kiln/frontend/shell_lexer.hpp"
 
 namespace kiln::frontend {
@@ -242,8 +243,17 @@ class Planner {
     } else {
       stage.base_kind = BaseKind::kImage;
       stage.base_image = base;
-      if (options_.base_image_env)
-        env = from_env_list(options_.base_image_env(base, stage.platform));
+      if (options_.base_image) {
+        try {
+          BaseImage info = options_.base_image(base, stage.platform);
+          env = from_env_list(info.env);
+          pending_triggers_ = parse_triggers(info.onbuild, base, ins.where);
+        } catch (const InputError&) {
+          throw;
+        } catch (const Error& e) {
+          throw InputError(ins.args_where, e.what());
+        }
+      }
     }
     if (!env.declared("PATH"))
       env.set("PATH", kDefaultPath);
@@ -252,6 +262,34 @@ class Planner {
     stage_used_.emplace_back();
     plan_.stages.push_back(std::move(stage));
     current().env = to_env_list(env_);
+    // The base image's ONBUILD triggers run first, as if written right after this FROM.
+    for (const Instruction* trigger : std::exchange(pending_triggers_, {})) {
+      add_op(*trigger);
+      current().ops.back().from_onbuild = true;
+      current().ops.back().where = ins.where;
+    }
+  }
+
+  // Parses a base image's ONBUILD triggers; the parsed files are kept alive by the plan.
+  std::vector<const Instruction*> parse_triggers(const std::vector<std::string>& triggers,
+                                                 const std::string& image,
+                                                 const SourceLocation& from) {
+    std::vector<const Instruction*> parsed;
+    for (const std::string& text : triggers) {
+      auto file = std::make_shared<Containerfile>(
+          parse_containerfile(text, "ONBUILD trigger of " + image));
+      for (const Instruction& ins : file->instructions) {
+        if (ins.kind == InstructionKind::kOnbuild || ins.kind == InstructionKind::kFrom ||
+            ins.kind == InstructionKind::kMaintainer) {
+          throw InputError(from, std::string(keyword_of(ins.kind)) +
+                                     " isn't allowed as an ONBUILD trigger (in image " + image +
+                                     ")");
+        }
+        parsed.push_back(&ins);
+      }
+      plan_.triggers.push_back(std::move(file));
+    }
+    return parsed;
   }
 
   // --- ops ----------------------------------------------------------------------------------
@@ -544,6 +582,7 @@ class Planner {
   VarList args_;  // the current stage's declared ARGs
   std::vector<std::set<std::string>> stage_used_;
   std::vector<std::string> stage_names_;  // every stage's name, for forward --from references
+  std::vector<const Instruction*> pending_triggers_;
   BuildPlan plan_;
 };
 

@@ -8,6 +8,6 @@ apt-get install -y --no-install-recommends \
   ca-certificates cmake ninja-build g++ make pkg-config git \
   antlr4 default-jre-headless libantlr4-runtime-dev uuid-dev \
   libarchive-dev libzstd-dev libssl-dev libcurl4-openssl-dev nlohmann-json3-dev libxxhash-dev \
-  libboost-program-options-dev libgtest-dev libgmock-dev libseccomp-dev libcap-dev \
+  zlib1g-dev libboost-program-options-dev libgtest-dev libgmock-dev libseccomp-dev libcap-dev \
   clang-16 libclang-rt-16-dev \
   busybox-static

@@ -164,13 +164,5 @@ TEST(BuildDryRun, ExamplesPlan) {
   }
 }
 
-TEST(Build, WithoutDryRunSaysBuildingIsNotAvailableYet) {
-  Context ctx;
-  ctx.write("Containerfile", "FROM scratch\n");
-  ProcessResult r = run_kiln({"build", ctx.path()});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.err, HasSubstr("not implemented"));
-}
-
 }  // namespace
 }  // namespace kiln::test

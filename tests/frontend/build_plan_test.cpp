@@ -156,13 +156,37 @@ TEST(BuildPlan, ScratchGetsTheDefaultPath) {
 
 TEST(BuildPlan, BaseImageEnvironmentIsUsedForExpansion) {
   BuildOptions options;
-  options.base_image_env = [](const std::string& ref, const oci::Platform&) {
-    return ref == "golang:1.22" ? std::vector<std::string>{"GOPATH=/go", "PATH=/go/bin"}
-                                : std::vector<std::string>{};
+  options.base_image = [](const std::string& ref, const oci::Platform&) {
+    return ref == "golang:1.22" ? BaseImage{{"GOPATH=/go", "PATH=/go/bin"}, {}} : BaseImage{};
   };
   Planned p = plan("FROM golang:1.22 AS b\nWORKDIR $GOPATH/src\nFROM b\nENV P=$PATH\n", options);
   EXPECT_EQ(op(p, 0, 0).args[0], "/go/src");
   EXPECT_EQ(pair_value(op(p, 1, 0), 0), "/go/bin");  // inherited from stage b
+}
+
+TEST(BuildPlan, OnbuildTriggersOfTheBaseRunFirst) {
+  BuildOptions options;
+  options.base_image = [](const std::string& ref, const oci::Platform&) {
+    if (ref != "builder:1") return BaseImage{};
+    return BaseImage{{"SRC=/src"}, {"COPY . $SRC", "RUN make"}};
+  };
+  Planned p = plan("FROM builder:1\nCMD x\n", options);
+  const Stage& s = p.plan.stages[0];
+  ASSERT_EQ(s.ops.size(), 3u);
+  EXPECT_EQ(s.ops[0].kind, InstructionKind::kCopy);
+  EXPECT_TRUE(s.ops[0].from_onbuild);
+  EXPECT_THAT(s.ops[0].args, ElementsAre(".", "/src"));
+  EXPECT_EQ(s.ops[0].where.line, 1);
+  EXPECT_EQ(s.ops[2].kind, InstructionKind::kCmd);
+
+  options.base_image = [](const std::string&, const oci::Platform&) {
+    return BaseImage{{}, {"FROM x"}};
+  };
+  expect_plan_error("FROM y\n", 1, "FROM isn't allowed as an ONBUILD trigger", options);
+  options.base_image = [](const std::string&, const oci::Platform&) -> BaseImage {
+    throw Error("image \"y\" is not in the local store");
+  };
+  expect_plan_error("FROM scratch\nFROM y\n", 2, "is not in the local store", options);
 }
 
 TEST(BuildPlan, StageReferences) {

@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -20,18 +21,23 @@
 
 namespace kiln::frontend {
 
+struct BaseImage {
+  std::vector<std::string> env;
+  std::vector<std::string> onbuild;
+};
+
 struct BuildOptions {
   // --build-arg NAME=VALUE, in order; a later value for the same name wins.
   std::vector<std::pair<std::string, std::string>> build_args;
   std::optional<std::string> target;  // --target; the last stage when absent
   oci::Platform build_platform = oci::host_platform();
   oci::Platform target_platform = oci::host_platform();
-  // The environment ("NAME=value" entries) of a base image's config, so that instructions can
-  // expand variables the image sets (FROM golang → WORKDIR $GOPATH/src). May be empty: then image
-  // bases are taken to set nothing (as in --dry-run without a store).
-  std::function<std::vector<std::string>(const std::string& image_ref,
-                                         const oci::Platform& platform)>
-      base_image_env;
+  // What the frontend needs to know of a base image: its config's environment ("NAME=value"), so
+  // that instructions can expand variables the image sets (FROM golang → WORKDIR $GOPATH/src),
+  // and its ONBUILD triggers, which run right after the FROM that names it. May be empty: then
+  // image bases are taken to set nothing (as in --dry-run without a store). A kiln::Error it
+  // throws is reported at the FROM line.
+  std::function<BaseImage(const std::string& image_ref, const oci::Platform& platform)> base_image;
 };
 
 enum class BaseKind { kScratch, kStage, kImage };
@@ -42,7 +48,8 @@ enum class BaseKind { kScratch, kStage, kImage };
 // for the shell; ONBUILD keeps its trigger as written.
 struct Op {
   InstructionKind kind = InstructionKind::kRun;
-  const Instruction* instruction = nullptr;  // into the Containerfile the plan was made from
+  const Instruction* instruction = nullptr;  // into the Containerfile (or BuildPlan::triggers)
+  bool from_onbuild = false;                 // a base image's ONBUILD trigger
   SourceLocation where;
   std::vector<std::string> args;
   bool json_form = false;
@@ -78,6 +85,8 @@ struct BuildPlan {
   std::vector<size_t> order;             // the stages the target needs, dependencies first
   std::vector<std::string> global_args;  // "NAME=value" of ARGs before the first FROM
   std::vector<Warning> warnings;         // unused --build-arg, stage names read as images, ...
+  // ONBUILD triggers of base images, parsed; ops with from_onbuild point into these.
+  std::vector<std::shared_ptr<const Containerfile>> triggers;
 };
 
 // Builds the plan. Throws kiln::InputError (FILE:LINE:COL) for: an instruction before the first

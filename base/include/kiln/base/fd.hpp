@@ -1,0 +1,58 @@
+// RAII owners for file descriptors and temporary directories: nothing leaks on an error path.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <utility>
+
+namespace kiln {
+
+// Owns one file descriptor; closes it on destruction. Movable, not copyable.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() { reset(); }
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) reset(other.release());
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// open(2) that throws kiln::Error "open PATH: strerror" on failure. O_CLOEXEC is always added.
+UniqueFd open_or_throw(const std::filesystem::path& path, int flags, unsigned mode = 0644);
+
+// Writes all of `size` bytes, retrying short writes and EINTR; throws kiln::Error naming `what`.
+void write_all(int fd, const void* data, size_t size, const std::string& what);
+
+// A directory created under `parent` (default: $TMPDIR or /tmp) with a unique name, removed with
+// everything in it on destruction unless release()d. Movable, not copyable.
+class TempDir {
+ public:
+  explicit TempDir(const std::filesystem::path& parent = {}, const std::string& prefix = "kiln-");
+  ~TempDir();
+  TempDir(TempDir&& other) noexcept : path_(std::exchange(other.path_, {})) {}
+  TempDir& operator=(TempDir&& other) noexcept;
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  // Keeps the directory: the caller now owns it.
+  std::filesystem::path release() { return std::exchange(path_, {}); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace kiln

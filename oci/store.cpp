@@ -1,0 +1,283 @@
+#include "kiln/oci/store.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "kiln/base/error.hpp"
+#include "kiln/base/strings.hpp"
+#include "kiln/oci/manifest.hpp"
+#include "kiln/oci/media_types.hpp"
+#include "kiln/oci/reference.hpp"
+
+namespace kiln::oci {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string errno_text() {
+  return std::strerror(errno);
+}
+
+void fsync_dir(const fs::path& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd && ::fsync(fd.get()) != 0 && errno != EINVAL) {
+    throw Error("fsync " + dir.string() + ": " + errno_text());
+  }
+}
+
+// A unique temporary name beside `target`'s directory.
+fs::path temp_name(const fs::path& dir, const std::string& stem) {
+  static std::atomic<unsigned> counter{0};
+  return dir / (stem + "." + std::to_string(::getpid()) + "." + std::to_string(counter++) + ".tmp");
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw Error("read " + path.string() + ": " + errno_text());
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+}  // namespace
+
+void write_file_atomically(const fs::path& path, std::string_view bytes) {
+  fs::path temp = temp_name(path.parent_path(), path.filename().string());
+  {
+    UniqueFd fd = open_or_throw(temp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    try {
+      write_all(fd.get(), bytes.data(), bytes.size(), temp.string());
+      if (::fsync(fd.get()) != 0)
+        throw Error("fsync " + temp.string() + ": " + errno_text());
+    } catch (...) {
+      ::unlink(temp.c_str());
+      throw;
+    }
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(temp.c_str());
+    throw Error("rename " + temp.string() + " to " + path.string() + ": " + std::strerror(err));
+  }
+  fsync_dir(path.parent_path());
+}
+
+// ---- BlobWriter ---------------------------------------------------------------------------
+
+BlobWriter::BlobWriter(const fs::path& ingest_dir, fs::path blobs_dir)
+    : blobs_dir_(std::move(blobs_dir)), temp_(temp_name(ingest_dir, "blob")) {
+  fd_ = open_or_throw(temp_, O_WRONLY | O_CREAT | O_EXCL, 0644);
+}
+
+BlobWriter::~BlobWriter() {
+  if (!committed_)
+    ::unlink(temp_.c_str());
+}
+
+void BlobWriter::write(const void* data, size_t size) {
+  write_all(fd_.get(), data, size, temp_.string());
+  hash_.update(data, size);
+  size_ += static_cast<int64_t>(size);
+}
+
+Digest BlobWriter::commit(const std::optional<Digest>& expected) {
+  if (committed_)
+    throw Error("blob " + temp_.string() + " committed twice");
+  Digest digest = hash_.finish();
+  if (expected && *expected != digest) {
+    throw Error("blob content does not match its digest: expected " + expected->str() + ", got " +
+                digest.str() + " (" + std::to_string(size_) + " bytes); nothing was stored");
+  }
+  if (::fsync(fd_.get()) != 0)
+    throw Error("fsync " + temp_.string() + ": " + errno_text());
+  fd_.reset();
+  fs::path final_path = blobs_dir_ / digest.hex();
+  if (::rename(temp_.c_str(), final_path.c_str()) != 0) {
+    throw Error("rename " + temp_.string() + " to " + final_path.string() + ": " + errno_text());
+  }
+  committed_ = true;
+  fsync_dir(blobs_dir_);
+  return digest;
+}
+
+// ---- Store --------------------------------------------------------------------------------
+
+// Exclusive flock on ROOT/index.lock for the lifetime of the object.
+class Store::IndexLock {
+ public:
+  explicit IndexLock(const fs::path& root) {
+    fd_ = open_or_throw(root / "index.lock", O_RDWR | O_CREAT, 0644);
+    while (::flock(fd_.get(), LOCK_EX) != 0) {
+      if (errno != EINTR)
+        throw Error("lock " + (root / "index.lock").string() + ": " + errno_text());
+    }
+  }
+
+ private:
+  UniqueFd fd_;
+};
+
+Store::Store(fs::path root) : root_(std::move(root)) {
+  std::error_code ec;
+  for (const fs::path& dir : {root_, root_ / "blobs" / "sha256", root_ / "ingest"}) {
+    fs::create_directories(dir, ec);
+    if (ec)
+      throw Error("cannot create store directory " + dir.string() + ": " + ec.message());
+  }
+  IndexLock lock(root_);
+  if (!fs::exists(root_ / "oci-layout")) {
+    write_file_atomically(root_ / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
+  }
+  if (!fs::exists(root_ / "index.json")) {
+    Index empty;
+    empty.media_type = media_type::kOciIndex;
+    write_file_atomically(root_ / "index.json", serialize(empty));
+  }
+}
+
+fs::path Store::default_root() {
+  if (const char* root = std::getenv("KILN_ROOT"); root && *root)
+    return root;
+  if (::geteuid() == 0)
+    return "/var/lib/kiln";
+  if (const char* data = std::getenv("XDG_DATA_HOME"); data && *data)
+    return fs::path(data) / "kiln";
+  if (const char* home = std::getenv("HOME"); home && *home) {
+    return fs::path(home) / ".local" / "share" / "kiln";
+  }
+  throw Error("cannot choose a store directory: set KILN_ROOT (HOME is not set)");
+}
+
+bool Store::has_blob(const Digest& digest) const {
+  return fs::exists(blob_path(digest));
+}
+
+fs::path Store::blob_path(const Digest& digest) const {
+  return root_ / "blobs" / digest.algorithm() / digest.hex();
+}
+
+std::string Store::read_blob(const Digest& digest) const {
+  fs::path path = blob_path(digest);
+  if (!fs::exists(path))
+    throw Error("blob " + digest.str() + " is not in the store " + root_.string());
+  std::string bytes = read_file(path);
+  if (sha256_of(bytes) != digest) {
+    throw Error("blob " + path.string() + " is corrupt: its content does not match its digest");
+  }
+  return bytes;
+}
+
+Digest Store::put_blob(std::string_view bytes) {
+  Digest digest = sha256_of(bytes);
+  if (has_blob(digest))
+    return digest;
+  auto writer = begin_blob();
+  writer->write(bytes.data(), bytes.size());
+  return writer->commit(digest);
+}
+
+std::unique_ptr<BlobWriter> Store::begin_blob() {
+  return std::make_unique<BlobWriter>(root_ / "ingest", root_ / "blobs" / "sha256");
+}
+
+std::string Store::canonical_name(std::string_view name) {
+  return parse_reference(name).familiar();
+}
+
+std::vector<TaggedImage> Store::read_index() const {
+  Index index = parse_index(read_file(root_ / "index.json"));
+  std::vector<TaggedImage> images;
+  for (Descriptor& d : index.manifests) {
+    auto it = d.annotations.find(kRefNameAnnotation);
+    std::string name = it == d.annotations.end() ? std::string() : it->second;
+    images.push_back({std::move(name), std::move(d)});
+  }
+  return images;
+}
+
+void Store::write_index(const std::vector<TaggedImage>& images) {
+  Index index;
+  index.media_type = media_type::kOciIndex;
+  for (const TaggedImage& image : images) {
+    Descriptor d = image.descriptor;
+    if (!image.name.empty())
+      d.annotations[kRefNameAnnotation] = image.name;
+    index.manifests.push_back(std::move(d));
+  }
+  write_file_atomically(root_ / "index.json", serialize(index));
+}
+
+std::vector<TaggedImage> Store::images() const {
+  IndexLock lock(root_);
+  return read_index();
+}
+
+std::optional<TaggedImage> Store::find(std::string_view ref) const {
+  std::vector<TaggedImage> all = images();
+  if (auto parsed = try_parse_reference(ref)) {
+    std::string name = parsed->familiar();
+    for (const TaggedImage& image : all) {
+      if (image.name == name)
+        return image;
+    }
+  }
+  // An image ID (config digest) or manifest digest, whole or as a prefix of its hex.
+  std::string hex(ref);
+  if (starts_with(hex, "sha256:"))
+    hex = hex.substr(7);
+  bool is_hex = hex.size() >= 4 && hex.size() <= 64 &&
+                hex.find_first_not_of("0123456789abcdef") == std::string::npos;
+  if (!is_hex)
+    return std::nullopt;
+  std::optional<TaggedImage> found;
+  for (const TaggedImage& image : all) {
+    std::vector<std::string> ids = {image.descriptor.digest.hex()};
+    if (media_type::is_manifest(image.descriptor.media_type) && has_blob(image.descriptor.digest)) {
+      ids.push_back(parse_manifest(read_blob(image.descriptor.digest)).config.digest.hex());
+    }
+    for (const std::string& id : ids) {
+      if (!starts_with(id, hex))
+        continue;
+      if (found && found->descriptor.digest != image.descriptor.digest) {
+        throw Error("image ID prefix " + std::string(ref) + " is ambiguous: it matches " +
+                    found->name + " and " + image.name);
+      }
+      found = image;
+    }
+  }
+  return found;
+}
+
+void Store::tag(const Descriptor& descriptor, std::string_view name) {
+  std::string canonical = canonical_name(name);
+  IndexLock lock(root_);
+  std::vector<TaggedImage> all = read_index();
+  std::erase_if(all, [&](const TaggedImage& image) { return image.name == canonical; });
+  Descriptor d = descriptor;
+  d.annotations.erase(kRefNameAnnotation);
+  all.push_back({canonical, std::move(d)});
+  write_index(all);
+}
+
+bool Store::untag(std::string_view name) {
+  std::string canonical = canonical_name(name);
+  IndexLock lock(root_);
+  std::vector<TaggedImage> all = read_index();
+  size_t removed =
+      std::erase_if(all, [&](const TaggedImage& image) { return image.name == canonical; });
+  if (removed)
+    write_index(all);
+  return removed > 0;
+}
+
+}  // namespace kiln::oci

@@ -1,0 +1,488 @@
+#include "kiln/solver/builder.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <map>
+
+#include "copy.hpp"
+#include "kiln/base/error.hpp"
+#include "kiln/base/fd.hpp"
+#include "kiln/base/strings.hpp"
+#include "kiln/oci/image_source.hpp"
+#include "kiln/oci/media_types.hpp"
+#include "kiln/snapshotter/layer_applier.hpp"
+#include "ownership.hpp"
+#include "rootfs.hpp"
+
+namespace kiln::solver {
+namespace fs = std::filesystem;
+using frontend::InstructionKind;
+
+namespace {
+
+constexpr const char* kHistoryComment = "buildkit.dockerfile.v0";
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// One stage while it is being built.
+struct StageState {
+  oci::ImageConfig config;
+  std::vector<oci::Descriptor> layers;
+  TempDir rootfs{{}, "kiln-rootfs-"};
+  bool cmd_set = false;  // CMD given in this stage: ENTRYPOINT then keeps it
+};
+
+void set_env(std::vector<std::string>& env, const std::string& key, const std::string& value) {
+  for (std::string& entry : env) {
+    if (entry.compare(0, key.size() + 1, key + "=") == 0) {
+      entry = key + "=" + value;
+      return;
+    }
+  }
+  env.push_back(key + "=" + value);
+}
+
+bool has_env(const std::vector<std::string>& env, const std::string& key) {
+  return std::any_of(env.begin(), env.end(),
+                     [&](const std::string& e) { return e.compare(0, key.size() + 1, key + "=") == 0; });
+}
+
+std::vector<std::string> shell_of(const oci::ImageConfig& config) {
+  if (config.config.shell && !config.config.shell->empty()) return *config.config.shell;
+  return {"/bin/sh", "-c"};
+}
+
+// CMD/ENTRYPOINT/HEALTHCHECK command from exec or shell form.
+std::vector<std::string> command_of(const frontend::Op& op, const oci::ImageConfig& config) {
+  if (op.json_form) return op.args;
+  std::vector<std::string> cmd = shell_of(config);
+  if (!op.args.empty()) cmd.push_back(op.args.front());
+  return cmd;
+}
+
+std::string json_array(const std::vector<std::string>& items) {
+  nlohmann::json j = items;
+  return j.dump();
+}
+
+// "80" → "80/tcp"; "8000-8002/udp" → three ports.
+std::vector<std::string> expand_ports(const std::string& spec, const SourceLocation& where) {
+  std::string port = spec;
+  std::string proto = "tcp";
+  if (size_t slash = spec.find('/'); slash != std::string::npos) {
+    port = spec.substr(0, slash);
+    proto = to_lower(spec.substr(slash + 1));
+  }
+  if (proto != "tcp" && proto != "udp" && proto != "sctp") {
+    throw InputError(where, "invalid EXPOSE protocol " + quote(proto) + " (use tcp, udp or sctp)");
+  }
+  auto number = [&](const std::string& s) {
+    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 5 ||
+        std::stoi(s) > 65535) {
+      throw InputError(where, "invalid port " + quote(spec) + " in EXPOSE");
+    }
+    return std::stoi(s);
+  };
+  std::vector<std::string> out;
+  if (size_t dash = port.find('-'); dash != std::string::npos) {
+    int first = number(port.substr(0, dash));
+    int last = number(port.substr(dash + 1));
+    if (last < first) throw InputError(where, "invalid port range " + quote(spec) + " in EXPOSE");
+    for (int p = first; p <= last; ++p) out.push_back(std::to_string(p) + "/" + proto);
+  } else {
+    out.push_back(std::to_string(number(port)) + "/" + proto);
+  }
+  return out;
+}
+
+bool valid_signal(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("0123456789") == std::string::npos) {
+    int n = std::stoi(s);
+    return n > 0 && n <= 64;
+  }
+  std::string name = to_upper(s);
+  if (starts_with(name, "SIG")) name = name.substr(3);
+  if (starts_with(name, "RTMIN") || starts_with(name, "RTMAX")) return true;
+  for (const char* known :
+       {"ABRT", "ALRM", "BUS",  "CHLD", "CLD",  "CONT", "FPE",    "HUP",  "ILL",  "INT",
+        "IO",   "IOT",  "KILL", "PIPE", "POLL", "PROF", "PWR",    "QUIT", "SEGV", "STKFLT",
+        "STOP", "SYS",  "TERM", "TRAP", "TSTP", "TTIN", "TTOU",   "URG",  "USR1", "USR2",
+        "VTALRM", "WINCH", "XCPU", "XFSZ", "UNUSED"}) {
+    if (name == known) return true;
+  }
+  return false;
+}
+
+int64_t duration_flag(const frontend::Op& op, const char* name) {
+  for (const frontend::Flag& f : op.flags) {
+    if (f.name != name || !f.value) continue;
+    // Validated by the parser: digits with units; convert the common Go forms.
+    std::string v = *f.value;
+    long double total = 0;
+    size_t i = 0;
+    while (i < v.size()) {
+      size_t start = i;
+      while (i < v.size() && (std::isdigit(static_cast<unsigned char>(v[i])) || v[i] == '.')) ++i;
+      long double number = std::stold(v.substr(start, i - start));
+      size_t unit_start = i;
+      while (i < v.size() && !std::isdigit(static_cast<unsigned char>(v[i])) && v[i] != '.') ++i;
+      std::string unit = v.substr(unit_start, i - unit_start);
+      long double scale = unit == "ns" ? 1 : unit == "ms" ? 1e6 : unit == "s" ? 1e9
+                        : unit == "m" ? 60e9 : unit == "h" ? 3600e9 : 1e3;
+      total += number * scale;
+    }
+    return static_cast<int64_t>(total);
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::string build_timestamp(const std::optional<int64_t>& source_date_epoch) {
+  return oci::format_rfc3339(source_date_epoch.value_or(now_seconds()));
+}
+
+struct Builder::Impl {
+  oci::Store& store;
+  BuildRequest request;
+  std::string created;
+  int64_t now;
+  std::map<size_t, std::unique_ptr<StageState>> stages;
+  std::map<std::string, oci::ResolvedImage> images;  // by "ref|platform"
+  std::map<std::string, std::unique_ptr<TempDir>> image_roots;
+
+  Impl(oci::Store& s, BuildRequest r) : store(s), request(std::move(r)) {
+    now = request.source_date_epoch.value_or(now_seconds());
+    created = oci::format_rfc3339(now);
+  }
+
+  const oci::ResolvedImage& image(const std::string& ref, const oci::Platform& platform) {
+    std::string key = ref + "|" + platform.to_string();
+    auto it = images.find(key);
+    if (it == images.end()) it = images.emplace(key, oci::resolve_image(store, ref, platform)).first;
+    return it->second;
+  }
+
+  snapshotter::ApplyOptions apply_options() const {
+    snapshotter::ApplyOptions options;
+    options.preserve_ownership = ::geteuid() == 0;
+    options.allow_devices = ::geteuid() == 0;
+    return options;
+  }
+
+  void unpack(const std::vector<oci::Descriptor>& layers, const fs::path& root) {
+    for (const oci::Descriptor& layer : layers) {
+      snapshotter::apply_layer(store.blob_path(layer.digest), root, apply_options());
+    }
+  }
+
+  // The unpacked filesystem of an image named by COPY --from=IMAGE.
+  const fs::path& image_root(const std::string& ref, const oci::Platform& platform) {
+    std::string key = ref + "|" + platform.to_string();
+    auto it = image_roots.find(key);
+    if (it == image_roots.end()) {
+      auto dir = std::make_unique<TempDir>(fs::path{}, "kiln-image-");
+      unpack(image(ref, platform).parsed.layers, dir->path());
+      it = image_roots.emplace(key, std::move(dir)).first;
+    }
+    return it->second->path();
+  }
+
+  void progress(const std::string& line) {
+    if (request.progress) request.progress(line);
+  }
+
+  void history(StageState& st, const std::string& created_by, bool empty_layer) {
+    oci::HistoryEntry h;
+    h.created = created;
+    h.created_by = created_by;
+    h.comment = kHistoryComment;
+    h.empty_layer = empty_layer;
+    st.config.history.push_back(std::move(h));
+  }
+
+  void add_layer(StageState& st, std::vector<snapshotter::LayerEntry> entries) {
+    auto writer = store.begin_blob();
+    snapshotter::LayerResult result = snapshotter::write_layer(std::move(entries), request.layers, *writer);
+    writer->commit(result.digest);
+    const char* media = result.compression == snapshotter::Compression::kGzip
+                            ? oci::media_type::kOciLayerGzip
+                        : result.compression == snapshotter::Compression::kZstd
+                            ? oci::media_type::kOciLayerZstd
+                            : oci::media_type::kOciLayer;
+    oci::Descriptor d;
+    d.media_type = media;
+    d.digest = result.digest;
+    d.size = result.size;
+    st.layers.push_back(d);
+    st.config.diff_ids.push_back(result.diff_id);
+    snapshotter::apply_layer(store.blob_path(result.digest), st.rootfs.path(), apply_options());
+  }
+
+  std::unique_ptr<StageState> start_stage(const frontend::Stage& stage) {
+    auto st = std::make_unique<StageState>();
+    switch (stage.base_kind) {
+      case frontend::BaseKind::kScratch:
+        st->config.os = stage.platform.os;
+        st->config.architecture = stage.platform.architecture;
+        st->config.variant = stage.platform.variant;
+        break;
+      case frontend::BaseKind::kStage: {
+        const StageState& base = *stages.at(*stage.base_stage);
+        st->config = base.config;
+        st->layers = base.layers;
+        unpack(st->layers, st->rootfs.path());
+        break;
+      }
+      case frontend::BaseKind::kImage: {
+        const oci::ResolvedImage& base = image(stage.base_image, stage.platform);
+        st->config = base.config;
+        st->layers = base.parsed.layers;
+        unpack(st->layers, st->rootfs.path());
+        // The base's triggers ran (they are ops of this stage); they are not inherited.
+        st->config.config.on_build.clear();
+        break;
+      }
+    }
+    if (!has_env(st->config.config.env, "PATH")) set_env(st->config.config.env, "PATH", kDefaultPath);
+    return st;
+  }
+
+  std::string created_by(const frontend::Op& op) const {
+    std::string text = op.instruction ? op.instruction->text : keyword_of(op.kind);
+    return text;
+  }
+
+  void run_op(StageState& st, const frontend::Stage& stage, const frontend::Op& op) {
+    oci::ContainerConfig& c = st.config.config;
+    switch (op.kind) {
+      case InstructionKind::kArg:
+        return;  // ARG only changes what later steps see
+      case InstructionKind::kEnv:
+        for (const frontend::KeyValue& kv : op.pairs) set_env(c.env, kv.key, kv.value.value_or(""));
+        history(st, created_by(op), true);
+        return;
+      case InstructionKind::kLabel:
+        for (const frontend::KeyValue& kv : op.pairs) c.labels[kv.key] = kv.value.value_or("");
+        history(st, created_by(op), true);
+        return;
+      case InstructionKind::kMaintainer:
+        st.config.author = op.args.front();
+        history(st, created_by(op), true);
+        return;
+      case InstructionKind::kExpose:
+        for (const std::string& port : op.args) {
+          for (const std::string& p : expand_ports(port, op.where)) c.exposed_ports.insert(p);
+        }
+        history(st, created_by(op), true);
+        return;
+      case InstructionKind::kVolume:
+        for (const std::string& v : op.args) c.volumes.insert(v);
+        history(st, created_by(op), true);
+        return;
+      case InstructionKind::kUser:
+        c.user = op.args.front();
+        history(st, created_by(op), true);
+        return;
+      case InstructionKind::kStopsignal:
+        if (!valid_signal(op.args.front())) {
+          throw InputError(op.where, "invalid STOPSIGNAL " + quote(op.args.front()));
+        }
+        c.stop_signal = op.args.front();
+        history(st, created_by(op), true);
+        return;
+      case InstructionKind::kShell:
+        c.shell = op.args;
+        history(st, created_by(op), true);
+        return;
+      case InstructionKind::kCmd:
+        c.cmd = command_of(op, st.config);
+        st.cmd_set = true;
+        history(st, "CMD " + json_array(*c.cmd), true);
+        return;
+      case InstructionKind::kEntrypoint:
+        c.entrypoint = command_of(op, st.config);
+        if (!st.cmd_set) c.cmd.reset();  // an inherited CMD does not fit a new ENTRYPOINT
+        history(st, "ENTRYPOINT " + json_array(*c.entrypoint), true);
+        return;
+      case InstructionKind::kHealthcheck: {
+        oci::HealthConfig health;
+        if (op.instruction->health_type == "NONE") {
+          health.test = {"NONE"};
+        } else if (op.json_form) {
+          health.test = {"CMD"};
+          health.test.insert(health.test.end(), op.args.begin(), op.args.end());
+        } else {
+          health.test = {"CMD-SHELL", op.args.front()};
+        }
+        health.interval = duration_flag(op, "interval");
+        health.timeout = duration_flag(op, "timeout");
+        health.start_period = duration_flag(op, "start-period");
+        health.start_interval = duration_flag(op, "start-interval");
+        for (const frontend::Flag& f : op.flags) {
+          if (f.name == "retries" && f.value) health.retries = std::stoi(*f.value);
+        }
+        c.healthcheck = health;
+        history(st, created_by(op), true);
+        return;
+      }
+      case InstructionKind::kOnbuild:
+        c.on_build.push_back(op.instruction->trigger.front().text);
+        history(st, created_by(op), true);
+        return;
+      case InstructionKind::kWorkdir:
+        workdir(st, op);
+        return;
+      case InstructionKind::kCopy:
+      case InstructionKind::kAdd:
+        copy(st, stage, op);
+        return;
+      case InstructionKind::kRun:
+        throw InputError(op.where,
+                         "RUN is not supported by this version of kiln yet (the sandbox runner "
+                         "comes next); this build needs it");
+      case InstructionKind::kFrom:
+        return;
+    }
+  }
+
+  void workdir(StageState& st, const frontend::Op& op) {
+    std::string path = op.args.front();
+    std::string current = st.config.config.working_dir.empty() ? "/" : st.config.config.working_dir;
+    std::string joined = starts_with(path, "/") ? path : current + "/" + path;
+    std::string clean = "/" + clean_in_root(joined);
+    st.config.config.working_dir = clean;
+    // The directory is created when it does not exist (a layer with it and its parents).
+    std::string resolved = resolve_in_root(st.rootfs.path(), clean);
+    auto existing = lstat_in_root(st.rootfs.path(), resolved);
+    if (resolved.empty() || (existing && S_ISDIR(existing->st_mode))) {
+      history(st, created_by(op), true);
+      return;
+    }
+    std::vector<snapshotter::LayerEntry> entries;
+    for (std::string p = resolved; !p.empty();) {
+      snapshotter::LayerEntry e;
+      e.path = p;
+      auto st_parent = lstat_in_root(st.rootfs.path(), p);
+      if (st_parent && S_ISDIR(st_parent->st_mode)) {
+        e.mode = st_parent->st_mode;
+        e.uid = st_parent->st_uid;
+        e.gid = st_parent->st_gid;
+        e.mtime_sec = st_parent->st_mtim.tv_sec;
+      } else {
+        e.mode = S_IFDIR | 0755;
+        e.mtime_sec = now;
+      }
+      entries.push_back(std::move(e));
+      size_t slash = p.rfind('/');
+      p = slash == std::string::npos ? std::string() : p.substr(0, slash);
+    }
+    add_layer(st, std::move(entries));
+    history(st, created_by(op), false);
+  }
+
+  void copy(StageState& st, const frontend::Stage& stage, const frontend::Op& op) {
+    CopyRequest req;
+    req.add = op.kind == InstructionKind::kAdd;
+    req.sources.assign(op.args.begin(), op.args.end() - 1);
+    req.dest = op.args.back();
+    req.workdir = st.config.config.working_dir.empty() ? "/" : st.config.config.working_dir;
+    req.heredocs = op.heredocs;
+    req.dest_root = st.rootfs.path();
+    req.now = now;
+    req.source_root = request.context;
+    req.ignore = &request.ignore;
+    try {
+      for (const frontend::Flag& f : op.flags) {
+        if (f.name == "link") req.link = !f.value || iequals(*f.value, "true");
+        if (f.name == "parents") req.parents = !f.value || iequals(*f.value, "true");
+        if (f.name == "exclude" && f.value) req.exclude.push_back(*f.value);
+        if (f.name == "chmod" && f.value) req.chmod = ChmodSpec::parse(*f.value);
+        if (f.name == "chown" && f.value) req.chown = resolve_owner(*f.value, st.rootfs.path());
+        if (f.name == "checksum" || f.name == "keep-git-dir") {
+          throw Error("ADD --" + f.name + " applies to URLs and git sources, which this version "
+                      "of kiln cannot fetch yet");
+        }
+      }
+      if (op.from_stage) {
+        req.source_root = stages.at(*op.from_stage)->rootfs.path();
+        req.from_context = false;
+        req.ignore = nullptr;
+      } else if (!op.from_image.empty()) {
+        req.source_root = image_root(op.from_image, stage.platform);
+        req.from_context = false;
+        req.ignore = nullptr;
+      }
+      for (const std::string& source : req.sources) {
+        if (source.find("://") != std::string::npos || starts_with(source, "git@")) {
+          throw Error(std::string(req.add ? "ADD" : "COPY") + " of " + quote(source) +
+                      ": fetching URLs and git repositories is not supported by this version of "
+                      "kiln yet");
+        }
+      }
+      CopyPlan plan = plan_copy(req);
+      if (plan.entries.empty()) {
+        history(st, created_by(op), true);
+        return;
+      }
+      add_layer(st, std::move(plan.entries));
+    } catch (const InputError&) {
+      throw;
+    } catch (const Error& e) {
+      throw InputError(op.where, std::string(keyword_of(op.kind)) + ": " + e.what());
+    }
+    history(st, created_by(op), false);
+  }
+
+  BuiltImage build(const frontend::BuildPlan& plan) {
+    size_t total = 0;
+    for (size_t index : plan.order) total += plan.stages[index].ops.size() + 1;
+    size_t step = 0;
+    for (size_t index : plan.order) {
+      const frontend::Stage& stage = plan.stages[index];
+      progress("[" + std::to_string(++step) + "/" + std::to_string(total) + "] " +
+               (stage.name.empty() ? "stage " + std::to_string(index) : stage.name) + ": FROM " +
+               (stage.base_kind == frontend::BaseKind::kImage ? stage.base_image
+                : stage.base_kind == frontend::BaseKind::kStage
+                    ? "stage " + std::to_string(*stage.base_stage)
+                    : std::string("scratch")));
+      auto st = start_stage(stage);
+      for (const frontend::Op& op : stage.ops) {
+        progress("[" + std::to_string(++step) + "/" + std::to_string(total) + "] " +
+                 (op.instruction ? op.instruction->text : keyword_of(op.kind)));
+        run_op(*st, stage, op);
+      }
+      stages[index] = std::move(st);
+    }
+    StageState& target = *stages.at(plan.target);
+    for (const auto& [key, value] : request.labels) target.config.config.labels[key] = value;
+    target.config.created = created;
+    const frontend::Stage& target_stage = plan.stages[plan.target];
+    target.config.os = target_stage.platform.os;
+    target.config.architecture = target_stage.platform.architecture;
+    target.config.variant = target_stage.platform.variant;
+    return {target.config, target.layers, target.rootfs.path()};
+  }
+};
+
+Builder::Builder(oci::Store& store, BuildRequest request)
+    : impl_(std::make_unique<Impl>(store, std::move(request))) {}
+Builder::~Builder() = default;
+
+BuiltImage Builder::build(const frontend::BuildPlan& plan) { return impl_->build(plan); }
+
+frontend::BaseImage Builder::base_image(const std::string& ref, const oci::Platform& platform) {
+  const oci::ResolvedImage& image = impl_->image(ref, platform);
+  return {image.config.config.env, image.config.config.on_build};
+}
+
+}  // namespace kiln::solver

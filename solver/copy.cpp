@@ -1,0 +1,475 @@
+#include "copy.hpp"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include "kiln/base/error.hpp"
+#include "kiln/base/strings.hpp"
+#include "kiln/frontend/shell_lexer.hpp"
+#include "rootfs.hpp"
+
+namespace kiln::solver {
+namespace fs = std::filesystem;
+using snapshotter::LayerEntry;
+
+namespace {
+
+bool has_wildcard(std::string_view s) { return s.find_first_of("*?[") != std::string_view::npos; }
+
+std::string join_rel(const std::string& a, const std::string& b) {
+  if (a.empty()) return b;
+  if (b.empty()) return a;
+  return a + "/" + b;
+}
+
+std::string base_name(const std::string& rel) {
+  size_t slash = rel.rfind('/');
+  return slash == std::string::npos ? rel : rel.substr(slash + 1);
+}
+
+std::string parent_of(const std::string& rel) {
+  size_t slash = rel.rfind('/');
+  return slash == std::string::npos ? std::string() : rel.substr(0, slash);
+}
+
+// One thing a source argument names, relative to the source root.
+struct Source {
+  std::string rel;       // path under source_root ("" is the root itself)
+  std::string keep;      // with --parents: the part of rel recreated under the destination
+  bool is_dir = false;
+};
+
+class Planner {
+ public:
+  explicit Planner(const CopyRequest& r) : r_(r) {
+    if (!r.exclude.empty()) {
+      exclude_ = frontend::IgnoreMatcher::parse(join(r.exclude, "\n"), "--exclude");
+    }
+  }
+
+  CopyPlan run() {
+    std::string dest_text = r_.dest;
+    bool dest_has_slash = dest_text.ends_with('/') || dest_text == "." || dest_text.ends_with("/.");
+    std::string dest_abs = starts_with(dest_text, "/") ? dest_text : r_.workdir + "/" + dest_text;
+    // The destination lives inside the stage's filesystem: resolve its symlinks there (BuildKit
+    // copies through a symlinked directory), unless --link keeps the step independent of it.
+    dest_ = r_.link ? clean_in_root(dest_abs) : resolve_in_root(r_.dest_root, dest_abs);
+
+    std::vector<std::pair<Source, bool>> sources;  // source, is_heredoc
+    size_t heredoc_index = 0;
+    size_t named = 0;
+    for (const std::string& arg : r_.sources) {
+      if (is_heredoc_word(arg) && heredoc_index < r_.heredocs.size()) {
+        heredocs_.push_back(&r_.heredocs[heredoc_index++]);
+        ++named;
+        continue;
+      }
+      std::vector<Source> found = expand_source(arg);
+      named += found.size();
+      for (Source& s : found) sources.emplace_back(std::move(s), false);
+    }
+    bool dest_is_existing_dir = false;
+    if (!r_.link && !dest_.empty()) {
+      auto st = lstat_in_root(r_.dest_root, dest_);
+      dest_is_existing_dir = st && S_ISDIR(st->st_mode);
+    }
+    if (named > 1 && !dest_has_slash && !dest_is_existing_dir) {
+      throw Error("when using " + std::string(r_.add ? "ADD" : "COPY") +
+                  " with more than one source file, the destination must be a directory and end "
+                  "with a /");
+    }
+    bool into_dir = dest_has_slash || dest_is_existing_dir || dest_.empty();
+
+    for (const auto& [source, heredoc] : sources) {
+      (void)heredoc;
+      copy_source(source, into_dir);
+    }
+    for (const frontend::Heredoc* doc : heredocs_) {
+      std::string target = into_dir ? join_rel(dest_, doc->name) : dest_;
+      LayerEntry entry;
+      entry.path = target;
+      entry.mode = S_IFREG | 0644;
+      entry.content = doc->content;
+      entry.mtime_sec = r_.now;
+      add_created(std::move(entry));
+    }
+    add_parents();
+    CopyPlan plan;
+    for (auto& [path, entry] : entries_) plan.entries.push_back(std::move(entry));
+    plan.scratch = std::move(scratch_);
+    return plan;
+  }
+
+ private:
+  static bool is_heredoc_word(const std::string& arg) {
+    size_t i = 0;
+    while (i < arg.size() && arg[i] >= '0' && arg[i] <= '9') ++i;
+    return arg.compare(i, 2, "<<") == 0;
+  }
+
+  // --- sources --------------------------------------------------------------------------------
+
+  std::string describe(const std::string& rel) const {
+    return r_.from_context ? quote(rel.empty() ? "." : rel) + " in the build context"
+                           : quote("/" + rel);
+  }
+
+  bool excluded_by_ignore(const std::string& rel) const {
+    return r_.from_context && r_.ignore && !rel.empty() && r_.ignore->excluded(rel);
+  }
+
+  std::vector<Source> expand_source(const std::string& arg) {
+    std::string text = arg;
+    // --parents keeps the path below a "/./" marker (or the whole relative path).
+    std::string keep_from;
+    if (r_.parents) {
+      size_t marker = text.find("/./");
+      if (marker != std::string::npos) keep_from = clean_in_root(text.substr(0, marker));
+    }
+    if (r_.from_context) {
+      std::string cleaned = fs::path(text).lexically_normal().generic_string();
+      while (starts_with(cleaned, "/")) cleaned.erase(0, 1);
+      if (cleaned == ".." || starts_with(cleaned, "../")) {
+        throw Error("source " + quote(arg) + " is outside the build context");
+      }
+    }
+    std::string rel = clean_in_root(text);
+    std::vector<std::string> matches;
+    if (has_wildcard(rel)) {
+      matches = glob(rel);
+      if (matches.empty()) {
+        throw Error("no source files were specified: " + quote(arg) + " matches nothing in " +
+                    (r_.from_context ? "the build context" : "the source stage"));
+      }
+    } else {
+      matches.push_back(rel);
+    }
+    std::vector<Source> out;
+    for (const std::string& match : matches) {
+      // The named source itself is followed when it is a symlink (BuildKit's FollowSymlinks).
+      std::string resolved = r_.from_context ? resolve_context(match, arg)
+                                             : resolve_in_root(r_.source_root, match);
+      if (excluded_by_ignore(match)) {
+        throw Error("source " + describe(match) + " is excluded by " +
+                    (r_.ignore->source().empty() ? std::string("the ignore file")
+                                                 : r_.ignore->source()));
+      }
+      auto st = lstat_in_root(r_.source_root, resolved);
+      if (!st) throw Error("source " + describe(match) + " not found");
+      Source s;
+      s.rel = resolved;
+      s.is_dir = S_ISDIR(st->st_mode);
+      if (r_.parents) {
+        std::string parents = parent_of(match);
+        if (!keep_from.empty() && (parents == keep_from || starts_with(parents, keep_from + "/"))) {
+          parents = parents.substr(std::min(parents.size(), keep_from.size() + 1));
+        }
+        s.keep = s.is_dir ? join_rel(parents, base_name(match)) : parents;
+        if (!keep_from.empty() && match == keep_from) s.keep.clear();
+      }
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+
+  // A context path with symlinks followed, which must stay inside the context.
+  std::string resolve_context(const std::string& rel, const std::string& arg) const {
+    std::error_code ec;
+    fs::path root = fs::canonical(r_.source_root, ec);
+    if (ec) throw Error("build context " + r_.source_root.string() + ": " + ec.message());
+    fs::path host = rel.empty() ? root : root / rel;
+    if (!fs::exists(fs::symlink_status(host))) return rel;  // reported as missing by the caller
+    fs::path real = fs::weakly_canonical(host, ec);
+    if (ec) return rel;
+    std::string real_s = real.string();
+    std::string root_s = root.string();
+    if (real_s != root_s && !starts_with(real_s, root_s + "/")) {
+      throw Error("source " + quote(arg) + " is a symlink that points outside the build context");
+    }
+    return real_s == root_s ? std::string() : real_s.substr(root_s.size() + 1);
+  }
+
+  // Paths under the source root matching a pattern, component by component, sorted.
+  std::vector<std::string> glob(const std::string& pattern) const {
+    std::vector<std::string> current = {""};
+    std::vector<std::string> parts = split(pattern, '/');
+    for (size_t i = 0; i < parts.size(); ++i) {
+      std::vector<std::string> next;
+      for (const std::string& dir : current) {
+        fs::path host = dir.empty() ? r_.source_root : r_.source_root / dir;
+        if (!has_wildcard(parts[i])) {
+          std::string candidate = join_rel(dir, parts[i]);
+          if (fs::exists(fs::symlink_status(r_.source_root / candidate))) next.push_back(candidate);
+          continue;
+        }
+        std::error_code ec;
+        if (!fs::is_directory(host, ec)) continue;
+        for (const auto& entry : fs::directory_iterator(host, ec)) {
+          std::string name = entry.path().filename().string();
+          if (!frontend::shell_pattern_match(parts[i], name)) continue;
+          std::string candidate = join_rel(dir, name);
+          if (excluded_by_ignore(candidate)) continue;
+          next.push_back(candidate);
+        }
+      }
+      std::sort(next.begin(), next.end());
+      current = std::move(next);
+    }
+    return current;
+  }
+
+  // --- copying --------------------------------------------------------------------------------
+
+  void copy_source(const Source& s, bool into_dir) {
+    if (r_.add && !s.is_dir && is_archive(s.rel)) {
+      extract_archive(s.rel, r_.parents ? join_rel(dest_, s.keep) : dest_);
+      return;
+    }
+    std::string target;
+    if (s.is_dir) {
+      // A directory's contents go into the destination (the directory itself is not recreated).
+      target = r_.parents ? join_rel(dest_, s.keep) : dest_;
+      add_tree(r_.source_root, s.rel, target, s.rel, /*top=*/true);
+      return;
+    }
+    if (r_.parents) {
+      target = join_rel(join_rel(dest_, s.keep), base_name(s.rel));
+    } else {
+      target = into_dir ? join_rel(dest_, base_name(s.rel)) : dest_;
+    }
+    add_file(r_.source_root, s.rel, target, s.rel);
+  }
+
+  bool is_excluded(const std::string& source_rel, const std::string& within) const {
+    if (excluded_by_ignore(source_rel)) return true;
+    if (exclude_.empty()) return false;
+    return (!within.empty() && exclude_.excluded(within)) || exclude_.excluded(source_rel);
+  }
+
+  void add_tree(const fs::path& root, const std::string& rel, const std::string& target,
+                const std::string& top_rel, bool top) {
+    fs::path host = rel.empty() ? root : root / rel;
+    struct stat st {};
+    if (::lstat(host.c_str(), &st) != 0) {
+      throw Error("stat " + describe(rel) + ": " + std::strerror(errno));
+    }
+    if (!top) {
+      add_entry(host, st, target);
+    } else if (!target.empty()) {
+      add_dest_dir(target, st);
+    }
+    std::error_code ec;
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(host, ec)) {
+      names.push_back(entry.path().filename().string());
+    }
+    if (ec) throw Error("read directory " + describe(rel) + ": " + ec.message());
+    std::sort(names.begin(), names.end());
+    for (const std::string& name : names) {
+      std::string child = join_rel(rel, name);
+      std::string within = child.substr(std::min(child.size(), top_rel.empty() ? 0 : top_rel.size() + 1));
+      if (is_excluded(child, within)) {
+        // An excluded directory may still hold re-included paths (ignore-file exceptions).
+        bool dir = fs::is_directory(fs::symlink_status(root / child));
+        if (!(dir && r_.from_context && r_.ignore && r_.ignore->may_reinclude_below(child))) {
+          continue;
+        }
+      }
+      struct stat cst {};
+      if (::lstat((root / child).c_str(), &cst) != 0) continue;
+      if (S_ISDIR(cst.st_mode)) {
+        add_tree(root, child, join_rel(target, name), top_rel, false);
+      } else if (!is_excluded(child, within)) {
+        add_entry(root / child, cst, join_rel(target, name));
+      }
+    }
+  }
+
+  void add_file(const fs::path& root, const std::string& rel, const std::string& target,
+                const std::string& shown) {
+    fs::path host = rel.empty() ? root : root / rel;
+    struct stat st {};
+    if (::lstat(host.c_str(), &st) != 0) throw Error("stat " + describe(shown) + ": " + std::strerror(errno));
+    add_entry(host, st, target);
+  }
+
+  // An entry copied from the source: its metadata, with --chown/--chmod applied.
+  void add_entry(const fs::path& host, const struct stat& st, const std::string& target) {
+    if (S_ISSOCK(st.st_mode)) return;
+    LayerEntry e;
+    e.path = target;
+    e.mode = st.st_mode;
+    e.mtime_sec = st.st_mtim.tv_sec;
+    e.mtime_nsec = st.st_mtim.tv_nsec;
+    e.uid = r_.from_context ? 0 : st.st_uid;
+    e.gid = r_.from_context ? 0 : st.st_gid;
+    if (r_.chown) {
+      e.uid = r_.chown->uid;
+      e.gid = r_.chown->gid;
+    }
+    if (r_.chmod && !S_ISLNK(st.st_mode)) {
+      e.mode = (st.st_mode & S_IFMT) | r_.chmod->apply(st.st_mode, S_ISDIR(st.st_mode));
+    }
+    if (S_ISLNK(st.st_mode)) {
+      std::vector<char> buf(static_cast<size_t>(st.st_size) + 1);
+      ssize_t n = ::readlink(host.c_str(), buf.data(), buf.size());
+      if (n < 0) throw Error("readlink " + host.string() + ": " + std::strerror(errno));
+      e.link_target.assign(buf.data(), static_cast<size_t>(n));
+    } else if (S_ISREG(st.st_mode)) {
+      e.source = host;
+    } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+      e.dev_major = major(st.st_rdev);
+      e.dev_minor = minor(st.st_rdev);
+    }
+    entries_[target] = std::move(e);
+  }
+
+  // The destination directory of a directory copy: it keeps its metadata when it exists, else it
+  // takes the source directory's (as `cp -a src/. dest` would).
+  void add_dest_dir(const std::string& target, const struct stat& source_st) {
+    std::optional<struct stat> existing;
+    if (!r_.link) existing = lstat_in_root(r_.dest_root, target);
+    if (existing && S_ISDIR(existing->st_mode)) return;  // added with the parents, unchanged
+    LayerEntry e;
+    e.path = target;
+    e.mode = S_IFDIR | (source_st.st_mode & 07777);
+    e.mtime_sec = source_st.st_mtim.tv_sec;
+    e.uid = r_.chown ? r_.chown->uid : (r_.from_context ? 0 : source_st.st_uid);
+    e.gid = r_.chown ? r_.chown->gid : (r_.from_context ? 0 : source_st.st_gid);
+    if (r_.chmod) e.mode = S_IFDIR | r_.chmod->apply(e.mode, true);
+    entries_[target] = std::move(e);
+  }
+
+  void add_created(LayerEntry e) {
+    if (r_.chown) {
+      e.uid = r_.chown->uid;
+      e.gid = r_.chown->gid;
+    }
+    if (r_.chmod) e.mode = (e.mode & S_IFMT) | r_.chmod->apply(e.mode, S_ISDIR(e.mode));
+    entries_[e.path] = std::move(e);
+  }
+
+  // Every parent of an entry appears in the layer: with its metadata from the stage when it
+  // exists there (so applying the layer changes nothing about it), else created 0755 root:root.
+  void add_parents() {
+    std::vector<std::string> parents;
+    for (const auto& [path, entry] : entries_) {
+      for (std::string p = parent_of(path); !p.empty(); p = parent_of(p)) parents.push_back(p);
+    }
+    for (const std::string& p : parents) {
+      if (entries_.contains(p)) continue;
+      LayerEntry e;
+      e.path = p;
+      std::optional<struct stat> st;
+      if (!r_.link) st = lstat_in_root(r_.dest_root, p);
+      if (st && S_ISDIR(st->st_mode)) {
+        e.mode = st->st_mode;
+        e.uid = st->st_uid;
+        e.gid = st->st_gid;
+        e.mtime_sec = st->st_mtim.tv_sec;
+        e.mtime_nsec = st->st_mtim.tv_nsec;
+      } else {
+        e.mode = S_IFDIR | 0755;
+        e.mtime_sec = r_.now;
+      }
+      entries_[p] = std::move(e);
+    }
+  }
+
+  // --- ADD archives ---------------------------------------------------------------------------
+
+  bool is_archive(const std::string& rel) const {
+    struct archive* a = archive_read_new();
+    archive_read_support_filter_all(a);
+    archive_read_support_format_tar(a);
+    fs::path host = r_.source_root / rel;
+    bool ok = archive_read_open_filename(a, host.c_str(), 1 << 16) == ARCHIVE_OK;
+    struct archive_entry* entry = nullptr;
+    ok = ok && archive_read_next_header(a, &entry) == ARCHIVE_OK;
+    archive_read_free(a);
+    return ok;
+  }
+
+  void extract_archive(const std::string& rel, const std::string& target) {
+    TempDir dir;
+    fs::path host = r_.source_root / rel;
+    struct archive* a = archive_read_new();
+    archive_read_support_filter_all(a);
+    archive_read_support_format_tar(a);
+    struct archive* out = archive_write_disk_new();
+    int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+                ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
+                ARCHIVE_EXTRACT_XATTR;
+    if (::geteuid() == 0) flags |= ARCHIVE_EXTRACT_OWNER;
+    archive_write_disk_set_options(out, flags);
+    std::string error;
+    if (archive_read_open_filename(a, host.c_str(), 1 << 16) != ARCHIVE_OK) {
+      error = archive_error_string(a) ? archive_error_string(a) : "cannot open";
+    }
+    struct archive_entry* entry = nullptr;
+    while (error.empty()) {
+      int r = archive_read_next_header(a, &entry);
+      if (r == ARCHIVE_EOF) break;
+      if (r != ARCHIVE_OK) {
+        error = archive_error_string(a) ? archive_error_string(a) : "corrupt archive";
+        break;
+      }
+      std::string name = (dir.path() / clean_in_root(archive_entry_pathname(entry))).string();
+      archive_entry_set_pathname(entry, name.c_str());
+      if (const char* link = archive_entry_hardlink(entry)) {
+        std::string link_path = (dir.path() / clean_in_root(link)).string();
+        archive_entry_set_hardlink(entry, link_path.c_str());
+      }
+      if (archive_write_header(out, entry) != ARCHIVE_OK) {
+        error = archive_error_string(out) ? archive_error_string(out) : "cannot extract";
+        break;
+      }
+      const void* buf;
+      size_t size;
+      la_int64_t offset;
+      int data;
+      while ((data = archive_read_data_block(a, &buf, &size, &offset)) == ARCHIVE_OK) {
+        archive_write_data_block(out, buf, size, offset);
+      }
+      if (data != ARCHIVE_EOF) {
+        error = archive_error_string(a) ? archive_error_string(a) : "corrupt archive data";
+        break;
+      }
+      archive_write_finish_entry(out);
+    }
+    archive_read_free(a);
+    archive_write_free(out);
+    if (!error.empty()) throw Error("ADD " + describe(rel) + ": cannot extract archive: " + error);
+    // The archive's own ownership is kept (unless --chown): walk it like another stage's files.
+    CopyRequest inner = r_;
+    inner.from_context = false;
+    inner.ignore = nullptr;
+    inner.source_root = dir.path();
+    Planner sub(inner);
+    sub.dest_ = dest_;
+    sub.add_tree(dir.path(), "", target, "", /*top=*/true);
+    for (auto& [path, e] : sub.entries_) entries_[path] = std::move(e);
+    scratch_.push_back(std::move(dir));
+  }
+
+  const CopyRequest& r_;
+  std::string dest_;
+  frontend::IgnoreMatcher exclude_;
+  std::vector<const frontend::Heredoc*> heredocs_;
+  std::map<std::string, LayerEntry> entries_;
+  std::vector<TempDir> scratch_;
+};
+
+}  // namespace
+
+CopyPlan plan_copy(const CopyRequest& request) { return Planner(request).run(); }
+
+}  // namespace kiln::solver
