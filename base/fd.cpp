@@ -13,13 +13,15 @@
 namespace kiln {
 
 void UniqueFd::reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0)
+    ::close(fd_);
   fd_ = fd;
 }
 
 UniqueFd open_or_throw(const std::filesystem::path& path, int flags, unsigned mode) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
-  if (fd < 0) throw Error("open " + path.string() + ": " + std::strerror(errno));
+  if (fd < 0)
+    throw Error("open " + path.string() + ": " + std::strerror(errno));
   return UniqueFd(fd);
 }
 
@@ -28,7 +30,8 @@ void write_all(int fd, const void* data, size_t size, const std::string& what) {
   while (size > 0) {
     ssize_t n = ::write(fd, p, size);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       throw Error("write " + what + ": " + std::strerror(errno));
     }
     p += n;
@@ -52,7 +55,8 @@ TempDir::TempDir(const std::filesystem::path& parent, const std::string& prefix)
 }
 
 TempDir::~TempDir() {
-  if (path_.empty()) return;
+  if (path_.empty())
+    return;
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }

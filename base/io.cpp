@@ -4,6 +4,8 @@
 
 namespace kiln {
 
-void FdSink::write(const void* data, size_t size) { write_all(fd_, data, size, what_); }
+void FdSink::write(const void* data, size_t size) {
+  write_all(fd_, data, size, what_);
+}
 
 }  // namespace kiln

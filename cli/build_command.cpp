@@ -26,7 +26,8 @@ namespace fs = std::filesystem;
 
 std::optional<int64_t> source_date_epoch() {
   const char* value = std::getenv("SOURCE_DATE_EPOCH");
-  if (!value || !*value) return std::nullopt;
+  if (!value || !*value)
+    return std::nullopt;
   int64_t seconds = 0;
   std::string_view text(value);
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
@@ -40,10 +41,12 @@ std::optional<int64_t> source_date_epoch() {
 // Outputs and flags that need a later part of kiln are refused before anything runs.
 void refuse_unavailable(const BuildCommandOptions& opts) {
   if (opts.platforms.size() > 1) {
-    throw Error("building for several platforms at once is not supported by this version of "
-                "kiln yet; build one --platform at a time");
+    throw Error(
+        "building for several platforms at once is not supported by this version of "
+        "kiln yet; build one --platform at a time");
   }
-  if (opts.push) throw Error("--push is not supported by this version of kiln yet");
+  if (opts.push)
+    throw Error("--push is not supported by this version of kiln yet");
   for (const TypedSpec& o : opts.outputs) {
     if (o.type == "registry") {
       throw Error("--output type=registry is not supported by this version of kiln yet");
@@ -52,7 +55,8 @@ void refuse_unavailable(const BuildCommandOptions& opts) {
   if (!opts.cache_from.empty() || !opts.cache_to.empty()) {
     throw Error("--cache-from/--cache-to are not supported by this version of kiln yet");
   }
-  if (!opts.sign_key.empty()) throw Error("--sign-key is not supported by this version of kiln yet");
+  if (!opts.sign_key.empty())
+    throw Error("--sign-key is not supported by this version of kiln yet");
 }
 
 void write_outputs(const BuildCommandOptions& opts, oci::Store& store,
@@ -76,7 +80,8 @@ void write_outputs(const BuildCommandOptions& opts, oci::Store& store,
     } else if (o.type == "image") {
       continue;  // the store, which every build writes anyway
     }
-    if (dest != "-") log << "Wrote " << o.type << " output to " << dest << "\n";
+    if (dest != "-")
+      log << "Wrote " << o.type << " output to " << dest << "\n";
   }
 }
 
@@ -84,7 +89,8 @@ void write_outputs(const BuildCommandOptions& opts, oci::Store& store,
 
 int build_command(const std::vector<std::string>& args, Io io) {
   std::optional<BuildCommandOptions> opts = parse_build_options(args, io.out);
-  if (!opts) return kExitOk;
+  if (!opts)
+    return kExitOk;
 
   fs::path context = opts->context;
   std::error_code ec;
@@ -102,7 +108,8 @@ int build_command(const std::vector<std::string>& args, Io io) {
   frontend::BuildOptions build;
   build.build_args = opts->build_args;
   build.target = opts->target;
-  if (!opts->platforms.empty()) build.target_platform = opts->platforms.front();
+  if (!opts->platforms.empty())
+    build.target_platform = opts->platforms.front();
 
   if (opts->dry_run) {
     frontend::BuildPlan plan = frontend::plan_build(file, build);
@@ -115,7 +122,8 @@ int build_command(const std::vector<std::string>& args, Io io) {
     return kExitOk;
   }
   refuse_unavailable(*opts);
-  for (const std::string& tag : opts->tags) oci::Store::canonical_name(tag);  // validate early
+  for (const std::string& tag : opts->tags)
+    oci::Store::canonical_name(tag);  // validate early
 
   std::optional<int64_t> sde = source_date_epoch();
   oci::Store store(oci::Store::default_root());
@@ -129,7 +137,8 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.labels = opts->labels;
   bool quiet = opts->progress == "json";
   request.progress = [&](const std::string& line) {
-    if (!quiet) io.err << line << "\n";
+    if (!quiet)
+      io.err << line << "\n";
   };
   solver::Builder builder(store, request);
   build.base_image = [&](const std::string& ref, const oci::Platform& platform) {
@@ -141,7 +150,8 @@ int build_command(const std::vector<std::string>& args, Io io) {
 
   exporter::ManifestFormat format =
       opts->format == "docker" ? exporter::ManifestFormat::kDocker : exporter::ManifestFormat::kOci;
-  exporter::CommittedImage image = exporter::commit_image(store, built.config, built.layers, format);
+  exporter::CommittedImage image =
+      exporter::commit_image(store, built.config, built.layers, format);
   for (const std::string& tag : opts->tags) {
     store.tag(image.manifest, tag);
     io.err << "Tagged " << oci::Store::canonical_name(tag) << "\n";
@@ -150,12 +160,14 @@ int build_command(const std::vector<std::string>& args, Io io) {
   if (!opts->iidfile.empty()) {
     std::ofstream iid(opts->iidfile, std::ios::trunc);
     iid << image.config.str();
-    if (!iid) throw Error("cannot write --iidfile " + opts->iidfile);
+    if (!iid)
+      throw Error("cannot write --iidfile " + opts->iidfile);
   }
   io.err << "Image " << image.config.str() << " (manifest " << image.manifest.digest.str() << ")\n";
   if (opts->progress == "json") {
     io.out << nlohmann::json{{"image", image.config.str()},
-                             {"manifest", image.manifest.digest.str()}}.dump()
+                             {"manifest", image.manifest.digest.str()}}
+                  .dump()
            << "\n";
   } else {
     io.out << image.config.str() << "\n";

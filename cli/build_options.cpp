@@ -139,8 +139,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
                                                        std::ostream& help_out) {
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
       labels, no_cache_filter;
-  std::string file, target, network, iidfile, progress, sign_key, plan_format, context,
-      compression, format;
+  std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
+      format;
   po::options_description visible("Options");
   // clang-format off
   visible.add_options()

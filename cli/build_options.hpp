@@ -46,8 +46,8 @@ struct BuildCommandOptions {
   std::string iidfile;
   std::string progress = "auto";  // auto | tty | plain | json
   std::string sign_key;
-  std::string compression = "gzip";  // gzip | zstd | none
-  std::string format = "oci";        // manifest media types: oci | docker
+  std::string compression = "gzip";    // gzip | zstd | none
+  std::string format = "oci";          // manifest media types: oci | docker
   std::optional<std::string> dry_run;  // --dry-run: the plan format, "text" or "json"
 };
 

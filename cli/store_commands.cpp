@@ -54,7 +54,8 @@ bool parse(const Spec& spec, const std::vector<std::string>& args, po::options_d
   if (spec.max_args >= 0 && count > spec.max_args) {
     throw UsageError("too many arguments", spec.usage);
   }
-  if (out) *out = std::move(vm);
+  if (out)
+    *out = std::move(vm);
   return true;
 }
 
@@ -62,12 +63,14 @@ bool parse(const Spec& spec, const std::vector<std::string>& args, po::options_d
   throw Error(std::string("kiln ") + spec.name + " is not implemented in this version of kiln yet");
 }
 
-
-oci::Store open_store() { return oci::Store(oci::Store::default_root()); }
+oci::Store open_store() {
+  return oci::Store(oci::Store::default_root());
+}
 
 oci::TaggedImage find_image(oci::Store& store, const std::string& ref) {
   auto found = store.find(ref);
-  if (!found) throw Error("image " + quote(ref) + " is not in the store " + store.root().string());
+  if (!found)
+    throw Error("image " + quote(ref) + " is not in the store " + store.root().string());
   return *found;
 }
 
@@ -87,7 +90,8 @@ ImageSummary summarize(oci::Store& store, const oci::Descriptor& d) {
   s.id = m.config.digest.str();
   s.created = oci::parse_image_config(store.read_blob(m.config.digest)).created;
   s.size = m.config.size;
-  for (const oci::Descriptor& layer : m.layers) s.size += layer.size;
+  for (const oci::Descriptor& layer : m.layers)
+    s.size += layer.size;
   return s;
 }
 
@@ -114,14 +118,17 @@ int images_command(const std::vector<std::string>& args, Io io) {
       "format", po::value<std::string>()->default_value("table"), "table or json");
   std::vector<std::string> operands;
   po::variables_map vm;
-  if (!parse(spec, args, flags, operands, io, &vm)) return kExitOk;
+  if (!parse(spec, args, flags, operands, io, &vm))
+    return kExitOk;
   std::string format = vm["format"].as<std::string>();
-  if (format != "table" && format != "json") throw UsageError("--format must be table or json", spec.usage);
+  if (format != "table" && format != "json")
+    throw UsageError("--format must be table or json", spec.usage);
   oci::Store store = open_store();
   nlohmann::ordered_json json = nlohmann::ordered_json::array();
   if (format == "table" && !vm.count("quiet")) {
     io.out << std::left << std::setw(40) << "NAME" << std::setw(15) << "IMAGE ID" << std::setw(22)
-           << "CREATED" << "SIZE\n";
+           << "CREATED"
+           << "SIZE\n";
   }
   for (const oci::TaggedImage& image : store.images()) {
     ImageSummary s = summarize(store, image.descriptor);
@@ -140,7 +147,8 @@ int images_command(const std::vector<std::string>& args, Io io) {
              << std::setw(15) << id << std::setw(22) << s.created << human_size(s.size) << "\n";
     }
   }
-  if (format == "json") io.out << json.dump(2) << "\n";
+  if (format == "json")
+    io.out << json.dump(2) << "\n";
   return kExitOk;
 }
 
@@ -149,7 +157,8 @@ int inspect_command(const std::vector<std::string>& args, Io io) {
                          "Show an image's manifest (or index) and config as JSON.", 1, 1};
   po::options_description flags("Options");
   std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io)) return kExitOk;
+  if (!parse(spec, args, flags, operands, io))
+    return kExitOk;
   oci::Store store = open_store();
   oci::TaggedImage image = find_image(store, operands[0]);
   nlohmann::ordered_json out;
@@ -171,7 +180,8 @@ int inspect_command(const std::vector<std::string>& args, Io io) {
     out["Manifests"] = nlohmann::ordered_json::array();
     for (const oci::Descriptor& d : oci::parse_index(top).manifests) {
       nlohmann::ordered_json m = describe_manifest(d.digest);
-      if (d.platform) m["Platform"] = d.platform->to_string();
+      if (d.platform)
+        m["Platform"] = d.platform->to_string();
       out["Manifests"].push_back(m);
     }
   } else {
@@ -188,10 +198,12 @@ int tag_command(const std::vector<std::string>& args, Io io) {
   static const Spec spec{"tag", "kiln tag IMAGE NEW-NAME...", "Add names to an image.", 2, -1};
   po::options_description flags("Options");
   std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io)) return kExitOk;
+  if (!parse(spec, args, flags, operands, io))
+    return kExitOk;
   oci::Store store = open_store();
   oci::TaggedImage image = find_image(store, operands[0]);
-  for (size_t i = 1; i < operands.size(); ++i) store.tag(image.descriptor, operands[i]);
+  for (size_t i = 1; i < operands.size(); ++i)
+    store.tag(image.descriptor, operands[i]);
   return kExitOk;
 }
 
@@ -202,7 +214,8 @@ int rmi_command(const std::vector<std::string>& args, Io io) {
   flags.add_options()("force,f", "remove every name of an image given by ID");
   std::vector<std::string> operands;
   po::variables_map vm;
-  if (!parse(spec, args, flags, operands, io, &vm)) return kExitOk;
+  if (!parse(spec, args, flags, operands, io, &vm))
+    return kExitOk;
   oci::Store store = open_store();
   for (const std::string& ref : operands) {
     oci::TaggedImage image = find_image(store, ref);
@@ -213,7 +226,8 @@ int rmi_command(const std::vector<std::string>& args, Io io) {
     }
     std::vector<std::string> names;
     for (const oci::TaggedImage& other : store.images()) {
-      if (other.descriptor.digest == image.descriptor.digest) names.push_back(other.name);
+      if (other.descriptor.digest == image.descriptor.digest)
+        names.push_back(other.name);
     }
     if (names.size() > 1 && !vm.count("force")) {
       throw Error("image " + ref + " has several names (" + join(names, ", ") +
@@ -237,14 +251,17 @@ int save_command(const std::vector<std::string>& args, Io io) {
       "docker-archive, oci-archive or oci-dir");
   std::vector<std::string> operands;
   po::variables_map vm;
-  if (!parse(spec, args, flags, operands, io, &vm)) return kExitOk;
-  if (!vm.count("output")) throw UsageError("missing -o FILE", spec.usage);
+  if (!parse(spec, args, flags, operands, io, &vm))
+    return kExitOk;
+  if (!vm.count("output"))
+    throw UsageError("missing -o FILE", spec.usage);
   std::string format = vm["format"].as<std::string>();
   std::string output = vm["output"].as<std::string>();
   oci::Store store = open_store();
   oci::TaggedImage image = find_image(store, operands[0]);
   std::vector<std::string> names;
-  if (!image.name.empty()) names.push_back(image.name);
+  if (!image.name.empty())
+    names.push_back(image.name);
   if (format == "docker-archive") {
     exporter::write_docker_archive(store, image.descriptor, names, output);
   } else if (format == "oci-archive") {

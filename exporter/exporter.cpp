@@ -26,9 +26,12 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string docker_layer_type(const std::string& oci_type) {
-  if (oci_type == oci::media_type::kOciLayerGzip) return oci::media_type::kDockerLayerGzip;
-  if (oci_type == oci::media_type::kOciLayerZstd) return oci::media_type::kDockerLayerZstd;
-  if (oci_type == oci::media_type::kOciLayer) return oci::media_type::kDockerLayer;
+  if (oci_type == oci::media_type::kOciLayerGzip)
+    return oci::media_type::kDockerLayerGzip;
+  if (oci_type == oci::media_type::kOciLayerZstd)
+    return oci::media_type::kDockerLayerZstd;
+  if (oci_type == oci::media_type::kOciLayer)
+    return oci::media_type::kDockerLayer;
   return oci_type;
 }
 
@@ -37,12 +40,14 @@ std::vector<oci::Descriptor> closure(oci::Store& store, const oci::Descriptor& t
   std::vector<oci::Descriptor> out = {top};
   if (oci::media_type::is_index(top.media_type)) {
     for (const oci::Descriptor& d : oci::parse_index(store.read_blob(top.digest)).manifests) {
-      for (oci::Descriptor& inner : closure(store, d)) out.push_back(std::move(inner));
+      for (oci::Descriptor& inner : closure(store, d))
+        out.push_back(std::move(inner));
     }
   } else {
     oci::Manifest m = oci::parse_manifest(store.read_blob(top.digest));
     out.push_back(m.config);
-    for (const oci::Descriptor& layer : m.layers) out.push_back(layer);
+    for (const oci::Descriptor& layer : m.layers)
+      out.push_back(layer);
   }
   return out;
 }
@@ -50,7 +55,8 @@ std::vector<oci::Descriptor> closure(oci::Store& store, const oci::Descriptor& t
 std::vector<oci::Descriptor> named_descriptors(const oci::Descriptor& top,
                                                const std::vector<std::string>& names) {
   std::vector<oci::Descriptor> out;
-  if (names.empty()) out.push_back(top);
+  if (names.empty())
+    out.push_back(top);
   for (const std::string& name : names) {
     oci::Descriptor d = top;
     d.annotations[oci::kRefNameAnnotation] = oci::Store::canonical_name(name);
@@ -66,10 +72,12 @@ std::string store_read_text(const fs::path& path) {
   for (;;) {
     ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       throw Error("read " + path.string() + ": " + std::strerror(errno));
     }
-    if (n == 0) return out;
+    if (n == 0)
+      return out;
     out.append(buf, static_cast<size_t>(n));
   }
 }
@@ -77,7 +85,8 @@ std::string store_read_text(const fs::path& path) {
 void copy_blob(const fs::path& from, const fs::path& to) {
   std::error_code ec;
   fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
-  if (ec) throw Error("copy " + from.string() + " to " + to.string() + ": " + ec.message());
+  if (ec)
+    throw Error("copy " + from.string() + " to " + to.string() + ": " + ec.message());
 }
 
 // A tar file written through libarchive, renamed into place by commit().
@@ -87,18 +96,22 @@ class TarFile {
     fs::create_directories(path.parent_path().empty() ? fs::path(".") : path.parent_path());
     a_ = archive_write_new();
     archive_write_set_format_pax_restricted(a_);
-    if (archive_write_open_filename(a_, temp_.c_str()) != ARCHIVE_OK) fail("create");
+    if (archive_write_open_filename(a_, temp_.c_str()) != ARCHIVE_OK)
+      fail("create");
   }
   ~TarFile() {
-    if (a_) archive_write_free(a_);
-    if (!committed_) ::unlink(temp_.c_str());
+    if (a_)
+      archive_write_free(a_);
+    if (!committed_)
+      ::unlink(temp_.c_str());
   }
   TarFile(const TarFile&) = delete;
   TarFile& operator=(const TarFile&) = delete;
 
   void add_bytes(const std::string& name, std::string_view bytes) {
     header(name, static_cast<int64_t>(bytes.size()));
-    if (!bytes.empty() && archive_write_data(a_, bytes.data(), bytes.size()) < 0) fail("write");
+    if (!bytes.empty() && archive_write_data(a_, bytes.data(), bytes.size()) < 0)
+      fail("write");
   }
 
   void add_file(const std::string& name, const fs::path& source) {
@@ -110,11 +123,14 @@ class TarFile {
     for (;;) {
       ssize_t n = ::read(fd.get(), buf.data(), buf.size());
       if (n < 0) {
-        if (errno == EINTR) continue;
+        if (errno == EINTR)
+          continue;
         throw Error("read " + source.string() + ": " + std::strerror(errno));
       }
-      if (n == 0) break;
-      if (archive_write_data(a_, buf.data(), static_cast<size_t>(n)) < 0) fail("write");
+      if (n == 0)
+        break;
+      if (archive_write_data(a_, buf.data(), static_cast<size_t>(n)) < 0)
+        fail("write");
     }
   }
 
@@ -131,11 +147,13 @@ class TarFile {
   }
 
   void commit() {
-    if (archive_write_close(a_) != ARCHIVE_OK) fail("finish");
+    if (archive_write_close(a_) != ARCHIVE_OK)
+      fail("finish");
     archive_write_free(a_);
     a_ = nullptr;
     if (::rename(temp_.c_str(), path_.c_str()) != 0) {
-      throw Error("rename " + temp_.string() + " to " + path_.string() + ": " + std::strerror(errno));
+      throw Error("rename " + temp_.string() + " to " + path_.string() + ": " +
+                  std::strerror(errno));
     }
     committed_ = true;
   }
@@ -149,7 +167,8 @@ class TarFile {
     archive_entry_set_size(e, size);
     int r = archive_write_header(a_, e);
     archive_entry_free(e);
-    if (r != ARCHIVE_OK) fail("write");
+    if (r != ARCHIVE_OK)
+      fail("write");
   }
   [[noreturn]] void fail(const char* what) {
     std::string err = archive_error_string(a_) ? archive_error_string(a_) : "unknown error";
@@ -182,7 +201,8 @@ void decompress_layer(const fs::path& blob, const fs::path& out) {
     }
   }
   archive_read_free(a);
-  if (!error.empty()) throw Error("decompress layer " + blob.string() + ": " + error);
+  if (!error.empty())
+    throw Error("decompress layer " + blob.string() + ": " + error);
 }
 
 }  // namespace
@@ -194,11 +214,13 @@ CommittedImage commit_image(oci::Store& store, const oci::ImageConfig& config,
   oci::Digest config_digest = store.put_blob(config_bytes);
   oci::Manifest manifest;
   manifest.media_type = docker ? oci::media_type::kDockerManifest : oci::media_type::kOciManifest;
-  manifest.config.media_type = docker ? oci::media_type::kDockerConfig : oci::media_type::kOciConfig;
+  manifest.config.media_type =
+      docker ? oci::media_type::kDockerConfig : oci::media_type::kOciConfig;
   manifest.config.digest = config_digest;
   manifest.config.size = static_cast<int64_t>(config_bytes.size());
   for (oci::Descriptor layer : layers) {
-    if (docker) layer.media_type = docker_layer_type(layer.media_type);
+    if (docker)
+      layer.media_type = docker_layer_type(layer.media_type);
     manifest.layers.push_back(std::move(layer));
   }
   std::string bytes = oci::serialize(manifest);
@@ -227,13 +249,16 @@ void write_oci_layout(oci::Store& store, const oci::Descriptor& top,
     index = oci::parse_index(store_read_text(dir / "index.json"));
   }
   std::set<std::string> new_names;
-  for (const std::string& n : names) new_names.insert(oci::Store::canonical_name(n));
+  for (const std::string& n : names)
+    new_names.insert(oci::Store::canonical_name(n));
   std::erase_if(index.manifests, [&](const oci::Descriptor& d) {
     auto it = d.annotations.find(oci::kRefNameAnnotation);
-    if (it == d.annotations.end()) return names.empty() && d.digest == top.digest;
+    if (it == d.annotations.end())
+      return names.empty() && d.digest == top.digest;
     return new_names.contains(it->second);
   });
-  for (oci::Descriptor& d : named_descriptors(top, names)) index.manifests.push_back(std::move(d));
+  for (oci::Descriptor& d : named_descriptors(top, names))
+    index.manifests.push_back(std::move(d));
   oci::write_file_atomically(dir / "index.json", oci::serialize(index));
 }
 
@@ -249,7 +274,8 @@ void write_oci_archive(oci::Store& store, const oci::Descriptor& top,
   tar.add_dir("blobs/sha256");
   std::set<oci::Digest> written;
   for (const oci::Descriptor& d : closure(store, top)) {
-    if (!written.insert(d.digest).second) continue;
+    if (!written.insert(d.digest).second)
+      continue;
     tar.add_file("blobs/sha256/" + d.digest.hex(), store.blob_path(d.digest));
   }
   tar.commit();
@@ -287,7 +313,8 @@ void write_docker_archive(oci::Store& store, const oci::Descriptor& manifest_des
     std::string familiar = ref.familiar();
     tags.push_back(familiar);
     std::string repo = familiar.substr(0, familiar.rfind(':'));
-    if (!ref.tag.empty() && !last_id.empty()) repositories[repo][ref.tag] = last_id;
+    if (!ref.tag.empty() && !last_id.empty())
+      repositories[repo][ref.tag] = last_id;
   }
   nlohmann::json entry = {{"Config", config_name}, {"RepoTags", tags}, {"Layers", layers}};
   tar.add_bytes("manifest.json", nlohmann::json::array({entry}).dump());

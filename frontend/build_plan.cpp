@@ -276,8 +276,8 @@ class Planner {
                                                  const SourceLocation& from) {
     std::vector<const Instruction*> parsed;
     for (const std::string& text : triggers) {
-      auto file = std::make_shared<Containerfile>(
-          parse_containerfile(text, "ONBUILD trigger of " + image));
+      auto file =
+          std::make_shared<Containerfile>(parse_containerfile(text, "ONBUILD trigger of " + image));
       for (const Instruction& ins : file->instructions) {
         if (ins.kind == InstructionKind::kOnbuild || ins.kind == InstructionKind::kFrom ||
             ins.kind == InstructionKind::kMaintainer) {

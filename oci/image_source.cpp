@@ -60,9 +60,8 @@ void extract_archive(const fs::path& archive_path, const fs::path& dir, const st
   archive_read_support_filter_all(a);
   archive_read_support_format_tar(a);
   struct archive* out = archive_write_disk_new();
-  archive_write_disk_set_options(out, ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                                          ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-                                          ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
+  archive_write_disk_set_options(out,
+                                 ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS);
   auto cleanup = [&] {
     archive_read_free(a);
     archive_write_free(out);
@@ -75,10 +74,17 @@ void extract_archive(const fs::path& archive_path, const fs::path& dir, const st
   struct archive_entry* entry = nullptr;
   int r;
   while ((r = archive_read_next_header(a, &entry)) == ARCHIVE_OK) {
-    std::string path = (dir / archive_entry_pathname(entry)).string();
+    // Absolute names are taken relative to `dir`; ".." is refused by SECURE_NODOTDOT.
+    auto inside = [&](const char* name) {
+      std::string_view n(name);
+      while (n.starts_with('/'))
+        n.remove_prefix(1);
+      return (dir / n).string();
+    };
+    std::string path = inside(archive_entry_pathname(entry));
     archive_entry_set_pathname(entry, path.c_str());
     if (const char* link = archive_entry_hardlink(entry)) {
-      std::string target = (dir / link).string();
+      std::string target = inside(link);
       archive_entry_set_hardlink(entry, target.c_str());
     }
     if (archive_write_header(out, entry) != ARCHIVE_OK) {

@@ -23,9 +23,12 @@
 namespace kiln::snapshotter {
 
 Compression parse_compression(std::string_view name) {
-  if (name == "gzip") return Compression::kGzip;
-  if (name == "zstd") return Compression::kZstd;
-  if (name == "none" || name == "uncompressed") return Compression::kNone;
+  if (name == "gzip")
+    return Compression::kGzip;
+  if (name == "zstd")
+    return Compression::kZstd;
+  if (name == "none" || name == "uncompressed")
+    return Compression::kNone;
   throw Error("unknown compression " + quote(name) + ": expected gzip, zstd or none");
 }
 
@@ -81,7 +84,8 @@ class GzipMemberCompressor {
   explicit GzipMemberCompressor(int level) {
     // windowBits 15 + 16 selects the gzip wrapper; memLevel 8 is zlib's default.
     int rc = deflateInit2(&stream_, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-    if (rc != Z_OK) throw Error("gzip: cannot initialise zlib (" + std::to_string(rc) + ")");
+    if (rc != Z_OK)
+      throw Error("gzip: cannot initialise zlib (" + std::to_string(rc) + ")");
     // Fixed header fields so the bytes depend only on the input: mtime 0, no name or comment, and
     // OS 255 ("unknown", as Go's compress/gzip writes) rather than zlib's build-platform OS code.
     header_.time = 0;
@@ -103,8 +107,10 @@ class GzipMemberCompressor {
     stream_.avail_out = static_cast<uInt>(output.size());
     for (;;) {
       int rc = deflate(&stream_, Z_FINISH);
-      if (rc == Z_STREAM_END) break;
-      if (rc != Z_OK && rc != Z_BUF_ERROR) check(rc, "deflate");
+      if (rc == Z_STREAM_END)
+        break;
+      if (rc != Z_OK && rc != Z_BUF_ERROR)
+        check(rc, "deflate");
       // deflateBound is an upper bound, so this is not expected; grow rather than trust it blindly.
       size_t used = output.size() - stream_.avail_out;
       output.resize(output.size() * 2);
@@ -117,8 +123,8 @@ class GzipMemberCompressor {
  private:
   void check(int rc, const char* what) {
     if (rc != Z_OK) {
-      throw Error(std::string("gzip: zlib ") + what + " failed: " +
-                  (stream_.msg ? stream_.msg : std::to_string(rc)));
+      throw Error(std::string("gzip: zlib ") + what +
+                  " failed: " + (stream_.msg ? stream_.msg : std::to_string(rc)));
     }
   }
 
@@ -147,14 +153,17 @@ class GzipEngine : public detail::CompressionEngine {
       current_->input.insert(current_->input.end(), data, data + n);
       data += n;
       size -= n;
-      if (current_->input.size() == block_size_) submit();
+      if (current_->input.size() == block_size_)
+        submit();
     }
   }
 
   void finish() override {
     // An empty stream still needs one member: zero bytes are not a valid gzip file.
-    if (!current_->input.empty() || members_ == 0) submit();
-    while (!pending_.empty()) write_oldest();
+    if (!current_->input.empty() || members_ == 0)
+      submit();
+    while (!pending_.empty())
+      write_oldest();
     stop_workers();
   }
 
@@ -162,8 +171,8 @@ class GzipEngine : public detail::CompressionEngine {
   struct Block {
     std::vector<unsigned char> input;
     std::vector<unsigned char> output;
-    bool done = false;             // guarded by mutex_
-    std::exception_ptr error;      // set by the worker before done
+    bool done = false;         // guarded by mutex_
+    std::exception_ptr error;  // set by the worker before done
   };
 
   std::unique_ptr<Block> take_block() {
@@ -181,20 +190,23 @@ class GzipEngine : public detail::CompressionEngine {
     ++members_;
     if (threads_ == 1) {
       // No pool: same member format, so the bytes equal those of the threaded path.
-      if (!inline_) inline_.emplace(level_);
+      if (!inline_)
+        inline_.emplace(level_);
       inline_->compress(current_->input, current_->output);
       out_.write(current_->output.data(), current_->output.size());
       current_->input.clear();
       return;
     }
     // The bound on blocks in flight is what bounds memory when the producer outruns the pool.
-    while (pending_.size() >= max_in_flight_) write_oldest();
+    while (pending_.size() >= max_in_flight_)
+      write_oldest();
     // Threads start as blocks arrive, so a small layer never starts more than it can use.
     if (workers_.size() < threads_) {
       try {
         workers_.emplace_back([this] { worker_loop(); });
       } catch (const std::system_error& e) {
-        if (workers_.empty()) throw Error(std::string("gzip: cannot start a thread: ") + e.what());
+        if (workers_.empty())
+          throw Error(std::string("gzip: cannot start a thread: ") + e.what());
         // Fewer threads than asked for only costs speed; the bytes are the same.
       }
     }
@@ -209,7 +221,8 @@ class GzipEngine : public detail::CompressionEngine {
     work_ready_.notify_one();
     current_ = take_block();
     // Write whatever is already compressed so output streams and buffers return to spare_.
-    while (!pending_.empty() && is_done(*pending_.front())) write_oldest();
+    while (!pending_.empty() && is_done(*pending_.front()))
+      write_oldest();
   }
 
   bool is_done(const Block& block) {
@@ -223,7 +236,8 @@ class GzipEngine : public detail::CompressionEngine {
       std::unique_lock lock(mutex_);
       block_done_.wait(lock, [&] { return block.done; });
     }
-    if (block.error) std::rethrow_exception(block.error);
+    if (block.error)
+      std::rethrow_exception(block.error);
     out_.write(block.output.data(), block.output.size());
     block.input.clear();
     spare_.push_back(std::move(pending_.front()));
@@ -235,12 +249,14 @@ class GzipEngine : public detail::CompressionEngine {
     std::unique_lock lock(mutex_);
     for (;;) {
       work_ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (stopping_) return;
+      if (stopping_)
+        return;
       Block* block = queue_.front();
       queue_.pop_front();
       lock.unlock();
       try {
-        if (!compressor) compressor.emplace(level_);
+        if (!compressor)
+          compressor.emplace(level_);
         compressor->compress(block->input, block->output);
       } catch (...) {
         block->error = std::current_exception();
@@ -259,7 +275,8 @@ class GzipEngine : public detail::CompressionEngine {
       queue_.clear();  // an abandoned stream's queued blocks are discarded, not compressed
     }
     work_ready_.notify_all();
-    for (auto& worker : workers_) worker.join();
+    for (auto& worker : workers_)
+      worker.join();
     workers_.clear();
   }
 
@@ -270,10 +287,10 @@ class GzipEngine : public detail::CompressionEngine {
   const size_t max_in_flight_;
 
   // Touched only by the thread calling write()/finish().
-  std::unique_ptr<Block> current_;                // being filled
-  std::deque<std::unique_ptr<Block>> pending_;    // submitted, in input order, not yet written
-  std::vector<std::unique_ptr<Block>> spare_;     // written blocks whose buffers are reused
-  std::optional<GzipMemberCompressor> inline_;    // the compressor when threads_ == 1
+  std::unique_ptr<Block> current_;              // being filled
+  std::deque<std::unique_ptr<Block>> pending_;  // submitted, in input order, not yet written
+  std::vector<std::unique_ptr<Block>> spare_;   // written blocks whose buffers are reused
+  std::optional<GzipMemberCompressor> inline_;  // the compressor when threads_ == 1
   uint64_t members_ = 0;
 
   std::mutex mutex_;
@@ -288,7 +305,8 @@ class ZstdEngine : public detail::CompressionEngine {
  public:
   ZstdEngine(ByteSink& out, int level, unsigned threads, size_t block_size)
       : out_(out), cctx_(ZSTD_createCCtx()) {
-    if (!cctx_) throw Error("zstd: cannot create a compression context");
+    if (!cctx_)
+      throw Error("zstd: cannot create a compression context");
     set(ZSTD_c_compressionLevel, level, "level");
     set(ZSTD_c_checksumFlag, 1, "checksum");
     // nbWorkers >= 1 even for one thread: libzstd's multithreaded format is the same for any
@@ -311,7 +329,8 @@ class ZstdEngine : public detail::CompressionEngine {
     ZSTD_inBuffer in{data, size, 0};
     // With workers, ZSTD_e_continue blocks inside libzstd when its job buffers are full, so this
     // loop waits rather than spins.
-    while (in.pos < in.size) step(in, ZSTD_e_continue);
+    while (in.pos < in.size)
+      step(in, ZSTD_e_continue);
   }
 
   void finish() override {
@@ -324,8 +343,10 @@ class ZstdEngine : public detail::CompressionEngine {
   size_t step(ZSTD_inBuffer& in, ZSTD_EndDirective mode) {
     ZSTD_outBuffer o{buffer_.data(), buffer_.size(), 0};
     size_t rc = ZSTD_compressStream2(cctx_, &o, &in, mode);
-    if (ZSTD_isError(rc)) throw Error(std::string("zstd: compression failed: ") + ZSTD_getErrorName(rc));
-    if (o.pos > 0) out_.write(buffer_.data(), o.pos);
+    if (ZSTD_isError(rc))
+      throw Error(std::string("zstd: compression failed: ") + ZSTD_getErrorName(rc));
+    if (o.pos > 0)
+      out_.write(buffer_.data(), o.pos);
     return rc;
   }
 
@@ -382,13 +403,16 @@ CompressingSink::CompressingSink(ByteSink& out, CompressionOptions options) {
 CompressingSink::~CompressingSink() = default;
 
 void CompressingSink::write(const void* data, size_t size) {
-  if (finished_) throw Error("compression: write after finish");
-  if (size == 0) return;
+  if (finished_)
+    throw Error("compression: write after finish");
+  if (size == 0)
+    return;
   engine_->write(static_cast<const unsigned char*>(data), size);
 }
 
 void CompressingSink::finish() {
-  if (finished_) throw Error("compression: finish called twice");
+  if (finished_)
+    throw Error("compression: finish called twice");
   finished_ = true;
   engine_->finish();
 }

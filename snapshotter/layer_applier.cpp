@@ -187,7 +187,7 @@ class Applier {
       return dirs_.count({st.st_dev, st.st_ino}) > 0;
     return names_.count({parent.st_dev, parent.st_ino, name}) > 0;
   }
-  static std::vector<std::string> list_dir(int dirfd);
+  std::vector<std::string> list_dir(int dirfd, const std::string& display) const;
   struct stat stat_fd(int fd) const {
     struct stat st {};
     if (::fstat(fd, &st) != 0)
@@ -229,23 +229,31 @@ std::vector<std::string> Applier::components(std::string_view path, const char* 
   return out;
 }
 
-std::vector<std::string> Applier::list_dir(int dirfd) {
+// The names in dirfd. Failing to read is an error: silently seeing nothing would let a whiteout
+// or opaque marker leave lower files in place.
+std::vector<std::string> Applier::list_dir(int dirfd, const std::string& display) const {
   std::vector<std::string> names;
   // fdopendir takes ownership and needs a readable descriptor; dirfd may be O_PATH.
   int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
-    return names;
+    fail_errno("read directory " + quote(display.empty() ? "/" : display));
   DIR* dir = ::fdopendir(fd);
   if (!dir) {
+    const int err = errno;
     ::close(fd);
-    return names;
+    fail_errno("read directory " + quote(display.empty() ? "/" : display), err);
   }
+  errno = 0;
   while (dirent* d = ::readdir(dir)) {
     std::string_view n = d->d_name;
     if (n != "." && n != "..")
       names.emplace_back(n);
+    errno = 0;
   }
+  const int err = errno;
   ::closedir(dir);
+  if (err != 0)
+    fail_errno("read directory " + quote(display.empty() ? "/" : display), err);
   return names;
 }
 
@@ -358,7 +366,7 @@ void Applier::remove_tree(int dirfd, const std::string& name, const std::string&
     if ((st.st_mode & S_IRWXU) != S_IRWXU && st.st_uid == ::geteuid()) {
       ::fchmod(sub.get(), (st.st_mode & 07777) | S_IRWXU);
     }
-    for (const std::string& child : list_dir(sub.get())) {
+    for (const std::string& child : list_dir(sub.get(), display)) {
       remove_tree(sub.get(), child, display + "/" + child, depth + 1);
     }
     if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
@@ -433,7 +441,7 @@ void Applier::purge_lower(int dirfd, const std::string& display, int depth) {
   if (depth > kMaxDepth)
     fail("opaque directory " + quote(display) + ": tree too deep");
   struct stat dst = stat_fd(dirfd);
-  for (const std::string& name : list_dir(dirfd)) {
+  for (const std::string& name : list_dir(dirfd, display)) {
     const std::string shown = display.empty() ? name : display + "/" + name;
     struct stat st {};
     if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {

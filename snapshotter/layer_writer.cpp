@@ -32,12 +32,16 @@ namespace fs = std::filesystem;
 // libarchive, SHA-256 and the compressor is negligible, small enough not to matter for memory.
 constexpr size_t kReadChunk = size_t{1} << 20;
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
 bool valid_layer_path(std::string_view path) {
-  if (path.empty() || path.find('\0') != std::string_view::npos) return false;
+  if (path.empty() || path.find('\0') != std::string_view::npos)
+    return false;
   for (const std::string& part : split(path, '/')) {
-    if (part.empty() || part == "." || part == "..") return false;
+    if (part.empty() || part == "." || part == "..")
+      return false;
   }
   return true;
 }
@@ -60,25 +64,32 @@ class DigestingSink : public ByteSink {
   int64_t bytes_ = 0;
 };
 
-// Switches the calling thread to the "C" locale for its lifetime. libarchive converts names using
-// the locale's codeset; pinning it means non-ASCII names always take the same (binary) form, even
-// if the program has called setlocale().
-class CLocaleScope {
+// Pins the calling thread's locale for its lifetime. libarchive converts names from the locale's
+// codeset to UTF-8 for PAX records, so the process locale would otherwise change the bytes. With
+// C.UTF-8 (built into glibc >= 2.35), valid UTF-8 names become plain PAX "path" records, as Go's
+// archive/tar writes them, and any other non-ASCII name is stored as its raw bytes with
+// hdrcharset=BINARY; names are never altered or normalised. "C" is the fallback where C.UTF-8 is
+// missing: then every non-ASCII name takes the binary form.
+class LocaleScope {
  public:
-  CLocaleScope() : c_(newlocale(LC_ALL_MASK, "C", static_cast<locale_t>(nullptr))) {
-    if (c_) previous_ = uselocale(c_);
+  LocaleScope() {
+    locale_ = newlocale(LC_ALL_MASK, "C.UTF-8", static_cast<locale_t>(nullptr));
+    if (!locale_)
+      locale_ = newlocale(LC_ALL_MASK, "C", static_cast<locale_t>(nullptr));
+    if (locale_)
+      previous_ = uselocale(locale_);
   }
-  ~CLocaleScope() {
-    if (c_) {
+  ~LocaleScope() {
+    if (locale_) {
       uselocale(previous_);
-      freelocale(c_);
+      freelocale(locale_);
     }
   }
-  CLocaleScope(const CLocaleScope&) = delete;
-  CLocaleScope& operator=(const CLocaleScope&) = delete;
+  LocaleScope(const LocaleScope&) = delete;
+  LocaleScope& operator=(const LocaleScope&) = delete;
 
  private:
-  locale_t c_;
+  locale_t locale_ = nullptr;
   locale_t previous_ = nullptr;
 };
 
@@ -91,7 +102,8 @@ using EntryPtr = std::unique_ptr<archive_entry, EntryDeleter>;
 class TarWriter {
  public:
   explicit TarWriter(ByteSink& sink) : sink_(sink), archive_(archive_write_new()) {
-    if (!archive_) throw Error("libarchive: cannot create a writer");
+    if (!archive_)
+      throw Error("libarchive: cannot create a writer");
     // Full pax rather than pax_restricted: restricted drops sub-second mtimes from entries that
     // need no other PAX record, so whether nanoseconds survive would depend on unrelated fields.
     // Full pax still writes no PAX header for entries that have nothing to put in one, and no
@@ -104,29 +116,31 @@ class TarWriter {
     // No compression filter is added, and block size 0 hands every write straight to the callback
     // without padding the end of the archive to a 10240-byte record.
     check(archive_write_set_bytes_per_block(archive_, 0), "set block size");
-    check(archive_write_open(archive_, this, nullptr, &TarWriter::write_callback, nullptr),
-          "open");
+    check(archive_write_open(archive_, this, nullptr, &TarWriter::write_callback, nullptr), "open");
   }
 
   ~TarWriter() {
     // After a failure, archive_write_free must not try to finish the archive through our sink.
-    if (!closed_) archive_write_fail(archive_);
+    if (!closed_)
+      archive_write_fail(archive_);
     archive_write_free(archive_);
   }
   TarWriter(const TarWriter&) = delete;
   TarWriter& operator=(const TarWriter&) = delete;
 
   void write_header(archive_entry* entry) {
-    // ARCHIVE_WARN only reports a name libarchive could not convert, which it then stores as bytes
-    // with hdrcharset=BINARY: exactly what we want for non-ASCII names.
-    if (archive_write_header(archive_, entry) < ARCHIVE_WARN) fail("write header");
+    // ARCHIVE_WARN only reports a name that is not valid UTF-8, which libarchive then stores as
+    // raw bytes with hdrcharset=BINARY: the name is kept exactly, which is what we want.
+    if (archive_write_header(archive_, entry) < ARCHIVE_WARN)
+      fail("write header");
   }
 
   void write_data(const void* data, size_t size) {
     const char* p = static_cast<const char*>(data);
     while (size > 0) {
       la_ssize_t n = archive_write_data(archive_, p, size);
-      if (n <= 0) fail("write data");
+      if (n <= 0)
+        fail("write data");
       p += n;
       size -= static_cast<size_t>(n);
     }
@@ -134,7 +148,8 @@ class TarWriter {
 
   // Writes the end-of-archive blocks.
   void close() {
-    if (archive_write_close(archive_) != ARCHIVE_OK) fail("close");
+    if (archive_write_close(archive_) != ARCHIVE_OK)
+      fail("close");
     closed_ = true;
   }
 
@@ -152,11 +167,13 @@ class TarWriter {
   }
 
   void check(int rc, const char* what) {
-    if (rc != ARCHIVE_OK) fail(what);
+    if (rc != ARCHIVE_OK)
+      fail(what);
   }
 
   [[noreturn]] void fail(const char* what) {
-    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+    if (error_)
+      std::rethrow_exception(std::exchange(error_, nullptr));
     const char* message = archive_error_string(archive_);
     throw Error(std::string("libarchive ") + what + ": " + (message ? message : "unknown error"));
   }
@@ -172,7 +189,8 @@ void validate_entry(const LayerEntry& e) {
     throw Error("invalid path: expected a relative path without empty, \".\" or \"..\" components");
   }
   const mode_t type = e.mode & S_IFMT;
-  if ((e.mode & ~mode_t{S_IFMT | 07777}) != 0) throw Error("invalid mode bits");
+  if ((e.mode & ~mode_t{S_IFMT | 07777}) != 0)
+    throw Error("invalid mode bits");
   switch (type) {
     case S_IFREG:
     case S_IFDIR:
@@ -184,12 +202,16 @@ void validate_entry(const LayerEntry& e) {
     default:
       throw Error("unsupported file type in mode " + std::to_string(e.mode));
   }
-  if (e.mtime_nsec < 0 || e.mtime_nsec > 999'999'999) throw Error("invalid mtime nanoseconds");
+  if (e.mtime_nsec < 0 || e.mtime_nsec > 999'999'999)
+    throw Error("invalid mtime nanoseconds");
   const bool has_content = e.content.has_value() || !e.source.empty();
   if (e.hardlink) {
-    if (type == S_IFDIR) throw Error("a directory cannot be a hard link");
-    if (!valid_layer_path(e.link_target)) throw Error("invalid hard link target");
-    if (has_content) throw Error("a hard link cannot have content");
+    if (type == S_IFDIR)
+      throw Error("a directory cannot be a hard link");
+    if (!valid_layer_path(e.link_target))
+      throw Error("invalid hard link target");
+    if (has_content)
+      throw Error("a hard link cannot have content");
   } else if (type == S_IFLNK) {
     if (e.link_target.empty() || e.link_target.find('\0') != std::string::npos) {
       throw Error("invalid symlink target");
@@ -197,9 +219,12 @@ void validate_entry(const LayerEntry& e) {
   } else if (!e.link_target.empty()) {
     throw Error("link target on an entry that is not a link");
   }
-  if (!e.hardlink && type != S_IFREG && has_content) throw Error("content on a non-regular file");
-  if (e.content.has_value() && !e.source.empty()) throw Error("both source and content are set");
-  if ((e.dev_major != 0 || e.dev_minor != 0) && (e.hardlink || (type != S_IFCHR && type != S_IFBLK))) {
+  if (!e.hardlink && type != S_IFREG && has_content)
+    throw Error("content on a non-regular file");
+  if (e.content.has_value() && !e.source.empty())
+    throw Error("both source and content are set");
+  if ((e.dev_major != 0 || e.dev_minor != 0) &&
+      (e.hardlink || (type != S_IFCHR && type != S_IFBLK))) {
     throw Error("device numbers on an entry that is not a device");
   }
   std::vector<std::string_view> names;
@@ -211,7 +236,8 @@ void validate_entry(const LayerEntry& e) {
   }
   std::sort(names.begin(), names.end());
   auto dup = std::adjacent_find(names.begin(), names.end());
-  if (dup != names.end()) throw Error("duplicate xattr " + quote(*dup));
+  if (dup != names.end())
+    throw Error("duplicate xattr " + quote(*dup));
 }
 
 // Streams a host file into the current tar entry after writing its header.
@@ -221,8 +247,10 @@ void write_source(TarWriter& tar, archive_entry* entry, const fs::path& source,
   // rather than hang; it changes nothing for regular files.
   UniqueFd fd = open_or_throw(source, O_RDONLY | O_NONBLOCK | O_NOCTTY);
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) throw Error("stat " + source.string() + ": " + errno_text(errno));
-  if (!S_ISREG(st.st_mode)) throw Error(source.string() + " is not a regular file");
+  if (::fstat(fd.get(), &st) != 0)
+    throw Error("stat " + source.string() + ": " + errno_text(errno));
+  if (!S_ISREG(st.st_mode))
+    throw Error(source.string() + " is not a regular file");
   const int64_t size = st.st_size;
   archive_entry_set_size(entry, size);
   tar.write_header(entry);
@@ -231,10 +259,12 @@ void write_source(TarWriter& tar, archive_entry* entry, const fs::path& source,
   // (libarchive silently pads a short entry with zeros), so both directions are errors.
   int64_t done = 0;
   while (done < size) {
-    size_t want = static_cast<size_t>(std::min<int64_t>(size - done, static_cast<int64_t>(buffer.size())));
+    size_t want =
+        static_cast<size_t>(std::min<int64_t>(size - done, static_cast<int64_t>(buffer.size())));
     ssize_t n = ::read(fd.get(), buffer.data(), want);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       throw Error("read " + source.string() + ": " + errno_text(errno));
     }
     if (n == 0) {
@@ -247,8 +277,10 @@ void write_source(TarWriter& tar, archive_entry* entry, const fs::path& source,
   for (;;) {
     char extra;
     ssize_t n = ::read(fd.get(), &extra, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw Error("read " + source.string() + ": " + errno_text(errno));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      throw Error("read " + source.string() + ": " + errno_text(errno));
     if (n > 0) {
       throw Error(source.string() + " grew while being read: expected " + std::to_string(size) +
                   " bytes");
@@ -260,7 +292,8 @@ void write_source(TarWriter& tar, archive_entry* entry, const fs::path& source,
 void write_entry(TarWriter& tar, const LayerEntry& e, const LayerOptions& options,
                  std::vector<char>& buffer) {
   EntryPtr entry(archive_entry_new());
-  if (!entry) throw Error("libarchive: cannot create an entry");
+  if (!entry)
+    throw Error("libarchive: cannot create an entry");
   archive_entry* ae = entry.get();
   archive_entry_copy_pathname(ae, e.path.c_str());
   archive_entry_set_mode(ae, e.mode);
@@ -278,7 +311,8 @@ void write_entry(TarWriter& tar, const LayerEntry& e, const LayerOptions& option
   // libarchive keeps xattrs in a list it prepends to: adding in descending name order makes the
   // PAX records come out ascending, independent of the order the caller listed them in.
   std::vector<const std::pair<std::string, std::string>*> xattrs;
-  for (const auto& x : e.xattrs) xattrs.push_back(&x);
+  for (const auto& x : e.xattrs)
+    xattrs.push_back(&x);
   std::sort(xattrs.begin(), xattrs.end(), [](auto* a, auto* b) { return a->first > b->first; });
   for (const auto* x : xattrs) {
     archive_entry_xattr_add_entry(ae, x->first.c_str(), x->second.data(), x->second.size());
@@ -303,7 +337,8 @@ void write_entry(TarWriter& tar, const LayerEntry& e, const LayerOptions& option
     archive_entry_set_size(ae, e.content ? static_cast<int64_t>(e.content->size()) : 0);
   }
   tar.write_header(ae);
-  if (!e.hardlink && e.content && !e.content->empty()) tar.write_data(e.content->data(), e.content->size());
+  if (!e.hardlink && e.content && !e.content->empty())
+    tar.write_data(e.content->data(), e.content->size());
 }
 
 void sort_and_check(std::vector<LayerEntry>& entries) {
@@ -325,7 +360,8 @@ void sort_and_check(std::vector<LayerEntry>& entries) {
   auto by_path = [](const LayerEntry& e, const std::string& p) { return e.path < p; };
   for (size_t i = 0; i < entries.size(); ++i) {
     const LayerEntry& e = entries[i];
-    if (!e.hardlink) continue;
+    if (!e.hardlink)
+      continue;
     // A reader can only link to what it has already extracted: a target in this layer must come
     // first. A target outside the layer is left to the applier (it may be in a lower layer).
     auto it = std::lower_bound(entries.begin(), entries.end(), e.link_target, by_path);
@@ -355,9 +391,12 @@ std::string normalize_prefix(const std::string& prefix) {
       break;
     }
   }
-  while (ends_with(p, "/")) p.remove_suffix(1);
-  if (p == ".") p = {};
-  if (!p.empty() && !valid_layer_path(p)) throw Error("invalid layer path prefix " + quote(prefix));
+  while (ends_with(p, "/"))
+    p.remove_suffix(1);
+  if (p == ".")
+    p = {};
+  if (!p.empty() && !valid_layer_path(p))
+    throw Error("invalid layer path prefix " + quote(prefix));
   return std::string(p);
 }
 
@@ -367,15 +406,19 @@ std::optional<std::string> read_sized(Fn fn, const fs::path& path, const char* w
   for (;;) {
     ssize_t size = fn(nullptr, 0);
     if (size < 0) {
-      if (errno == ENOTSUP || errno == ENODATA) return std::nullopt;
+      if (errno == ENOTSUP || errno == ENODATA)
+        return std::nullopt;
       throw Error(std::string(what) + " " + path.string() + ": " + errno_text(errno));
     }
     std::string buffer(static_cast<size_t>(size), '\0');
-    if (size == 0) return buffer;
+    if (size == 0)
+      return buffer;
     ssize_t got = fn(buffer.data(), buffer.size());
     if (got < 0) {
-      if (errno == ERANGE) continue;  // it grew in between
-      if (errno == ENOTSUP || errno == ENODATA) return std::nullopt;
+      if (errno == ERANGE)
+        continue;  // it grew in between
+      if (errno == ENOTSUP || errno == ENODATA)
+        return std::nullopt;
       throw Error(std::string(what) + " " + path.string() + ": " + errno_text(errno));
     }
     buffer.resize(static_cast<size_t>(got));
@@ -385,18 +428,21 @@ std::optional<std::string> read_sized(Fn fn, const fs::path& path, const char* w
 
 std::vector<std::pair<std::string, std::string>> read_xattrs(const fs::path& path) {
   std::vector<std::pair<std::string, std::string>> xattrs;
-  auto names = read_sized(
-      [&](char* buf, size_t size) { return ::llistxattr(path.c_str(), buf, size); }, path,
-      "llistxattr");
-  if (!names) return xattrs;
+  auto names =
+      read_sized([&](char* buf, size_t size) { return ::llistxattr(path.c_str(), buf, size); },
+                 path, "llistxattr");
+  if (!names)
+    return xattrs;
   for (const std::string& name : split(*names, '\0')) {
     // Only attributes that mean the same on another machine: user.* and file capabilities.
     // security.selinux and friends are host policy; trusted.* needs CAP_SYS_ADMIN to read.
-    if (!starts_with(name, "user.") && name != "security.capability") continue;
+    if (!starts_with(name, "user.") && name != "security.capability")
+      continue;
     auto value = read_sized(
         [&](char* buf, size_t size) { return ::lgetxattr(path.c_str(), name.c_str(), buf, size); },
         path, "lgetxattr");
-    if (value) xattrs.emplace_back(name, std::move(*value));  // nullopt: removed meanwhile
+    if (value)
+      xattrs.emplace_back(name, std::move(*value));  // nullopt: removed meanwhile
   }
   std::sort(xattrs.begin(), xattrs.end());
   return xattrs;
@@ -406,7 +452,8 @@ std::string read_link_target(const fs::path& path) {
   std::string target(256, '\0');
   for (;;) {
     ssize_t n = ::readlink(path.c_str(), target.data(), target.size());
-    if (n < 0) throw Error("readlink " + path.string() + ": " + errno_text(errno));
+    if (n < 0)
+      throw Error("readlink " + path.string() + ": " + errno_text(errno));
     if (static_cast<size_t>(n) < target.size()) {
       target.resize(static_cast<size_t>(n));
       return target;
@@ -431,7 +478,7 @@ LayerResult write_layer(std::vector<LayerEntry> entries, const LayerOptions& opt
   DigestingSink blob(out);
   CompressingSink compressor(blob, options.compression);
   DigestingSink tar_stream(compressor);
-  CLocaleScope c_locale;
+  LocaleScope locale;
   TarWriter tar(tar_stream);
   std::vector<char> buffer(kReadChunk);
   for (const LayerEntry& e : entries) {
@@ -463,7 +510,8 @@ std::vector<LayerEntry> entries_from_directory(const fs::path& root, const std::
   if (::stat(root.c_str(), &root_st) != 0) {
     throw Error("stat " + root.string() + ": " + errno_text(errno));
   }
-  if (!S_ISDIR(root_st.st_mode)) throw Error(root.string() + " is not a directory");
+  if (!S_ISDIR(root_st.st_mode))
+    throw Error(root.string() + " is not a directory");
 
   std::vector<Found> found;
   // Directories still to read: (host path, in-layer path). An explicit stack, not recursion, so a
@@ -475,7 +523,8 @@ std::vector<LayerEntry> entries_from_directory(const fs::path& root, const std::
     todo.pop_back();
     std::error_code ec;
     fs::directory_iterator it(dir, ec);
-    if (ec) throw Error("read directory " + dir.string() + ": " + ec.message());
+    if (ec)
+      throw Error("read directory " + dir.string() + ": " + ec.message());
     for (; it != fs::directory_iterator(); it.increment(ec)) {
       const fs::path host = it->path();
       const std::string name = host.filename().string();
@@ -484,7 +533,8 @@ std::vector<LayerEntry> entries_from_directory(const fs::path& root, const std::
       if (::lstat(host.c_str(), &st) != 0) {
         throw Error("lstat " + host.string() + ": " + errno_text(errno));
       }
-      if (S_ISSOCK(st.st_mode)) continue;  // sockets cannot be stored in a tar
+      if (S_ISSOCK(st.st_mode))
+        continue;  // sockets cannot be stored in a tar
       Found f;
       LayerEntry& e = f.entry;
       e.path = std::move(layer_path);
@@ -511,7 +561,8 @@ std::vector<LayerEntry> entries_from_directory(const fs::path& root, const std::
       e.xattrs = read_xattrs(host);
       found.push_back(std::move(f));
     }
-    if (ec) throw Error("read directory " + dir.string() + ": " + ec.message());
+    if (ec)
+      throw Error("read directory " + dir.string() + ": " + ec.message());
   }
 
   std::sort(found.begin(), found.end(),

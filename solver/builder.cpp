@@ -52,20 +52,24 @@ void set_env(std::vector<std::string>& env, const std::string& key, const std::s
 }
 
 bool has_env(const std::vector<std::string>& env, const std::string& key) {
-  return std::any_of(env.begin(), env.end(),
-                     [&](const std::string& e) { return e.compare(0, key.size() + 1, key + "=") == 0; });
+  return std::any_of(env.begin(), env.end(), [&](const std::string& e) {
+    return e.compare(0, key.size() + 1, key + "=") == 0;
+  });
 }
 
 std::vector<std::string> shell_of(const oci::ImageConfig& config) {
-  if (config.config.shell && !config.config.shell->empty()) return *config.config.shell;
+  if (config.config.shell && !config.config.shell->empty())
+    return *config.config.shell;
   return {"/bin/sh", "-c"};
 }
 
 // CMD/ENTRYPOINT/HEALTHCHECK command from exec or shell form.
 std::vector<std::string> command_of(const frontend::Op& op, const oci::ImageConfig& config) {
-  if (op.json_form) return op.args;
+  if (op.json_form)
+    return op.args;
   std::vector<std::string> cmd = shell_of(config);
-  if (!op.args.empty()) cmd.push_back(op.args.front());
+  if (!op.args.empty())
+    cmd.push_back(op.args.front());
   return cmd;
 }
 
@@ -96,8 +100,10 @@ std::vector<std::string> expand_ports(const std::string& spec, const SourceLocat
   if (size_t dash = port.find('-'); dash != std::string::npos) {
     int first = number(port.substr(0, dash));
     int last = number(port.substr(dash + 1));
-    if (last < first) throw InputError(where, "invalid port range " + quote(spec) + " in EXPOSE");
-    for (int p = first; p <= last; ++p) out.push_back(std::to_string(p) + "/" + proto);
+    if (last < first)
+      throw InputError(where, "invalid port range " + quote(spec) + " in EXPOSE");
+    for (int p = first; p <= last; ++p)
+      out.push_back(std::to_string(p) + "/" + proto);
   } else {
     out.push_back(std::to_string(number(port)) + "/" + proto);
   }
@@ -110,34 +116,44 @@ bool valid_signal(const std::string& s) {
     return n > 0 && n <= 64;
   }
   std::string name = to_upper(s);
-  if (starts_with(name, "SIG")) name = name.substr(3);
-  if (starts_with(name, "RTMIN") || starts_with(name, "RTMAX")) return true;
+  if (starts_with(name, "SIG"))
+    name = name.substr(3);
+  if (starts_with(name, "RTMIN") || starts_with(name, "RTMAX"))
+    return true;
   for (const char* known :
-       {"ABRT", "ALRM", "BUS",  "CHLD", "CLD",  "CONT", "FPE",    "HUP",  "ILL",  "INT",
-        "IO",   "IOT",  "KILL", "PIPE", "POLL", "PROF", "PWR",    "QUIT", "SEGV", "STKFLT",
-        "STOP", "SYS",  "TERM", "TRAP", "TSTP", "TTIN", "TTOU",   "URG",  "USR1", "USR2",
-        "VTALRM", "WINCH", "XCPU", "XFSZ", "UNUSED"}) {
-    if (name == known) return true;
+       {"ABRT", "ALRM",   "BUS",  "CHLD",   "CLD",   "CONT", "FPE",  "HUP",   "ILL",
+        "INT",  "IO",     "IOT",  "KILL",   "PIPE",  "POLL", "PROF", "PWR",   "QUIT",
+        "SEGV", "STKFLT", "STOP", "SYS",    "TERM",  "TRAP", "TSTP", "TTIN",  "TTOU",
+        "URG",  "USR1",   "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "UNUSED"}) {
+    if (name == known)
+      return true;
   }
   return false;
 }
 
 int64_t duration_flag(const frontend::Op& op, const char* name) {
   for (const frontend::Flag& f : op.flags) {
-    if (f.name != name || !f.value) continue;
+    if (f.name != name || !f.value)
+      continue;
     // Validated by the parser: digits with units; convert the common Go forms.
     std::string v = *f.value;
     long double total = 0;
     size_t i = 0;
     while (i < v.size()) {
       size_t start = i;
-      while (i < v.size() && (std::isdigit(static_cast<unsigned char>(v[i])) || v[i] == '.')) ++i;
+      while (i < v.size() && (std::isdigit(static_cast<unsigned char>(v[i])) || v[i] == '.'))
+        ++i;
       long double number = std::stold(v.substr(start, i - start));
       size_t unit_start = i;
-      while (i < v.size() && !std::isdigit(static_cast<unsigned char>(v[i])) && v[i] != '.') ++i;
+      while (i < v.size() && !std::isdigit(static_cast<unsigned char>(v[i])) && v[i] != '.')
+        ++i;
       std::string unit = v.substr(unit_start, i - unit_start);
-      long double scale = unit == "ns" ? 1 : unit == "ms" ? 1e6 : unit == "s" ? 1e9
-                        : unit == "m" ? 60e9 : unit == "h" ? 3600e9 : 1e3;
+      long double scale = unit == "ns"   ? 1
+                          : unit == "ms" ? 1e6
+                          : unit == "s"  ? 1e9
+                          : unit == "m"  ? 60e9
+                          : unit == "h"  ? 3600e9
+                                         : 1e3;
       total += number * scale;
     }
     return static_cast<int64_t>(total);
@@ -168,7 +184,8 @@ struct Builder::Impl {
   const oci::ResolvedImage& image(const std::string& ref, const oci::Platform& platform) {
     std::string key = ref + "|" + platform.to_string();
     auto it = images.find(key);
-    if (it == images.end()) it = images.emplace(key, oci::resolve_image(store, ref, platform)).first;
+    if (it == images.end())
+      it = images.emplace(key, oci::resolve_image(store, ref, platform)).first;
     return it->second;
   }
 
@@ -198,7 +215,8 @@ struct Builder::Impl {
   }
 
   void progress(const std::string& line) {
-    if (request.progress) request.progress(line);
+    if (request.progress)
+      request.progress(line);
   }
 
   void history(StageState& st, const std::string& created_by, bool empty_layer) {
@@ -212,13 +230,13 @@ struct Builder::Impl {
 
   void add_layer(StageState& st, std::vector<snapshotter::LayerEntry> entries) {
     auto writer = store.begin_blob();
-    snapshotter::LayerResult result = snapshotter::write_layer(std::move(entries), request.layers, *writer);
+    snapshotter::LayerResult result =
+        snapshotter::write_layer(std::move(entries), request.layers, *writer);
     writer->commit(result.digest);
-    const char* media = result.compression == snapshotter::Compression::kGzip
-                            ? oci::media_type::kOciLayerGzip
-                        : result.compression == snapshotter::Compression::kZstd
-                            ? oci::media_type::kOciLayerZstd
-                            : oci::media_type::kOciLayer;
+    const char* media =
+        result.compression == snapshotter::Compression::kGzip   ? oci::media_type::kOciLayerGzip
+        : result.compression == snapshotter::Compression::kZstd ? oci::media_type::kOciLayerZstd
+                                                                : oci::media_type::kOciLayer;
     oci::Descriptor d;
     d.media_type = media;
     d.digest = result.digest;
@@ -253,7 +271,8 @@ struct Builder::Impl {
         break;
       }
     }
-    if (!has_env(st->config.config.env, "PATH")) set_env(st->config.config.env, "PATH", kDefaultPath);
+    if (!has_env(st->config.config.env, "PATH"))
+      set_env(st->config.config.env, "PATH", kDefaultPath);
     return st;
   }
 
@@ -268,11 +287,13 @@ struct Builder::Impl {
       case InstructionKind::kArg:
         return;  // ARG only changes what later steps see
       case InstructionKind::kEnv:
-        for (const frontend::KeyValue& kv : op.pairs) set_env(c.env, kv.key, kv.value.value_or(""));
+        for (const frontend::KeyValue& kv : op.pairs)
+          set_env(c.env, kv.key, kv.value.value_or(""));
         history(st, created_by(op), true);
         return;
       case InstructionKind::kLabel:
-        for (const frontend::KeyValue& kv : op.pairs) c.labels[kv.key] = kv.value.value_or("");
+        for (const frontend::KeyValue& kv : op.pairs)
+          c.labels[kv.key] = kv.value.value_or("");
         history(st, created_by(op), true);
         return;
       case InstructionKind::kMaintainer:
@@ -281,12 +302,14 @@ struct Builder::Impl {
         return;
       case InstructionKind::kExpose:
         for (const std::string& port : op.args) {
-          for (const std::string& p : expand_ports(port, op.where)) c.exposed_ports.insert(p);
+          for (const std::string& p : expand_ports(port, op.where))
+            c.exposed_ports.insert(p);
         }
         history(st, created_by(op), true);
         return;
       case InstructionKind::kVolume:
-        for (const std::string& v : op.args) c.volumes.insert(v);
+        for (const std::string& v : op.args)
+          c.volumes.insert(v);
         history(st, created_by(op), true);
         return;
       case InstructionKind::kUser:
@@ -311,7 +334,8 @@ struct Builder::Impl {
         return;
       case InstructionKind::kEntrypoint:
         c.entrypoint = command_of(op, st.config);
-        if (!st.cmd_set) c.cmd.reset();  // an inherited CMD does not fit a new ENTRYPOINT
+        if (!st.cmd_set)
+          c.cmd.reset();  // an inherited CMD does not fit a new ENTRYPOINT
         history(st, "ENTRYPOINT " + json_array(*c.entrypoint), true);
         return;
       case InstructionKind::kHealthcheck: {
@@ -329,7 +353,8 @@ struct Builder::Impl {
         health.start_period = duration_flag(op, "start-period");
         health.start_interval = duration_flag(op, "start-interval");
         for (const frontend::Flag& f : op.flags) {
-          if (f.name == "retries" && f.value) health.retries = std::stoi(*f.value);
+          if (f.name == "retries" && f.value)
+            health.retries = std::stoi(*f.value);
         }
         c.healthcheck = health;
         history(st, created_by(op), true);
@@ -403,13 +428,19 @@ struct Builder::Impl {
     req.ignore = &request.ignore;
     try {
       for (const frontend::Flag& f : op.flags) {
-        if (f.name == "link") req.link = !f.value || iequals(*f.value, "true");
-        if (f.name == "parents") req.parents = !f.value || iequals(*f.value, "true");
-        if (f.name == "exclude" && f.value) req.exclude.push_back(*f.value);
-        if (f.name == "chmod" && f.value) req.chmod = ChmodSpec::parse(*f.value);
-        if (f.name == "chown" && f.value) req.chown = resolve_owner(*f.value, st.rootfs.path());
+        if (f.name == "link")
+          req.link = !f.value || iequals(*f.value, "true");
+        if (f.name == "parents")
+          req.parents = !f.value || iequals(*f.value, "true");
+        if (f.name == "exclude" && f.value)
+          req.exclude.push_back(*f.value);
+        if (f.name == "chmod" && f.value)
+          req.chmod = ChmodSpec::parse(*f.value);
+        if (f.name == "chown" && f.value)
+          req.chown = resolve_owner(*f.value, st.rootfs.path());
         if (f.name == "checksum" || f.name == "keep-git-dir") {
-          throw Error("ADD --" + f.name + " applies to URLs and git sources, which this version "
+          throw Error("ADD --" + f.name +
+                      " applies to URLs and git sources, which this version "
                       "of kiln cannot fetch yet");
         }
       }
@@ -445,7 +476,8 @@ struct Builder::Impl {
 
   BuiltImage build(const frontend::BuildPlan& plan) {
     size_t total = 0;
-    for (size_t index : plan.order) total += plan.stages[index].ops.size() + 1;
+    for (size_t index : plan.order)
+      total += plan.stages[index].ops.size() + 1;
     size_t step = 0;
     for (size_t index : plan.order) {
       const frontend::Stage& stage = plan.stages[index];
@@ -464,7 +496,8 @@ struct Builder::Impl {
       stages[index] = std::move(st);
     }
     StageState& target = *stages.at(plan.target);
-    for (const auto& [key, value] : request.labels) target.config.config.labels[key] = value;
+    for (const auto& [key, value] : request.labels)
+      target.config.config.labels[key] = value;
     target.config.created = created;
     const frontend::Stage& target_stage = plan.stages[plan.target];
     target.config.os = target_stage.platform.os;
@@ -478,7 +511,9 @@ Builder::Builder(oci::Store& store, BuildRequest request)
     : impl_(std::make_unique<Impl>(store, std::move(request))) {}
 Builder::~Builder() = default;
 
-BuiltImage Builder::build(const frontend::BuildPlan& plan) { return impl_->build(plan); }
+BuiltImage Builder::build(const frontend::BuildPlan& plan) {
+  return impl_->build(plan);
+}
 
 frontend::BaseImage Builder::base_image(const std::string& ref, const oci::Platform& platform) {
   const oci::ResolvedImage& image = impl_->image(ref, platform);

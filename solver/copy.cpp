@@ -22,11 +22,15 @@ using snapshotter::LayerEntry;
 
 namespace {
 
-bool has_wildcard(std::string_view s) { return s.find_first_of("*?[") != std::string_view::npos; }
+bool has_wildcard(std::string_view s) {
+  return s.find_first_of("*?[") != std::string_view::npos;
+}
 
 std::string join_rel(const std::string& a, const std::string& b) {
-  if (a.empty()) return b;
-  if (b.empty()) return a;
+  if (a.empty())
+    return b;
+  if (b.empty())
+    return a;
   return a + "/" + b;
 }
 
@@ -42,8 +46,8 @@ std::string parent_of(const std::string& rel) {
 
 // One thing a source argument names, relative to the source root.
 struct Source {
-  std::string rel;       // path under source_root ("" is the root itself)
-  std::string keep;      // with --parents: the part of rel recreated under the destination
+  std::string rel;   // path under source_root ("" is the root itself)
+  std::string keep;  // with --parents: the part of rel recreated under the destination
   bool is_dir = false;
 };
 
@@ -74,7 +78,8 @@ class Planner {
       }
       std::vector<Source> found = expand_source(arg);
       named += found.size();
-      for (Source& s : found) sources.emplace_back(std::move(s), false);
+      for (Source& s : found)
+        sources.emplace_back(std::move(s), false);
     }
     bool dest_is_existing_dir = false;
     if (!r_.link && !dest_.empty()) {
@@ -103,7 +108,8 @@ class Planner {
     }
     add_parents();
     CopyPlan plan;
-    for (auto& [path, entry] : entries_) plan.entries.push_back(std::move(entry));
+    for (auto& [path, entry] : entries_)
+      plan.entries.push_back(std::move(entry));
     plan.scratch = std::move(scratch_);
     return plan;
   }
@@ -111,7 +117,8 @@ class Planner {
  private:
   static bool is_heredoc_word(const std::string& arg) {
     size_t i = 0;
-    while (i < arg.size() && arg[i] >= '0' && arg[i] <= '9') ++i;
+    while (i < arg.size() && arg[i] >= '0' && arg[i] <= '9')
+      ++i;
     return arg.compare(i, 2, "<<") == 0;
   }
 
@@ -132,11 +139,13 @@ class Planner {
     std::string keep_from;
     if (r_.parents) {
       size_t marker = text.find("/./");
-      if (marker != std::string::npos) keep_from = clean_in_root(text.substr(0, marker));
+      if (marker != std::string::npos)
+        keep_from = clean_in_root(text.substr(0, marker));
     }
     if (r_.from_context) {
       std::string cleaned = fs::path(text).lexically_normal().generic_string();
-      while (starts_with(cleaned, "/")) cleaned.erase(0, 1);
+      while (starts_with(cleaned, "/"))
+        cleaned.erase(0, 1);
       if (cleaned == ".." || starts_with(cleaned, "../")) {
         throw Error("source " + quote(arg) + " is outside the build context");
       }
@@ -155,15 +164,16 @@ class Planner {
     std::vector<Source> out;
     for (const std::string& match : matches) {
       // The named source itself is followed when it is a symlink (BuildKit's FollowSymlinks).
-      std::string resolved = r_.from_context ? resolve_context(match, arg)
-                                             : resolve_in_root(r_.source_root, match);
+      std::string resolved =
+          r_.from_context ? resolve_context(match, arg) : resolve_in_root(r_.source_root, match);
       if (excluded_by_ignore(match)) {
-        throw Error("source " + describe(match) + " is excluded by " +
-                    (r_.ignore->source().empty() ? std::string("the ignore file")
-                                                 : r_.ignore->source()));
+        throw Error(
+            "source " + describe(match) + " is excluded by " +
+            (r_.ignore->source().empty() ? std::string("the ignore file") : r_.ignore->source()));
       }
       auto st = lstat_in_root(r_.source_root, resolved);
-      if (!st) throw Error("source " + describe(match) + " not found");
+      if (!st)
+        throw Error("source " + describe(match) + " not found");
       Source s;
       s.rel = resolved;
       s.is_dir = S_ISDIR(st->st_mode);
@@ -173,7 +183,8 @@ class Planner {
           parents = parents.substr(std::min(parents.size(), keep_from.size() + 1));
         }
         s.keep = s.is_dir ? join_rel(parents, base_name(match)) : parents;
-        if (!keep_from.empty() && match == keep_from) s.keep.clear();
+        if (!keep_from.empty() && match == keep_from)
+          s.keep.clear();
       }
       out.push_back(std::move(s));
     }
@@ -184,11 +195,14 @@ class Planner {
   std::string resolve_context(const std::string& rel, const std::string& arg) const {
     std::error_code ec;
     fs::path root = fs::canonical(r_.source_root, ec);
-    if (ec) throw Error("build context " + r_.source_root.string() + ": " + ec.message());
+    if (ec)
+      throw Error("build context " + r_.source_root.string() + ": " + ec.message());
     fs::path host = rel.empty() ? root : root / rel;
-    if (!fs::exists(fs::symlink_status(host))) return rel;  // reported as missing by the caller
+    if (!fs::exists(fs::symlink_status(host)))
+      return rel;  // reported as missing by the caller
     fs::path real = fs::weakly_canonical(host, ec);
-    if (ec) return rel;
+    if (ec)
+      return rel;
     std::string real_s = real.string();
     std::string root_s = root.string();
     if (real_s != root_s && !starts_with(real_s, root_s + "/")) {
@@ -207,16 +221,20 @@ class Planner {
         fs::path host = dir.empty() ? r_.source_root : r_.source_root / dir;
         if (!has_wildcard(parts[i])) {
           std::string candidate = join_rel(dir, parts[i]);
-          if (fs::exists(fs::symlink_status(r_.source_root / candidate))) next.push_back(candidate);
+          if (fs::exists(fs::symlink_status(r_.source_root / candidate)))
+            next.push_back(candidate);
           continue;
         }
         std::error_code ec;
-        if (!fs::is_directory(host, ec)) continue;
+        if (!fs::is_directory(host, ec))
+          continue;
         for (const auto& entry : fs::directory_iterator(host, ec)) {
           std::string name = entry.path().filename().string();
-          if (!frontend::shell_pattern_match(parts[i], name)) continue;
+          if (!frontend::shell_pattern_match(parts[i], name))
+            continue;
           std::string candidate = join_rel(dir, name);
-          if (excluded_by_ignore(candidate)) continue;
+          if (excluded_by_ignore(candidate))
+            continue;
           next.push_back(candidate);
         }
       }
@@ -249,8 +267,10 @@ class Planner {
   }
 
   bool is_excluded(const std::string& source_rel, const std::string& within) const {
-    if (excluded_by_ignore(source_rel)) return true;
-    if (exclude_.empty()) return false;
+    if (excluded_by_ignore(source_rel))
+      return true;
+    if (exclude_.empty())
+      return false;
     return (!within.empty() && exclude_.excluded(within)) || exclude_.excluded(source_rel);
   }
 
@@ -271,11 +291,13 @@ class Planner {
     for (const auto& entry : fs::directory_iterator(host, ec)) {
       names.push_back(entry.path().filename().string());
     }
-    if (ec) throw Error("read directory " + describe(rel) + ": " + ec.message());
+    if (ec)
+      throw Error("read directory " + describe(rel) + ": " + ec.message());
     std::sort(names.begin(), names.end());
     for (const std::string& name : names) {
       std::string child = join_rel(rel, name);
-      std::string within = child.substr(std::min(child.size(), top_rel.empty() ? 0 : top_rel.size() + 1));
+      std::string within =
+          child.substr(std::min(child.size(), top_rel.empty() ? 0 : top_rel.size() + 1));
       if (is_excluded(child, within)) {
         // An excluded directory may still hold re-included paths (ignore-file exceptions).
         bool dir = fs::is_directory(fs::symlink_status(root / child));
@@ -284,7 +306,8 @@ class Planner {
         }
       }
       struct stat cst {};
-      if (::lstat((root / child).c_str(), &cst) != 0) continue;
+      if (::lstat((root / child).c_str(), &cst) != 0)
+        continue;
       if (S_ISDIR(cst.st_mode)) {
         add_tree(root, child, join_rel(target, name), top_rel, false);
       } else if (!is_excluded(child, within)) {
@@ -297,13 +320,15 @@ class Planner {
                 const std::string& shown) {
     fs::path host = rel.empty() ? root : root / rel;
     struct stat st {};
-    if (::lstat(host.c_str(), &st) != 0) throw Error("stat " + describe(shown) + ": " + std::strerror(errno));
+    if (::lstat(host.c_str(), &st) != 0)
+      throw Error("stat " + describe(shown) + ": " + std::strerror(errno));
     add_entry(host, st, target);
   }
 
   // An entry copied from the source: its metadata, with --chown/--chmod applied.
   void add_entry(const fs::path& host, const struct stat& st, const std::string& target) {
-    if (S_ISSOCK(st.st_mode)) return;
+    if (S_ISSOCK(st.st_mode))
+      return;
     LayerEntry e;
     e.path = target;
     e.mode = st.st_mode;
@@ -321,7 +346,8 @@ class Planner {
     if (S_ISLNK(st.st_mode)) {
       std::vector<char> buf(static_cast<size_t>(st.st_size) + 1);
       ssize_t n = ::readlink(host.c_str(), buf.data(), buf.size());
-      if (n < 0) throw Error("readlink " + host.string() + ": " + std::strerror(errno));
+      if (n < 0)
+        throw Error("readlink " + host.string() + ": " + std::strerror(errno));
       e.link_target.assign(buf.data(), static_cast<size_t>(n));
     } else if (S_ISREG(st.st_mode)) {
       e.source = host;
@@ -336,15 +362,18 @@ class Planner {
   // takes the source directory's (as `cp -a src/. dest` would).
   void add_dest_dir(const std::string& target, const struct stat& source_st) {
     std::optional<struct stat> existing;
-    if (!r_.link) existing = lstat_in_root(r_.dest_root, target);
-    if (existing && S_ISDIR(existing->st_mode)) return;  // added with the parents, unchanged
+    if (!r_.link)
+      existing = lstat_in_root(r_.dest_root, target);
+    if (existing && S_ISDIR(existing->st_mode))
+      return;  // added with the parents, unchanged
     LayerEntry e;
     e.path = target;
     e.mode = S_IFDIR | (source_st.st_mode & 07777);
     e.mtime_sec = source_st.st_mtim.tv_sec;
     e.uid = r_.chown ? r_.chown->uid : (r_.from_context ? 0 : source_st.st_uid);
     e.gid = r_.chown ? r_.chown->gid : (r_.from_context ? 0 : source_st.st_gid);
-    if (r_.chmod) e.mode = S_IFDIR | r_.chmod->apply(e.mode, true);
+    if (r_.chmod)
+      e.mode = S_IFDIR | r_.chmod->apply(e.mode, true);
     entries_[target] = std::move(e);
   }
 
@@ -353,7 +382,8 @@ class Planner {
       e.uid = r_.chown->uid;
       e.gid = r_.chown->gid;
     }
-    if (r_.chmod) e.mode = (e.mode & S_IFMT) | r_.chmod->apply(e.mode, S_ISDIR(e.mode));
+    if (r_.chmod)
+      e.mode = (e.mode & S_IFMT) | r_.chmod->apply(e.mode, S_ISDIR(e.mode));
     entries_[e.path] = std::move(e);
   }
 
@@ -362,14 +392,17 @@ class Planner {
   void add_parents() {
     std::vector<std::string> parents;
     for (const auto& [path, entry] : entries_) {
-      for (std::string p = parent_of(path); !p.empty(); p = parent_of(p)) parents.push_back(p);
+      for (std::string p = parent_of(path); !p.empty(); p = parent_of(p))
+        parents.push_back(p);
     }
     for (const std::string& p : parents) {
-      if (entries_.contains(p)) continue;
+      if (entries_.contains(p))
+        continue;
       LayerEntry e;
       e.path = p;
       std::optional<struct stat> st;
-      if (!r_.link) st = lstat_in_root(r_.dest_root, p);
+      if (!r_.link)
+        st = lstat_in_root(r_.dest_root, p);
       if (st && S_ISDIR(st->st_mode)) {
         e.mode = st->st_mode;
         e.uid = st->st_uid;
@@ -406,9 +439,9 @@ class Planner {
     archive_read_support_format_tar(a);
     struct archive* out = archive_write_disk_new();
     int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
-                ARCHIVE_EXTRACT_XATTR;
-    if (::geteuid() == 0) flags |= ARCHIVE_EXTRACT_OWNER;
+                ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_XATTR;
+    if (::geteuid() == 0)
+      flags |= ARCHIVE_EXTRACT_OWNER;
     archive_write_disk_set_options(out, flags);
     std::string error;
     if (archive_read_open_filename(a, host.c_str(), 1 << 16) != ARCHIVE_OK) {
@@ -417,7 +450,8 @@ class Planner {
     struct archive_entry* entry = nullptr;
     while (error.empty()) {
       int r = archive_read_next_header(a, &entry);
-      if (r == ARCHIVE_EOF) break;
+      if (r == ARCHIVE_EOF)
+        break;
       if (r != ARCHIVE_OK) {
         error = archive_error_string(a) ? archive_error_string(a) : "corrupt archive";
         break;
@@ -447,7 +481,8 @@ class Planner {
     }
     archive_read_free(a);
     archive_write_free(out);
-    if (!error.empty()) throw Error("ADD " + describe(rel) + ": cannot extract archive: " + error);
+    if (!error.empty())
+      throw Error("ADD " + describe(rel) + ": cannot extract archive: " + error);
     // The archive's own ownership is kept (unless --chown): walk it like another stage's files.
     CopyRequest inner = r_;
     inner.from_context = false;
@@ -456,7 +491,8 @@ class Planner {
     Planner sub(inner);
     sub.dest_ = dest_;
     sub.add_tree(dir.path(), "", target, "", /*top=*/true);
-    for (auto& [path, e] : sub.entries_) entries_[path] = std::move(e);
+    for (auto& [path, e] : sub.entries_)
+      entries_[path] = std::move(e);
     scratch_.push_back(std::move(dir));
   }
 
@@ -470,6 +506,8 @@ class Planner {
 
 }  // namespace
 
-CopyPlan plan_copy(const CopyRequest& request) { return Planner(request).run(); }
+CopyPlan plan_copy(const CopyRequest& request) {
+  return Planner(request).run();
+}
 
 }  // namespace kiln::solver

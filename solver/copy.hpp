@@ -17,7 +17,7 @@
 namespace kiln::solver {
 
 struct CopyRequest {
-  bool add = false;  // ADD: local tar archives are extracted into the destination
+  bool add = false;                  // ADD: local tar archives are extracted into the destination
   std::vector<std::string> sources;  // as expanded, without the destination
   std::string dest;                  // as expanded
   std::string workdir = "/";         // relative destinations are relative to it

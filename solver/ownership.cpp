@@ -15,17 +15,20 @@ namespace {
 std::optional<uint32_t> parse_id(std::string_view s) {
   uint32_t value = 0;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
-  if (ec != std::errc() || end != s.data() + s.size() || s.empty()) return std::nullopt;
+  if (ec != std::errc() || end != s.data() + s.size() || s.empty())
+    return std::nullopt;
   return value;
 }
 
 // Fields of the line in a passwd/group file whose first field is `name`.
 std::optional<std::vector<std::string>> find_entry(const std::optional<std::string>& file,
                                                    std::string_view name) {
-  if (!file) return std::nullopt;
+  if (!file)
+    return std::nullopt;
   for (const std::string& line : split(*file, '\n')) {
     std::vector<std::string> fields = split(line, ':');
-    if (fields.size() >= 3 && fields[0] == name) return fields;
+    if (fields.size() >= 3 && fields[0] == name)
+      return fields;
   }
   return std::nullopt;
 }
@@ -36,14 +39,17 @@ Owner resolve_owner(std::string_view spec, const std::filesystem::path& root) {
   size_t colon = spec.find(':');
   std::string_view user = spec.substr(0, colon);
   std::optional<std::string_view> group;
-  if (colon != std::string_view::npos) group = spec.substr(colon + 1);
-  if (user.empty()) throw Error("invalid --chown " + quote(spec) + ": the user is empty");
+  if (colon != std::string_view::npos)
+    group = spec.substr(colon + 1);
+  if (user.empty())
+    throw Error("invalid --chown " + quote(spec) + ": the user is empty");
 
   Owner owner;
   std::optional<std::string> passwd;
   bool passwd_read = false;
   auto read_passwd = [&] {
-    if (!passwd_read) passwd = read_in_root(root, "etc/passwd");
+    if (!passwd_read)
+      passwd = read_in_root(root, "etc/passwd");
     passwd_read = true;
     return passwd;
   };
@@ -53,7 +59,8 @@ Owner resolve_owner(std::string_view spec, const std::filesystem::path& root) {
   } else {
     auto entry = find_entry(read_passwd(), user);
     if (!entry || entry->size() < 4) {
-      throw Error("unable to find user " + std::string(user) + ": no matching entries in passwd file");
+      throw Error("unable to find user " + std::string(user) +
+                  ": no matching entries in passwd file");
     }
     auto uid_field = parse_id((*entry)[2]);
     auto gid_field = parse_id((*entry)[3]);
@@ -64,7 +71,8 @@ Owner resolve_owner(std::string_view spec, const std::filesystem::path& root) {
     owner.gid = *gid_field;
   }
   if (group) {
-    if (group->empty()) throw Error("invalid --chown " + quote(spec) + ": the group is empty");
+    if (group->empty())
+      throw Error("invalid --chown " + quote(spec) + ": the group is empty");
     if (auto gid = parse_id(*group)) {
       owner.gid = *gid;
     } else {
@@ -83,7 +91,8 @@ Owner resolve_owner(std::string_view spec, const std::filesystem::path& root) {
 ChmodSpec ChmodSpec::parse(std::string_view text) {
   ChmodSpec spec;
   if (!text.empty() && text.find_first_not_of("01234567") == std::string_view::npos) {
-    if (text.size() > 4) throw Error("invalid --chmod " + quote(text) + ": too many octal digits");
+    if (text.size() > 4)
+      throw Error("invalid --chmod " + quote(text) + ": too many octal digits");
     unsigned value = 0;
     std::from_chars(text.data(), text.data() + text.size(), value, 8);
     spec.octal_ = true;
@@ -94,57 +103,89 @@ ChmodSpec ChmodSpec::parse(std::string_view text) {
     throw Error("invalid --chmod " + quote(text) + ": " + why +
                 " (use octal like 0755 or symbolic like u+x,go-w)");
   };
-  if (text.empty()) return fail("empty");
+  if (text.empty())
+    return fail("empty");
   for (const std::string& part : split(text, ',')) {
     size_t i = 0;
     unsigned who = 0;
     for (; i < part.size() && std::string_view("ugoa").find(part[i]) != std::string_view::npos;
          ++i) {
       switch (part[i]) {
-        case 'u': who |= 04700; break;
-        case 'g': who |= 02070; break;
-        case 'o': who |= 01007; break;
-        default: who |= 07777; break;
+        case 'u':
+          who |= 04700;
+          break;
+        case 'g':
+          who |= 02070;
+          break;
+        case 'o':
+          who |= 01007;
+          break;
+        default:
+          who |= 07777;
+          break;
       }
     }
-    if (who == 0) who = 07777;
-    if (i >= part.size()) return fail("missing +, - or =");
+    if (who == 0)
+      who = 07777;
+    if (i >= part.size())
+      return fail("missing +, - or =");
     do {
       char op = part[i++];
-      if (op != '+' && op != '-' && op != '=') return fail("expected +, - or =");
+      if (op != '+' && op != '-' && op != '=')
+        return fail("expected +, - or =");
       size_t start = i;
-      while (i < part.size() && std::string_view("rwxXst").find(part[i]) != std::string_view::npos) {
+      while (i < part.size() &&
+             std::string_view("rwxXst").find(part[i]) != std::string_view::npos) {
         ++i;
       }
       spec.clauses_.push_back({who, op, part.substr(start, i - start)});
     } while (i < part.size() && (part[i] == '+' || part[i] == '-' || part[i] == '='));
-    if (i != part.size()) return fail("unexpected character");
+    if (i != part.size())
+      return fail("unexpected character");
   }
   return spec;
 }
 
 mode_t ChmodSpec::apply(mode_t mode, bool is_directory) const {
   mode_t perms = mode & 07777;
-  if (octal_) return bits_;
+  if (octal_)
+    return bits_;
   for (const Clause& c : clauses_) {
     mode_t bits = 0;
     for (char p : c.perms) {
       switch (p) {
-        case 'r': bits |= 0444; break;
-        case 'w': bits |= 0222; break;
-        case 'x': bits |= 0111; break;
-        case 'X':
-          if (is_directory || (perms & 0111)) bits |= 0111;
+        case 'r':
+          bits |= 0444;
           break;
-        case 's': bits |= 06000; break;
-        case 't': bits |= 01000; break;
+        case 'w':
+          bits |= 0222;
+          break;
+        case 'x':
+          bits |= 0111;
+          break;
+        case 'X':
+          if (is_directory || (perms & 0111))
+            bits |= 0111;
+          break;
+        case 's':
+          bits |= 06000;
+          break;
+        case 't':
+          bits |= 01000;
+          break;
       }
     }
     bits &= c.who;
     switch (c.op) {
-      case '+': perms |= bits; break;
-      case '-': perms &= ~bits; break;
-      default: perms = static_cast<mode_t>((perms & ~c.who) | bits); break;
+      case '+':
+        perms |= bits;
+        break;
+      case '-':
+        perms &= ~bits;
+        break;
+      default:
+        perms = static_cast<mode_t>((perms & ~c.who) | bits);
+        break;
     }
   }
   return perms;

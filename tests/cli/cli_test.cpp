@@ -2,7 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "kiln_process.hpp"
+#include "process.hpp"
 
 namespace kiln::test {
 namespace {
@@ -77,7 +77,8 @@ TEST(Cli, BuildFlagValuesAreValidated) {
 TEST(Cli, CommandsNotBuiltYetSaySo) {
   for (const char* command : {"push", "prune"}) {
     std::vector<std::string> args = {command};
-    if (std::string(command) == "push") args.push_back("app:1");
+    if (std::string(command) == "push")
+      args.push_back("app:1");
     ProcessResult r = run_kiln(args);
     EXPECT_EQ(r.exit_code, 1) << command;
     EXPECT_THAT(r.err, HasSubstr("not implemented")) << command;

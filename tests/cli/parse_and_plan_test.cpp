@@ -8,7 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "kiln_process.hpp"
+#include "process.hpp"
 
 namespace kiln::test {
 namespace {

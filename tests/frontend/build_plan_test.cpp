@@ -167,7 +167,8 @@ TEST(BuildPlan, BaseImageEnvironmentIsUsedForExpansion) {
 TEST(BuildPlan, OnbuildTriggersOfTheBaseRunFirst) {
   BuildOptions options;
   options.base_image = [](const std::string& ref, const oci::Platform&) {
-    if (ref != "builder:1") return BaseImage{};
+    if (ref != "builder:1")
+      return BaseImage{};
     return BaseImage{{"SRC=/src"}, {"COPY . $SRC", "RUN make"}};
   };
   Planned p = plan("FROM builder:1\nCMD x\n", options);

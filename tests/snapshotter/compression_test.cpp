@@ -31,7 +31,8 @@ class FailingSink : public ByteSink {
  public:
   explicit FailingSink(size_t limit) : limit_(limit) {}
   void write(const void*, size_t size) override {
-    if (size > limit_) throw Error("write blob: No space left on device");
+    if (size > limit_)
+      throw Error("write blob: No space left on device");
     limit_ -= size;
   }
 
@@ -60,7 +61,8 @@ std::string mixed_data(size_t size, uint64_t seed) {
         out.push_back(static_cast<char>(next() & 0xFF));
       } else {
         const char* w = kWords[next() % 6];
-        for (; *w && out.size() < size; ++w) out.push_back(*w);
+        for (; *w && out.size() < size; ++w)
+          out.push_back(*w);
       }
     }
   }
@@ -93,7 +95,8 @@ std::string gunzip(const std::string& data, int* members = nullptr) {
     out.append(reinterpret_cast<char*>(buf.data()), buf.size() - zs.avail_out);
     if (rc == Z_STREAM_END) {
       ++count;
-      if (zs.avail_in == 0) break;
+      if (zs.avail_in == 0)
+        break;
       inflateReset(&zs);
       continue;
     }
@@ -103,7 +106,8 @@ std::string gunzip(const std::string& data, int* members = nullptr) {
     }
   }
   inflateEnd(&zs);
-  if (members) *members = count;
+  if (members)
+    *members = count;
   return out;
 }
 
@@ -242,7 +246,8 @@ TEST(Compression, GzipEmptyInputIsValid) {
 }
 
 TEST(Compression, GzipCliDecompresses) {
-  if (!have_tool("gzip")) GTEST_SKIP() << "gzip CLI not installed";
+  if (!have_tool("gzip"))
+    GTEST_SKIP() << "gzip CLI not installed";
   std::string data = mixed_data(1024 * 1024 + 99, 4);
   EXPECT_EQ(run_decompressor("gzip", compress(data, gzip(3))), data);
 }
@@ -262,7 +267,8 @@ TEST(Compression, ZstdRoundTripsAndIsThreadIndependent) {
 }
 
 TEST(Compression, ZstdCliDecompresses) {
-  if (!have_tool("zstd")) GTEST_SKIP() << "zstd CLI not installed";
+  if (!have_tool("zstd"))
+    GTEST_SKIP() << "zstd CLI not installed";
   std::string data = mixed_data(2 * 1024 * 1024 + 1, 6);
   EXPECT_EQ(run_decompressor("zstd", compress(data, zstd(2))), data);
 }

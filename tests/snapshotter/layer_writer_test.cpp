@@ -2,8 +2,8 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <malloc.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -71,7 +71,9 @@ std::vector<ReadEntry> read_tar(const std::string& blob) {
   std::vector<ReadEntry> out;
   archive_entry* e = nullptr;
   int rc;
-  while ((rc = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+  // ARCHIVE_WARN: a UTF-8 name that the test's "C" locale cannot represent; the entry still holds
+  // the name's bytes.
+  while ((rc = archive_read_next_header(a, &e)) == ARCHIVE_OK || rc == ARCHIVE_WARN) {
     ReadEntry r;
     r.path = archive_entry_pathname(e);
     r.mode = archive_entry_mode(e);
@@ -81,10 +83,14 @@ std::vector<ReadEntry> read_tar(const std::string& blob) {
     r.mtime_nsec = archive_entry_mtime_nsec(e);
     r.atime_set = archive_entry_atime_is_set(e) != 0;
     r.ctime_set = archive_entry_ctime_is_set(e) != 0;
-    if (const char* s = archive_entry_uname(e)) r.uname = s;
-    if (const char* s = archive_entry_gname(e)) r.gname = s;
-    if (const char* s = archive_entry_symlink(e)) r.symlink = s;
-    if (const char* s = archive_entry_hardlink(e)) r.hardlink = s;
+    if (const char* s = archive_entry_uname(e))
+      r.uname = s;
+    if (const char* s = archive_entry_gname(e))
+      r.gname = s;
+    if (const char* s = archive_entry_symlink(e))
+      r.symlink = s;
+    if (const char* s = archive_entry_hardlink(e))
+      r.hardlink = s;
     r.dev_major = static_cast<unsigned>(archive_entry_rdevmajor(e));
     r.dev_minor = static_cast<unsigned>(archive_entry_rdevminor(e));
     archive_entry_xattr_reset(e);
@@ -134,7 +140,8 @@ std::string log_like(size_t size, uint64_t seed) {
   };
   while (out.size() < size) {
     if (next() % 8 == 0) {
-      for (int i = 0; i < 8192; ++i) out.push_back(static_cast<char>(next() >> 56));
+      for (int i = 0; i < 8192; ++i)
+        out.push_back(static_cast<char>(next() >> 56));
     }
     for (int i = 0; i < 100; ++i) {
       char line[128];
@@ -249,7 +256,8 @@ std::string write_to_string(std::vector<LayerEntry> entries, const LayerOptions&
                             LayerResult* result = nullptr) {
   StringSink out;
   LayerResult r = write_layer(std::move(entries), options, out);
-  if (result) *result = r;
+  if (result)
+    *result = r;
   return out.bytes;
 }
 
@@ -315,10 +323,11 @@ TEST_F(LayerWriterTest, DigestsSizesAndCompressorsAgree) {
 }
 
 TEST_F(LayerWriterTest, EntriesAreSortedWithMetadataIntact) {
-  auto read = read_tar(write_to_string(sample_entries(host_file_),
-                                       options_for(Compression::kGzip, 2)));
+  auto read =
+      read_tar(write_to_string(sample_entries(host_file_), options_for(Compression::kGzip, 2)));
   std::vector<std::string> paths;
-  for (const auto& r : read) paths.push_back(r.path);
+  for (const auto& r : read)
+    paths.push_back(r.path);
   std::vector<std::string> expected = {
       "caf\xc3\xa9",
       "dev-null",
@@ -338,7 +347,8 @@ TEST_F(LayerWriterTest, EntriesAreSortedWithMetadataIntact) {
   };
   ASSERT_EQ(paths, expected);
   std::map<std::string, ReadEntry> by_path;
-  for (const auto& r : read) by_path[r.path] = r;
+  for (const auto& r : read)
+    by_path[r.path] = r;
 
   for (const auto& r : read) {
     EXPECT_EQ(r.uname, "") << r.path;
@@ -383,7 +393,8 @@ TEST_F(LayerWriterTest, PaxHeadersAreMinimalAndCarryNoHostState) {
   size_t pos = 0;
   while (pos + 512 <= tar.size()) {
     std::string header = tar.substr(pos, 512);
-    if (header == std::string(512, '\0')) break;
+    if (header == std::string(512, '\0'))
+      break;
     size_t size = std::stoull(header.substr(124, 12), nullptr, 8);
     char type = header[156];
     EXPECT_TRUE(header.substr(265, 64) == std::string(64, '\0')) << "uname/gname must be empty";
@@ -410,10 +421,45 @@ TEST_F(LayerWriterTest, OutputDoesNotDependOnTheProcessLocale) {
   std::string c_locale = write_to_string(entries, options_for(Compression::kNone, 1));
   const char* old = std::setlocale(LC_ALL, nullptr);
   std::string saved = old ? old : "C";
-  if (!std::setlocale(LC_ALL, "C.UTF-8")) GTEST_SKIP() << "C.UTF-8 locale unavailable";
+  if (!std::setlocale(LC_ALL, "C.UTF-8"))
+    GTEST_SKIP() << "C.UTF-8 locale unavailable";
   std::string utf8 = write_to_string(entries, options_for(Compression::kNone, 1));
   std::setlocale(LC_ALL, saved.c_str());
   EXPECT_TRUE(utf8 == c_locale);
+}
+
+// The PAX records of the entry whose data is `content`, or "" if it has none.
+std::string pax_records_before(const std::string& tar, const std::string& content) {
+  size_t at = tar.find(content);
+  if (at == std::string::npos || at < 1536)
+    return "";
+  // Layout: 'x' header, records (< 512 bytes here), entry header, content.
+  std::string x = tar.substr(at - 1536, 512);
+  if (x[156] != 'x')
+    return "";
+  return tar.substr(at - 1024, 512).c_str();
+}
+
+TEST_F(LayerWriterTest, NonAsciiNamesAreKeptExactly) {
+  std::vector<LayerEntry> entries = {
+      file_entry("caf\xc3\xa9", "content-utf8"),
+      file_entry("nfd-e\xcc\x81", "content-nfd"),
+      file_entry("latin\xe9", "content-latin1"),
+      file_entry("overlong-\xc0\xaf", "content-overlong"),
+  };
+  std::string tar = write_to_string(entries, options_for(Compression::kNone, 1));
+  // Valid UTF-8: a plain path record, no hdrcharset (which GNU tar warns about).
+  std::string utf8 = pax_records_before(tar, "content-utf8");
+  EXPECT_NE(utf8.find("path=caf\xc3\xa9\n"), std::string::npos) << utf8;
+  EXPECT_EQ(utf8.find("hdrcharset"), std::string::npos) << utf8;
+  // Not normalised to NFC.
+  EXPECT_NE(pax_records_before(tar, "content-nfd").find("path=nfd-e\xcc\x81\n"), std::string::npos);
+  // Not UTF-8: raw bytes, flagged as such.
+  std::string latin = pax_records_before(tar, "content-latin1");
+  EXPECT_NE(latin.find("hdrcharset=BINARY"), std::string::npos) << latin;
+  EXPECT_NE(latin.find("path=latin\xe9\n"), std::string::npos) << latin;
+  EXPECT_NE(pax_records_before(tar, "content-overlong").find("path=overlong-\xc0\xaf\n"),
+            std::string::npos);
 }
 
 TEST_F(LayerWriterTest, MtimesAreClampedToSourceDateEpoch) {
@@ -575,14 +621,16 @@ TEST_F(LayerWriterTest, EntriesFromDirectory) {
 
   auto entries = entries_from_directory(root, "/app/");
   std::vector<std::string> paths;
-  for (const auto& e : entries) paths.push_back(e.path);
-  std::vector<std::string> expected = {"app/bin",        "app/bin/bash",     "app/bin/sh",
-                                       "app/dangling",   "app/etc",          "app/etc/empty",
-                                       "app/etc/empty-file", "app/etc/passwd", "app/etc/shell",
-                                       "app/fifo",       "app/zz-sh"};
+  for (const auto& e : entries)
+    paths.push_back(e.path);
+  std::vector<std::string> expected = {
+      "app/bin",       "app/bin/bash",  "app/bin/sh",         "app/dangling",
+      "app/etc",       "app/etc/empty", "app/etc/empty-file", "app/etc/passwd",
+      "app/etc/shell", "app/fifo",      "app/zz-sh"};
   ASSERT_EQ(paths, expected) << "sorted, socket skipped, root not included";
   std::map<std::string, LayerEntry> by_path;
-  for (const auto& e : entries) by_path[e.path] = e;
+  for (const auto& e : entries)
+    by_path[e.path] = e;
   EXPECT_FALSE(by_path["app/bin/bash"].hardlink);
   EXPECT_EQ(by_path["app/bin/bash"].source, root / "bin/bash");
   EXPECT_EQ(by_path["app/bin/bash"].mode, S_IFREG | 04755);
@@ -608,7 +656,8 @@ TEST_F(LayerWriterTest, EntriesFromDirectory) {
   auto read = read_tar(write_to_string(entries, options_for(Compression::kZstd, 2)));
   ASSERT_EQ(read.size(), entries.size());
   std::map<std::string, ReadEntry> tar;
-  for (const auto& r : read) tar[r.path] = r;
+  for (const auto& r : read)
+    tar[r.path] = r;
   EXPECT_EQ(tar["app/bin/bash"].content, "shell");
   EXPECT_EQ(tar["app/bin/bash"].mode, S_IFREG | 04755);
   EXPECT_EQ(tar["app/bin/sh"].hardlink, "app/bin/bash");
@@ -630,7 +679,8 @@ int64_t status_kib(const char* field) {
   std::ifstream in("/proc/self/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind(field, 0) == 0) return std::stoll(line.substr(std::strlen(field)));
+    if (line.rfind(field, 0) == 0)
+      return std::stoll(line.substr(std::strlen(field)));
   }
   return -1;
 }

@@ -71,9 +71,10 @@ struct LayerResult {
 // two entries with the same path are an error. uname/gname are empty, atime/ctime are not written,
 // mtimes are clamped to source_date_epoch, and no PAX header carries a process id or time of its
 // own. Entries that fit ustar have no PAX header; long or non-ASCII paths and link targets, large
-// ids, sub-second mtimes and xattrs add one. Paths are bytes: non-ASCII ones are written as-is with
-// hdrcharset=BINARY, whatever the process locale. The archive ends with the two zero blocks and is
-// not padded further.
+// ids, sub-second mtimes and xattrs add one. Paths are bytes and are stored exactly, whatever the
+// process locale: valid UTF-8 as PAX "path"/"linkpath" records (as Go's archive/tar writes them),
+// anything else with hdrcharset=BINARY. The archive ends with the two zero blocks and is not padded
+// further.
 //
 // Regular files stream from `source` in chunks; a source whose size changes while it is read, or
 // that is missing or not a regular file, is an error naming it. Any failure throws kiln::Error

@@ -25,13 +25,13 @@
 namespace kiln::solver {
 
 struct BuildRequest {
-  std::filesystem::path context;  // the build context directory
-  frontend::IgnoreMatcher ignore;  // rules for the context
-  oci::Platform platform;          // the target platform
-  snapshotter::LayerOptions layers;  // compression; SOURCE_DATE_EPOCH clamps file times
+  std::filesystem::path context;             // the build context directory
+  frontend::IgnoreMatcher ignore;            // rules for the context
+  oci::Platform platform;                    // the target platform
+  snapshotter::LayerOptions layers;          // compression; SOURCE_DATE_EPOCH clamps file times
   std::optional<int64_t> source_date_epoch;  // also the image's "created" time
   std::vector<std::pair<std::string, std::string>> labels;  // --label, added to the final image
-  std::function<void(const std::string&)> progress;          // one line per step; may be empty
+  std::function<void(const std::string&)> progress;         // one line per step; may be empty
 };
 
 // An image that is built but not yet exported: its layers are blobs in the store.

@@ -1,4 +1,4 @@
-#include "kiln_process.hpp"
+#include "process.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -35,16 +35,15 @@ struct Pipe {
 
 }  // namespace
 
-ProcessResult run_kiln(const std::vector<std::string>& args, const std::string& cwd,
-                       const std::string& input) {
+ProcessResult run_program(const std::vector<std::string>& args, const std::string& cwd,
+                          const std::string& input, const std::vector<std::string>& env) {
   ProcessResult result;
   Pipe in, out, err;
   if (in.fds[0] < 0 || out.fds[0] < 0 || err.fds[0] < 0) {
     ADD_FAILURE() << "pipe: " << std::strerror(errno);
     return result;
   }
-  std::vector<std::string> argv_storage{KILN_BINARY};
-  argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+  std::vector<std::string> argv_storage = args;
   std::vector<char*> argv;
   for (std::string& a : argv_storage)
     argv.push_back(a.data());
@@ -61,7 +60,9 @@ ProcessResult run_kiln(const std::vector<std::string>& args, const std::string& 
     dup2(err.fds[1], 2);
     if (!cwd.empty() && chdir(cwd.c_str()) != 0)
       _exit(127);
-    execv(argv[0], argv.data());
+    for (const std::string& e : env)
+      putenv(const_cast<char*>(e.c_str()));
+    execvp(argv[0], argv.data());
     _exit(127);
   }
   in.close_end(0);
@@ -103,6 +104,13 @@ ProcessResult run_kiln(const std::vector<std::string>& args, const std::string& 
   }
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return result;
+}
+
+ProcessResult run_kiln(const std::vector<std::string>& args, const std::string& cwd,
+                       const std::string& input, const std::vector<std::string>& env) {
+  std::vector<std::string> argv = {KILN_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_program(argv, cwd, input, env);
 }
 
 }  // namespace kiln::test
