@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Runs kiln on the examples: the busybox base image (made from Debian's busybox-static) and a
-# multi-stage cross-compiling build. Until image building lands (the store/exporter issue), kiln
-# plans the build and prints the graph it would run (--dry-run).
+# Builds the examples offline: the busybox base image (made from Debian's busybox-static), then
+# an image FROM it, written to the local store and as an OCI layout; prints what was built.
+# The store is $KILN_ROOT (default for root: /var/lib/kiln).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 kiln=${KILN:-$src/build/cli/kiln}
 "$src/examples/busybox/prepare.sh"
-"$kiln" build --dry-run -t busybox:latest "$src/examples/busybox"
+"$kiln" build -t busybox:latest "$src/examples/busybox"
+"$kiln" build -t hello:latest -o "type=oci,dest=$src/build/hello-oci" "$src/examples/hello"
+"$kiln" images
 "$kiln" build --dry-run --platform linux/amd64 "$src/examples/go-multistage"

@@ -120,9 +120,13 @@ class TarWriter {
   }
 
   ~TarWriter() {
-    // After a failure, archive_write_free must not try to finish the archive through our sink.
-    if (!closed_)
-      archive_write_fail(archive_);
+    if (!closed_) {
+      // After a failure the archive must be closed, not just freed: libarchive releases its
+      // output state only in close (archive_write_fail + free would leak it). Closing writes the
+      // rest of the entry and the trailer, which must not reach the sink of a failed layer.
+      discard_ = true;
+      archive_write_close(archive_);
+    }
     archive_write_free(archive_);
   }
   TarWriter(const TarWriter&) = delete;
@@ -156,6 +160,8 @@ class TarWriter {
  private:
   static la_ssize_t write_callback(archive*, void* client, const void* buffer, size_t length) {
     auto* self = static_cast<TarWriter*>(client);
+    if (self->discard_)
+      return static_cast<la_ssize_t>(length);
     // libarchive is C: an exception must not unwind through it. Keep it and rethrow it afterwards.
     try {
       self->sink_.write(buffer, length);
@@ -182,6 +188,7 @@ class TarWriter {
   archive* archive_;
   std::exception_ptr error_;
   bool closed_ = false;
+  bool discard_ = false;
 };
 
 void validate_entry(const LayerEntry& e) {

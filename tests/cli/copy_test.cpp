@@ -1,0 +1,235 @@
+// COPY and ADD as the Dockerfile reference and BuildKit define them, checked on the filesystem
+// kiln produces (-o type=local). Builds start FROM scratch, so no base image or peer is needed.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "kiln/base/fd.hpp"
+#include "process.hpp"
+
+namespace kiln::test {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+class Copy : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write("a.txt", "a\n");
+    write("b.txt", "b\n");
+    write("notes.md", "notes\n");
+    write("dir/one.txt", "one\n");
+    write("dir/sub/two.txt", "two\n");
+    write("dir/README.md", "readme\n");
+    write("src/x/y.txt", "y\n");
+    write("src/x/z.txt", "z\n");
+  }
+
+  void write(const std::string& name, const std::string& content) {
+    fs::path p = ctx_.path() / name;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::binary) << content;
+  }
+
+  // Builds `containerfile` and returns the exit code; the filesystem lands in out().
+  ProcessResult build(const std::string& containerfile) {
+    write("Containerfile", containerfile);
+    fs::remove_all(out());
+    return run_kiln({"build", "-o", "type=local,dest=" + out().string(), ctx_.path().string()}, {},
+                    {}, {"KILN_ROOT=" + (store_.path() / "store").string()});
+  }
+
+  fs::path out() const { return store_.path() / "out"; }
+
+  std::string read(const std::string& rel) const {
+    std::ifstream in(out() / rel, std::ios::binary);
+    if (!in)
+      return "<missing>";
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  }
+
+  mode_t mode(const std::string& rel) const {
+    struct stat st {};
+    if (::lstat((out() / rel).c_str(), &st) != 0)
+      return 0;
+    return st.st_mode & 07777;
+  }
+
+  TempDir ctx_{{}, "kiln-copy-ctx-"};
+  TempDir store_{{}, "kiln-copy-store-"};
+};
+
+TEST_F(Copy, FileToNewPathWithoutSlashIsThatFile) {
+  ProcessResult r = build("FROM scratch\nCOPY a.txt /renamed\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read("renamed"), "a\n");
+}
+
+TEST_F(Copy, TrailingSlashMeansIntoDirectory) {
+  ProcessResult r = build("FROM scratch\nCOPY a.txt /d/\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read("d/a.txt"), "a\n");
+  EXPECT_EQ(mode("d"), 0755u);
+}
+
+TEST_F(Copy, DirectoryCopiesItsContents) {
+  ProcessResult r = build("FROM scratch\nCOPY dir /dst\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read("dst/one.txt"), "one\n");
+  EXPECT_EQ(read("dst/sub/two.txt"), "two\n");
+  EXPECT_FALSE(fs::exists(out() / "dst/dir"));
+}
+
+TEST_F(Copy, SeveralSourcesNeedADirectoryDestination) {
+  ProcessResult bad = build("FROM scratch\nCOPY a.txt b.txt /both\n");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.err,
+              HasSubstr("Containerfile:2:1: COPY: when using COPY with more than one "
+                        "source file, the destination must be a directory and end with a /"));
+  ProcessResult good = build("FROM scratch\nCOPY a.txt b.txt /both/\n");
+  ASSERT_EQ(good.exit_code, 0) << good.err;
+  EXPECT_EQ(read("both/b.txt"), "b\n");
+}
+
+TEST_F(Copy, WildcardsMatchInTheContext) {
+  ProcessResult r = build("FROM scratch\nCOPY *.txt dir/s?b/*.txt /w/\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read("w/a.txt"), "a\n");
+  EXPECT_EQ(read("w/b.txt"), "b\n");
+  EXPECT_EQ(read("w/two.txt"), "two\n");
+  EXPECT_FALSE(fs::exists(out() / "w/notes.md"));
+  ProcessResult none = build("FROM scratch\nCOPY *.nothing /w/\n");
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_THAT(none.err, HasSubstr("no source files were specified"));
+}
+
+TEST_F(Copy, RelativeDestinationFollowsWorkdir) {
+  ProcessResult r = build("FROM scratch\nWORKDIR /app/sub\nCOPY a.txt .\nCOPY b.txt ../\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read("app/sub/a.txt"), "a\n");
+  EXPECT_EQ(read("app/b.txt"), "b\n");
+}
+
+TEST_F(Copy, ParentsKeepsSourceDirectories) {
+  ProcessResult r = build(
+      "# syntax=docker/dockerfile:1.7-labs\nFROM scratch\nCOPY --parents src/x/y.txt /p/\n"
+      "COPY --parents ./src/./x/z.txt /q/\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read("p/src/x/y.txt"), "y\n");
+  EXPECT_EQ(read("q/x/z.txt"), "z\n");
+}
+
+TEST_F(Copy, ExcludeSkipsMatches) {
+  ProcessResult r = build("FROM scratch\nCOPY --exclude=*.md dir /e/\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read("e/one.txt"), "one\n");
+  EXPECT_FALSE(fs::exists(out() / "e/README.md"));
+}
+
+TEST_F(Copy, ChmodOctalAndSymbolic) {
+  ProcessResult r = build(
+      "FROM scratch\nCOPY --chmod=0700 a.txt /m/octal\nCOPY --chmod=u+x,go-r b.txt /m/symbolic\n"
+      "COPY --chmod=a+X dir /m/dir/\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(mode("m/octal"), 0700u);
+  EXPECT_EQ(mode("m/symbolic"), 0700u & (0644u | 0100u) & ~0044u);
+  EXPECT_EQ(mode("m/dir/sub"), 0755u);
+  EXPECT_EQ(mode("m/dir/one.txt"), 0644u);  // X adds execute only to directories here
+  ProcessResult bad = build("FROM scratch\nCOPY --chmod=u+q a.txt /x\n");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.err, HasSubstr("invalid --chmod"));
+}
+
+TEST_F(Copy, ChownWithNumbersNeedsNoPasswd) {
+  if (::geteuid() != 0)
+    GTEST_SKIP() << "ownership is only kept when running as root";
+  ProcessResult r = build("FROM scratch\nCOPY --chown=1000:1001 a.txt /o/\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  struct stat st {};
+  ASSERT_EQ(::lstat((out() / "o/a.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+  EXPECT_EQ(st.st_gid, 1001u);
+  ProcessResult names = build("FROM scratch\nCOPY --chown=app a.txt /o/\n");
+  EXPECT_EQ(names.exit_code, 1);
+  EXPECT_THAT(names.err, HasSubstr("unable to find user app: no matching entries in passwd file"));
+}
+
+TEST_F(Copy, IgnoreFileRules) {
+  write(".containerignore", "*.md\ndir/sub\n!dir/README.md\n");
+  ProcessResult r = build("FROM scratch\nCOPY . /ctx/\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read("ctx/a.txt"), "a\n");
+  EXPECT_FALSE(fs::exists(out() / "ctx/notes.md"));
+  EXPECT_FALSE(fs::exists(out() / "ctx/dir/sub"));
+  EXPECT_EQ(read("ctx/dir/README.md"), "readme\n");  // re-included by the exception
+  ProcessResult ignored = build("FROM scratch\nCOPY notes.md /\n");
+  EXPECT_EQ(ignored.exit_code, 1);
+  EXPECT_THAT(ignored.err, HasSubstr("is excluded by"));
+}
+
+TEST_F(Copy, SourcesOutsideTheContextAreRefused) {
+  ProcessResult r = build("FROM scratch\nCOPY ../etc/passwd /x\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("is outside the build context"));
+  fs::create_symlink("/etc", ctx_.path() / "escape");
+  ProcessResult link = build("FROM scratch\nCOPY escape/passwd /x\n");
+  EXPECT_EQ(link.exit_code, 1);
+  EXPECT_THAT(link.err, HasSubstr("outside the build context"));
+}
+
+TEST_F(Copy, SymlinksInsideDirectoriesStayLinks) {
+  fs::create_symlink("one.txt", ctx_.path() / "dir/link");
+  ProcessResult r = build("FROM scratch\nCOPY dir /l/\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::is_symlink(out() / "l/link"));
+  EXPECT_EQ(fs::read_symlink(out() / "l/link"), "one.txt");
+}
+
+TEST_F(Copy, HeredocsBecomeFiles) {
+  ProcessResult r = build(
+      "FROM scratch\nARG NAME=kiln\nCOPY --chmod=0755 <<EOF <<'RAW' /h/\necho $NAME\nEOF\n$NAME\n"
+      "RAW\nCOPY <<EOF /h/named.conf\nx=1\nEOF\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read("h/EOF"), "echo kiln\n");
+  EXPECT_EQ(read("h/RAW"), "$NAME\n");
+  EXPECT_EQ(mode("h/EOF"), 0755u);
+  EXPECT_EQ(read("h/named.conf"), "x=1\n");
+}
+
+TEST_F(Copy, AddExtractsLocalArchivesAndCopiesOtherFiles) {
+  ProcessResult tar = run_program(
+      {"tar", "czf", (ctx_.path() / "src.tar.gz").string(), "-C", ctx_.path().string(), "src"});
+  ASSERT_EQ(tar.exit_code, 0) << tar.err;
+  ProcessResult r = build("FROM scratch\nADD src.tar.gz /x/\nADD a.txt /x/\nCOPY src.tar.gz /y/\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read("x/src/x/y.txt"), "y\n");
+  EXPECT_EQ(read("x/a.txt"), "a\n");
+  EXPECT_TRUE(fs::exists(out() / "y/src.tar.gz"));  // COPY never extracts
+  ProcessResult url = build("FROM scratch\nADD https://example.com/x.tgz /x/\n");
+  EXPECT_EQ(url.exit_code, 1);
+  EXPECT_THAT(url.err, HasSubstr("not supported by this version of kiln yet"));
+}
+
+TEST_F(Copy, CopyFromAnEarlierStage) {
+  ProcessResult r = build(
+      "FROM scratch AS build\nCOPY dir /out/\nFROM scratch\nCOPY --from=build /out/sub /s\n"
+      "COPY --from=0 /out/one.txt /one\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read("s/two.txt"), "two\n");
+  EXPECT_EQ(read("one"), "one\n");
+  EXPECT_FALSE(fs::exists(out() / "out"));
+}
+
+TEST_F(Copy, RunIsRefusedClearlyUntilTheRunnerExists) {
+  ProcessResult r = build("FROM scratch\nRUN true\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("Containerfile:2:1: RUN is not supported"));
+}
+
+}  // namespace
+}  // namespace kiln::test
