@@ -104,19 +104,12 @@ class TarWriter {
   explicit TarWriter(ByteSink& sink) : sink_(sink), archive_(archive_write_new()) {
     if (!archive_)
       throw Error("libarchive: cannot create a writer");
-    // Full pax rather than pax_restricted: restricted drops sub-second mtimes from entries that
-    // need no other PAX record, so whether nanoseconds survive would depend on unrelated fields.
-    // Full pax still writes no PAX header for entries that have nothing to put in one, and no
-    // atime/ctime because none are set.
-    check(archive_write_set_format_pax(archive_), "set pax format");
-    // Only SCHILY.xattr.* (what Go's archive/tar, containerd and Docker read); libarchive's default
-    // adds a base64 LIBARCHIVE.xattr.* duplicate of every attribute.
-    check(archive_write_set_format_option(archive_, "pax", "xattrheader", "SCHILY"),
-          "set xattr header");
-    // No compression filter is added, and block size 0 hands every write straight to the callback
-    // without padding the end of the archive to a 10240-byte record.
-    check(archive_write_set_bytes_per_block(archive_, 0), "set block size");
-    check(archive_write_open(archive_, this, nullptr, &TarWriter::write_callback, nullptr), "open");
+    try {
+      configure();
+    } catch (...) {
+      archive_write_free(archive_);  // the destructor does not run for a throwing constructor
+      throw;
+    }
   }
 
   ~TarWriter() {
@@ -170,6 +163,22 @@ class TarWriter {
       self->error_ = std::current_exception();
       return -1;
     }
+  }
+
+  void configure() {
+    // Full pax rather than pax_restricted: restricted drops sub-second mtimes from entries that
+    // need no other PAX record, so whether nanoseconds survive would depend on unrelated fields.
+    // Full pax still writes no PAX header for entries that have nothing to put in one, and no
+    // atime/ctime because none are set.
+    check(archive_write_set_format_pax(archive_), "set pax format");
+    // Only SCHILY.xattr.* (what Go's archive/tar, containerd and Docker read); libarchive's default
+    // adds a base64 LIBARCHIVE.xattr.* duplicate of every attribute.
+    check(archive_write_set_format_option(archive_, "pax", "xattrheader", "SCHILY"),
+          "set xattr header");
+    // No compression filter is added, and block size 0 hands every write straight to the callback
+    // without padding the end of the archive to a 10240-byte record.
+    check(archive_write_set_bytes_per_block(archive_, 0), "set block size");
+    check(archive_write_open(archive_, this, nullptr, &TarWriter::write_callback, nullptr), "open");
   }
 
   void check(int rc, const char* what) {
@@ -250,8 +259,8 @@ void validate_entry(const LayerEntry& e) {
 // Streams a host file into the current tar entry after writing its header.
 void write_source(TarWriter& tar, archive_entry* entry, const fs::path& source,
                   std::vector<char>& buffer) {
-  // O_NONBLOCK: should the path have become a FIFO, open must fail over to the type check below
-  // rather than hang; it changes nothing for regular files.
+  // O_NONBLOCK: if the path has become a FIFO, open returns at once (instead of waiting for a
+  // writer) and the type check below rejects it; for regular files it changes nothing.
   UniqueFd fd = open_or_throw(source, O_RDONLY | O_NONBLOCK | O_NOCTTY);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0)

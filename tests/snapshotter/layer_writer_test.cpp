@@ -518,6 +518,12 @@ TEST_F(LayerWriterTest, VanishedSourceIsAnErrorNamingIt) {
   EXPECT_NE(message.find("etc/gone"), std::string::npos) << message;
   EXPECT_NE(message.find(gone.string()), std::string::npos) << message;
   EXPECT_NE(message.find("No such file"), std::string::npos) << message;
+
+  // The failed layer's sink gets no end-of-archive marker: nothing looks like a complete tar.
+  StringSink out;
+  EXPECT_THROW(write_layer(entries, options_for(Compression::kNone, 1), out), Error);
+  ASSERT_GE(out.bytes.size(), 1024u);
+  EXPECT_NE(out.bytes.substr(out.bytes.size() - 512), std::string(512, '\0'));
 }
 
 TEST_F(LayerWriterTest, SourceThatChangesSizeOrIsNotAFileIsAnError) {
