@@ -25,6 +25,33 @@ UniqueFd open_or_throw(const std::filesystem::path& path, int flags, unsigned mo
   return UniqueFd(fd);
 }
 
+void read_chunks(int fd, const std::string& what,
+                 const std::function<void(const char* data, size_t size)>& chunk) {
+  std::vector<char> buf(size_t{1} << 20);
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      throw Error("read " + what + ": " + std::strerror(errno));
+    }
+    if (n == 0)
+      return;
+    chunk(buf.data(), static_cast<size_t>(n));
+  }
+}
+
+std::string read_all(int fd, const std::string& what) {
+  std::string out;
+  read_chunks(fd, what, [&](const char* data, size_t size) { out.append(data, size); });
+  return out;
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  UniqueFd fd = open_or_throw(path, O_RDONLY);
+  return read_all(fd.get(), path.string());
+}
+
 void write_all(int fd, const void* data, size_t size, const std::string& what) {
   const char* p = static_cast<const char*>(data);
   while (size > 0) {

@@ -65,23 +65,6 @@ std::vector<oci::Descriptor> named_descriptors(const oci::Descriptor& top,
   return out;
 }
 
-std::string store_read_text(const fs::path& path) {
-  UniqueFd fd = open_or_throw(path, O_RDONLY);
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      throw Error("read " + path.string() + ": " + std::strerror(errno));
-    }
-    if (n == 0)
-      return out;
-    out.append(buf, static_cast<size_t>(n));
-  }
-}
-
 void copy_blob(const fs::path& from, const fs::path& to) {
   std::error_code ec;
   fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
@@ -119,19 +102,10 @@ class TarFile {
     struct stat st {};
     ::fstat(fd.get(), &st);
     header(name, st.st_size);
-    std::vector<char> buf(1 << 20);
-    for (;;) {
-      ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-      if (n < 0) {
-        if (errno == EINTR)
-          continue;
-        throw Error("read " + source.string() + ": " + std::strerror(errno));
-      }
-      if (n == 0)
-        break;
-      if (archive_write_data(a_, buf.data(), static_cast<size_t>(n)) < 0)
+    read_chunks(fd.get(), source.string(), [&](const char* data, size_t size) {
+      if (archive_write_data(a_, data, size) < 0)
         fail("write");
-    }
+    });
   }
 
   void add_dir(const std::string& name) {
@@ -246,7 +220,7 @@ void write_oci_layout(oci::Store& store, const oci::Descriptor& top,
   oci::Index index;
   index.media_type = oci::media_type::kOciIndex;
   if (fs::exists(dir / "index.json")) {
-    index = oci::parse_index(store_read_text(dir / "index.json"));
+    index = oci::parse_index(read_file(dir / "index.json"));
   }
   std::set<std::string> new_names;
   for (const std::string& n : names)

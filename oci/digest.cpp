@@ -5,9 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <vector>
 
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
@@ -87,18 +84,8 @@ Digest sha256_of(std::string_view bytes) {
 Digest sha256_of_file(const std::filesystem::path& path) {
   UniqueFd fd = open_or_throw(path, O_RDONLY);
   Sha256 h;
-  std::vector<char> buf(1 << 20);
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      throw Error("read " + path.string() + ": " + std::strerror(errno));
-    }
-    if (n == 0)
-      break;
-    h.update(buf.data(), static_cast<size_t>(n));
-  }
+  read_chunks(fd.get(), path.string(),
+              [&](const char* data, size_t size) { h.update(data, size); });
   return h.finish();
 }
 

@@ -5,9 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
@@ -19,15 +17,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_file(const fs::path& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw Error(what + ": cannot read " + path.string());
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
 // Copies a file into the store, verifying it against `expected` when given.
 Digest import_file(Store& store, const fs::path& path, const std::optional<Digest>& expected,
                    const std::string& what) {
@@ -35,18 +24,8 @@ Digest import_file(Store& store, const fs::path& path, const std::optional<Diges
     return *expected;
   UniqueFd fd = open_or_throw(path, O_RDONLY);
   auto writer = store.begin_blob();
-  std::vector<char> buf(1 << 20);
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      throw Error(what + ": read " + path.string() + ": " + std::strerror(errno));
-    }
-    if (n == 0)
-      break;
-    writer->write(buf.data(), static_cast<size_t>(n));
-  }
+  read_chunks(fd.get(), what + ": " + path.string(),
+              [&](const char* data, size_t size) { writer->write(data, size); });
   try {
     return writer->commit(expected);
   } catch (const Error& e) {
@@ -159,7 +138,7 @@ ResolvedImage from_layout(Store& store, const fs::path& dir, const std::string& 
   if (!fs::exists(dir / "index.json")) {
     throw Error(what + ": " + dir.string() + " is not an OCI image layout (no index.json)");
   }
-  Index index = parse_index(read_file(dir / "index.json", what));
+  Index index = parse_index(read_file(dir / "index.json"));
   std::optional<Descriptor> top;
   std::vector<std::string> names;
   for (const Descriptor& d : index.manifests) {
@@ -197,7 +176,7 @@ ResolvedImage from_docker_archive(Store& store, const fs::path& file, const std:
   extract_archive(file, dir.path(), what);
   nlohmann::json entries;
   try {
-    entries = nlohmann::json::parse(read_file(dir.path() / "manifest.json", what));
+    entries = nlohmann::json::parse(read_file(dir.path() / "manifest.json"));
   } catch (const nlohmann::json::exception& e) {
     throw Error(what + ": manifest.json is not valid JSON: " + e.what());
   }

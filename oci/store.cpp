@@ -8,9 +8,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
@@ -38,15 +36,6 @@ void fsync_dir(const fs::path& dir) {
 fs::path temp_name(const fs::path& dir, const std::string& stem) {
   static std::atomic<unsigned> counter{0};
   return dir / (stem + "." + std::to_string(::getpid()) + "." + std::to_string(counter++) + ".tmp");
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw Error("read " + path.string() + ": " + errno_text());
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
 }
 
 }  // namespace

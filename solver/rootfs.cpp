@@ -104,20 +104,7 @@ std::optional<std::string> read_in_root(const fs::path& root, std::string_view p
     throw Error("open /" + rel + " in " + root.string() + ": " + std::strerror(errno));
   }
   UniqueFd file(static_cast<int>(fd));
-  std::string content;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(file.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      throw Error("read /" + rel + " in " + root.string() + ": " + std::strerror(errno));
-    }
-    if (n == 0)
-      break;
-    content.append(buf, static_cast<size_t>(n));
-  }
-  return content;
+  return read_all(file.get(), "/" + rel + " in " + root.string());
 }
 
 }  // namespace kiln::solver

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <utility>
 
@@ -33,6 +34,15 @@ class UniqueFd {
 
 // open(2) that throws kiln::Error "open PATH: strerror" on failure. O_CLOEXEC is always added.
 UniqueFd open_or_throw(const std::filesystem::path& path, int flags, unsigned mode = 0644);
+
+// Reads `fd` to its end, calling `chunk` with each piece read (at most 1 MiB at a time), retrying
+// EINTR. Throws kiln::Error "read WHAT: reason".
+void read_chunks(int fd, const std::string& what,
+                 const std::function<void(const char* data, size_t size)>& chunk);
+// Everything `fd` has left, as a string (for small files: manifests, configs, passwd).
+std::string read_all(int fd, const std::string& what);
+// A whole file. Throws kiln::Error "open PATH: reason" or "read PATH: reason".
+std::string read_file(const std::filesystem::path& path);
 
 // Writes all of `size` bytes, retrying short writes and EINTR; throws kiln::Error naming `what`.
 void write_all(int fd, const void* data, size_t size, const std::string& what);
