@@ -225,6 +225,32 @@ TEST_F(Copy, CopyFromAnEarlierStage) {
   EXPECT_FALSE(fs::exists(out() / "out"));
 }
 
+TEST_F(Copy, LabelsIidfileAndTarOnStandardOutput) {
+  write("Containerfile", "FROM scratch\nLABEL a=from-file\nCOPY a.txt /\n");
+  std::string store = "KILN_ROOT=" + (store_.path() / "store").string();
+  fs::path iid = store_.path() / "iid";
+  ProcessResult r = run_kiln({"build", "-t", "labels:1", "--label", "a=from-flag", "--label", "b=2",
+                              "--iidfile", iid.string(), ctx_.path().string()},
+                             {}, {}, {store});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream in(iid);
+  std::string id((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(id + "\n", r.out);  // the image ID, also the last line on standard output
+  ProcessResult inspect = run_kiln({"inspect", "labels:1"}, {}, {}, {store});
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  EXPECT_THAT(inspect.out, HasSubstr("\"a\": \"from-flag\""));
+  EXPECT_THAT(inspect.out, HasSubstr("\"b\": \"2\""));
+  EXPECT_THAT(inspect.out, HasSubstr("\"Id\": \"" + id + "\""));
+  ProcessResult tar =
+      run_kiln({"build", "-o", "type=tar,dest=-", ctx_.path().string()}, {}, {}, {store});
+  ASSERT_EQ(tar.exit_code, 0) << tar.err;
+  // A tar stream on standard output: "ustar" magic at 257 and the member in it.
+  ASSERT_GT(tar.out.size(), 1024u);
+  EXPECT_EQ(tar.out.substr(257, 5), "ustar");
+  EXPECT_THAT(tar.out, HasSubstr("a.txt"));
+  EXPECT_THAT(tar.out, HasSubstr("a\n"));
+}
+
 TEST_F(Copy, RunIsRefusedClearlyUntilTheRunnerExists) {
   ProcessResult r = build("FROM scratch\nRUN true\n");
   EXPECT_EQ(r.exit_code, 1);
