@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "kiln/base/fd.hpp"
 #include "process.hpp"
@@ -249,6 +250,26 @@ TEST_F(Copy, LabelsIidfileAndTarOnStandardOutput) {
   EXPECT_EQ(tar.out.substr(257, 5), "ustar");
   EXPECT_THAT(tar.out, HasSubstr("a.txt"));
   EXPECT_THAT(tar.out, HasSubstr("a\n"));
+}
+
+TEST_F(Copy, EntrypointResetsOnlyAnInheritedCmd) {
+  std::string store = "KILN_ROOT=" + (store_.path() / "store").string();
+  auto config_of = [&](const std::string& containerfile) {
+    write("Containerfile", containerfile);
+    ProcessResult r = run_kiln({"build", "-t", "ep:1", ctx_.path().string()}, {}, {}, {store});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    ProcessResult inspect = run_kiln({"inspect", "ep:1"}, {}, {}, {store});
+    return nlohmann::json::parse(inspect.out)["Config"]["config"];
+  };
+  nlohmann::json inherited =
+      config_of("FROM scratch AS base\nCMD [\"base\"]\nFROM base\nENTRYPOINT [\"/app\"]\n");
+  EXPECT_FALSE(inherited.contains("Cmd"));
+  nlohmann::json same_stage = config_of("FROM scratch\nCMD [\"--help\"]\nENTRYPOINT /app --flag\n");
+  EXPECT_EQ(same_stage["Cmd"], nlohmann::json({"--help"}));
+  EXPECT_EQ(same_stage["Entrypoint"], nlohmann::json({"/bin/sh", "-c", "/app --flag"}));
+  nlohmann::json shell =
+      config_of("FROM scratch\nSHELL [\"/bin/bash\", \"-eu\", \"-c\"]\nCMD echo hi\n");
+  EXPECT_EQ(shell["Cmd"], nlohmann::json({"/bin/bash", "-eu", "-c", "echo hi"}));
 }
 
 TEST_F(Copy, RunIsRefusedClearlyUntilTheRunnerExists) {
