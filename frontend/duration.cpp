@@ -1,10 +1,10 @@
-#include "duration.hpp"
+#include "kiln/frontend/duration.hpp"
 
 #include <array>
 #include <limits>
 #include <utility>
 
-namespace kiln::frontend::detail {
+namespace kiln::frontend {
 
 std::optional<int64_t> parse_go_duration(std::string_view text) {
   bool negative = false;
@@ -66,4 +66,4 @@ std::optional<int64_t> parse_go_duration(std::string_view text) {
   return negative ? -nanos : nanos;
 }
 
-}  // namespace kiln::frontend::detail
+}  // namespace kiln::frontend

@@ -8,7 +8,7 @@
 #include <array>
 #include <nlohmann/json.hpp>
 
-#include "duration.hpp"
+#include "kiln/frontend/duration.hpp"
 #include "kiln/base/strings.hpp"
 
 namespace kiln::frontend::detail {

@@ -12,6 +12,7 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/frontend/duration.hpp"
 #include "kiln/oci/image_source.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/snapshotter/layer_applier.hpp"
@@ -131,32 +132,11 @@ bool valid_signal(const std::string& s) {
   return false;
 }
 
+// HEALTHCHECK durations were validated by the parser; absent flags are 0 (the engine default).
 int64_t duration_flag(const frontend::Op& op, const char* name) {
   for (const frontend::Flag& f : op.flags) {
-    if (f.name != name || !f.value)
-      continue;
-    // Validated by the parser: digits with units; convert the common Go forms.
-    std::string v = *f.value;
-    long double total = 0;
-    size_t i = 0;
-    while (i < v.size()) {
-      size_t start = i;
-      while (i < v.size() && (std::isdigit(static_cast<unsigned char>(v[i])) || v[i] == '.'))
-        ++i;
-      long double number = std::stold(v.substr(start, i - start));
-      size_t unit_start = i;
-      while (i < v.size() && !std::isdigit(static_cast<unsigned char>(v[i])) && v[i] != '.')
-        ++i;
-      std::string unit = v.substr(unit_start, i - unit_start);
-      long double scale = unit == "ns"   ? 1
-                          : unit == "ms" ? 1e6
-                          : unit == "s"  ? 1e9
-                          : unit == "m"  ? 60e9
-                          : unit == "h"  ? 3600e9
-                                         : 1e3;
-      total += number * scale;
-    }
-    return static_cast<int64_t>(total);
+    if (f.name == name && f.value)
+      return frontend::parse_go_duration(*f.value).value_or(0);
   }
   return 0;
 }

@@ -5,9 +5,9 @@
 #include <optional>
 #include <string_view>
 
-namespace kiln::frontend::detail {
+namespace kiln::frontend {
 
 // Nanoseconds, or nullopt when `text` is not a Go duration (or overflows int64).
 std::optional<int64_t> parse_go_duration(std::string_view text);
 
-}  // namespace kiln::frontend::detail
+}  // namespace kiln::frontend
