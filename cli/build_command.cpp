@@ -16,6 +16,7 @@
 #include "kiln/frontend/build_plan.hpp"
 #include "kiln/frontend/ignore.hpp"
 #include "kiln/oci/store.hpp"
+#include "kiln/runner/userns.hpp"
 #include "kiln/snapshotter/compression.hpp"
 #include "kiln/solver/builder.hpp"
 
@@ -126,7 +127,11 @@ int build_command(const std::vector<std::string>& args, Io io) {
     oci::Store::canonical_name(tag);  // validate early
 
   std::optional<int64_t> sde = source_date_epoch();
-  oci::Store store(oci::Store::default_root());
+  // The store is chosen as the invoking user before a rootless build becomes root inside its
+  // user namespace (where the root default would apply).
+  fs::path store_root = oci::Store::default_root();
+  runner::enter_build_user_namespace([&](const std::string& notice) { io.err << notice << "\n"; });
+  oci::Store store(store_root);
   solver::BuildRequest request;
   request.context = context;
   request.ignore = ignore;
@@ -135,6 +140,13 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.layers.source_date_epoch = sde;
   request.source_date_epoch = sde;
   request.labels = opts->labels;
+  request.network = opts->network;
+  request.snapshotter = opts->snapshotter;
+  request.allow_insecure = !opts->allow.empty();
+  request.cache_mounts = store.root() / "cache-mounts";
+  for (const SecretSpec& secret : opts->secrets) {
+    request.secrets[secret.id] = {secret.src, secret.env};
+  }
   bool quiet = opts->progress == "json";
   request.progress = [&](const std::string& line) {
     if (!quiet)

@@ -18,6 +18,7 @@ const char* const kBuildUsage =
     "[--cache-from SPEC] [--cache-to SPEC] [--secret id=ID,src=FILE] [--network "
     "default|none|host] [--label K=V] [--iidfile FILE] [--progress auto|tty|plain|json] "
     "[--sign-key FILE] [--compression gzip|zstd|none] [--format oci|docker] "
+    "[--allow security.insecure] [--snapshotter auto|overlay|copy] "
     "[--dry-run [--plan-format text|json]] CONTEXT";
 
 namespace {
@@ -140,7 +141,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
       labels, no_cache_filter;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
-      format;
+      format, snapshotter;
+  std::vector<std::string> allow;
   po::options_description visible("Options");
   // clang-format off
   visible.add_options()
@@ -176,6 +178,9 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "layer compression: gzip, zstd, none")
       ("format", po::value(&format)->default_value("oci"),
        "manifest and config media types: oci or docker")
+      ("allow", po::value(&allow), "allow an entitlement: security.insecure (RUN --security=insecure)")
+      ("snapshotter", po::value(&snapshotter)->default_value("auto"),
+       "how RUN steps see and change the filesystem: auto, overlay, copy")
       ("dry-run", po::bool_switch(), "print the planned build graph and run nothing")
       ("plan-format", po::value(&plan_format)->default_value("text"),
        "with --dry-run: text or json");
@@ -257,6 +262,14 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   opts.compression = compression;
   require_one_of(format, "--format", {"oci", "docker"});
   opts.format = format;
+  for (const std::string& list : allow) {
+    for (const std::string& a : split(list, ',')) {
+      require_one_of(a, "--allow", {"security.insecure", "insecure"});
+      opts.allow.push_back(a);
+    }
+  }
+  require_one_of(snapshotter, "--snapshotter", {"auto", "overlay", "copy"});
+  opts.snapshotter = snapshotter;
   require_one_of(plan_format, "--plan-format", {"text", "json"});
   if (vm["dry-run"].as<bool>())
     opts.dry_run = plan_format;

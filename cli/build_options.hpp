@@ -47,6 +47,8 @@ struct BuildCommandOptions {
   std::string progress = "auto";  // auto | tty | plain | json
   std::string sign_key;
   std::string compression = "gzip";    // gzip | zstd | none
+  std::vector<std::string> allow;      // --allow security.insecure
+  std::string snapshotter = "auto";    // auto | overlay | copy
   std::string format = "oci";          // manifest media types: oci | docker
   std::optional<std::string> dry_run;  // --dry-run: the plan format, "text" or "json"
 };

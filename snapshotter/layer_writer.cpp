@@ -584,13 +584,14 @@ std::vector<LayerEntry> entries_from_directory(const fs::path& root, const std::
   std::sort(found.begin(), found.end(),
             [](const Found& a, const Found& b) { return a.entry.path < b.entry.path; });
   // The first path (in write order) of each multiply-linked inode carries the content; the others
-  // link to it, so the target always precedes its links in the tar.
+  // link to it, so the target always precedes its links in the tar. Only regular files: appliers
+  // (ours, containerd's) accept hard links to nothing else, and overlayfs whiteouts share inodes.
   std::map<std::pair<dev_t, ino_t>, std::string> first_link;
   std::vector<LayerEntry> entries;
   entries.reserve(found.size());
   for (Found& f : found) {
     LayerEntry& e = f.entry;
-    if (!S_ISDIR(e.mode) && f.nlink > 1) {
+    if (S_ISREG(e.mode) && f.nlink > 1) {
       auto [it, inserted] = first_link.try_emplace({f.dev, f.ino}, e.path);
       if (!inserted) {
         e.hardlink = true;

@@ -1,12 +1,16 @@
 #include "kiln/solver/builder.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <deque>
 #include <map>
+#include <set>
 
 #include "copy.hpp"
 #include "kiln/base/error.hpp"
@@ -15,9 +19,12 @@
 #include "kiln/frontend/duration.hpp"
 #include "kiln/oci/image_source.hpp"
 #include "kiln/oci/media_types.hpp"
+#include "kiln/runner/sandbox.hpp"
+#include "kiln/snapshotter/diff.hpp"
 #include "kiln/snapshotter/layer_applier.hpp"
 #include "ownership.hpp"
 #include "rootfs.hpp"
+#include "run_mounts.hpp"
 
 namespace kiln::solver {
 namespace fs = std::filesystem;
@@ -209,6 +216,12 @@ struct Builder::Impl {
   }
 
   void add_layer(StageState& st, std::vector<snapshotter::LayerEntry> entries) {
+    write_layer_only(st, std::move(entries), /*apply=*/true);
+  }
+
+  // Writes the layer into the store and records it; applies it to the stage's rootfs unless the
+  // change is already there (a RUN with the copy snapshotter ran in place).
+  void write_layer_only(StageState& st, std::vector<snapshotter::LayerEntry> entries, bool apply) {
     auto writer = store.begin_blob();
     snapshotter::LayerResult result =
         snapshotter::write_layer(std::move(entries), request.layers, *writer);
@@ -223,7 +236,8 @@ struct Builder::Impl {
     d.size = result.size;
     st.layers.push_back(d);
     st.config.diff_ids.push_back(result.diff_id);
-    snapshotter::apply_layer(store.blob_path(result.digest), st.rootfs.path(), apply_options());
+    if (apply)
+      snapshotter::apply_layer(store.blob_path(result.digest), st.rootfs.path(), apply_options());
   }
 
   std::unique_ptr<StageState> start_stage(const frontend::Stage& stage) {
@@ -352,9 +366,8 @@ struct Builder::Impl {
         copy(st, stage, op);
         return;
       case InstructionKind::kRun:
-        throw InputError(op.where,
-                         "RUN is not supported by this version of kiln yet (the sandbox runner "
-                         "comes next); this build needs it");
+        run(st, op);
+        return;
       case InstructionKind::kFrom:
         return;
     }
@@ -454,7 +467,347 @@ struct Builder::Impl {
     history(st, created_by(op), false);
   }
 
+  // --- RUN ---------------------------------------------------------------------------------
+
+  const frontend::BuildPlan* current_plan = nullptr;
+  std::optional<bool> overlay_usable;  // probed on the first RUN when --snapshotter=auto
+
+  // Whether RUN steps use an overlay snapshot (else the copy snapshotter runs them in place).
+  bool use_overlay() {
+    if (request.snapshotter == "copy")
+      return false;
+    if (!overlay_usable) {
+      TempDir probe({}, "kiln-overlay-probe-");
+      overlay_usable = snapshotter::overlay_available(probe.path(), /*userxattr=*/true);
+      if (!*overlay_usable && request.snapshotter == "auto") {
+        progress("overlayfs cannot be mounted here: RUN steps use the copy snapshotter");
+      }
+    }
+    if (!*overlay_usable && request.snapshotter == "overlay") {
+      throw Error(
+          "--snapshotter overlay: overlayfs cannot be mounted here (use --snapshotter copy)");
+    }
+    return *overlay_usable;
+  }
+
+  // The argv of a RUN: exec form as is; shell form through the stage's SHELL; here-documents as
+  // BuildKit runs them (a lone `<<EOF` is the script; otherwise the bodies follow the command
+  // line so the shell reads them itself).
+  std::vector<std::string> run_argv(const frontend::Op& op, const StageState& st,
+                                    std::optional<std::string>& script) const {
+    if (op.json_form)
+      return op.args;
+    std::string cmd = op.args.empty() ? std::string() : op.args.front();
+    std::vector<std::string> argv = shell_of(st.config);
+    if (!op.heredocs.empty()) {
+      std::string trimmed(trim(cmd));
+      bool alone = op.heredocs.size() == 1 && trimmed.starts_with("<<") &&
+                   trimmed.find_first_of(" \t") == std::string::npos;
+      if (alone) {
+        const std::string& body = op.heredocs.front().content;
+        if (body.starts_with("#!")) {
+          script = body;  // run as an executable file, its shebang picks the interpreter
+          return {"/dev/pipes/kiln-script"};
+        }
+        argv.push_back(body);
+        return argv;
+      }
+      for (const frontend::Heredoc& doc : op.heredocs)
+        cmd += "\n" + doc.content + doc.name;
+    }
+    argv.push_back(cmd);
+    return argv;
+  }
+
+  std::vector<std::string> run_env(const frontend::Op& op, const StageState& st) const {
+    std::vector<std::string> env = st.config.config.env;
+    // Build args are in RUN's environment unless ENV sets the same name.
+    for (const auto& [name, value] : op.visible_args) {
+      if (!has_env(env, name))
+        env.push_back(name + "=" + value);
+    }
+    return env;
+  }
+
+  std::optional<size_t> stage_named(const std::string& ref) const {
+    if (!ref.empty() && ref.find_first_not_of("0123456789") == std::string::npos) {
+      size_t index = std::stoul(ref);
+      if (index < current_plan->stages.size())
+        return index;
+    }
+    std::string lower = to_lower(ref);
+    for (size_t i = current_plan->stages.size(); i-- > 0;) {
+      if (!lower.empty() && current_plan->stages[i].name == lower)
+        return i;
+    }
+    return std::nullopt;
+  }
+
+  // Host directory holding a RUN --mount=type=cache, created with the requested owner and mode.
+  fs::path cache_dir(const RunMount& m) {
+    fs::path dir = request.cache_mounts / oci::sha256_of(m.id).hex();
+    if (!fs::exists(dir)) {
+      fs::create_directories(dir);
+      ::chmod(dir.c_str(), m.mode);
+      if (::lchown(dir.c_str(), m.uid, m.gid) != 0 && ::geteuid() == 0) {
+        throw Error("chown cache mount " + dir.string() + ": " + std::strerror(errno));
+      }
+    }
+    return dir;
+  }
+
+  void run(StageState& st, const frontend::Op& op) {
+    std::string shown =
+        op.json_form ? json_array(op.args) : (op.args.empty() ? std::string() : op.args.front());
+    runner::ProcessSpec spec;
+    std::optional<std::string> script;
+    spec.args = run_argv(op, st, script);
+    spec.env = run_env(op, st);
+    spec.cwd = st.config.config.working_dir.empty() ? "/" : st.config.config.working_dir;
+    spec.hostname = "kiln";
+    std::vector<UniqueFd> locks;
+    std::vector<std::unique_ptr<TempDir>> scratch;
+    std::string network = request.network;
+    try {
+      ProcessUser user = resolve_process_user(st.config.config.user, st.rootfs.path());
+      spec.uid = user.uid;
+      spec.gid = user.gid;
+      spec.groups = user.groups;
+      for (const frontend::Flag& f : op.flags) {
+        if (!f.value)
+          continue;
+        if (f.name == "network") {
+          if (*f.value != "default" && *f.value != "none" && *f.value != "host") {
+            throw Error("RUN --network=" + *f.value + ": expected default, none or host");
+          }
+          network = *f.value;
+        } else if (f.name == "security") {
+          if (*f.value == "insecure") {
+            if (!request.allow_insecure) {
+              throw Error("RUN --security=insecure needs `kiln build --allow security.insecure`");
+            }
+            spec.privileged = true;
+          } else if (*f.value != "sandbox") {
+            throw Error("RUN --security=" + *f.value + ": expected sandbox or insecure");
+          }
+        } else if (f.name == "mount") {
+          add_mount(spec, parse_run_mount(*f.value, spec.cwd), st, locks, scratch);
+        }
+      }
+      spec.network = network == "none" ? runner::Network::kNone : runner::Network::kHost;
+      if (script) {
+        auto dir = std::make_unique<TempDir>(fs::path{}, "kiln-script-");
+        fs::path file = dir->path() / "kiln-script";
+        {
+          UniqueFd fd = open_or_throw(file, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+          write_all(fd.get(), script->data(), script->size(), file.string());
+        }
+        spec.mounts.push_back({"/dev/pipes", "bind", dir->path().string(), {"ro"}});
+        scratch.push_back(std::move(dir));
+      }
+    } catch (const InputError&) {
+      throw;
+    } catch (const Error& e) {
+      throw InputError(op.where, std::string("RUN: ") + e.what());
+    }
+
+    // Keeps the last lines of output for the error message; streams everything to progress.
+    std::deque<std::string> tail;
+    std::string partial;
+    spec.output = [&](std::string_view chunk) {
+      partial.append(chunk);
+      size_t nl;
+      while ((nl = partial.find('\n')) != std::string::npos) {
+        std::string line = partial.substr(0, nl);
+        partial.erase(0, nl + 1);
+        progress("  | " + line);
+        tail.push_back(std::move(line));
+        if (tail.size() > 10)
+          tail.pop_front();
+      }
+    };
+
+    runner::RunResult result;
+    std::vector<snapshotter::LayerEntry> entries;
+    bool overlay = use_overlay();
+    if (overlay) {
+      TempDir snap({}, "kiln-snap-");
+      fs::path upper = snap.path() / "upper", work = snap.path() / "work",
+               merged = snap.path() / "merged";
+      for (const fs::path& d : {upper, work, merged})
+        fs::create_directories(d);
+      spec.rootfs = merged;
+      // The sandbox mounts it inside its own user namespace, hence userxattr.
+      spec.rootfs_mount = runner::Mount{
+          "/",
+          "overlay",
+          "overlay",
+          {snapshotter::overlay_mount_options({st.rootfs.path()}, upper, work, true)}};
+      try {
+        result = runner::Sandbox().run(spec);
+      } catch (const Error& e) {
+        ::chmod((work / "work").c_str(), 0700);
+        throw InputError(op.where, std::string("RUN: ") + e.what());
+      }
+      // overlayfs leaves work/work with mode 000; make it removable for the TempDir.
+      ::chmod((work / "work").c_str(), 0700);
+      if (result.exit_code == 0) {
+        entries = snapshotter::diff_overlay_upper(upper, st.rootfs.path(), mountpoints(result));
+        finish_run(st, op, shown, std::move(entries));
+      }
+    }
+    if (!overlay) {
+      snapshotter::TreeIndex before = snapshotter::TreeIndex::scan(st.rootfs.path());
+      spec.rootfs = st.rootfs.path();
+      spec.rootfs_mount.reset();
+      try {
+        result = runner::Sandbox().run(spec);
+      } catch (const Error& e) {
+        throw InputError(op.where, std::string("RUN: ") + e.what());
+      }
+      std::set<std::string> exclude = mountpoints(result);
+      if (result.exit_code == 0) {
+        entries = snapshotter::diff_tree(before, st.rootfs.path(), exclude);
+        remove_mountpoints(st.rootfs.path(), result);
+        finish_run(st, op, shown, std::move(entries), /*already_applied=*/true);
+      } else {
+        remove_mountpoints(st.rootfs.path(), result);
+      }
+    }
+    if (result.exit_code != 0) {
+      std::string message = "RUN at " + op.where.file + ":" + std::to_string(op.where.line) + " (" +
+                            join(spec.args, " ") + "): " +
+                            (result.signal ? "killed by signal " + std::to_string(result.signal)
+                                           : "exit code " + std::to_string(result.exit_code));
+      if (!partial.empty())
+        tail.push_back(partial);
+      if (!tail.empty()) {
+        message += "; last output:";
+        for (const std::string& line : tail)
+          message += "\n  " + line;
+      }
+      throw Error(message);
+    }
+  }
+
+  static std::set<std::string> mountpoints(const runner::RunResult& result) {
+    std::set<std::string> out;
+    for (const std::string& p : result.created_mountpoints)
+      out.insert(clean_in_root(p));
+    return out;
+  }
+
+  // Mount targets the sandbox created in a shared rootfs (copy snapshotter) are removed again
+  // when they are still empty, deepest first.
+  static void remove_mountpoints(const fs::path& root, const runner::RunResult& result) {
+    std::vector<std::string> paths = result.created_mountpoints;
+    std::sort(paths.rbegin(), paths.rend());
+    for (const std::string& p : paths) {
+      fs::path host = root / clean_in_root(p);
+      std::error_code ec;
+      if (fs::is_directory(fs::symlink_status(host)) ? fs::is_empty(host, ec)
+                                                     : fs::file_size(host, ec) == 0) {
+        fs::remove(host, ec);
+      }
+    }
+  }
+
+  void finish_run(StageState& st, const frontend::Op& op, const std::string& shown,
+                  std::vector<snapshotter::LayerEntry> entries, bool already_applied = false) {
+    std::string created_by = "RUN " +
+                             (op.json_form ? shown : join(shell_of(st.config), " ") + " " + shown) +
+                             " # buildkit";
+    if (entries.empty()) {
+      history(st, created_by, true);
+      return;
+    }
+    write_layer_only(st, std::move(entries), /*apply=*/!already_applied);
+    history(st, created_by, false);
+  }
+
+  void add_mount(runner::ProcessSpec& spec, const RunMount& m, StageState& st,
+                 std::vector<UniqueFd>& locks, std::vector<std::unique_ptr<TempDir>>& scratch) {
+    switch (m.type) {
+      case RunMount::Type::kBind: {
+        fs::path root = request.context;
+        if (!m.from.empty()) {
+          if (auto index = stage_named(m.from)) {
+            root = stages.at(*index)->rootfs.path();
+          } else {
+            root = image_root(m.from, request.platform);
+          }
+        }
+        std::string rel =
+            m.from.empty() ? clean_in_root(m.source) : resolve_in_root(root, m.source);
+        fs::path source = rel.empty() ? root : root / rel;
+        if (!fs::exists(fs::symlink_status(source))) {
+          throw Error("--mount type=bind: source " + quote(m.source.empty() ? "." : m.source) +
+                      " not found");
+        }
+        spec.mounts.push_back(
+            {m.target, "bind", source.string(), {"rbind", m.readonly ? "ro" : "rw"}});
+        return;
+      }
+      case RunMount::Type::kCache: {
+        fs::path dir = cache_dir(m);
+        if (m.sharing != "shared") {
+          // locked (and private, which kiln treats the same way) serialise users of the cache.
+          UniqueFd lock = open_or_throw(dir.string() + ".lock", O_RDWR | O_CREAT, 0600);
+          while (::flock(lock.get(), LOCK_EX) != 0 && errno == EINTR) {
+          }
+          locks.push_back(std::move(lock));
+        }
+        spec.mounts.push_back(
+            {m.target, "bind", dir.string(), {"rbind", m.readonly ? "ro" : "rw"}});
+        return;
+      }
+      case RunMount::Type::kTmpfs: {
+        std::vector<std::string> options = {"nosuid", "nodev", "mode=1777"};
+        if (m.size)
+          options.push_back("size=" + std::to_string(*m.size));
+        spec.mounts.push_back({m.target, "tmpfs", "tmpfs", options});
+        return;
+      }
+      case RunMount::Type::kSecret: {
+        auto it = request.secrets.find(m.id);
+        if (it == request.secrets.end()) {
+          if (m.required)
+            throw Error("secret " + quote(m.id) + " is required but was not given with --secret");
+          return;
+        }
+        // The secret is copied to a private file with the requested owner and mode; it is
+        // mounted over the target and never lands in a layer (the target is a mountpoint).
+        auto dir = std::make_unique<TempDir>(fs::path{}, "kiln-secret-");
+        ::chmod(dir->path().c_str(), 0700);
+        fs::path file = dir->path() / "secret";
+        std::string value;
+        if (!it->second.env.empty()) {
+          const char* env = std::getenv(it->second.env.c_str());
+          if (!env)
+            throw Error("secret " + quote(m.id) + ": environment variable " + it->second.env +
+                        " is not set");
+          value = env;
+        } else {
+          value = read_file(it->second.file);
+        }
+        {
+          UniqueFd fd = open_or_throw(file, O_WRONLY | O_CREAT | O_TRUNC, m.mode);
+          write_all(fd.get(), value.data(), value.size(), "secret " + m.id);
+        }
+        ::chmod(file.c_str(), m.mode);
+        if (::lchown(file.c_str(), m.uid, m.gid) != 0 && ::geteuid() == 0) {
+          throw Error("chown secret " + m.id + ": " + std::strerror(errno));
+        }
+        spec.mounts.push_back({m.target, "bind", file.string(), {"ro"}});
+        scratch.push_back(std::move(dir));
+        return;
+      }
+    }
+    (void)st;
+  }
+
   BuiltImage build(const frontend::BuildPlan& plan) {
+    current_plan = &plan;
     size_t total = 0;
     for (size_t index : plan.order)
       total += plan.stages[index].ops.size() + 1;

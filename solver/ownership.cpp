@@ -88,6 +88,64 @@ Owner resolve_owner(std::string_view spec, const std::filesystem::path& root) {
   return owner;
 }
 
+ProcessUser resolve_process_user(std::string_view spec, const std::filesystem::path& root) {
+  ProcessUser user;
+  if (spec.empty())
+    return user;
+  size_t colon = spec.find(':');
+  std::string_view name = spec.substr(0, colon);
+  std::optional<std::string> passwd = read_in_root(root, "etc/passwd");
+  std::optional<std::vector<std::string>> entry;
+  if (auto uid = parse_id(name)) {
+    user.uid = *uid;
+    for (const std::string& line : passwd ? split(*passwd, '\n') : std::vector<std::string>{}) {
+      std::vector<std::string> fields = split(line, ':');
+      if (fields.size() >= 4 && fields[2] == std::to_string(*uid)) {
+        entry = fields;
+        break;
+      }
+    }
+  } else {
+    entry = find_entry(passwd, name);
+    if (!entry || entry->size() < 4 || !parse_id((*entry)[2])) {
+      throw Error("unable to find user " + std::string(name) +
+                  ": no matching entries in passwd file");
+    }
+    user.uid = *parse_id((*entry)[2]);
+  }
+  if (entry && entry->size() >= 4)
+    user.gid = parse_id((*entry)[3]).value_or(0);
+  std::optional<std::string> group_file = read_in_root(root, "etc/group");
+  if (colon != std::string_view::npos) {
+    std::string_view group = spec.substr(colon + 1);
+    if (auto gid = parse_id(group)) {
+      user.gid = *gid;
+    } else {
+      auto g = find_entry(group_file, group);
+      auto gid_field = g ? parse_id((*g)[2]) : std::nullopt;
+      if (!gid_field) {
+        throw Error("unable to find group " + std::string(group) +
+                    ": no matching entries in group file");
+      }
+      user.gid = *gid_field;
+    }
+  } else if (entry && group_file) {
+    // Supplementary groups only when the group was not given explicitly, as runc does.
+    const std::string& user_name = (*entry)[0];
+    for (const std::string& line : split(*group_file, '\n')) {
+      std::vector<std::string> fields = split(line, ':');
+      if (fields.size() < 4)
+        continue;
+      for (const std::string& member : split(fields[3], ',')) {
+        auto gid = parse_id(fields[2]);
+        if (member == user_name && gid && *gid != user.gid)
+          user.groups.push_back(*gid);
+      }
+    }
+  }
+  return user;
+}
+
 ChmodSpec ChmodSpec::parse(std::string_view text) {
   ChmodSpec spec;
   if (!text.empty() && text.find_first_not_of("01234567") == std::string_view::npos) {

@@ -22,6 +22,17 @@ struct Owner {
 // ("unable to find user app: no matching entries in passwd file") when a name is unknown.
 Owner resolve_owner(std::string_view spec, const std::filesystem::path& root);
 
+// The process identity for USER: "user[:group]" with names or numbers. A user without a group
+// takes the user's primary group from passwd, or 0 when a numeric user has no passwd entry (as
+// docker and runc do); supplementary groups are those of /etc/group that list the user by name.
+// An empty spec means root. Throws kiln::Error for an unknown user or group name.
+struct ProcessUser {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::vector<uint32_t> groups;
+};
+ProcessUser resolve_process_user(std::string_view spec, const std::filesystem::path& root);
+
 // A --chmod value: octal ("0755", "644") or symbolic ("u+x,g-w,o=r", "a+X"), as chmod(1) reads
 // it. Throws kiln::Error for anything else.
 class ChmodSpec {

@@ -4,13 +4,20 @@
 // Needs skopeo, umoci, podman, runc, tar and Debian's busybox-static (scripts/install-deps.sh
 // installs them). Every test uses its own store (KILN_ROOT) and podman storage under a
 // temporary directory; nothing on the host is changed.
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "kiln/base/fd.hpp"
 #include "process.hpp"
@@ -35,7 +42,7 @@ std::string read(const fs::path& path) {
 }
 
 class Interop : public ::testing::Test {
- protected:
+ public:
   static void SetUpTestSuite() {
     work_ = new TempDir({}, "kiln-interop-");
     for (const char* tool : {"skopeo", "umoci", "podman", "runc", "tar"}) {
@@ -45,10 +52,9 @@ class Interop : public ::testing::Test {
     ASSERT_TRUE(fs::exists("/bin/busybox")) << "busybox-static is missing";
     // The base image every test builds on, made offline from Debian's busybox-static.
     fs::path ctx = dir() / "busybox";
-    fs::create_directories(ctx);
-    fs::copy_file(std::string(KILN_SOURCE_DIR) + "/examples/busybox/Containerfile",
-                  ctx / "Containerfile");
-    fs::copy_file("/bin/busybox", ctx / "busybox");
+    ProcessResult prepared =
+        run_program({std::string(KILN_SOURCE_DIR) + "/examples/busybox/prepare.sh", ctx.string()});
+    ASSERT_EQ(prepared.exit_code, 0) << prepared.err;
     ProcessResult r = kiln({"build", "-t", "busybox:latest", ctx.string()});
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
@@ -59,6 +65,9 @@ class Interop : public ::testing::Test {
 
   static fs::path dir() { return work_->path(); }
   static std::string store() { return (dir() / "store").string(); }
+  static ProcessResult kiln_public(const std::vector<std::string>& args) { return kiln(args); }
+  static std::string store_public() { return store(); }
+  static ProcessResult tool_public(const std::vector<std::string>& argv) { return tool(argv); }
   static ProcessResult kiln(const std::vector<std::string>& args,
                             std::vector<std::string> env = {kEpoch}) {
     env.push_back("KILN_ROOT=" + store());
@@ -148,8 +157,9 @@ TEST_F(Interop, ConfigFieldsAreWhereDockerPutsThem) {
   EXPECT_EQ(config["os"], "linux");
   EXPECT_EQ(config["author"], "kiln@example.com");
   EXPECT_EQ(config["created"], "2023-11-14T22:13:20Z");
-  EXPECT_THAT(c["Env"], ElementsAre("PATH=/bin:/usr/bin:/sbin:/usr/sbin", "APP_HOME=/srv/app",
-                                    "GREETING=hello world"));
+  EXPECT_THAT(c["Env"],
+              ElementsAre("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                          "APP_HOME=/srv/app", "GREETING=hello world"));
   EXPECT_EQ(c["Labels"]["org.opencontainers.image.version"], "1.2.3");
   EXPECT_EQ(c["Labels"]["team"], "kiln team");
   EXPECT_THAT(c["Entrypoint"], ElementsAre("/bin/busybox", "cat"));
@@ -349,6 +359,341 @@ TEST_F(Interop, StoreCommands) {
   ProcessResult ambiguous_rmi = kiln({"rmi", id});
   EXPECT_EQ(ambiguous_rmi.exit_code, 1);
   EXPECT_THAT(ambiguous_rmi.err, HasSubstr("several names"));
+}
+
+// --- RUN -----------------------------------------------------------------------------------
+
+// Builds `containerfile` (in its own context) into a filesystem directory; returns the result.
+ProcessResult build_fs(const fs::path& ctx, const std::string& containerfile, const fs::path& out,
+                       std::vector<std::string> extra = {}) {
+  write(ctx / "Containerfile", containerfile);
+  fs::remove_all(out);
+  std::vector<std::string> args = {"build", "-o", "type=local,dest=" + out.string()};
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.push_back(ctx.string());
+  return Interop::kiln_public(args);
+}
+
+// RUN steps that create, change, chown and delete files, checked on the filesystem and in the
+// last layer's tar (whiteouts), with the given snapshotter.
+void check_run_changes(const fs::path& base, const std::string& snapshotter) {
+  auto dir = [&] { return base; };
+  auto store = [] { return Interop::store_public(); };
+  auto tool = [](const std::vector<std::string>& argv) { return Interop::tool_public(argv); };
+
+  fs::path ctx = dir() / ("run-changes-" + snapshotter);
+  fs::path out = dir() / ("run-changes-fs-" + snapshotter);
+  ProcessResult r = build_fs(ctx,
+                             "FROM busybox:latest\n"
+                             "RUN mkdir -p /data/keep /data/gone /data/opq && echo one > "
+                             "/data/keep/f && echo x > /data/gone/x && echo old > /data/opq/old && "
+                             "echo motd > /etc/motd\n"
+                             "RUN rm -rf /data/gone /data/opq && mkdir /data/opq && echo new > "
+                             "/data/opq/new && echo two >> /data/keep/f && rm /etc/motd && chown "
+                             "1000:1000 /data/keep/f\n",
+                             out, {"-t", "run-changes:1", "--snapshotter", snapshotter});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read(out / "data/keep/f"), "one\ntwo\n");
+  EXPECT_FALSE(fs::exists(out / "data/gone"));
+  EXPECT_FALSE(fs::exists(out / "etc/motd"));
+  EXPECT_FALSE(fs::exists(out / "data/opq/old"));
+  EXPECT_EQ(read(out / "data/opq/new"), "new\n");
+  struct stat st {};
+  ASSERT_EQ(::lstat((out / "data/keep/f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+  EXPECT_EQ(st.st_gid, 1000u);
+  // The last layer holds the deletions as whiteouts and nothing of the sandbox's mountpoints.
+  fs::path copy = dir() / ("run-changes-dir-" + snapshotter);
+  ASSERT_EQ(tool({"skopeo", "copy", "oci:" + store() + ":run-changes:1", "dir:" + copy.string()})
+                .exit_code,
+            0);
+  nlohmann::json manifest = nlohmann::json::parse(read(copy / "manifest.json"));
+  std::string last = manifest["layers"].back()["digest"].get<std::string>().substr(7);
+  ProcessResult list = run_program({"tar", "tvzf", (copy / last).string()});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("data/.wh.gone"));
+  EXPECT_THAT(list.out, HasSubstr("etc/.wh.motd"));
+  EXPECT_THAT(list.out, HasSubstr("1000/1000"));
+  EXPECT_THAT(list.out, ::testing::Not(HasSubstr("etc/hosts")));
+  EXPECT_THAT(list.out, ::testing::Not(HasSubstr("etc/resolv.conf")));
+}
+
+TEST_F(Interop, RunChangesFilesAndTheLayersCarryWhiteoutsWithOverlay) {
+  check_run_changes(dir(), "overlay");
+}
+
+TEST_F(Interop, RunChangesFilesAndTheLayersCarryWhiteoutsWithCopy) {
+  check_run_changes(dir(), "copy");
+}
+
+TEST_F(Interop, RunFailureShowsExitCodeAndLastOutput) {
+  fs::path ctx = dir() / "run-fails";
+  ProcessResult r =
+      build_fs(ctx, "FROM busybox:latest\nRUN echo compiling; echo oops >&2; exit 3\n",
+               dir() / "run-fails-fs");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err,
+              HasSubstr("RUN at " + (ctx / "Containerfile").string() +
+                        ":2 (/bin/sh -c echo compiling; echo oops >&2; exit 3): exit code 3"));
+  EXPECT_THAT(r.err, HasSubstr("  compiling"));
+  EXPECT_THAT(r.err, HasSubstr("  oops"));
+}
+
+TEST_F(Interop, RunFormsUserWorkdirAndEnvironment) {
+  fs::path ctx = dir() / "run-forms";
+  fs::path out = dir() / "run-forms-fs";
+  ProcessResult r =
+      build_fs(ctx,
+               "FROM busybox:latest\n"
+               "ARG FROM_ARG=argvalue\n"
+               "ENV FROM_ENV=envvalue\n"
+               "RUN mkdir -m 1777 /out\n"
+               "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo exec > /out/exec\"]\n"
+               "RUN <<EOF\necho heredoc > /out/heredoc\nEOF\n"
+               "RUN <<EOF\n#!/bin/busybox sh\necho shebang > /out/shebang\nEOF\n"
+               "RUN cat <<A > /out/two && cat <<B >> /out/two\nfirst\nA\nsecond\nB\n"
+               "WORKDIR /out\n"
+               "USER nobody\n"
+               "RUN id -u > uid && pwd > pwd && echo \"$FROM_ARG $FROM_ENV\" > vars\n",
+               out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read(out / "out/exec"), "exec\n");
+  EXPECT_EQ(read(out / "out/heredoc"), "heredoc\n");
+  EXPECT_EQ(read(out / "out/shebang"), "shebang\n");
+  EXPECT_EQ(read(out / "out/two"), "first\nsecond\n");
+  EXPECT_EQ(read(out / "out/uid"), "65534\n");
+  EXPECT_EQ(read(out / "out/pwd"), "/out\n");
+  EXPECT_EQ(read(out / "out/vars"), "argvalue envvalue\n");
+}
+
+TEST_F(Interop, CacheMountsPersistAndStayOutOfTheImage) {
+  fs::path ctx = dir() / "run-cache";
+  ProcessResult first = build_fs(
+      ctx, "FROM busybox:latest\nRUN --mount=type=cache,target=/cache echo kept > /cache/x\n",
+      dir() / "run-cache-1");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  fs::path out = dir() / "run-cache-2";
+  ProcessResult second = build_fs(
+      ctx,
+      "FROM busybox:latest\nRUN --mount=type=cache,target=/cache,sharing=locked cat /cache/x > "
+      "/seen\n",
+      out);
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(read(out / "seen"), "kept\n");
+  EXPECT_FALSE(fs::exists(out / "cache/x"));
+}
+
+TEST_F(Interop, SecretsAreReadableButNeverStored) {
+  fs::path ctx = dir() / "run-secret";
+  write(dir() / "token.txt", "s3cr3t-value");
+  fs::path out = dir() / "run-secret-fs";
+  ProcessResult r = build_fs(
+      ctx,
+      // The command never spells the value: history must not contain it either.
+      "FROM busybox:latest\nRUN --mount=type=secret,id=token md5sum < /run/secrets/token > /ok\n"
+      "RUN --mount=type=secret,id=token,target=/etc/token,required=true cat /etc/token | wc -c > "
+      "/len\n",
+      out, {"--secret", "id=token,src=" + (dir() / "token.txt").string(), "-t", "secret:1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read(out / "ok"), "e74a7345b906b2dd50c8e026a10bc02f  -\n");
+  EXPECT_EQ(read(out / "len"), "12\n");
+  EXPECT_FALSE(fs::exists(out / "run/secrets/token"));
+  EXPECT_FALSE(fs::exists(out / "etc/token"));
+  fs::path copy = dir() / "secret-dir";
+  ASSERT_EQ(
+      tool({"skopeo", "copy", "oci:" + store() + ":secret:1", "dir:" + copy.string()}).exit_code,
+      0);
+  for (const auto& entry : fs::directory_iterator(copy)) {
+    std::string name = entry.path().filename().string();
+    ProcessResult content = run_program(
+        {"sh", "-c", "zcat -f '" + entry.path().string() + "' | grep -c s3cr3t || true"});
+    EXPECT_EQ(content.out, "0\n") << name << " contains the secret";
+  }
+  ProcessResult missing =
+      build_fs(ctx, "FROM busybox:latest\nRUN --mount=type=secret,id=nope,required=true true\n",
+               dir() / "run-secret-missing");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("secret \"nope\" is required"));
+}
+
+// A one-shot TCP server on 127.0.0.1: answers each connection with a line, stops by itself.
+class LoopbackServer {
+ public:
+  LoopbackServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    ::listen(fd_, 8);
+    thread_ = std::thread([this] {
+      for (int served = 0; served < 8 && !stop_; ++served) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 200) <= 0) {
+          --served;
+          continue;
+        }
+        int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0)
+          continue;
+        const char reply[] = "HTTP/1.0 200 OK\r\nContent-Length: 8\r\n\r\nreached\n";
+        (void)!::write(c, reply, sizeof reply - 1);
+        ::close(c);
+      }
+    });
+  }
+  ~LoopbackServer() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+TEST_F(Interop, NetworkNoneCannotReachTheHost) {
+  LoopbackServer server;
+  std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/";
+  fs::path ctx = dir() / "run-net";
+  fs::path out = dir() / "run-net-fs";
+  ProcessResult r = build_fs(ctx,
+                             "FROM busybox:latest\n"
+                             "RUN timeout 5 wget -q -O /default " +
+                                 url +
+                                 " || echo failed > /default\n"
+                                 "RUN --network=none timeout 5 wget -q -O /none " +
+                                 url + " || echo blocked > /none\n",
+                             out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read(out / "default"), "reached\n");
+  EXPECT_EQ(read(out / "none"), "blocked\n");
+}
+
+TEST_F(Interop, RunIsIsolated) {
+  write(dir() / "host-sentinel", "host only\n");
+  fs::path ctx = dir() / "run-isolated";
+  fs::path out = dir() / "run-isolated-fs";
+  ProcessResult r = build_fs(
+      ctx,
+      "FROM busybox:latest\n"
+      "RUN mkdir /r /mnt && (ls /proc | grep -c '^[0-9]' > /r/procs) && "
+      "(mount -t tmpfs none /mnt 2>/dev/null && echo mounted > /r/mount || echo denied > /r/mount) "
+      "&& "
+      "(date -s 2001-01-01 2>&1 | grep -q \"can't set\" && echo denied > /r/clock || echo changed "
+      "> /r/clock) && "
+      "(test -e " +
+          (dir() / "host-sentinel").string() +
+          " && echo visible > /r/host || echo hidden > /r/host) && "
+          "(echo x > /dev/null && echo ok > /r/devnull) && "
+          "(touch /sys/kiln 2>/dev/null && echo writable > /r/sys || echo readonly > /r/sys) && "
+          "(grep -q kiln /etc/hosts && echo yes > /r/hosts || echo no > /r/hosts)\n",
+      out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_LE(std::stoi(read(out / "r/procs")), 4);
+  EXPECT_EQ(read(out / "r/mount"), "denied\n");
+  EXPECT_EQ(read(out / "r/clock"), "denied\n");
+  EXPECT_EQ(read(out / "r/host"), "hidden\n");
+  EXPECT_EQ(read(out / "r/devnull"), "ok\n");
+  EXPECT_EQ(read(out / "r/sys"), "readonly\n");
+  EXPECT_EQ(read(out / "r/hosts"), "yes\n");
+}
+
+TEST_F(Interop, InsecureNeedsTheEntitlement) {
+  fs::path ctx = dir() / "run-insecure";
+  std::string file =
+      "FROM busybox:latest\nRUN --security=insecure mkdir /mnt && mount -t tmpfs none /mnt && echo "
+      "ok > /ok\n";
+  ProcessResult refused = build_fs(ctx, file, dir() / "run-insecure-1");
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("--allow security.insecure"));
+  ProcessResult allowed =
+      build_fs(ctx, file, dir() / "run-insecure-2", {"--allow", "security.insecure"});
+  EXPECT_EQ(allowed.exit_code, 0) << allowed.err;
+}
+
+TEST_F(Interop, MultiStageWithRunAndOnbuildRun) {
+  fs::path ctx = dir() / "run-multi";
+  write(ctx / "Containerfile.base",
+        "FROM busybox:latest\nONBUILD RUN echo triggered > /triggered\n");
+  ProcessResult base = kiln(
+      {"build", "-t", "onbuild-run:1", "-f", (ctx / "Containerfile.base").string(), ctx.string()});
+  ASSERT_EQ(base.exit_code, 0) << base.err;
+  fs::path out = dir() / "run-multi-fs";
+  ProcessResult r = build_fs(ctx,
+                             "FROM onbuild-run:1 AS build\n"
+                             "RUN mkdir /out && echo built > /out/artifact\n"
+                             "FROM scratch\n"
+                             "COPY --from=build /out/artifact /triggered /\n",
+                             out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read(out / "artifact"), "built\n");
+  EXPECT_EQ(read(out / "triggered"), "triggered\n");
+}
+
+// The same build as an unprivileged user with /etc/subuid and /etc/subgid ranges: files chowned
+// to 1000 inside are owned by 1000 in the layer, whatever host ids they had on disk.
+TEST_F(Interop, RootlessBuildKeepsInContainerOwners) {
+  if (::geteuid() != 0)
+    GTEST_SKIP() << "creating the test user needs root";
+  const std::string user = "kiln-rootless";
+  if (run_program({"id", user}).exit_code != 0) {
+    // A regular (non-system) user: Debian's useradd gives it subordinate id ranges.
+    ProcessResult add = run_program({"useradd", "--create-home", "--shell", "/bin/sh", user});
+    ASSERT_EQ(add.exit_code, 0) << add.err;
+  }
+  ProcessResult ranges =
+      run_program({"sh", "-c", "grep -c '^" + user + ":' /etc/subuid /etc/subgid"});
+  ASSERT_EQ(ranges.out, "/etc/subuid:1\n/etc/subgid:1\n") << "no subordinate ids for " << user;
+  fs::path home = dir() / "rootless";
+  ASSERT_EQ(run_program({std::string(KILN_SOURCE_DIR) + "/examples/busybox/prepare.sh",
+                         (home / "ctx").string()})
+                .exit_code,
+            0);
+  fs::permissions(dir(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  ASSERT_EQ(run_program({"chown", "-R", user, home.string()}).exit_code, 0);
+  auto as_user = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {"runuser",
+                                     "-u",
+                                     user,
+                                     "--",
+                                     "env",
+                                     "KILN_ROOT=" + (home / "store").string(),
+                                     "HOME=" + home.string(),
+                                     "TMPDIR=" + home.string(),
+                                     kEpoch,
+                                     KILN_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_program(argv);
+  };
+  ProcessResult base = as_user({"build", "-t", "busybox:latest", (home / "ctx").string()});
+  ASSERT_EQ(base.exit_code, 0) << base.err;
+  write(home / "app/Containerfile",
+        "FROM busybox:latest\nRUN mkdir /d && echo x > /d/f && chown 1000:1000 /d/f && rm "
+        "/etc/group\n");
+  ASSERT_EQ(run_program({"chown", "-R", user, (home / "app").string()}).exit_code, 0);
+  fs::path layout = home / "layout";
+  ProcessResult app = as_user({"build", "-t", "rootless:1", "-o",
+                               "type=oci,dest=" + layout.string(), (home / "app").string()});
+  ASSERT_EQ(app.exit_code, 0) << app.err;
+  ProcessResult manifest =
+      tool({"skopeo", "inspect", "--raw", "oci:" + layout.string() + ":rootless:1"});
+  ASSERT_EQ(manifest.exit_code, 0) << manifest.err;
+  std::string last =
+      nlohmann::json::parse(manifest.out)["layers"].back()["digest"].get<std::string>().substr(7);
+  ProcessResult list = run_program({"tar", "tvzf", (layout / "blobs/sha256" / last).string()});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("1000/1000"));
+  EXPECT_THAT(list.out, HasSubstr("d/f"));
+  EXPECT_THAT(list.out, HasSubstr("etc/.wh.group"));
+  EXPECT_THAT(list.out, HasSubstr("0/0"));  // the directory made by root inside is root's
 }
 
 }  // namespace

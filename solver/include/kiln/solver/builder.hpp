@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +33,17 @@ struct BuildRequest {
   std::optional<int64_t> source_date_epoch;  // also the image's "created" time
   std::vector<std::pair<std::string, std::string>> labels;  // --label, added to the final image
   std::function<void(const std::string&)> progress;         // one line per step; may be empty
+
+  // RUN
+  struct Secret {
+    std::filesystem::path file;  // --secret id=ID,src=FILE
+    std::string env;             // --secret id=ID,env=VAR (the variable's name)
+  };
+  std::map<std::string, Secret> secrets;  // by id
+  std::string network = "default";        // default | none | host (RUN --network overrides)
+  bool allow_insecure = false;            // --allow security.insecure
+  std::string snapshotter = "auto";       // auto | overlay | copy
+  std::filesystem::path cache_mounts;     // where RUN --mount=type=cache directories persist
 };
 
 // An image that is built but not yet exported: its layers are blobs in the store.

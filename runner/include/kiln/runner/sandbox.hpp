@@ -1,0 +1,106 @@
+// The built-in runner: executes one process in a namespace sandbox, the way RUN needs it.
+//
+// A sandbox is a fresh user, mount, pid, ipc and uts namespace (plus a network namespace for
+// Network::kNone) whose user namespace maps every id of the caller's user namespace to itself:
+// all ids for host root, the newuidmap ranges for a rootless kiln in its own user namespace. A
+// caller without CAP_SETUID and CAP_SETGID can only map itself; it becomes uid and gid 0 and the
+// spec may ask for no other ids. Inside, the process sees `rootfs` as "/", a new /proc with
+// runc's masked and read-only paths, a minimal /dev, the host's /sys read-only, a generated
+// /etc/hosts and the host's resolv.conf, then the caller's mounts. It runs with Docker's default
+// capability set (effective only for uid 0), no_new_privs and moby's default seccomp profile,
+// unless `privileged`. Mount targets are resolved inside the rootfs (openat2 RESOLVE_IN_ROOT):
+// an image's symlinks cannot make the sandbox mount or create anything outside it.
+//
+// The sandbox is built from data: run() turns a ProcessSpec into a list of setup steps before
+// cloning, and the child applies them in order with one checked syscall or two each, only
+// async-signal-safe work between clone and execve (see sandbox.cpp).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kiln::runner {
+
+// One mount inside the sandbox, as in an OCI runtime spec.
+struct Mount {
+  std::string destination;  // absolute path inside the container
+  std::string type;         // "bind", "tmpfs", "overlay", "proc", ...
+  std::string source;       // host path for bind, fs-specific otherwise
+  // "ro", "rw", "nosuid", "nodev", "noexec", "relatime", "noatime", "strictatime" become mount
+  // flags; "bind" or "rbind" make a bind mount whatever `type` says ("rbind": with submounts);
+  // propagation options ("private", "rslave", ...) are accepted and ignored: the sandbox's whole
+  // mount tree is private. Anything else ("size=64m", "mode=1777", the overlay
+  // "lowerdir=..,upperdir=..,workdir=..[,userxattr]") is passed to the filesystem as data.
+  std::vector<std::string> options;
+};
+
+enum class Network {
+  kHost,  // share the caller's network namespace
+  kNone,  // a new network namespace with only the loopback interface, up
+};
+
+struct ProcessSpec {
+  std::filesystem::path rootfs;  // host directory that becomes "/"
+  // Mounted at `rootfs` inside the sandbox's mount namespace before anything else: an overlayfs
+  // that a rootless caller may only mount inside a user namespace it owns.
+  std::optional<Mount> rootfs_mount;
+  // argv. args[0] without a '/' is looked up in the PATH of `env` (Docker's default PATH when
+  // `env` has none) inside the container.
+  std::vector<std::string> args;
+  std::vector<std::string> env;  // exactly this environment ("NAME=value")
+  std::string cwd = "/";         // must exist: the caller creates WORKDIR
+  uint32_t uid = 0, gid = 0;     // in-container ids the process runs as
+  std::vector<uint32_t> groups;  // supplementary groups (none when empty)
+  std::string hostname = "kiln";
+  // Applied after the standard mounts, in order. Bind sources are host paths; a bind's
+  // destination is created as a file when the source is not a directory.
+  std::vector<Mount> mounts;
+  Network network = Network::kHost;
+  // --security=insecure: every capability, no seccomp filter, no no_new_privs, /proc without the
+  // masked and read-only paths. Still namespaced: the process is root of its user namespace only.
+  bool privileged = false;
+  // Host file bind-mounted read-only at /etc/resolv.conf; empty: none.
+  std::string resolv_conf = "/etc/resolv.conf";
+  // Receives the process's stdout and stderr (one pipe, so their order is kept), in chunks, on
+  // the thread that called run(). May be empty. An exception it throws ends the run: the
+  // sandbox is killed and the exception propagates.
+  std::function<void(std::string_view)> output;
+};
+
+struct RunResult {
+  int exit_code = 0;  // exit status, or 128 + signal
+  int signal = 0;     // terminating signal, 0 if the process exited
+  // In-container paths the sandbox created in rootfs as mount targets (/etc, /etc/hosts,
+  // /etc/resolv.conf, /proc, a missing bind destination, ...), parents before children, so that
+  // the caller can keep them out of the layer. They are left in place after the run. Targets
+  // created on other mounts (the /dev tmpfs, a tmpfs the caller mounted) are not listed.
+  std::vector<std::string> created_mountpoints;
+};
+
+// Runs processes in sandboxes. Holds no state: run() may even be called from several threads at
+// once. Nothing else in the process may reap the sandbox's child (no waitpid(-1, ...) elsewhere,
+// SIGCHLD not SIG_IGN).
+class Sandbox {
+ public:
+  // Sets up the sandbox, runs spec.args in it to completion and returns how it ended. The
+  // process gets /dev/null as stdin and is killed if the calling thread dies.
+  //
+  // Throws kiln::Error naming the step that failed when the sandbox cannot be set up or the
+  // program cannot be started: "mount proc on /proc: Operation not permitted",
+  // "bind mount /ctx on /src: No such file or directory", "chdir /app: No such file or
+  // directory", "exec /bin/sh: No such file or directory", "exec make: not found in PATH". A
+  // program that starts and then fails is a RunResult (a shell's "command not found" is exit
+  // code 127), never an exception.
+  //
+  // Pid 1 of the sandbox's pid namespace is the process itself (no init), as with runc: when it
+  // exits everything else in the sandbox is killed, and it cannot be killed by a signal sent from
+  // inside the sandbox that it has no handler for (`kill -9 $$` in a shell does nothing).
+  RunResult run(const ProcessSpec& spec);
+};
+
+}  // namespace kiln::runner
