@@ -696,5 +696,37 @@ TEST_F(Interop, RootlessBuildKeepsInContainerOwners) {
   EXPECT_THAT(list.out, HasSubstr("0/0"));  // the directory made by root inside is root's
 }
 
+// The real multi-stage example: a toolchain stage from the host's Debian gcc packages compiles a
+// static binary that a FROM scratch image ships; podman runs it.
+TEST_F(Interop, CMultiStageExampleRunsUnderPodman) {
+  fs::path ctx = dir() / "c-example";
+  ProcessResult prepared = run_program(
+      {std::string(KILN_SOURCE_DIR) + "/examples/c-multistage/prepare.sh", ctx.string()});
+  ASSERT_EQ(prepared.exit_code, 0) << prepared.err;
+  fs::path archive = dir() / "hello-c.tar";
+  ProcessResult b = kiln(
+      {"build", "-t", "hello-c:1", "-o", "type=docker,dest=" + archive.string(), ctx.string()});
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  std::vector<std::string> podman = {"podman",
+                                     "--root",
+                                     (dir() / "podman-c/root").string(),
+                                     "--runroot",
+                                     (dir() / "podman-c/run").string(),
+                                     "--storage-driver",
+                                     "vfs"};
+  auto with = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = podman;
+    argv.insert(argv.end(), args.begin(), args.end());
+    return tool(argv);
+  };
+  ProcessResult load = with({"load", "-i", archive.string()});
+  ASSERT_EQ(load.exit_code, 0) << load.err;
+  ProcessResult run = with({"run", "--rm", "--network", "none", "hello-c:1"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "hello from a static C binary built by kiln\n");
+  nlohmann::json config = inspect_config("hello-c:1");
+  EXPECT_EQ(config["rootfs"]["diff_ids"].size(), 1u);  // only the binary
+}
+
 }  // namespace
 }  // namespace kiln::test
