@@ -85,8 +85,15 @@ void run_helper(const std::vector<std::string>& argv) {
 UserNamespaceResult enter_build_user_namespace(
     const std::function<void(const std::string&)>& notice) {
   UserNamespaceResult result;
-  if (::geteuid() == 0)
+  if (::geteuid() == 0) {
+    // Root keeps its ids but still gets a private mount namespace: the overlays kiln mounts for
+    // stage roots then never show in the host's mount table and vanish with the process.
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+      throw Error(std::string("private mount namespace for the build: ") + std::strerror(errno));
+    }
     return result;
+  }
   uid_t uid = ::geteuid();
   gid_t gid = ::getegid();
   struct passwd* pw = ::getpwuid(uid);

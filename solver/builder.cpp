@@ -25,6 +25,7 @@
 #include "ownership.hpp"
 #include "rootfs.hpp"
 #include "run_mounts.hpp"
+#include "stage_root.hpp"
 
 namespace kiln::solver {
 namespace fs = std::filesystem;
@@ -45,7 +46,7 @@ int64_t now_seconds() {
 struct StageState {
   oci::ImageConfig config;
   std::vector<oci::Descriptor> layers;
-  TempDir rootfs{{}, "kiln-rootfs-"};
+  std::unique_ptr<StageRoot> rootfs = std::make_unique<StageRoot>();
   bool cmd_set = false;  // CMD given in this stage: ENTRYPOINT then keeps it
 };
 
@@ -161,9 +162,11 @@ struct Builder::Impl {
   int64_t now;
   std::map<size_t, std::unique_ptr<StageState>> stages;
   std::map<std::string, oci::ResolvedImage> images;  // by "ref|platform"
-  std::map<std::string, std::unique_ptr<TempDir>> image_roots;
+  SnapshotCache snapshots;
+  std::optional<bool> stage_overlay_usable;
 
-  Impl(oci::Store& s, BuildRequest r) : store(s), request(std::move(r)) {
+  Impl(oci::Store& s, BuildRequest r)
+      : store(s), request(std::move(r)), snapshots(store.root() / "snapshots") {
     now = request.source_date_epoch.value_or(now_seconds());
     created = oci::format_rfc3339(now);
   }
@@ -189,16 +192,51 @@ struct Builder::Impl {
     }
   }
 
-  // The unpacked filesystem of an image named by COPY --from=IMAGE.
-  const fs::path& image_root(const std::string& ref, const oci::Platform& platform) {
-    std::string key = ref + "|" + platform.to_string();
-    auto it = image_roots.find(key);
-    if (it == image_roots.end()) {
-      auto dir = std::make_unique<TempDir>(fs::path{}, "kiln-image-");
-      unpack(image(ref, platform).parsed.layers, dir->path());
-      it = image_roots.emplace(key, std::move(dir)).first;
+  // The unpacked filesystem of an image named by COPY --from=IMAGE (its cached snapshot).
+  fs::path image_root(const std::string& ref, const oci::Platform& platform) {
+    const oci::ResolvedImage& img = image(ref, platform);
+    return snapshot(img.parsed.layers, img.config.diff_ids);
+  }
+
+  // The cached snapshot of a layer chain (empty chain: nullopt-like empty path).
+  fs::path snapshot(const std::vector<oci::Descriptor>& layers,
+                    const std::vector<oci::Digest>& diff_ids) {
+    if (layers.size() != diff_ids.size()) {
+      throw Error("image config lists " + std::to_string(diff_ids.size()) +
+                  " layers but its "
+                  "manifest has " +
+                  std::to_string(layers.size()));
     }
-    return it->second->path();
+    if (layers.empty())
+      return {};
+    return snapshots.get(diff_ids, [&](const fs::path& dir) { unpack(layers, dir); });
+  }
+
+  // Whether stage roots are overlays on their snapshots (else copies of them).
+  bool stage_overlay() {
+    if (!stage_overlay_usable) {
+      TempDir probe({}, "kiln-overlay-probe-");
+      stage_overlay_usable = request.snapshotter != "copy" &&
+                             snapshotter::overlay_available(probe.path(), !in_initial_userns());
+    }
+    return *stage_overlay_usable;
+  }
+
+  std::unique_ptr<StageRoot> stage_root(const std::vector<oci::Descriptor>& layers,
+                                        const std::vector<oci::Digest>& diff_ids) {
+    if (layers.empty())
+      return std::make_unique<StageRoot>();
+    return std::make_unique<StageRoot>(snapshot(layers, diff_ids), stage_overlay(),
+                                       !in_initial_userns());
+  }
+
+  static bool in_initial_userns() {
+    try {
+      std::string map = read_file("/proc/self/uid_map");
+      return map.find("4294967295") != std::string::npos;
+    } catch (const Error&) {
+      return true;
+    }
   }
 
   void progress(const std::string& line) {
@@ -237,7 +275,7 @@ struct Builder::Impl {
     st.layers.push_back(d);
     st.config.diff_ids.push_back(result.diff_id);
     if (apply)
-      snapshotter::apply_layer(store.blob_path(result.digest), st.rootfs.path(), apply_options());
+      snapshotter::apply_layer(store.blob_path(result.digest), st.rootfs->path(), apply_options());
   }
 
   std::unique_ptr<StageState> start_stage(const frontend::Stage& stage) {
@@ -252,14 +290,14 @@ struct Builder::Impl {
         const StageState& base = *stages.at(*stage.base_stage);
         st->config = base.config;
         st->layers = base.layers;
-        unpack(st->layers, st->rootfs.path());
+        st->rootfs = stage_root(st->layers, st->config.diff_ids);
         break;
       }
       case frontend::BaseKind::kImage: {
         const oci::ResolvedImage& base = image(stage.base_image, stage.platform);
         st->config = base.config;
         st->layers = base.parsed.layers;
-        unpack(st->layers, st->rootfs.path());
+        st->rootfs = stage_root(st->layers, st->config.diff_ids);
         // The base's triggers ran (they are ops of this stage); they are not inherited.
         st->config.config.on_build.clear();
         break;
@@ -380,8 +418,8 @@ struct Builder::Impl {
     std::string clean = "/" + clean_in_root(joined);
     st.config.config.working_dir = clean;
     // The directory is created when it does not exist (a layer with it and its parents).
-    std::string resolved = resolve_in_root(st.rootfs.path(), clean);
-    auto existing = lstat_in_root(st.rootfs.path(), resolved);
+    std::string resolved = resolve_in_root(st.rootfs->path(), clean);
+    auto existing = lstat_in_root(st.rootfs->path(), resolved);
     if (resolved.empty() || (existing && S_ISDIR(existing->st_mode))) {
       history(st, created_by(op), true);
       return;
@@ -390,7 +428,7 @@ struct Builder::Impl {
     for (std::string p = resolved; !p.empty();) {
       snapshotter::LayerEntry e;
       e.path = p;
-      auto st_parent = lstat_in_root(st.rootfs.path(), p);
+      auto st_parent = lstat_in_root(st.rootfs->path(), p);
       if (st_parent && S_ISDIR(st_parent->st_mode)) {
         e.mode = st_parent->st_mode;
         e.uid = st_parent->st_uid;
@@ -415,7 +453,7 @@ struct Builder::Impl {
     req.dest = op.args.back();
     req.workdir = st.config.config.working_dir.empty() ? "/" : st.config.config.working_dir;
     req.heredocs = op.heredocs;
-    req.dest_root = st.rootfs.path();
+    req.dest_root = st.rootfs->path();
     req.now = now;
     req.source_root = request.context;
     req.ignore = &request.ignore;
@@ -430,7 +468,7 @@ struct Builder::Impl {
         if (f.name == "chmod" && f.value)
           req.chmod = ChmodSpec::parse(*f.value);
         if (f.name == "chown" && f.value)
-          req.chown = resolve_owner(*f.value, st.rootfs.path());
+          req.chown = resolve_owner(*f.value, st.rootfs->path());
         if (f.name == "checksum" || f.name == "keep-git-dir") {
           throw Error("ADD --" + f.name +
                       " applies to URLs and git sources, which this version "
@@ -438,7 +476,7 @@ struct Builder::Impl {
         }
       }
       if (op.from_stage) {
-        req.source_root = stages.at(*op.from_stage)->rootfs.path();
+        req.source_root = stages.at(*op.from_stage)->rootfs->path();
         req.from_context = false;
         req.ignore = nullptr;
       } else if (!op.from_image.empty()) {
@@ -569,7 +607,7 @@ struct Builder::Impl {
     std::vector<std::unique_ptr<TempDir>> scratch;
     std::string network = request.network;
     try {
-      ProcessUser user = resolve_process_user(st.config.config.user, st.rootfs.path());
+      ProcessUser user = resolve_process_user(st.config.config.user, st.rootfs->path());
       spec.uid = user.uid;
       spec.gid = user.gid;
       spec.groups = user.groups;
@@ -642,7 +680,7 @@ struct Builder::Impl {
           "/",
           "overlay",
           "overlay",
-          {snapshotter::overlay_mount_options({st.rootfs.path()}, upper, work, true)}};
+          {snapshotter::overlay_mount_options({st.rootfs->path()}, upper, work, true)}};
       try {
         result = runner::Sandbox().run(spec);
       } catch (const Error& e) {
@@ -652,13 +690,13 @@ struct Builder::Impl {
       // overlayfs leaves work/work with mode 000; make it removable for the TempDir.
       ::chmod((work / "work").c_str(), 0700);
       if (result.exit_code == 0) {
-        entries = snapshotter::diff_overlay_upper(upper, st.rootfs.path(), mountpoints(result));
+        entries = snapshotter::diff_overlay_upper(upper, st.rootfs->path(), mountpoints(result));
         finish_run(st, op, shown, std::move(entries));
       }
     }
     if (!overlay) {
-      snapshotter::TreeIndex before = snapshotter::TreeIndex::scan(st.rootfs.path());
-      spec.rootfs = st.rootfs.path();
+      snapshotter::TreeIndex before = snapshotter::TreeIndex::scan(st.rootfs->path());
+      spec.rootfs = st.rootfs->path();
       spec.rootfs_mount.reset();
       try {
         result = runner::Sandbox().run(spec);
@@ -667,11 +705,11 @@ struct Builder::Impl {
       }
       std::set<std::string> exclude = mountpoints(result);
       if (result.exit_code == 0) {
-        entries = snapshotter::diff_tree(before, st.rootfs.path(), exclude);
-        remove_mountpoints(st.rootfs.path(), result);
+        entries = snapshotter::diff_tree(before, st.rootfs->path(), exclude);
+        remove_mountpoints(st.rootfs->path(), result);
         finish_run(st, op, shown, std::move(entries), /*already_applied=*/true);
       } else {
-        remove_mountpoints(st.rootfs.path(), result);
+        remove_mountpoints(st.rootfs->path(), result);
       }
     }
     if (result.exit_code != 0) {
@@ -732,7 +770,7 @@ struct Builder::Impl {
         fs::path root = request.context;
         if (!m.from.empty()) {
           if (auto index = stage_named(m.from)) {
-            root = stages.at(*index)->rootfs.path();
+            root = stages.at(*index)->rootfs->path();
           } else {
             root = image_root(m.from, request.platform);
           }
@@ -836,7 +874,7 @@ struct Builder::Impl {
     target.config.os = target_stage.platform.os;
     target.config.architecture = target_stage.platform.architecture;
     target.config.variant = target_stage.platform.variant;
-    return {target.config, target.layers, target.rootfs.path()};
+    return {target.config, target.layers, target.rootfs->path()};
   }
 };
 

@@ -20,7 +20,8 @@ struct UserNamespaceResult {
   unsigned mapped_ids = 0;  // how many uids are usable inside
 };
 
-// Must be called while the process has a single thread. Does nothing for root. Throws kiln::Error
+// Must be called while the process has a single thread. Root only gets a private mount
+// namespace (its mounts stay out of the host's mount table). Throws kiln::Error
 // naming the step that failed (unshare, newuidmap, ...). `notice` receives the one-line message
 // about the single-id fallback.
 UserNamespaceResult enter_build_user_namespace(
