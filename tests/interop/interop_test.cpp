@@ -694,6 +694,29 @@ TEST_F(Interop, RootlessBuildKeepsInContainerOwners) {
   EXPECT_THAT(list.out, HasSubstr("d/f"));
   EXPECT_THAT(list.out, HasSubstr("etc/.wh.group"));
   EXPECT_THAT(list.out, HasSubstr("0/0"));  // the directory made by root inside is root's
+
+  // Cache mounts persist, secrets are readable and absent from the image, failures say why.
+  write(home / "token", "rootless-secret");
+  write(home / "more/Containerfile",
+        "FROM busybox:latest\n"
+        "RUN --mount=type=cache,target=/cache,uid=1000 echo cached > /cache/v && chown 1000 "
+        "/cache/v\n"
+        "RUN --mount=type=cache,target=/cache,uid=1000 cp /cache/v /seen\n"
+        "RUN --mount=type=secret,id=t wc -c < /run/secrets/t > /secret-len\n");
+  ASSERT_EQ(run_program({"chown", "-R", user, home.string()}).exit_code, 0);
+  fs::path out = home / "more-fs";
+  ProcessResult more = as_user({"build", "--secret", "id=t,src=" + (home / "token").string(), "-o",
+                                "type=local,dest=" + out.string(), (home / "more").string()});
+  ASSERT_EQ(more.exit_code, 0) << more.err;
+  EXPECT_EQ(read(out / "seen"), "cached\n");
+  EXPECT_EQ(read(out / "secret-len"), "15\n");
+  EXPECT_FALSE(fs::exists(out / "run/secrets/t"));
+  write(home / "fail/Containerfile", "FROM busybox:latest\nRUN echo nope; exit 7\n");
+  ASSERT_EQ(run_program({"chown", "-R", user, (home / "fail").string()}).exit_code, 0);
+  ProcessResult fail = as_user({"build", (home / "fail").string()});
+  EXPECT_EQ(fail.exit_code, 1);
+  EXPECT_THAT(fail.err, HasSubstr("exit code 7"));
+  EXPECT_THAT(fail.err, HasSubstr("  nope"));
 }
 
 // The real multi-stage example: a toolchain stage from the host's Debian gcc packages compiles a
