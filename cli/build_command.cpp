@@ -142,6 +142,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.labels = opts->labels;
   request.network = opts->network;
   request.snapshotter = opts->snapshotter;
+  request.runtime = opts->runtime;
   request.allow_insecure = !opts->allow.empty();
   request.cache_mounts = store.root() / "cache-mounts";
   for (const SecretSpec& secret : opts->secrets) {

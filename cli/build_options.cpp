@@ -18,7 +18,7 @@ const char* const kBuildUsage =
     "[--cache-from SPEC] [--cache-to SPEC] [--secret id=ID,src=FILE] [--network "
     "default|none|host] [--label K=V] [--iidfile FILE] [--progress auto|tty|plain|json] "
     "[--sign-key FILE] [--compression gzip|zstd|none] [--format oci|docker] "
-    "[--allow security.insecure] [--snapshotter auto|overlay|copy] "
+    "[--allow security.insecure] [--snapshotter auto|overlay|copy] [--runtime runc|crun|PATH] "
     "[--dry-run [--plan-format text|json]] CONTEXT";
 
 namespace {
@@ -141,7 +141,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
       labels, no_cache_filter;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
-      format, snapshotter;
+      format, snapshotter, runtime;
   std::vector<std::string> allow;
   po::options_description visible("Options");
   // clang-format off
@@ -179,6 +179,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("format", po::value(&format)->default_value("oci"),
        "manifest and config media types: oci or docker")
       ("allow", po::value(&allow), "allow an entitlement: security.insecure (RUN --security=insecure)")
+      ("runtime", po::value(&runtime),
+       "run RUN steps with this OCI runtime (runc, crun or a path) instead of the built-in sandbox")
       ("snapshotter", po::value(&snapshotter)->default_value("auto"),
        "how RUN steps see and change the filesystem: auto, overlay, copy")
       ("dry-run", po::bool_switch(), "print the planned build graph and run nothing")
@@ -270,6 +272,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   }
   require_one_of(snapshotter, "--snapshotter", {"auto", "overlay", "copy"});
   opts.snapshotter = snapshotter;
+  opts.runtime = runtime;
   require_one_of(plan_format, "--plan-format", {"text", "json"});
   if (vm["dry-run"].as<bool>())
     opts.dry_run = plan_format;

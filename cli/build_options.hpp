@@ -49,6 +49,7 @@ struct BuildCommandOptions {
   std::string compression = "gzip";    // gzip | zstd | none
   std::vector<std::string> allow;      // --allow security.insecure
   std::string snapshotter = "auto";    // auto | overlay | copy
+  std::string runtime;                 // --runtime runc|crun|PATH; empty: built-in sandbox
   std::string format = "oci";          // manifest media types: oci | docker
   std::optional<std::string> dry_run;  // --dry-run: the plan format, "text" or "json"
 };

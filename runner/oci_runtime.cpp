@@ -28,14 +28,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <filesystem>
 #include <future>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string_view>
@@ -45,6 +48,7 @@
 
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
+#include "seccomp_profile.hpp"
 
 extern char** environ;
 
@@ -80,94 +84,6 @@ constexpr const char* kMaskedPaths[] = {"/proc/asound",
 constexpr const char* kReadOnlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                           "/proc/sysrq-trigger"};
 
-// moby's default seccomp profile for a container without the capabilities it conditions on.
-// This is the data of runner/seccomp_profile.cpp, which only exposes the compiled BPF program;
-// keep the two in step. The runtime (its libseccomp) skips names unknown on this machine.
-constexpr std::string_view kAllowedSyscalls =
-    "accept accept4 access adjtimex alarm bind brk capget capset chdir chmod chown chown32 "
-    "clock_adjtime clock_adjtime64 clock_getres clock_getres_time64 clock_gettime clock_gettime64 "
-    "clock_nanosleep clock_nanosleep_time64 close close_range connect copy_file_range creat dup "
-    "dup2 dup3 epoll_create epoll_create1 epoll_ctl epoll_ctl_old epoll_pwait epoll_pwait2 "
-    "epoll_wait epoll_wait_old eventfd eventfd2 execve execveat exit exit_group faccessat "
-    "faccessat2 fadvise64 fadvise64_64 fallocate fanotify_mark fchdir fchmod fchmodat fchown "
-    "fchown32 fchownat fcntl fcntl64 fdatasync fgetxattr flistxattr flock fork fremovexattr "
-    "fsetxattr fstat fstat64 fstatat64 fstatfs fstatfs64 fsync ftruncate ftruncate64 futex "
-    "futex_time64 futex_waitv futimesat getcpu getcwd getdents getdents64 getegid getegid32 "
-    "geteuid geteuid32 getgid getgid32 getgroups getgroups32 getitimer getpeername getpgid "
-    "getpgrp getpid getppid getpriority getrandom getresgid getresgid32 getresuid getresuid32 "
-    "getrlimit get_robust_list getrusage getsid getsockname getsockopt get_thread_area gettid "
-    "gettimeofday getuid getuid32 getxattr inotify_add_watch inotify_init inotify_init1 "
-    "inotify_rm_watch io_cancel ioctl io_destroy io_getevents io_pgetevents io_pgetevents_time64 "
-    "ioprio_get ioprio_set io_setup io_submit io_uring_enter io_uring_register io_uring_setup ipc "
-    "kill landlock_add_rule landlock_create_ruleset landlock_restrict_self lchown lchown32 "
-    "lgetxattr link linkat listen listxattr llistxattr _llseek lremovexattr lseek lsetxattr lstat "
-    "lstat64 madvise membarrier memfd_create memfd_secret mincore mkdir mkdirat mknod mknodat "
-    "mlock mlock2 mlockall mmap mmap2 mprotect mq_getsetattr mq_notify mq_open mq_timedreceive "
-    "mq_timedreceive_time64 mq_timedsend mq_timedsend_time64 mq_unlink mremap msgctl msgget "
-    "msgrcv msgsnd msync munlock munlockall munmap name_to_handle_at nanosleep newfstatat "
-    "_newselect open openat openat2 pause pidfd_open pidfd_send_signal pipe pipe2 pkey_alloc "
-    "pkey_free pkey_mprotect poll ppoll ppoll_time64 prctl pread64 preadv preadv2 prlimit64 "
-    "process_mrelease pselect6 pselect6_time64 pwrite64 pwritev pwritev2 read readahead readlink "
-    "readlinkat readv recv recvfrom recvmmsg recvmmsg_time64 recvmsg remap_file_pages removexattr "
-    "rename renameat renameat2 restart_syscall rmdir rseq rt_sigaction rt_sigpending "
-    "rt_sigprocmask rt_sigqueueinfo rt_sigreturn rt_sigsuspend rt_sigtimedwait "
-    "rt_sigtimedwait_time64 rt_tgsigqueueinfo sched_getaffinity sched_getattr sched_getparam "
-    "sched_get_priority_max sched_get_priority_min sched_getscheduler sched_rr_get_interval "
-    "sched_rr_get_interval_time64 sched_setaffinity sched_setattr sched_setparam "
-    "sched_setscheduler sched_yield seccomp select semctl semget semop semtimedop "
-    "semtimedop_time64 send sendfile sendfile64 sendmmsg sendmsg sendto setfsgid setfsgid32 "
-    "setfsuid setfsuid32 setgid setgid32 setgroups setgroups32 setitimer setpgid setpriority "
-    "setregid setregid32 setresgid setresgid32 setresuid setresuid32 setreuid setreuid32 "
-    "setrlimit set_robust_list setsid setsockopt set_thread_area set_tid_address setuid setuid32 "
-    "setxattr shmat shmctl shmdt shmget shutdown sigaltstack signalfd signalfd4 sigprocmask "
-    "sigreturn socketcall socketpair splice stat stat64 statfs statfs64 statx symlink symlinkat "
-    "sync sync_file_range syncfs sysinfo tee tgkill time timer_create timer_delete "
-    "timer_getoverrun timer_gettime timer_gettime64 timer_settime timer_settime64 timerfd_create "
-    "timerfd_gettime timerfd_gettime64 timerfd_settime timerfd_settime64 times tkill truncate "
-    "truncate64 ugetrlimit umask uname unlink unlinkat utime utimensat utimensat_time64 utimes "
-    "vfork vmsplice wait4 waitid waitpid write writev "
-    // moby gates these on kernel >= 4.8, where seccomp runs after ptrace.
-    "process_vm_readv process_vm_writev ptrace "
-#if defined(__x86_64__) || defined(__i386__)
-    "arch_prctl modify_ldt"
-#elif defined(__aarch64__) || defined(__arm__)
-    "arm_fadvise64_64 arm_sync_file_range sync_file_range2 breakpoint cacheflush set_tls"
-#elif defined(__powerpc64__)
-    "sync_file_range2 swapcontext"
-#elif defined(__s390x__)
-    "s390_pci_mmio_read s390_pci_mmio_write s390_runtime_instr"
-#elif defined(__riscv)
-    "riscv_flush_icache"
-#endif
-    ;
-
-// The profile's architectures: this machine's and its compatibility sub-architectures.
-#if defined(__x86_64__)
-constexpr const char* kSeccompArchitectures[] = {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86",
-                                                 "SCMP_ARCH_X32"};
-#elif defined(__aarch64__)
-constexpr const char* kSeccompArchitectures[] = {"SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"};
-#elif defined(__s390x__)
-constexpr const char* kSeccompArchitectures[] = {"SCMP_ARCH_S390X", "SCMP_ARCH_S390"};
-#elif defined(__powerpc64__)
-constexpr const char* kSeccompArchitectures[] = {"SCMP_ARCH_PPC64LE"};
-#elif defined(__riscv)
-constexpr const char* kSeccompArchitectures[] = {"SCMP_ARCH_RISCV64"};
-#else
-constexpr const char* kSeccompArchitectures[] = {"SCMP_ARCH_X86_64"};
-#endif
-
-// The namespace flags clone may not carry (moby's 2114060288): a build step must not make
-// nested namespaces to escape the profile.
-constexpr uint64_t kCloneNamespaceFlags = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS |
-                                          CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID |
-                                          CLONE_NEWNET;
-#if defined(__s390x__)
-constexpr unsigned kCloneFlagsArg = 1;  // s390 swaps clone's first two arguments
-#else
-constexpr unsigned kCloneFlagsArg = 0;
-#endif
-
 json seccomp_rule(std::vector<std::string> names, const char* action) {
   return json{{"names", std::move(names)}, {"action", action}};
 }
@@ -176,44 +92,42 @@ json seccomp_arg(unsigned index, uint64_t value, uint64_t value_two, const char*
   return json{{"index", index}, {"value", value}, {"valueTwo", value_two}, {"op", op}};
 }
 
+// The OCI form of the default profile (runner/seccomp_profile.hpp), rule by rule.
 json default_seccomp() {
-  std::vector<std::string> allowed;
-  std::string_view names = kAllowedSyscalls;
-  while (!names.empty()) {
-    size_t end = std::min(names.find(' '), names.size());
-    if (end > 0)
-      allowed.emplace_back(names.substr(0, end));
-    names.remove_prefix(std::min(end + 1, names.size()));
-  }
   json syscalls = json::array();
-  syscalls.push_back(seccomp_rule(std::move(allowed), "SCMP_ACT_ALLOW"));
-  json socket = seccomp_rule({"socket"}, "SCMP_ACT_ALLOW");
-  socket["args"] = json::array({seccomp_arg(0, AF_VSOCK, 0, "SCMP_CMP_NE")});
-  syscalls.push_back(socket);
-  // PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32 and the query 0xffffffff: one rule
-  // each, since the conditions of one rule must all hold.
-  for (uint64_t persona : {0x0, 0x8, 0x20000, 0x20008, 0xffffffff}) {
-    json personality = seccomp_rule({"personality"}, "SCMP_ACT_ALLOW");
-    personality["args"] = json::array({seccomp_arg(0, persona, 0, "SCMP_CMP_EQ")});
-    syscalls.push_back(personality);
+  std::vector<std::string> unconditional;
+  for (const detail::SeccompRule& rule : detail::default_seccomp_rules()) {
+    if (rule.arg < 0 && !rule.enosys) {
+      unconditional.emplace_back(rule.name);
+      continue;
+    }
+    json entry = seccomp_rule({rule.name}, rule.enosys ? "SCMP_ACT_ERRNO" : "SCMP_ACT_ALLOW");
+    if (rule.enosys)
+      entry["errnoRet"] = ENOSYS;
+    if (rule.arg >= 0) {
+      const char* op = rule.op == detail::SeccompCompare::kNotEqual      ? "SCMP_CMP_NE"
+                       : rule.op == detail::SeccompCompare::kMaskedEqual ? "SCMP_CMP_MASKED_EQ"
+                                                                         : "SCMP_CMP_EQ";
+      entry["args"] =
+          json::array({seccomp_arg(static_cast<unsigned>(rule.arg), rule.a, rule.b, op)});
+    }
+    syscalls.push_back(std::move(entry));
   }
-  json clone = seccomp_rule({"clone"}, "SCMP_ACT_ALLOW");
-  clone["args"] =
-      json::array({seccomp_arg(kCloneFlagsArg, kCloneNamespaceFlags, 0, "SCMP_CMP_MASKED_EQ")});
-  syscalls.push_back(clone);
-  // clone3 passes its flags in memory seccomp cannot inspect; ENOSYS makes libc use clone.
-  json clone3 = seccomp_rule({"clone3"}, "SCMP_ACT_ERRNO");
-  clone3["errnoRet"] = ENOSYS;
-  syscalls.push_back(clone3);
+  syscalls.insert(syscalls.begin(), seccomp_rule(std::move(unconditional), "SCMP_ACT_ALLOW"));
   return json{{"defaultAction", "SCMP_ACT_ERRNO"},
               {"defaultErrnoRet", EPERM},
-              {"architectures", kSeccompArchitectures},
+              {"architectures", detail::default_seccomp_architectures()},
               {"syscalls", std::move(syscalls)}};
 }
 
+// "Every capability" for a privileged run: those in kiln's own bounding set.
 std::vector<std::string> all_capabilities() {
   std::vector<std::string> names;
   for (cap_value_t cap = 0; cap < cap_max_bits(); ++cap) {
+    // The runtime cannot grant what kiln does not hold (a CI container without
+    // CAP_SYS_RESOURCE): it would fail with "unable to apply caps".
+    if (cap_get_bound(cap) != 1)
+      continue;
     char* raw = cap_to_name(cap);
     if (!raw)
       continue;
@@ -233,10 +147,10 @@ std::vector<std::string> all_capabilities() {
 // As runc sets them (after CVE-2022-24769): the bounding set is the container's set; root also
 // gets it effective and permitted; nobody gets inheritable or ambient ones.
 json capabilities(const ProcessSpec& spec) {
-  std::vector<std::string> set =
-      spec.privileged ? all_capabilities()
-                      : std::vector<std::string>(std::begin(kDefaultCapabilities),
-                                                 std::end(kDefaultCapabilities));
+  std::vector<std::string> set = spec.privileged
+                                     ? all_capabilities()
+                                     : std::vector<std::string>(std::begin(kDefaultCapabilities),
+                                                                std::end(kDefaultCapabilities));
   std::vector<std::string> root_only = spec.uid == 0 ? set : std::vector<std::string>{};
   return json{{"bounding", set},
               {"effective", root_only},
@@ -296,8 +210,8 @@ json oci_mount(const std::string& destination, const std::string& type, const st
 // are explicitly "rw" unless "ro"; other filesystems get their options as given.
 json user_mount(const Mount& mount) {
   if (!is_bind(mount))
-    return oci_mount(mount.destination, mount.type, mount.source.empty() ? mount.type : mount.source,
-                     mount.options);
+    return oci_mount(mount.destination, mount.type,
+                     mount.source.empty() ? mount.type : mount.source, mount.options);
   std::vector<std::string> options;
   if (!has_option(mount, "bind") && !has_option(mount, "rbind"))
     options.push_back("bind");
@@ -311,8 +225,8 @@ json user_mount(const Mount& mount) {
 json mounts(const ProcessSpec& spec, bool user_namespace) {
   json list = json::array();
   list.push_back(oci_mount("/proc", "proc", "proc", {"nosuid", "noexec", "nodev"}));
-  list.push_back(oci_mount("/dev", "tmpfs", "tmpfs",
-                           {"nosuid", "strictatime", "mode=755", "size=65536k"}));
+  list.push_back(
+      oci_mount("/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}));
   // No gid=5: an image need not have a tty group, and the gid need not be mapped.
   list.push_back(oci_mount("/dev/pts", "devpts", "devpts",
                            {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}));
@@ -348,8 +262,8 @@ UniqueFd open_in_root(const Rootfs& root, const std::string& path, uint64_t extr
   open_how how{};
   how.flags = O_PATH | O_CLOEXEC | extra_flags;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  return UniqueFd(static_cast<int>(::syscall(SYS_openat2, root.fd.get(), path.c_str(), &how,
-                                             sizeof how)));
+  return UniqueFd(
+      static_cast<int>(::syscall(SYS_openat2, root.fd.get(), path.c_str(), &how, sizeof how)));
 }
 
 uint64_t mount_id(int fd) {
@@ -409,7 +323,6 @@ void create_target(const Rootfs& root, const std::string& destination, bool file
       bool last = i + 1 == parts.size();
       int rc = 0;
       if (last && file) {
-        // O_PATH descriptors cannot be used with openat(O_CREAT); go through /proc.
         UniqueFd fd(::openat(parent.get(), name.c_str(),
                              O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644));
         rc = fd ? 0 : -1;
@@ -465,9 +378,8 @@ std::vector<std::string> create_targets(const json& config, const fs::path& bund
   std::vector<std::string> created;
   std::vector<std::string> mounted;
   for (const json& mount : config["mounts"]) {
-    std::string destination = fs::path(mount["destination"].get<std::string>())
-                                  .lexically_normal()
-                                  .string();
+    std::string destination =
+        fs::path(mount["destination"].get<std::string>()).lexically_normal().string();
     bool below_a_mount = std::any_of(mounted.begin(), mounted.end(), [&](const std::string& m) {
       return is_under(destination, m);
     });
@@ -496,7 +408,8 @@ std::string find_executable(const std::string& name) {
     return name;
   }
   const char* path = std::getenv("PATH");
-  std::string_view dirs = path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  std::string_view dirs =
+      path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   while (true) {
     size_t end = std::min(dirs.find(':'), dirs.size());
     std::string candidate = std::string(dirs.substr(0, end)) + "/" + name;
@@ -561,12 +474,12 @@ struct ParsedMount {
 
 ParsedMount parse_rootfs_mount(const Mount& mount) {
   static constexpr std::pair<std::string_view, unsigned long> kFlags[] = {
-      {"ro", MS_RDONLY},        {"rw", 0},
-      {"nosuid", MS_NOSUID},    {"nodev", MS_NODEV},
-      {"noexec", MS_NOEXEC},    {"relatime", MS_RELATIME},
-      {"noatime", MS_NOATIME},  {"strictatime", MS_STRICTATIME},
-      {"bind", MS_BIND},        {"rbind", MS_BIND | MS_REC},
-      {"private", 0},           {"rprivate", 0}};
+      {"ro", MS_RDONLY},       {"rw", 0},
+      {"nosuid", MS_NOSUID},   {"nodev", MS_NODEV},
+      {"noexec", MS_NOEXEC},   {"relatime", MS_RELATIME},
+      {"noatime", MS_NOATIME}, {"strictatime", MS_STRICTATIME},
+      {"bind", MS_BIND},       {"rbind", MS_BIND | MS_REC},
+      {"private", 0},          {"rprivate", 0}};
   ParsedMount parsed;
   if (mount.type == "bind")
     parsed.flags |= MS_BIND;
@@ -586,8 +499,8 @@ ParsedMount parse_rootfs_mount(const Mount& mount) {
 
 // The helper thread's mount namespace: private, with the rootfs mount in it.
 void mount_rootfs_privately(const Mount& mount, const std::string& rootfs) {
-  // CLONE_FS too: the thread shares its root and cwd with the process otherwise, and the kernel
-  // would refuse a new mount namespace for a shared fs_struct.
+  // CLONE_FS (which CLONE_NEWNS implies anyway): the thread stops sharing its root and cwd with
+  // the process, so that only this thread moves to the new namespace.
   if (::unshare(CLONE_NEWNS | CLONE_FS) != 0)
     throw Error(std::string("unshare mount namespace: ") + std::strerror(errno));
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
@@ -650,7 +563,7 @@ void check_spec(const ProcessSpec& spec) {
       throw Error("mount destination \"" + mount.destination + "\" is not an absolute path");
     if (is_bind(mount)) {
       std::error_code ec;
-      fs::status(mount.source, ec);
+      static_cast<void>(fs::status(mount.source, ec));
       if (ec)
         throw Error("bind mount " + mount.source + " on " + mount.destination + ": " +
                     ec.message());
@@ -672,7 +585,11 @@ class Launcher {
   Launcher(const ProcessSpec& spec, const json& config, const fs::path& bundle,
            const std::vector<std::string>& argv, int output_fd) {
     std::future<Started> started = started_.get_future();
-    thread_ = std::thread([&, this] {
+    // Taken here: get_future and set_value on one promise from two threads would race.
+    std::future<void> finished = finished_.get_future();
+    // The thread uses the constructor's arguments only until `started` is ready, while the
+    // constructor waits for it.
+    thread_ = std::thread([&, output_fd, finished = std::move(finished)] {
       bool mounted = false;
       std::string rootfs = config["root"]["path"].get<std::string>();
       try {
@@ -686,11 +603,13 @@ class Launcher {
         started_.set_value(std::move(result));
       } catch (...) {
         started_.set_exception(std::current_exception());
-        finished_.set_value();
+        if (mounted)
+          ::umount2(rootfs.c_str(), MNT_DETACH);
+        return;
       }
-      finished_.get_future().wait();
-      // The runtime is gone; the namespace would go with this thread anyway, but a lazy
-      // unmount now releases the overlay's upper directory at once.
+      finished.wait();
+      // The runtime is gone. The namespace would go with this thread anyway, but unmounting now
+      // releases the overlay's directories at once.
       if (mounted)
         ::umount2(rootfs.c_str(), MNT_DETACH);
     });
@@ -741,24 +660,25 @@ json OciRuntime::make_config(const ProcessSpec& spec, const std::string& rootfs)
                {"capabilities", capabilities(spec)},
                {"noNewPrivileges", !spec.privileged}};
 
-  json namespaces = json::array({{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}},
-                                 {{"type", "mount"}}});
+  json namespaces =
+      json::array({{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}});
   if (spec.network == Network::kNone)
     namespaces.push_back({{"type", "network"}});
-  json linux{{"namespaces", std::move(namespaces)}};
+  // Not "linux": that is a predefined macro in GNU mode.
+  json linux_config{{"namespaces", std::move(namespaces)}};
   if (user_namespace) {
-    linux["namespaces"].push_back({{"type", "user"}});
-    linux["uidMappings"] = identity_mappings("/proc/self/uid_map");
-    linux["gidMappings"] = identity_mappings("/proc/self/gid_map");
+    linux_config["namespaces"].push_back({{"type", "user"}});
+    linux_config["uidMappings"] = identity_mappings("/proc/self/uid_map");
+    linux_config["gidMappings"] = identity_mappings("/proc/self/gid_map");
   } else {
     // Host root: without a user namespace, device nodes are real. Deny all but the runtime's
     // default ones (null, zero, tty, ...), as Docker does; mknod stays allowed, open does not.
-    linux["resources"] = {{"devices", json::array({{{"allow", false}, {"access", "rwm"}}})}};
+    linux_config["resources"] = {{"devices", json::array({{{"allow", false}, {"access", "rwm"}}})}};
   }
   if (!spec.privileged) {
-    linux["maskedPaths"] = kMaskedPaths;
-    linux["readonlyPaths"] = kReadOnlyPaths;
-    linux["seccomp"] = default_seccomp();
+    linux_config["maskedPaths"] = kMaskedPaths;
+    linux_config["readonlyPaths"] = kReadOnlyPaths;
+    linux_config["seccomp"] = default_seccomp();
   }
 
   return json{{"ociVersion", "1.0.2"},
@@ -766,7 +686,7 @@ json OciRuntime::make_config(const ProcessSpec& spec, const std::string& rootfs)
               {"root", {{"path", rootfs}, {"readonly", false}}},
               {"hostname", spec.hostname},
               {"mounts", mounts(spec, user_namespace)},
-              {"linux", std::move(linux)}};
+              {"linux", std::move(linux_config)}};
 }
 
 RunResult OciRuntime::run(const ProcessSpec& spec) {

@@ -190,28 +190,74 @@ std::vector<sock_filter> export_program(scmp_filter_ctx ctx) {
   return program;
 }
 
+scmp_compare to_libseccomp(SeccompCompare op) {
+  switch (op) {
+    case SeccompCompare::kNotEqual:
+      return SCMP_CMP_NE;
+    case SeccompCompare::kMaskedEqual:
+      return SCMP_CMP_MASKED_EQ;
+    case SeccompCompare::kEqual:
+      break;
+  }
+  return SCMP_CMP_EQ;
+}
+
 std::vector<sock_filter> compile_default_profile() {
   FilterPtr filter(seccomp_init(SCMP_ACT_ERRNO(EPERM)), &seccomp_release);
   if (!filter)
     throw Error("seccomp: seccomp_init failed");
   scmp_filter_ctx ctx = filter.get();
   add_sub_architectures(ctx);
-  for (const std::string& name : split_names(kAllowedSyscalls))
-    add_rule(ctx, name.c_str(), SCMP_ACT_ALLOW, 0, nullptr);
-  for (const char* name : kPtraceSyscalls)
-    add_rule(ctx, name, SCMP_ACT_ALLOW, 0, nullptr);
-  for (const char* name : kArchSyscalls)
-    add_rule(ctx, name, SCMP_ACT_ALLOW, 0, nullptr);
-  for (const ConditionalRule& rule : kConditionalRules) {
-    scmp_arg_cmp condition{rule.arg, rule.op, rule.a, rule.b};
-    add_rule(ctx, rule.name, SCMP_ACT_ALLOW, 1, &condition);
+  for (const SeccompRule& rule : default_seccomp_rules()) {
+    uint32_t action = rule.enosys ? SCMP_ACT_ERRNO(ENOSYS) : SCMP_ACT_ALLOW;
+    if (rule.arg < 0) {
+      add_rule(ctx, rule.name, action, 0, nullptr);
+      continue;
+    }
+    scmp_arg_cmp condition{static_cast<unsigned>(rule.arg), to_libseccomp(rule.op), rule.a, rule.b};
+    add_rule(ctx, rule.name, action, 1, &condition);
   }
-  for (const char* name : kEnosysSyscalls)
-    add_rule(ctx, name, SCMP_ACT_ERRNO(ENOSYS), 0, nullptr);
   return export_program(ctx);
 }
 
 }  // namespace
+
+const std::vector<SeccompRule>& default_seccomp_rules() {
+  static const std::vector<SeccompRule> rules = [] {
+    std::vector<SeccompRule> out;
+    static const std::vector<std::string> allowed = split_names(kAllowedSyscalls);
+    for (const std::string& name : allowed)
+      out.push_back({name.c_str()});
+    for (const char* name : kPtraceSyscalls)
+      out.push_back({name});
+    for (const char* name : kArchSyscalls)
+      out.push_back({name});
+    for (const ConditionalRule& rule : kConditionalRules) {
+      SeccompCompare op = rule.op == SCMP_CMP_NE          ? SeccompCompare::kNotEqual
+                          : rule.op == SCMP_CMP_MASKED_EQ ? SeccompCompare::kMaskedEqual
+                                                          : SeccompCompare::kEqual;
+      out.push_back({rule.name, false, static_cast<int>(rule.arg), op, rule.a, rule.b});
+    }
+    for (const char* name : kEnosysSyscalls)
+      out.push_back({name, true});
+    return out;
+  }();
+  return rules;
+}
+
+const std::vector<const char*>& default_seccomp_architectures() {
+#if defined(__x86_64__)
+  static const std::vector<const char*> arches = {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86",
+                                                  "SCMP_ARCH_X32"};
+#elif defined(__aarch64__)
+  static const std::vector<const char*> arches = {"SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"};
+#elif defined(__s390x__)
+  static const std::vector<const char*> arches = {"SCMP_ARCH_S390X", "SCMP_ARCH_S390"};
+#else
+  static const std::vector<const char*> arches = {"SCMP_ARCH_NATIVE"};
+#endif
+  return arches;
+}
 
 const sock_fprog& default_seccomp_program() {
   static const std::vector<sock_filter> program = compile_default_profile();

@@ -5,7 +5,32 @@
 
 #include <linux/filter.h>
 
+#include <cstdint>
+#include <vector>
+
 namespace kiln::runner::detail {
+
+enum class SeccompCompare { kNotEqual, kEqual, kMaskedEqual };
+
+// One rule of the profile. Unconditional rules have arg < 0; a conditional rule holds when
+// argument `arg` compares with `a` (for kMaskedEqual: (arg & a) == b).
+struct SeccompRule {
+  const char* name;
+  bool enosys = false;  // the call fails with ENOSYS instead of being allowed
+  int arg = -1;
+  SeccompCompare op = SeccompCompare::kEqual;
+  uint64_t a = 0;
+  uint64_t b = 0;
+};
+
+// moby's default profile as data for this machine's architecture: the allowed syscalls
+// (unconditional and conditional) and the ones that fail with ENOSYS; everything else fails with
+// EPERM. Both the built-in sandbox's BPF program and the OCI runtime's config.json come from it.
+const std::vector<SeccompRule>& default_seccomp_rules();
+
+// libseccomp's names ("SCMP_ARCH_X86_64", ...) for the architectures the profile covers: this
+// machine's and its compatibility sub-architectures.
+const std::vector<const char*>& default_seccomp_architectures();
 
 // The profile compiled to a classic BPF program for this machine's architecture and its
 // compatibility sub-architectures (x86_64 + i386 + x32, aarch64 + arm). The default action is

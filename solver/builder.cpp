@@ -19,6 +19,7 @@
 #include "kiln/frontend/duration.hpp"
 #include "kiln/oci/image_source.hpp"
 #include "kiln/oci/media_types.hpp"
+#include "kiln/runner/oci_runtime.hpp"
 #include "kiln/runner/sandbox.hpp"
 #include "kiln/snapshotter/diff.hpp"
 #include "kiln/snapshotter/layer_applier.hpp"
@@ -682,7 +683,7 @@ struct Builder::Impl {
           "overlay",
           {snapshotter::overlay_mount_options({st.rootfs->path()}, upper, work, true)}};
       try {
-        result = runner::Sandbox().run(spec);
+        result = run_process(spec);
       } catch (const Error& e) {
         ::chmod((work / "work").c_str(), 0700);
         throw InputError(op.where, std::string("RUN: ") + e.what());
@@ -699,7 +700,7 @@ struct Builder::Impl {
       spec.rootfs = st.rootfs->path();
       spec.rootfs_mount.reset();
       try {
-        result = runner::Sandbox().run(spec);
+        result = run_process(spec);
       } catch (const Error& e) {
         throw InputError(op.where, std::string("RUN: ") + e.what());
       }
@@ -726,6 +727,13 @@ struct Builder::Impl {
       }
       throw Error(message);
     }
+  }
+
+  // The built-in sandbox, or the OCI runtime the user chose with --runtime.
+  runner::RunResult run_process(const runner::ProcessSpec& spec) {
+    if (request.runtime.empty())
+      return runner::Sandbox().run(spec);
+    return runner::OciRuntime(request.runtime).run(spec);
   }
 
   static std::set<std::string> mountpoints(const runner::RunResult& result) {

@@ -376,22 +376,28 @@ ProcessResult build_fs(const fs::path& ctx, const std::string& containerfile, co
 
 // RUN steps that create, change, chown and delete files, checked on the filesystem and in the
 // last layer's tar (whiteouts), with the given snapshotter.
-void check_run_changes(const fs::path& base, const std::string& snapshotter) {
+void check_run_changes(const fs::path& base, const std::string& snapshotter,
+                       const std::vector<std::string>& more = {}) {
   auto dir = [&] { return base; };
   auto store = [] { return Interop::store_public(); };
   auto tool = [](const std::vector<std::string>& argv) { return Interop::tool_public(argv); };
 
   fs::path ctx = dir() / ("run-changes-" + snapshotter);
   fs::path out = dir() / ("run-changes-fs-" + snapshotter);
-  ProcessResult r = build_fs(ctx,
-                             "FROM busybox:latest\n"
-                             "RUN mkdir -p /data/keep /data/gone /data/opq && echo one > "
-                             "/data/keep/f && echo x > /data/gone/x && echo old > /data/opq/old && "
-                             "echo motd > /etc/motd\n"
-                             "RUN rm -rf /data/gone /data/opq && mkdir /data/opq && echo new > "
-                             "/data/opq/new && echo two >> /data/keep/f && rm /etc/motd && chown "
-                             "1000:1000 /data/keep/f\n",
-                             out, {"-t", "run-changes:1", "--snapshotter", snapshotter});
+  ProcessResult r = build_fs(
+      ctx,
+      "FROM busybox:latest\n"
+      "RUN mkdir -p /data/keep /data/gone /data/opq && echo one > "
+      "/data/keep/f && echo x > /data/gone/x && echo old > /data/opq/old && "
+      "echo motd > /etc/motd\n"
+      "RUN rm -rf /data/gone /data/opq && mkdir /data/opq && echo new > "
+      "/data/opq/new && echo two >> /data/keep/f && rm /etc/motd && chown "
+      "1000:1000 /data/keep/f\n",
+      out, [&] {
+        std::vector<std::string> args = {"-t", "run-changes:1", "--snapshotter", snapshotter};
+        args.insert(args.end(), more.begin(), more.end());
+        return args;
+      }());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(read(out / "data/keep/f"), "one\ntwo\n");
   EXPECT_FALSE(fs::exists(out / "data/gone"));
@@ -749,6 +755,46 @@ TEST_F(Interop, CMultiStageExampleRunsUnderPodman) {
   EXPECT_EQ(run.out, "hello from a static C binary built by kiln\n");
   nlohmann::json config = inspect_config("hello-c:1");
   EXPECT_EQ(config["rootfs"]["diff_ids"].size(), 1u);  // only the binary
+}
+
+// The same RUN behaviour through an external OCI runtime (Debian's runc).
+TEST_F(Interop, RuncBackendRunsTheSameSteps) {
+  check_run_changes(dir() / "runc", "overlay", {"--runtime", "runc"});
+  LoopbackServer server;
+  std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/";
+  fs::path ctx = dir() / "runc-isolated";
+  fs::path out = dir() / "runc-isolated-fs";
+  ProcessResult r = build_fs(
+      ctx,
+      "FROM busybox:latest\n"
+      "RUN mkdir /r /mnt && (mount -t tmpfs none /mnt 2>/dev/null && echo mounted > /r/mount || "
+      "echo denied > /r/mount) && (ls /proc | grep -c '^[0-9]' > /r/procs)\n"
+      "RUN --network=none timeout 5 wget -q -O /r/none " +
+          url + " || echo blocked > /r/none\n",
+      out, {"--runtime", "runc"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read(out / "r/mount"), "denied\n");
+  EXPECT_LE(std::stoi(read(out / "r/procs")), 4);
+  EXPECT_EQ(read(out / "r/none"), "blocked\n");
+  ProcessResult missing = build_fs(ctx, "FROM busybox:latest\nRUN true\n", dir() / "runc-missing",
+                                   {"--runtime", "/nonexistent/runtime"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("/nonexistent/runtime"));
+}
+
+// Debian's crun refuses hosts with hybrid cgroups: that must be a clear error, not a success.
+TEST_F(Interop, CrunRunsOrSaysWhyNot) {
+  if (run_program({"sh", "-c", "command -v crun"}).exit_code != 0)
+    GTEST_SKIP() << "no crun";
+  fs::path ctx = dir() / "crun";
+  ProcessResult r = build_fs(ctx, "FROM busybox:latest\nRUN echo ran > /ran\n", dir() / "crun-fs",
+                             {"--runtime", "crun"});
+  if (r.exit_code == 0) {
+    EXPECT_EQ(read(dir() / "crun-fs/ran"), "ran\n");
+  } else {
+    EXPECT_THAT(r.err, HasSubstr("crun"));
+    EXPECT_THAT(r.err, HasSubstr("Containerfile:2:1: RUN"));
+  }
 }
 
 }  // namespace

@@ -44,6 +44,7 @@ struct BuildRequest {
   bool allow_insecure = false;            // --allow security.insecure
   std::string snapshotter = "auto";       // auto | overlay | copy
   std::filesystem::path cache_mounts;     // where RUN --mount=type=cache directories persist
+  std::string runtime;                    // --runtime runc|crun|PATH; empty: the built-in sandbox
 };
 
 // An image that is built but not yet exported: its layers are blobs in the store.
