@@ -46,6 +46,7 @@
 #include <utility>
 #include <vector>
 
+#include "default_paths.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "seccomp_profile.hpp"
@@ -68,21 +69,8 @@ constexpr const char* kDefaultCapabilities[] = {
     "CAP_SETFCAP", "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
     "CAP_KILL",    "CAP_AUDIT_WRITE"};
 
-// runc's default masked and read-only paths, plus powercap (energy counters leak information
-// about other tenants), as Sandbox hides them.
-constexpr const char* kMaskedPaths[] = {"/proc/asound",
-                                        "/proc/acpi",
-                                        "/proc/kcore",
-                                        "/proc/keys",
-                                        "/proc/latency_stats",
-                                        "/proc/timer_list",
-                                        "/proc/timer_stats",
-                                        "/proc/sched_debug",
-                                        "/proc/scsi",
-                                        "/sys/firmware",
-                                        "/sys/devices/virtual/powercap"};
-constexpr const char* kReadOnlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                                          "/proc/sysrq-trigger"};
+using detail::kMaskedPaths;
+using detail::kReadOnlyPaths;
 
 json seccomp_rule(std::vector<std::string> names, const char* action) {
   return json{{"names", std::move(names)}, {"action", action}};

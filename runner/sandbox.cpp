@@ -44,6 +44,7 @@
 #include <utility>
 #include <vector>
 
+#include "default_paths.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "seccomp_profile.hpp"
@@ -127,22 +128,8 @@ constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/
 // namespace is always nodev, so nodes created there would not work.
 constexpr const char* kDeviceNodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
 
-// /proc and /sys paths runc and moby hide or make read-only by default: they leak host
-// information or, since uid 0 maps to the caller's uid 0, would let root in the sandbox change
-// host-wide kernel settings.
-constexpr const char* kMaskedPaths[] = {"/proc/asound",
-                                        "/proc/acpi",
-                                        "/proc/kcore",
-                                        "/proc/keys",
-                                        "/proc/latency_stats",
-                                        "/proc/timer_list",
-                                        "/proc/timer_stats",
-                                        "/proc/sched_debug",
-                                        "/proc/scsi",
-                                        "/sys/firmware",
-                                        "/sys/devices/virtual/powercap"};
-constexpr const char* kReadOnlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                                          "/proc/sysrq-trigger"};
+using detail::kMaskedPaths;
+using detail::kReadOnlyPaths;
 
 // Docker's and runc's default capability set (the OCI runtime spec example).
 constexpr cap_value_t kDefaultCapabilities[] = {

@@ -20,6 +20,7 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
+#include "paths.hpp"
 
 namespace kiln::snapshotter {
 namespace {
@@ -273,20 +274,9 @@ std::vector<LayerEntry> finish(std::vector<Item> items) {
 std::set<std::string> normalize_excludes(const std::set<std::string>& exclude) {
   std::set<std::string> out;
   for (const std::string& path : exclude) {
-    std::string_view p = path;
-    for (;;) {
-      if (starts_with(p, "/")) {
-        p.remove_prefix(1);
-      } else if (starts_with(p, "./")) {
-        p.remove_prefix(2);
-      } else {
-        break;
-      }
-    }
-    while (ends_with(p, "/"))
-      p.remove_suffix(1);
-    if (!p.empty() && p != ".")
-      out.emplace(p);
+    std::string p = detail::relative_path(path);
+    if (!p.empty())
+      out.insert(std::move(p));
   }
   return out;
 }

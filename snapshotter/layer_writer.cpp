@@ -22,6 +22,7 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
+#include "paths.hpp"
 
 namespace kiln::snapshotter {
 namespace {
@@ -397,23 +398,10 @@ void sort_and_check(std::vector<LayerEntry>& entries) {
 // --- entries_from_directory ---
 
 std::string normalize_prefix(const std::string& prefix) {
-  std::string_view p = prefix;
-  for (;;) {
-    if (starts_with(p, "/")) {
-      p.remove_prefix(1);
-    } else if (starts_with(p, "./")) {
-      p.remove_prefix(2);
-    } else {
-      break;
-    }
-  }
-  while (ends_with(p, "/"))
-    p.remove_suffix(1);
-  if (p == ".")
-    p = {};
+  std::string p = detail::relative_path(prefix);
   if (!p.empty() && !valid_layer_path(p))
     throw Error("invalid layer path prefix " + quote(prefix));
-  return std::string(p);
+  return p;
 }
 
 // Calls fn(buffer, capacity) until it fits: the size query and the read race with other writers.
@@ -605,5 +593,26 @@ std::vector<LayerEntry> entries_from_directory(const fs::path& root, const std::
   }
   return entries;
 }
+
+namespace detail {
+
+std::string relative_path(std::string_view path) {
+  for (;;) {
+    if (path.starts_with("/")) {
+      path.remove_prefix(1);
+    } else if (path.starts_with("./")) {
+      path.remove_prefix(2);
+    } else {
+      break;
+    }
+  }
+  while (path.ends_with("/"))
+    path.remove_suffix(1);
+  if (path == ".")
+    path = {};
+  return std::string(path);
+}
+
+}  // namespace detail
 
 }  // namespace kiln::snapshotter
