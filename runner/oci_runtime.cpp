@@ -46,7 +46,7 @@
 #include <utility>
 #include <vector>
 
-#include "default_paths.hpp"
+#include "common.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "seccomp_profile.hpp"
@@ -537,12 +537,7 @@ void write_text_file(const fs::path& path, const std::string& content) {
 }
 
 void check_spec(const ProcessSpec& spec) {
-  if (spec.args.empty())
-    throw Error("run: no command");
-  if (spec.cwd.empty() || spec.cwd[0] != '/')
-    throw Error("run: working directory \"" + spec.cwd + "\" is not an absolute path");
-  if (spec.hostname.empty() || spec.hostname.size() > HOST_NAME_MAX)
-    throw Error("run: bad hostname \"" + spec.hostname + "\"");
+  detail::check_process_spec(spec);
   // Checked here rather than left to the runtime, for the same messages as Sandbox.
   if (!spec.resolv_conf.empty() && ::access(spec.resolv_conf.c_str(), R_OK) != 0)
     throw Error("resolv.conf " + spec.resolv_conf + ": " + std::strerror(errno));
@@ -689,8 +684,7 @@ RunResult OciRuntime::run(const ProcessSpec& spec) {
   TempDir state({}, "kiln-oci-state-");
   json config = make_config(spec, rootfs.string());
   write_text_file(bundle.path() / "config.json", config.dump(2) + "\n");
-  write_text_file(bundle.path() / "hosts",
-                  "127.0.0.1 localhost\n::1 localhost\n127.0.1.1 " + spec.hostname + "\n");
+  write_text_file(bundle.path() / "hosts", detail::hosts_file_content(spec.hostname));
   fs::path log = bundle.path() / "log.json";
   std::string id = unique_container_id();
 

@@ -44,7 +44,7 @@
 #include <utility>
 #include <vector>
 
-#include "default_paths.hpp"
+#include "common.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "seccomp_profile.hpp"
@@ -1154,18 +1154,9 @@ void read_setup_report(int fd, RunResult& result) {
 }
 
 void write_hosts_file(const fs::path& path, const std::string& hostname) {
-  std::string content = "127.0.0.1 localhost\n::1 localhost\n127.0.1.1 " + hostname + "\n";
+  std::string content = detail::hosts_file_content(hostname);
   UniqueFd fd = open_or_throw(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   write_all(fd.get(), content.data(), content.size(), path.string());
-}
-
-void check_spec(const ProcessSpec& spec) {
-  if (spec.args.empty())
-    throw Error("run: no command");
-  if (spec.cwd.empty() || spec.cwd[0] != '/')
-    throw Error("run: working directory \"" + spec.cwd + "\" is not an absolute path");
-  if (spec.hostname.empty() || spec.hostname.size() > HOST_NAME_MAX)
-    throw Error("run: bad hostname \"" + spec.hostname + "\"");
 }
 
 fs::path canonical_rootfs(const fs::path& rootfs) {
@@ -1228,7 +1219,7 @@ RunResult exit_result(int status, RunResult result) {
 }  // namespace
 
 RunResult Sandbox::run(const ProcessSpec& spec) {
-  check_spec(spec);
+  detail::check_process_spec(spec);
   TempDir scratch({}, "kiln-sandbox-");
   fs::path hosts_file = scratch.path() / "hosts";
   write_hosts_file(hosts_file, spec.hostname);

@@ -17,10 +17,10 @@
 #include <sstream>
 #include <utility>
 
+#include "internal.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
-#include "paths.hpp"
 
 namespace kiln::snapshotter {
 namespace {
@@ -85,33 +85,6 @@ std::string base_of(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-// Calls fn(buffer, capacity) until the value fits: the size query and the read race with other
-// writers. nullopt when the attribute is gone or the file system has none.
-template <typename Fn>
-std::optional<std::string> read_sized(Fn fn, const fs::path& path, const char* what) {
-  for (;;) {
-    ssize_t size = fn(nullptr, 0);
-    if (size < 0) {
-      if (errno == ENOTSUP || errno == ENODATA)
-        return std::nullopt;
-      fail(what, path, errno);
-    }
-    std::string buffer(static_cast<size_t>(size), '\0');
-    if (size == 0)
-      return buffer;
-    ssize_t got = fn(buffer.data(), buffer.size());
-    if (got < 0) {
-      if (errno == ERANGE)
-        continue;  // it grew in between
-      if (errno == ENOTSUP || errno == ENODATA)
-        return std::nullopt;
-      fail(what, path, errno);
-    }
-    buffer.resize(static_cast<size_t>(got));
-    return buffer;
-  }
-}
-
 bool is_overlay_xattr(std::string_view name) {
   return starts_with(name, kTrustedOverlay) || starts_with(name, kUserOverlay);
 }
@@ -146,38 +119,17 @@ struct Xattrs {
 // only with CAP_SYS_ADMIN, so an unprivileged caller sees just the user.overlay.* form.
 Xattrs read_xattrs(const fs::path& path, bool want_overlay) {
   Xattrs x;
-  auto names =
-      read_sized([&](char* buf, size_t size) { return ::llistxattr(path.c_str(), buf, size); },
-                 path, "llistxattr");
-  if (!names || names->empty())
-    return x;
-  for (const std::string& name : split(*names, '\0')) {
+  for (const std::string& name : detail::xattr_names(path)) {
     bool overlay = is_overlay_xattr(name);
-    if (name.empty() || (overlay && !want_overlay) || (!overlay && !kept_xattr(name)))
+    if ((overlay && !want_overlay) || (!overlay && !kept_xattr(name)))
       continue;
-    auto value = read_sized(
-        [&](char* buf, size_t size) { return ::lgetxattr(path.c_str(), name.c_str(), buf, size); },
-        path, "lgetxattr");
+    auto value = detail::xattr_value(path, name);
     if (!value)
       continue;  // removed meanwhile
     (overlay ? x.overlay : x.kept).emplace_back(name, std::move(*value));
   }
   std::sort(x.kept.begin(), x.kept.end());
   return x;
-}
-
-std::string read_link_target(const fs::path& path) {
-  std::string target(256, '\0');
-  for (;;) {
-    ssize_t n = ::readlink(path.c_str(), target.data(), target.size());
-    if (n < 0)
-      fail("readlink", path, errno);
-    if (static_cast<size_t>(n) < target.size()) {
-      target.resize(static_cast<size_t>(n));
-      return target;
-    }
-    target.resize(target.size() * 2);  // possibly truncated: retry with more room
-  }
 }
 
 // An overlayfs whiteout: the classic 0/0 character device, or the newer empty regular file
@@ -230,7 +182,7 @@ Item entry_item(const fs::path& host, std::string rel, const struct stat& st,
     e.source = host;
     item.linkable = st.st_nlink > 1;
   } else if (S_ISLNK(st.st_mode)) {
-    e.link_target = read_link_target(host);
+    e.link_target = detail::read_link_target(host);
   } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
     e.dev_major = major(st.st_rdev);
     e.dev_minor = minor(st.st_rdev);
@@ -364,7 +316,7 @@ std::map<std::string, TreeIndex::Node> scan_nodes(const fs::path& root) {
       n.mtime_ns = to_ns(st.st_mtim);
       n.ctime_ns = to_ns(st.st_ctim);
       if (S_ISLNK(st.st_mode))
-        n.link_target = read_link_target(host);
+        n.link_target = detail::read_link_target(host);
       n.xattr_digest = digest_xattrs(read_xattrs(host, false).kept);
       if (S_ISDIR(st.st_mode))
         todo.emplace_back(host, rel);

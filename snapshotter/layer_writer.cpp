@@ -19,10 +19,10 @@
 #include <system_error>
 #include <utility>
 
+#include "internal.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
-#include "paths.hpp"
 
 namespace kiln::snapshotter {
 namespace {
@@ -432,38 +432,16 @@ std::optional<std::string> read_sized(Fn fn, const fs::path& path, const char* w
 
 std::vector<std::pair<std::string, std::string>> read_xattrs(const fs::path& path) {
   std::vector<std::pair<std::string, std::string>> xattrs;
-  auto names =
-      read_sized([&](char* buf, size_t size) { return ::llistxattr(path.c_str(), buf, size); },
-                 path, "llistxattr");
-  if (!names)
-    return xattrs;
-  for (const std::string& name : split(*names, '\0')) {
+  for (const std::string& name : detail::xattr_names(path)) {
     // Only attributes that mean the same on another machine: user.* and file capabilities.
     // security.selinux and friends are host policy; trusted.* needs CAP_SYS_ADMIN to read.
     if (!starts_with(name, "user.") && name != "security.capability")
       continue;
-    auto value = read_sized(
-        [&](char* buf, size_t size) { return ::lgetxattr(path.c_str(), name.c_str(), buf, size); },
-        path, "lgetxattr");
-    if (value)
+    if (auto value = detail::xattr_value(path, name))
       xattrs.emplace_back(name, std::move(*value));  // nullopt: removed meanwhile
   }
   std::sort(xattrs.begin(), xattrs.end());
   return xattrs;
-}
-
-std::string read_link_target(const fs::path& path) {
-  std::string target(256, '\0');
-  for (;;) {
-    ssize_t n = ::readlink(path.c_str(), target.data(), target.size());
-    if (n < 0)
-      throw Error("readlink " + path.string() + ": " + errno_text(errno));
-    if (static_cast<size_t>(n) < target.size()) {
-      target.resize(static_cast<size_t>(n));
-      return target;
-    }
-    target.resize(target.size() * 2);  // possibly truncated: retry with more room
-  }
 }
 
 struct Found {
@@ -555,7 +533,7 @@ std::vector<LayerEntry> entries_from_directory(const fs::path& root, const std::
       } else if (S_ISREG(st.st_mode)) {
         e.source = host;
       } else if (S_ISLNK(st.st_mode)) {
-        e.link_target = read_link_target(host);
+        e.link_target = detail::read_link_target(host);
       } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
         e.dev_major = major(st.st_rdev);
         e.dev_minor = minor(st.st_rdev);
@@ -611,6 +589,40 @@ std::string relative_path(std::string_view path) {
   if (path == ".")
     path = {};
   return std::string(path);
+}
+
+std::string read_link_target(const fs::path& path) {
+  std::string target(256, '\0');
+  for (;;) {
+    ssize_t n = ::readlink(path.c_str(), target.data(), target.size());
+    if (n < 0)
+      throw Error("readlink " + path.string() + ": " + errno_text(errno));
+    if (static_cast<size_t>(n) < target.size()) {
+      target.resize(static_cast<size_t>(n));
+      return target;
+    }
+    target.resize(target.size() * 2);  // possibly truncated: retry with more room
+  }
+}
+
+std::vector<std::string> xattr_names(const fs::path& path) {
+  auto list =
+      read_sized([&](char* buf, size_t size) { return ::llistxattr(path.c_str(), buf, size); },
+                 path, "llistxattr");
+  std::vector<std::string> names;
+  if (!list)
+    return names;
+  for (std::string& name : split(*list, '\0')) {
+    if (!name.empty())
+      names.push_back(std::move(name));
+  }
+  return names;
+}
+
+std::optional<std::string> xattr_value(const fs::path& path, const std::string& name) {
+  return read_sized(
+      [&](char* buf, size_t size) { return ::lgetxattr(path.c_str(), name.c_str(), buf, size); },
+      path, "lgetxattr");
 }
 
 }  // namespace detail

@@ -76,6 +76,18 @@ class Interop : public ::testing::Test {
   static ProcessResult tool(const std::vector<std::string>& argv) {
     return run_program(argv, {}, {}, {"CONTAINERS_CONF=" + podman_conf()});
   }
+  // podman with its own storage under the test directory (`name` picks the subdirectory).
+  static ProcessResult podman(const std::string& name, const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {"podman",
+                                     "--root",
+                                     (dir() / name / "root").string(),
+                                     "--runroot",
+                                     (dir() / name / "run").string(),
+                                     "--storage-driver",
+                                     "vfs"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return tool(argv);
+  }
   static std::string podman_conf() {
     fs::path conf = dir() / "containers.conf";
     if (!fs::exists(conf)) {
@@ -231,18 +243,7 @@ TEST_F(Interop, PodmanLoadsTheDockerArchiveAndRunsIt) {
   ProcessResult b = kiln({"build", "-t", "app:1", "-o", "type=docker,dest=" + archive.string(),
                           app_context().string()});
   ASSERT_EQ(b.exit_code, 0) << b.err;
-  std::vector<std::string> podman = {"podman",
-                                     "--root",
-                                     (dir() / "podman/root").string(),
-                                     "--runroot",
-                                     (dir() / "podman/run").string(),
-                                     "--storage-driver",
-                                     "vfs"};
-  auto with = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv = podman;
-    argv.insert(argv.end(), args.begin(), args.end());
-    return tool(argv);
-  };
+  auto with = [&](const std::vector<std::string>& args) { return podman("podman", args); };
   ProcessResult load = with({"load", "-i", archive.string()});
   ASSERT_EQ(load.exit_code, 0) << load.err;
   ProcessResult run = with({"run", "--rm", "--network", "none", "app:1"});
@@ -736,18 +737,7 @@ TEST_F(Interop, CMultiStageExampleRunsUnderPodman) {
   ProcessResult b = kiln(
       {"build", "-t", "hello-c:1", "-o", "type=docker,dest=" + archive.string(), ctx.string()});
   ASSERT_EQ(b.exit_code, 0) << b.err;
-  std::vector<std::string> podman = {"podman",
-                                     "--root",
-                                     (dir() / "podman-c/root").string(),
-                                     "--runroot",
-                                     (dir() / "podman-c/run").string(),
-                                     "--storage-driver",
-                                     "vfs"};
-  auto with = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv = podman;
-    argv.insert(argv.end(), args.begin(), args.end());
-    return tool(argv);
-  };
+  auto with = [&](const std::vector<std::string>& args) { return podman("podman-c", args); };
   ProcessResult load = with({"load", "-i", archive.string()});
   ASSERT_EQ(load.exit_code, 0) << load.err;
   ProcessResult run = with({"run", "--rm", "--network", "none", "hello-c:1"});

@@ -1,8 +1,14 @@
-// The /proc and /sys paths runc and moby hide or make read-only by default, shared by the
-// built-in sandbox and the OCI-runtime backend. They leak host information or, since uid 0 maps
-// to the caller's uid 0, would let root in a RUN step change host-wide kernel settings; powercap
-// is added because energy counters leak information about other tenants. Private to the runner.
+// What the built-in sandbox and the OCI-runtime backend share. Private to the runner.
+//
+// The /proc and /sys paths runc and moby hide or make read-only by default. They leak host
+// information or, since uid 0 maps to the caller's uid 0, would let root in a RUN step change
+// host-wide kernel settings; powercap is added because energy counters leak information about other
+// tenants.
 #pragma once
+
+#include <string>
+
+#include "kiln/runner/sandbox.hpp"
 
 namespace kiln::runner::detail {
 
@@ -19,5 +25,12 @@ inline constexpr const char* kMaskedPaths[] = {"/proc/asound",
                                                "/sys/devices/virtual/powercap"};
 inline constexpr const char* kReadOnlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                                  "/proc/sysrq-trigger"};
+
+// Rejects a spec no backend can run: no command, a relative working directory, a bad
+// hostname. Throws kiln::Error "run: ...".
+void check_process_spec(const ProcessSpec& spec);
+
+// The /etc/hosts every RUN step sees: localhost and the step's hostname.
+std::string hosts_file_content(const std::string& hostname);
 
 }  // namespace kiln::runner::detail
