@@ -410,9 +410,10 @@ TEST_F(OciRuntime, HostNetworkReachesTheHostsLoopbackAndNoNetworkDoesNot) {
   EXPECT_EQ(result.exit_code, 0) << out_;
   EXPECT_EQ(out_, "from host\n");
 
-  ProcessSpec isolated = spec(
-      {"/bin/sh", "-c",
-       "timeout 5 wget -q -O - " + url + " || echo unreachable; ifconfig -a | grep -c '^[a-z]'"});
+  ProcessSpec isolated =
+      spec({"/bin/sh", "-c",
+            "timeout 5 wget -q -O - " + url +
+                " 2>/dev/null || echo unreachable; ifconfig -a | grep -c '^[a-z]'"});
   isolated.network = Network::kNone;
   run(isolated);
   EXPECT_TRUE(contains(out_, "unreachable\n1\n")) << out_;
