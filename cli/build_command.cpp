@@ -1,9 +1,11 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
@@ -19,6 +21,7 @@
 #include "kiln/runner/userns.hpp"
 #include "kiln/snapshotter/compression.hpp"
 #include "kiln/solver/builder.hpp"
+#include "kiln/solver/progress_renderer.hpp"
 
 namespace kiln::cli {
 namespace {
@@ -62,7 +65,8 @@ void refuse_unavailable(const BuildCommandOptions& opts) {
 
 void write_outputs(const BuildCommandOptions& opts, oci::Store& store,
                    const exporter::CommittedImage& image, const solver::BuiltImage& built,
-                   const std::optional<int64_t>& sde, std::ostream& log) {
+                   const std::optional<int64_t>& sde,
+                   const std::function<void(const std::string&)>& say) {
   for (const TypedSpec& o : opts.outputs) {
     std::string dest = o.attr("dest").value_or("");
     if (o.type == "oci") {
@@ -75,14 +79,14 @@ void write_outputs(const BuildCommandOptions& opts, oci::Store& store,
     } else if (o.type == "docker") {
       exporter::write_docker_archive(store, image.manifest, opts.tags, dest);
     } else if (o.type == "local") {
-      exporter::write_rootfs_directory(built.rootfs, dest);
+      exporter::write_rootfs_directory(built.rootfs(), dest);
     } else if (o.type == "tar") {
-      exporter::write_rootfs_tar(built.rootfs, dest, sde);
+      exporter::write_rootfs_tar(built.rootfs(), dest, sde);
     } else if (o.type == "image") {
       continue;  // the store, which every build writes anyway
     }
     if (dest != "-")
-      log << "Wrote " << o.type << " output to " << dest << "\n";
+      say("Wrote " + o.type + " output to " + dest);
   }
 }
 
@@ -148,17 +152,44 @@ int build_command(const std::vector<std::string>& args, Io io) {
   for (const SecretSpec& secret : opts->secrets) {
     request.secrets[secret.id] = {secret.src, secret.env};
   }
-  bool quiet = opts->progress == "json";
-  request.progress = [&](const std::string& line) {
-    if (!quiet)
-      io.err << line << "\n";
+  request.no_cache = opts->no_cache;
+  request.no_cache_filter = opts->no_cache_filter;
+  std::unique_ptr<solver::ProgressSink> progress = solver::make_progress_sink(
+      solver::parse_progress_mode(opts->progress, ::isatty(STDERR_FILENO) == 1), io.err);
+  request.progress = progress.get();
+  auto started = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   };
+  auto say = [&](const std::string& text) {
+    solver::ProgressEvent e;
+    e.kind = solver::ProgressEvent::Kind::kMessage;
+    e.text = text;
+    progress->event(e);
+  };
+  // Whatever happens, the progress display ends before the result or the error is printed.
+  struct Finish {
+    solver::ProgressSink& sink;
+    std::function<double()> elapsed;
+    bool succeeded = false;
+    ~Finish() {
+      if (!succeeded) {
+        solver::ProgressEvent e;
+        e.kind = solver::ProgressEvent::Kind::kBuildDone;
+        e.seconds = elapsed();
+        sink.event(e);
+      }
+      sink.finish();
+    }
+  } finish{*progress, elapsed};
+
   solver::Builder builder(store, request);
   build.base_image = [&](const std::string& ref, const oci::Platform& platform) {
     return builder.base_image(ref, platform);
   };
   frontend::BuildPlan plan = frontend::plan_build(file, build);
-  print_warnings(plan.warnings, io.err);
+  for (const frontend::Warning& w : plan.warnings)
+    say(format_warning(w));
   solver::BuiltImage built = builder.build(plan);
 
   exporter::ManifestFormat format =
@@ -167,19 +198,28 @@ int build_command(const std::vector<std::string>& args, Io io) {
       exporter::commit_image(store, built.config, built.layers, format);
   for (const std::string& tag : opts->tags) {
     store.tag(image.manifest, tag);
-    io.err << "Tagged " << oci::Store::canonical_name(tag) << "\n";
+    say("Tagged " + oci::Store::canonical_name(tag));
   }
-  write_outputs(*opts, store, image, built, sde, io.err);
+  write_outputs(*opts, store, image, built, sde, say);
   if (!opts->iidfile.empty()) {
     std::ofstream iid(opts->iidfile, std::ios::trunc);
     iid << image.config.str();
     if (!iid)
       throw Error("cannot write --iidfile " + opts->iidfile);
   }
-  io.err << "Image " << image.config.str() << " (manifest " << image.manifest.digest.str() << ")\n";
+  solver::ProgressEvent done;
+  done.kind = solver::ProgressEvent::Kind::kBuildDone;
+  done.text = image.config.str();
+  done.detail = image.manifest.digest.str();
+  done.seconds = elapsed();
+  progress->event(done);
+  finish.succeeded = true;
   if (opts->progress == "json") {
     io.out << nlohmann::json{{"image", image.config.str()},
-                             {"manifest", image.manifest.digest.str()}}
+                             {"manifest", image.manifest.digest.str()},
+                             {"steps_run", built.steps_run},
+                             {"steps_cached", built.steps_cached},
+                             {"seconds", elapsed()}}
                   .dump()
            << "\n";
   } else {

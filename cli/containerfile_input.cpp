@@ -34,10 +34,13 @@ frontend::Containerfile load_containerfile(const std::string& file,
   return frontend::read_containerfile(path);
 }
 
+std::string format_warning(const frontend::Warning& w) {
+  return "WARNING: " + w.where.to_string() + ": " + w.message;
+}
+
 void print_warnings(const std::vector<frontend::Warning>& warnings, std::ostream& err) {
-  for (const frontend::Warning& w : warnings) {
-    err << "WARNING: " << w.where.to_string() << ": " << w.message << "\n";
-  }
+  for (const frontend::Warning& w : warnings)
+    err << format_warning(w) << "\n";
 }
 
 }  // namespace kiln::cli

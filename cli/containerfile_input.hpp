@@ -21,6 +21,8 @@ std::filesystem::path containerfile_path(const std::string& file,
                                          const std::filesystem::path& context);
 
 // Prints warnings as "WARNING: FILE:LINE:COL: message".
+// "WARNING: FILE:LINE:COL: message"
+std::string format_warning(const frontend::Warning& warning);
 void print_warnings(const std::vector<frontend::Warning>& warnings, std::ostream& err);
 
 }  // namespace kiln::cli

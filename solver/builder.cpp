@@ -6,23 +6,33 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <deque>
+#include <future>
 #include <map>
+#include <mutex>
+#include <semaphore>
 #include <set>
+#include <thread>
 
+#include "cache_key.hpp"
+#include "content_hasher.hpp"
 #include "copy.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
-#include "kiln/frontend/duration.hpp"
 #include "kiln/oci/image_source.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/runner/oci_runtime.hpp"
 #include "kiln/runner/sandbox.hpp"
 #include "kiln/snapshotter/diff.hpp"
 #include "kiln/snapshotter/layer_applier.hpp"
+#include "kiln/solver/cache_index.hpp"
+#include "kiln/solver/lease.hpp"
+#include "metadata.hpp"
 #include "ownership.hpp"
 #include "rootfs.hpp"
 #include "run_mounts.hpp"
@@ -31,10 +41,10 @@
 namespace kiln::solver {
 namespace fs = std::filesystem;
 using frontend::InstructionKind;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr const char* kHistoryComment = "buildkit.dockerfile.v0";
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 int64_t now_seconds() {
@@ -43,112 +53,39 @@ int64_t now_seconds() {
       .count();
 }
 
-// One stage while it is being built.
-struct StageState {
-  oci::ImageConfig config;
-  std::vector<oci::Descriptor> layers;
-  std::unique_ptr<StageRoot> rootfs = std::make_unique<StageRoot>();
-  bool cmd_set = false;  // CMD given in this stage: ENTRYPOINT then keeps it
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// One stage while it is being built: its image state after the last step, the key of that
+// state, and its root filesystem once something needed it.
+struct StageState : ImageState {
+  std::string key;
+  size_t base_layers = 0;  // layers that came with FROM
+  std::mutex root_mutex;   // other stages read a finished stage's root (COPY --from)
+  std::unique_ptr<StageRoot> root;
+  std::vector<oci::Digest> root_ids;  // the layer chain (diff IDs) `root` holds
 };
 
-void set_env(std::vector<std::string>& env, const std::string& key, const std::string& value) {
-  for (std::string& entry : env) {
-    if (entry.compare(0, key.size() + 1, key + "=") == 0) {
-      entry = key + "=" + value;
-      return;
-    }
-  }
-  env.push_back(key + "=" + value);
+// Test hook: KILN_TEST_CRASH_AT=NAME kills the process with SIGKILL when the build reaches the
+// point NAME (see the crash-safety tests); KILN_TEST_CRASH_AT=NAME:N at its N-th visit.
+void crash_point(const char* name) {
+  static const char* spec = std::getenv("KILN_TEST_CRASH_AT");
+  if (!spec || !*spec)
+    return;
+  static std::atomic<int> visits{0};
+  std::string s(spec);
+  std::string point = s.substr(0, s.find(':'));
+  int nth = s.find(':') == std::string::npos ? 1 : std::atoi(s.c_str() + s.find(':') + 1);
+  if (point == name && ++visits == nth)
+    ::kill(::getpid(), SIGKILL);
 }
 
-bool has_env(const std::vector<std::string>& env, const std::string& key) {
-  return std::any_of(env.begin(), env.end(), [&](const std::string& e) {
-    return e.compare(0, key.size() + 1, key + "=") == 0;
-  });
-}
-
-std::vector<std::string> shell_of(const oci::ImageConfig& config) {
-  if (config.config.shell && !config.config.shell->empty())
-    return *config.config.shell;
-  return {"/bin/sh", "-c"};
-}
-
-// CMD/ENTRYPOINT/HEALTHCHECK command from exec or shell form.
-std::vector<std::string> command_of(const frontend::Op& op, const oci::ImageConfig& config) {
-  if (op.json_form)
-    return op.args;
-  std::vector<std::string> cmd = shell_of(config);
-  if (!op.args.empty())
-    cmd.push_back(op.args.front());
-  return cmd;
-}
-
-std::string json_array(const std::vector<std::string>& items) {
-  nlohmann::json j = items;
-  return j.dump();
-}
-
-// "80" → "80/tcp"; "8000-8002/udp" → three ports.
-std::vector<std::string> expand_ports(const std::string& spec, const SourceLocation& where) {
-  std::string port = spec;
-  std::string proto = "tcp";
-  if (size_t slash = spec.find('/'); slash != std::string::npos) {
-    port = spec.substr(0, slash);
-    proto = to_lower(spec.substr(slash + 1));
-  }
-  if (proto != "tcp" && proto != "udp" && proto != "sctp") {
-    throw InputError(where, "invalid EXPOSE protocol " + quote(proto) + " (use tcp, udp or sctp)");
-  }
-  auto number = [&](const std::string& s) {
-    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 5 ||
-        std::stoi(s) > 65535) {
-      throw InputError(where, "invalid port " + quote(spec) + " in EXPOSE");
-    }
-    return std::stoi(s);
-  };
-  std::vector<std::string> out;
-  if (size_t dash = port.find('-'); dash != std::string::npos) {
-    int first = number(port.substr(0, dash));
-    int last = number(port.substr(dash + 1));
-    if (last < first)
-      throw InputError(where, "invalid port range " + quote(spec) + " in EXPOSE");
-    for (int p = first; p <= last; ++p)
-      out.push_back(std::to_string(p) + "/" + proto);
-  } else {
-    out.push_back(std::to_string(number(port)) + "/" + proto);
-  }
-  return out;
-}
-
-bool valid_signal(const std::string& s) {
-  if (!s.empty() && s.find_first_not_of("0123456789") == std::string::npos) {
-    int n = std::stoi(s);
-    return n > 0 && n <= 64;
-  }
-  std::string name = to_upper(s);
-  if (starts_with(name, "SIG"))
-    name = name.substr(3);
-  if (starts_with(name, "RTMIN") || starts_with(name, "RTMAX"))
-    return true;
-  for (const char* known :
-       {"ABRT", "ALRM",   "BUS",  "CHLD",   "CLD",   "CONT", "FPE",  "HUP",   "ILL",
-        "INT",  "IO",     "IOT",  "KILL",   "PIPE",  "POLL", "PROF", "PWR",   "QUIT",
-        "SEGV", "STKFLT", "STOP", "SYS",    "TERM",  "TRAP", "TSTP", "TTIN",  "TTOU",
-        "URG",  "USR1",   "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "UNUSED"}) {
-    if (name == known)
-      return true;
-  }
-  return false;
-}
-
-// HEALTHCHECK durations were validated by the parser; absent flags are 0 (the engine default).
-int64_t duration_flag(const frontend::Op& op, const char* name) {
-  for (const frontend::Flag& f : op.flags) {
-    if (f.name == name && f.value)
-      return frontend::parse_go_duration(*f.value).value_or(0);
-  }
-  return 0;
-}
+// The error of one failed stage, and which stage.
+struct Failure {
+  size_t stage;
+  std::exception_ptr error;
+};
 
 }  // namespace
 
@@ -161,22 +98,69 @@ struct Builder::Impl {
   BuildRequest request;
   std::string created;
   int64_t now;
-  std::map<size_t, std::unique_ptr<StageState>> stages;
-  std::map<std::string, oci::ResolvedImage> images;  // by "ref|platform"
+  Lease lease;
+  CacheIndex cache;
   SnapshotCache snapshots;
+  ContentHasher hasher;
+  std::string salt;
+  const frontend::BuildPlan* current_plan = nullptr;
+
+  std::mutex mutex;                                  // guards everything below
+  std::map<std::string, oci::ResolvedImage> images;  // by "ref|platform"
+  std::map<size_t, std::shared_ptr<StageState>> finished;
+  // Steps being computed, by key: a second stage reaching the same key waits for the first.
+  std::map<std::string, std::shared_future<CacheRecord>> in_flight;
   std::optional<bool> stage_overlay_usable;
+  std::optional<bool> overlay_usable;  // probed on the first RUN when --snapshotter=auto
+  std::atomic<size_t> next_step{0};
+  std::atomic<size_t> steps_run{0}, steps_cached{0};
 
   Impl(oci::Store& s, BuildRequest r)
-      : store(s), request(std::move(r)), snapshots(store.root() / "snapshots") {
+      : store(s),
+        request(std::move(r)),
+        lease(store.root()),
+        cache(store.root() / "cache" / "records"),
+        snapshots(store.root() / "snapshots"),
+        hasher(store.root() / "cache" / "context", request.context) {
     now = request.source_date_epoch.value_or(now_seconds());
     created = oci::format_rfc3339(now);
+    salt = build_salt(request.layers, request.source_date_epoch);
   }
 
-  const oci::ResolvedImage& image(const std::string& ref, const oci::Platform& platform) {
+  // --- progress ------------------------------------------------------------------------------
+
+  void emit(ProgressEvent::Kind kind, size_t step, std::string name = {}, std::string text = {},
+            double seconds = 0) {
+    if (!request.progress)
+      return;
+    ProgressEvent e;
+    e.kind = kind;
+    e.step = step;
+    e.name = std::move(name);
+    e.text = std::move(text);
+    e.seconds = seconds;
+    request.progress->event(e);
+  }
+
+  void message(const std::string& text) { emit(ProgressEvent::Kind::kMessage, 0, {}, text); }
+
+  // --- images and snapshots -------------------------------------------------------------------
+
+  oci::ResolvedImage image(const std::string& ref, const oci::Platform& platform) {
     std::string key = ref + "|" + platform.to_string();
+    std::lock_guard lock(mutex);
     auto it = images.find(key);
-    if (it == images.end())
-      it = images.emplace(key, oci::resolve_image(store, ref, platform)).first;
+    if (it == images.end()) {
+      oci::ResolvedImage resolved = oci::resolve_image(store, ref, platform);
+      // Keep the image's blobs while this build runs, even if its tag goes away meanwhile.
+      lease.hold("blob " + resolved.manifest.digest.str(),
+                 store.blob_path(resolved.manifest.digest));
+      lease.hold("blob " + resolved.parsed.config.digest.str(),
+                 store.blob_path(resolved.parsed.config.digest));
+      for (const oci::Descriptor& layer : resolved.parsed.layers)
+        lease.hold("blob " + layer.digest.str(), store.blob_path(layer.digest));
+      it = images.emplace(key, std::move(resolved)).first;
+    }
     return it->second;
   }
 
@@ -187,48 +171,40 @@ struct Builder::Impl {
     return options;
   }
 
-  void unpack(const std::vector<oci::Descriptor>& layers, const fs::path& root) {
-    for (const oci::Descriptor& layer : layers) {
-      snapshotter::apply_layer(store.blob_path(layer.digest), root, apply_options());
-    }
+  void apply(const oci::Descriptor& layer, const fs::path& root) {
+    snapshotter::apply_layer(store.blob_path(layer.digest), root, apply_options());
   }
 
-  // The unpacked filesystem of an image named by COPY --from=IMAGE (its cached snapshot).
-  fs::path image_root(const std::string& ref, const oci::Platform& platform) {
-    const oci::ResolvedImage& img = image(ref, platform);
-    return snapshot(img.parsed.layers, img.config.diff_ids);
-  }
-
-  // The cached snapshot of a layer chain (empty chain: nullopt-like empty path).
+  // The cached snapshot of a layer chain (unpacked now when missing), held for this build.
   fs::path snapshot(const std::vector<oci::Descriptor>& layers,
                     const std::vector<oci::Digest>& diff_ids) {
     if (layers.size() != diff_ids.size()) {
       throw Error("image config lists " + std::to_string(diff_ids.size()) +
-                  " layers but its "
-                  "manifest has " +
-                  std::to_string(layers.size()));
+                  " layers but its manifest has " + std::to_string(layers.size()));
     }
-    if (layers.empty())
-      return {};
-    return snapshots.get(diff_ids, [&](const fs::path& dir) { unpack(layers, dir); });
+    for (;;) {
+      fs::path dir = snapshots.get(diff_ids, [&](const fs::path& into) {
+        for (const oci::Descriptor& layer : layers)
+          apply(layer, into);
+        crash_point("snapshot-unpacked");
+      });
+      if (lease.hold("snapshot " + dir.filename().string(), dir))
+        return dir;
+      // A concurrent prune removed it between get() and hold(): unpack again.
+    }
   }
 
-  // Whether stage roots are overlays on their snapshots (else copies of them).
-  bool stage_overlay() {
-    if (!stage_overlay_usable) {
-      TempDir probe({}, "kiln-overlay-probe-");
-      stage_overlay_usable = request.snapshotter != "copy" &&
-                             snapshotter::overlay_available(probe.path(), !in_initial_userns());
+  // The unpacked filesystem of an image named by COPY --from=IMAGE or RUN --mount from=IMAGE.
+  fs::path image_root(const std::string& ref, const oci::Platform& platform) {
+    oci::ResolvedImage img = image(ref, platform);
+    if (img.parsed.layers.empty()) {
+      std::lock_guard lock(mutex);
+      static const std::string empty = "empty-root";
+      fs::path dir = lease.temp_dir() / empty;
+      fs::create_directories(dir);
+      return dir;
     }
-    return *stage_overlay_usable;
-  }
-
-  std::unique_ptr<StageRoot> stage_root(const std::vector<oci::Descriptor>& layers,
-                                        const std::vector<oci::Digest>& diff_ids) {
-    if (layers.empty())
-      return std::make_unique<StageRoot>();
-    return std::make_unique<StageRoot>(snapshot(layers, diff_ids), stage_overlay(),
-                                       !in_initial_userns());
+    return snapshot(img.parsed.layers, img.config.diff_ids);
   }
 
   static bool in_initial_userns() {
@@ -240,31 +216,369 @@ struct Builder::Impl {
     }
   }
 
-  void progress(const std::string& line) {
-    if (request.progress)
-      request.progress(line);
+  // Whether stage roots are overlays on their snapshots (else copies of them).
+  bool stage_overlay() {
+    std::lock_guard lock(mutex);
+    if (!stage_overlay_usable) {
+      TempDir probe(lease.temp_dir(), "overlay-probe-");
+      stage_overlay_usable = request.snapshotter != "copy" &&
+                             snapshotter::overlay_available(probe.path(), !in_initial_userns());
+    }
+    return *stage_overlay_usable;
   }
 
-  void history(StageState& st, const std::string& created_by, bool empty_layer) {
-    oci::HistoryEntry h;
-    h.created = created;
-    h.created_by = created_by;
-    h.comment = kHistoryComment;
-    h.empty_layer = empty_layer;
-    st.config.history.push_back(std::move(h));
+  // The stage's root filesystem for its current state, made (or brought up to date) on demand:
+  // an overlay on the snapshot of the whole chain when one exists, else on the snapshot of the
+  // FROM layers with the stage's own layers applied on top.
+  fs::path root(StageState& st) {
+    std::lock_guard lock(st.root_mutex);
+    const std::vector<oci::Digest>& ids = st.config.diff_ids;
+    bool prefix = st.root && st.root_ids.size() <= ids.size() &&
+                  std::equal(st.root_ids.begin(), st.root_ids.end(), ids.begin());
+    if (!prefix)
+      st.root.reset();
+    if (!st.root) {
+      st.root_ids.clear();
+      std::optional<fs::path> whole = snapshots.find(ids);
+      if (whole && lease.hold("snapshot " + whole->filename().string(), *whole)) {
+        st.root = std::make_unique<StageRoot>(lease.temp_dir(), *whole, stage_overlay(),
+                                              !in_initial_userns());
+        st.root_ids = ids;
+      } else if (st.base_layers == 0) {
+        st.root = std::make_unique<StageRoot>(lease.temp_dir());
+      } else {
+        std::vector<oci::Descriptor> base(st.layers.begin(), st.layers.begin() + st.base_layers);
+        std::vector<oci::Digest> base_ids(ids.begin(), ids.begin() + st.base_layers);
+        st.root = std::make_unique<StageRoot>(lease.temp_dir(), snapshot(base, base_ids),
+                                              stage_overlay(), !in_initial_userns());
+        st.root_ids = base_ids;
+      }
+    }
+    for (size_t i = st.root_ids.size(); i < ids.size(); ++i) {
+      apply(st.layers[i], st.root->path());
+      st.root_ids.push_back(ids[i]);
+    }
+    return st.root->path();
   }
 
-  void add_layer(StageState& st, std::vector<snapshotter::LayerEntry> entries) {
-    write_layer_only(st, std::move(entries), /*apply=*/true);
+  // --- the cache ------------------------------------------------------------------------------
+
+  bool cache_allowed(const frontend::Stage& stage) const {
+    if (request.no_cache)
+      return false;
+    for (const std::string& f : request.no_cache_filter) {
+      if (to_lower(f) == stage.name || f == std::to_string(stage.index))
+        return false;
+    }
+    return true;
   }
 
-  // Writes the layer into the store and records it; applies it to the stage's rootfs unless the
-  // change is already there (a RUN with the copy snapshotter ran in place).
+  // A usable record: parseable, held for this build, and every layer in the store.
+  std::optional<CacheRecord> lookup(const std::string& key) {
+    std::optional<CacheRecord> record = cache.get(key);
+    if (!record || !lease.hold("record " + key, cache.path_of(key)))
+      return std::nullopt;
+    for (const oci::Descriptor& layer : record->layers) {
+      if (!store.has_blob(layer.digest))
+        return std::nullopt;
+    }
+    return record;
+  }
+
+  static CacheRecord record_of(const StageState& st) {
+    CacheRecord r;
+    r.key = st.key;
+    r.config = st.config;
+    r.layers = st.layers;
+    r.cmd_set = st.cmd_set;
+    return r;
+  }
+
+  static void take(StageState& st, const CacheRecord& r) {
+    st.key = r.key;
+    st.config = r.config;
+    st.layers = r.layers;
+    st.cmd_set = r.cmd_set;
+  }
+
+  // --- steps -----------------------------------------------------------------------------------
+
+  static std::string created_by(const frontend::Op& op) {
+    return op.instruction ? op.instruction->text : std::string(keyword_of(op.kind));
+  }
+
+  static std::string stage_label(const frontend::Stage& stage) {
+    return stage.name.empty() ? "stage-" + std::to_string(stage.index) : stage.name;
+  }
+
+  std::shared_ptr<StageState> finished_stage(size_t index) {
+    std::lock_guard lock(mutex);
+    auto it = finished.find(index);
+    if (it == finished.end())
+      throw Error("internal: stage " + std::to_string(index) + " is used before it was built");
+    return it->second;
+  }
+
+  void start_stage(StageState& st, const frontend::Stage& stage) {
+    switch (stage.base_kind) {
+      case frontend::BaseKind::kScratch:
+        st.config.os = stage.platform.os;
+        st.config.architecture = stage.platform.architecture;
+        st.config.variant = stage.platform.variant;
+        st.key = scratch_key(salt, stage.platform);
+        break;
+      case frontend::BaseKind::kStage: {
+        std::shared_ptr<StageState> base = finished_stage(*stage.base_stage);
+        st.config = base->config;
+        st.layers = base->layers;
+        st.key = stage_base_key(base->key);
+        break;
+      }
+      case frontend::BaseKind::kImage: {
+        oci::ResolvedImage base = image(stage.base_image, stage.platform);
+        st.config = base.config;
+        st.layers = base.parsed.layers;
+        if (st.layers.size() != st.config.diff_ids.size()) {
+          throw Error("image " + stage.base_image + ": its config lists " +
+                      std::to_string(st.config.diff_ids.size()) + " layers but its manifest has " +
+                      std::to_string(st.layers.size()));
+        }
+        // The base's triggers ran (they are ops of this stage); they are not inherited.
+        st.config.config.on_build.clear();
+        st.key = image_key(salt, base.manifest.digest, stage.platform);
+        break;
+      }
+    }
+    st.base_layers = st.layers.size();
+    if (!has_env(st.config.config.env, "PATH"))
+      set_env(st.config.config.env, "PATH", kDefaultPath);
+  }
+
+  // The request a COPY/ADD makes. With `for_key`, nothing that needs the stage's filesystem is
+  // looked at (--chown names are not resolved, no destination root) and sources from other
+  // stages or images are left to the caller.
+  CopyRequest copy_request(StageState& st, const frontend::Stage& stage, const frontend::Op& op,
+                           bool for_key) {
+    CopyRequest req;
+    req.add = op.kind == InstructionKind::kAdd;
+    req.sources.assign(op.args.begin(), op.args.end() - 1);
+    req.dest = op.args.back();
+    req.workdir = st.config.config.working_dir.empty() ? "/" : st.config.config.working_dir;
+    req.heredocs = op.heredocs;
+    req.now = now;
+    req.source_root = request.context;
+    req.ignore = &request.ignore;
+    for (const std::string& source : req.sources) {
+      if (source.find("://") != std::string::npos || starts_with(source, "git@")) {
+        throw Error(std::string(req.add ? "ADD" : "COPY") + " of " + quote(source) +
+                    ": fetching URLs and git repositories is not supported by this version of "
+                    "kiln yet");
+      }
+    }
+    for (const frontend::Flag& f : op.flags) {
+      if (f.name == "link")
+        req.link = !f.value || iequals(*f.value, "true");
+      if (f.name == "parents")
+        req.parents = !f.value || iequals(*f.value, "true");
+      if (f.name == "exclude" && f.value)
+        req.exclude.push_back(*f.value);
+      if (f.name == "chmod" && f.value)
+        req.chmod = ChmodSpec::parse(*f.value);
+      if (f.name == "chown" && f.value && !for_key)
+        req.chown = resolve_owner(*f.value, root(st));
+      if (f.name == "checksum" || f.name == "keep-git-dir") {
+        throw Error("ADD --" + f.name +
+                    " applies to URLs and git sources, which this version of kiln cannot fetch "
+                    "yet");
+      }
+    }
+    if (!for_key) {
+      req.dest_root = root(st);
+      if (op.from_stage) {
+        req.source_root = root(*finished_stage(*op.from_stage));
+        req.from_context = false;
+        req.ignore = nullptr;
+      } else if (!op.from_image.empty()) {
+        req.source_root = image_root(op.from_image, stage.platform);
+        req.from_context = false;
+        req.ignore = nullptr;
+      }
+    }
+    return req;
+  }
+
+  std::string context_digest(const CopyRequest& req) {
+    return copy_source_digest(req, [&](const fs::path& path, const struct stat& st) {
+      return hasher.file_hash(path, st);
+    });
+  }
+
+  // What an op reads besides the previous state (see cache_key.hpp).
+  nlohmann::ordered_json op_inputs(StageState& st, const frontend::Stage& stage,
+                                   const frontend::Op& op) {
+    nlohmann::ordered_json in = nlohmann::ordered_json::object();
+    if (op.kind == InstructionKind::kCopy || op.kind == InstructionKind::kAdd) {
+      if (op.from_stage) {
+        in["from"] = "stage " + finished_stage(*op.from_stage)->key;
+      } else if (!op.from_image.empty()) {
+        in["from"] = "image " + image(op.from_image, stage.platform).manifest.digest.str();
+      } else {
+        in["sources"] = context_digest(copy_request(st, stage, op, /*for_key=*/true));
+      }
+    } else if (op.kind == InstructionKind::kRun) {
+      in["args"] = op.visible_args;
+      in["network"] = request.network;
+      nlohmann::ordered_json mounts = nlohmann::ordered_json::array();
+      std::string cwd = st.config.config.working_dir.empty() ? "/" : st.config.config.working_dir;
+      for (const frontend::Flag& f : op.flags) {
+        if (f.name != "mount" || !f.value)
+          continue;
+        RunMount m = parse_run_mount(*f.value, cwd);
+        if (m.type != RunMount::Type::kBind)
+          continue;
+        if (m.from.empty()) {
+          CopyRequest req;
+          req.sources = {m.source.empty() ? "." : m.source};
+          req.dest = "/";
+          req.source_root = request.context;
+          req.ignore = &request.ignore;
+          mounts.push_back(m.target + " " + context_digest(req));
+        } else if (auto index = stage_named(m.from)) {
+          mounts.push_back(m.target + " stage " + finished_stage(*index)->key);
+        } else {
+          mounts.push_back(m.target + " image " +
+                           image(m.from, stage.platform).manifest.digest.str());
+        }
+      }
+      in["mounts"] = std::move(mounts);
+    }
+    return in;
+  }
+
+  void execute(StageState& st, const frontend::Stage& stage, const frontend::Op& op, size_t step) {
+    if (is_metadata(op.kind)) {
+      apply_metadata(st, op, created);
+      return;
+    }
+    switch (op.kind) {
+      case InstructionKind::kWorkdir:
+        workdir(st, op);
+        return;
+      case InstructionKind::kCopy:
+      case InstructionKind::kAdd:
+        copy(st, stage, op);
+        return;
+      case InstructionKind::kRun:
+        run(st, op, step);
+        return;
+      default:
+        return;
+    }
+  }
+
+  // One step: its key, then the cache, another stage computing the same key, or running it.
+  void run_step(StageState& st, const frontend::Stage& stage, const frontend::Op& op,
+                const std::string& name) {
+    size_t id = ++next_step;
+    emit(ProgressEvent::Kind::kStarted, id, name);
+    auto started = Clock::now();
+    try {
+      std::string key;
+      try {
+        key = op_key(st.key, op, op_inputs(st, stage, op));
+      } catch (const InputError&) {
+        throw;
+      } catch (const Error& e) {
+        throw InputError(op.where, std::string(keyword_of(op.kind)) + ": " + e.what());
+      }
+      std::optional<CacheRecord> record;
+      if (cache_allowed(stage))
+        record = lookup(key);
+      std::promise<CacheRecord> promise;
+      std::shared_future<CacheRecord> other;
+      if (!record) {
+        std::lock_guard lock(mutex);
+        auto it = in_flight.find(key);
+        if (it != in_flight.end()) {
+          other = it->second;
+        } else {
+          in_flight.emplace(key, promise.get_future().share());
+        }
+      }
+      if (!record && other.valid())
+        record = other.get();  // rethrows the other stage's failure
+      if (record) {
+        take(st, *record);
+        ++steps_cached;
+        emit(ProgressEvent::Kind::kCached, id, {}, {}, seconds_since(started));
+        return;
+      }
+      try {
+        execute(st, stage, op, id);
+        st.key = key;
+        CacheRecord result = record_of(st);
+        crash_point("before-record");
+        cache.put(result);
+        crash_point("after-record");
+        promise.set_value(std::move(result));
+      } catch (...) {
+        promise.set_exception(std::current_exception());
+        throw;
+      }
+      ++steps_run;
+      emit(ProgressEvent::Kind::kDone, id, {}, {}, seconds_since(started));
+    } catch (const std::exception& e) {
+      emit(ProgressEvent::Kind::kFailed, id, {}, e.what(), seconds_since(started));
+      throw;
+    }
+  }
+
+  std::shared_ptr<StageState> run_stage(const frontend::Stage& stage) {
+    auto st = std::make_shared<StageState>();
+    size_t total = 1 + static_cast<size_t>(std::count_if(stage.ops.begin(), stage.ops.end(),
+                                                         [](const frontend::Op& op) {
+                                                           return op.kind != InstructionKind::kArg;
+                                                         }));
+    size_t n = 0;
+    auto label = [&](const std::string& text) {
+      return "[" + stage_label(stage) + " " + std::to_string(++n) + "/" + std::to_string(total) +
+             "] " + text;
+    };
+    std::string from = stage.base_kind == frontend::BaseKind::kImage ? stage.base_image
+                       : stage.base_kind == frontend::BaseKind::kStage
+                           ? stage_label(current_plan->stages[*stage.base_stage])
+                           : std::string("scratch");
+    size_t id = ++next_step;
+    emit(ProgressEvent::Kind::kStarted, id, label("FROM " + from));
+    auto started = Clock::now();
+    try {
+      start_stage(*st, stage);
+    } catch (const InputError& e) {
+      emit(ProgressEvent::Kind::kFailed, id, {}, e.what(), seconds_since(started));
+      throw;
+    } catch (const Error& e) {
+      InputError located(stage.where, e.what());
+      emit(ProgressEvent::Kind::kFailed, id, {}, located.what(), seconds_since(started));
+      throw located;
+    }
+    emit(ProgressEvent::Kind::kDone, id, {}, {}, seconds_since(started));
+    for (const frontend::Op& op : stage.ops) {
+      if (op.kind == InstructionKind::kArg)
+        continue;  // ARG changes no state; its value reaches the keys of the steps that see it
+      run_step(*st, stage, op, label(created_by(op)));
+    }
+    return st;
+  }
+
+  // Writes the layer into the store and records it; brings the stage's root up to date unless
+  // the change is already there (a RUN with the copy snapshotter ran in place).
   void write_layer_only(StageState& st, std::vector<snapshotter::LayerEntry> entries, bool apply) {
     auto writer = store.begin_blob();
     snapshotter::LayerResult result =
         snapshotter::write_layer(std::move(entries), request.layers, *writer);
+    crash_point("layer-written");
     writer->commit(result.digest);
+    crash_point("layer-committed");
     const char* media =
         result.compression == snapshotter::Compression::kGzip   ? oci::media_type::kOciLayerGzip
         : result.compression == snapshotter::Compression::kZstd ? oci::media_type::kOciLayerZstd
@@ -275,141 +589,16 @@ struct Builder::Impl {
     d.size = result.size;
     st.layers.push_back(d);
     st.config.diff_ids.push_back(result.diff_id);
-    if (apply)
-      snapshotter::apply_layer(store.blob_path(result.digest), st.rootfs->path(), apply_options());
-  }
-
-  std::unique_ptr<StageState> start_stage(const frontend::Stage& stage) {
-    auto st = std::make_unique<StageState>();
-    switch (stage.base_kind) {
-      case frontend::BaseKind::kScratch:
-        st->config.os = stage.platform.os;
-        st->config.architecture = stage.platform.architecture;
-        st->config.variant = stage.platform.variant;
-        break;
-      case frontend::BaseKind::kStage: {
-        const StageState& base = *stages.at(*stage.base_stage);
-        st->config = base.config;
-        st->layers = base.layers;
-        st->rootfs = stage_root(st->layers, st->config.diff_ids);
-        break;
-      }
-      case frontend::BaseKind::kImage: {
-        const oci::ResolvedImage& base = image(stage.base_image, stage.platform);
-        st->config = base.config;
-        st->layers = base.parsed.layers;
-        st->rootfs = stage_root(st->layers, st->config.diff_ids);
-        // The base's triggers ran (they are ops of this stage); they are not inherited.
-        st->config.config.on_build.clear();
-        break;
-      }
+    if (apply) {
+      root(st);
+    } else {
+      std::lock_guard lock(st.root_mutex);
+      st.root_ids.push_back(result.diff_id);
     }
-    if (!has_env(st->config.config.env, "PATH"))
-      set_env(st->config.config.env, "PATH", kDefaultPath);
-    return st;
   }
 
-  std::string created_by(const frontend::Op& op) const {
-    std::string text = op.instruction ? op.instruction->text : keyword_of(op.kind);
-    return text;
-  }
-
-  void run_op(StageState& st, const frontend::Stage& stage, const frontend::Op& op) {
-    oci::ContainerConfig& c = st.config.config;
-    switch (op.kind) {
-      case InstructionKind::kArg:
-        return;  // ARG only changes what later steps see
-      case InstructionKind::kEnv:
-        for (const frontend::KeyValue& kv : op.pairs)
-          set_env(c.env, kv.key, kv.value.value_or(""));
-        history(st, created_by(op), true);
-        return;
-      case InstructionKind::kLabel:
-        for (const frontend::KeyValue& kv : op.pairs)
-          c.labels[kv.key] = kv.value.value_or("");
-        history(st, created_by(op), true);
-        return;
-      case InstructionKind::kMaintainer:
-        st.config.author = op.args.front();
-        history(st, created_by(op), true);
-        return;
-      case InstructionKind::kExpose:
-        for (const std::string& port : op.args) {
-          for (const std::string& p : expand_ports(port, op.where))
-            c.exposed_ports.insert(p);
-        }
-        history(st, created_by(op), true);
-        return;
-      case InstructionKind::kVolume:
-        for (const std::string& v : op.args)
-          c.volumes.insert(v);
-        history(st, created_by(op), true);
-        return;
-      case InstructionKind::kUser:
-        c.user = op.args.front();
-        history(st, created_by(op), true);
-        return;
-      case InstructionKind::kStopsignal:
-        if (!valid_signal(op.args.front())) {
-          throw InputError(op.where, "invalid STOPSIGNAL " + quote(op.args.front()));
-        }
-        c.stop_signal = op.args.front();
-        history(st, created_by(op), true);
-        return;
-      case InstructionKind::kShell:
-        c.shell = op.args;
-        history(st, created_by(op), true);
-        return;
-      case InstructionKind::kCmd:
-        c.cmd = command_of(op, st.config);
-        st.cmd_set = true;
-        history(st, "CMD " + json_array(*c.cmd), true);
-        return;
-      case InstructionKind::kEntrypoint:
-        c.entrypoint = command_of(op, st.config);
-        if (!st.cmd_set)
-          c.cmd.reset();  // an inherited CMD does not fit a new ENTRYPOINT
-        history(st, "ENTRYPOINT " + json_array(*c.entrypoint), true);
-        return;
-      case InstructionKind::kHealthcheck: {
-        oci::HealthConfig health;
-        if (op.instruction->health_type == "NONE") {
-          health.test = {"NONE"};
-        } else if (op.json_form) {
-          health.test = {"CMD"};
-          health.test.insert(health.test.end(), op.args.begin(), op.args.end());
-        } else {
-          health.test = {"CMD-SHELL", op.args.front()};
-        }
-        health.interval = duration_flag(op, "interval");
-        health.timeout = duration_flag(op, "timeout");
-        health.start_period = duration_flag(op, "start-period");
-        health.start_interval = duration_flag(op, "start-interval");
-        for (const frontend::Flag& f : op.flags) {
-          if (f.name == "retries" && f.value)
-            health.retries = std::stoi(*f.value);
-        }
-        c.healthcheck = health;
-        history(st, created_by(op), true);
-        return;
-      }
-      case InstructionKind::kOnbuild:
-        c.on_build.push_back(op.instruction->trigger.front().text);
-        history(st, created_by(op), true);
-        return;
-      case InstructionKind::kWorkdir:
-        workdir(st, op);
-        return;
-      case InstructionKind::kCopy:
-      case InstructionKind::kAdd:
-        copy(st, stage, op);
-        return;
-      case InstructionKind::kRun:
-        run(st, op);
-        return;
-      case InstructionKind::kFrom:
-        return;
-    }
+  void add_layer(StageState& st, std::vector<snapshotter::LayerEntry> entries) {
+    write_layer_only(st, std::move(entries), /*apply=*/true);
   }
 
   void workdir(StageState& st, const frontend::Op& op) {
@@ -419,17 +608,18 @@ struct Builder::Impl {
     std::string clean = "/" + clean_in_root(joined);
     st.config.config.working_dir = clean;
     // The directory is created when it does not exist (a layer with it and its parents).
-    std::string resolved = resolve_in_root(st.rootfs->path(), clean);
-    auto existing = lstat_in_root(st.rootfs->path(), resolved);
+    fs::path rootfs = root(st);
+    std::string resolved = resolve_in_root(rootfs, clean);
+    auto existing = lstat_in_root(rootfs, resolved);
     if (resolved.empty() || (existing && S_ISDIR(existing->st_mode))) {
-      history(st, created_by(op), true);
+      add_history(st, created, created_by(op), true);
       return;
     }
     std::vector<snapshotter::LayerEntry> entries;
     for (std::string p = resolved; !p.empty();) {
       snapshotter::LayerEntry e;
       e.path = p;
-      auto st_parent = lstat_in_root(st.rootfs->path(), p);
+      auto st_parent = lstat_in_root(rootfs, p);
       if (st_parent && S_ISDIR(st_parent->st_mode)) {
         e.mode = st_parent->st_mode;
         e.uid = st_parent->st_uid;
@@ -444,57 +634,15 @@ struct Builder::Impl {
       p = slash == std::string::npos ? std::string() : p.substr(0, slash);
     }
     add_layer(st, std::move(entries));
-    history(st, created_by(op), false);
+    add_history(st, created, created_by(op), false);
   }
 
   void copy(StageState& st, const frontend::Stage& stage, const frontend::Op& op) {
-    CopyRequest req;
-    req.add = op.kind == InstructionKind::kAdd;
-    req.sources.assign(op.args.begin(), op.args.end() - 1);
-    req.dest = op.args.back();
-    req.workdir = st.config.config.working_dir.empty() ? "/" : st.config.config.working_dir;
-    req.heredocs = op.heredocs;
-    req.dest_root = st.rootfs->path();
-    req.now = now;
-    req.source_root = request.context;
-    req.ignore = &request.ignore;
     try {
-      for (const frontend::Flag& f : op.flags) {
-        if (f.name == "link")
-          req.link = !f.value || iequals(*f.value, "true");
-        if (f.name == "parents")
-          req.parents = !f.value || iequals(*f.value, "true");
-        if (f.name == "exclude" && f.value)
-          req.exclude.push_back(*f.value);
-        if (f.name == "chmod" && f.value)
-          req.chmod = ChmodSpec::parse(*f.value);
-        if (f.name == "chown" && f.value)
-          req.chown = resolve_owner(*f.value, st.rootfs->path());
-        if (f.name == "checksum" || f.name == "keep-git-dir") {
-          throw Error("ADD --" + f.name +
-                      " applies to URLs and git sources, which this version "
-                      "of kiln cannot fetch yet");
-        }
-      }
-      if (op.from_stage) {
-        req.source_root = stages.at(*op.from_stage)->rootfs->path();
-        req.from_context = false;
-        req.ignore = nullptr;
-      } else if (!op.from_image.empty()) {
-        req.source_root = image_root(op.from_image, stage.platform);
-        req.from_context = false;
-        req.ignore = nullptr;
-      }
-      for (const std::string& source : req.sources) {
-        if (source.find("://") != std::string::npos || starts_with(source, "git@")) {
-          throw Error(std::string(req.add ? "ADD" : "COPY") + " of " + quote(source) +
-                      ": fetching URLs and git repositories is not supported by this version of "
-                      "kiln yet");
-        }
-      }
+      CopyRequest req = copy_request(st, stage, op, /*for_key=*/false);
       CopyPlan plan = plan_copy(req);
       if (plan.entries.empty()) {
-        history(st, created_by(op), true);
+        add_history(st, created, created_by(op), true);
         return;
       }
       add_layer(st, std::move(plan.entries));
@@ -503,23 +651,21 @@ struct Builder::Impl {
     } catch (const Error& e) {
       throw InputError(op.where, std::string(keyword_of(op.kind)) + ": " + e.what());
     }
-    history(st, created_by(op), false);
+    add_history(st, created, created_by(op), false);
   }
 
   // --- RUN ---------------------------------------------------------------------------------
-
-  const frontend::BuildPlan* current_plan = nullptr;
-  std::optional<bool> overlay_usable;  // probed on the first RUN when --snapshotter=auto
 
   // Whether RUN steps use an overlay snapshot (else the copy snapshotter runs them in place).
   bool use_overlay() {
     if (request.snapshotter == "copy")
       return false;
+    std::lock_guard lock(mutex);
     if (!overlay_usable) {
-      TempDir probe({}, "kiln-overlay-probe-");
+      TempDir probe(lease.temp_dir(), "overlay-probe-");
       overlay_usable = snapshotter::overlay_available(probe.path(), /*userxattr=*/true);
       if (!*overlay_usable && request.snapshotter == "auto") {
-        progress("overlayfs cannot be mounted here: RUN steps use the copy snapshotter");
+        message("overlayfs cannot be mounted here: RUN steps use the copy snapshotter");
       }
     }
     if (!*overlay_usable && request.snapshotter == "overlay") {
@@ -595,7 +741,7 @@ struct Builder::Impl {
     return dir;
   }
 
-  void run(StageState& st, const frontend::Op& op) {
+  void run(StageState& st, const frontend::Op& op, size_t step) {
     std::string shown =
         op.json_form ? json_array(op.args) : (op.args.empty() ? std::string() : op.args.front());
     runner::ProcessSpec spec;
@@ -608,7 +754,7 @@ struct Builder::Impl {
     std::vector<std::unique_ptr<TempDir>> scratch;
     std::string network = request.network;
     try {
-      ProcessUser user = resolve_process_user(st.config.config.user, st.rootfs->path());
+      ProcessUser user = resolve_process_user(st.config.config.user, root(st));
       spec.uid = user.uid;
       spec.gid = user.gid;
       spec.groups = user.groups;
@@ -635,7 +781,7 @@ struct Builder::Impl {
       }
       spec.network = network == "none" ? runner::Network::kNone : runner::Network::kHost;
       if (script) {
-        auto dir = std::make_unique<TempDir>(fs::path{}, "kiln-script-");
+        auto dir = std::make_unique<TempDir>(lease.temp_dir(), "script-");
         fs::path file = dir->path() / "kiln-script";
         {
           UniqueFd fd = open_or_throw(file, O_WRONLY | O_CREAT | O_TRUNC, 0755);
@@ -659,29 +805,30 @@ struct Builder::Impl {
       while ((nl = partial.find('\n')) != std::string::npos) {
         std::string line = partial.substr(0, nl);
         partial.erase(0, nl + 1);
-        progress("  | " + line);
+        emit(ProgressEvent::Kind::kOutput, step, {}, line);
         tail.push_back(std::move(line));
         if (tail.size() > 10)
           tail.pop_front();
       }
     };
 
+    fs::path rootfs = root(st);
     runner::RunResult result;
     std::vector<snapshotter::LayerEntry> entries;
     bool overlay = use_overlay();
     if (overlay) {
-      TempDir snap({}, "kiln-snap-");
+      TempDir snap(lease.temp_dir(), "run-");
       fs::path upper = snap.path() / "upper", work = snap.path() / "work",
                merged = snap.path() / "merged";
       for (const fs::path& d : {upper, work, merged})
         fs::create_directories(d);
       spec.rootfs = merged;
       // The sandbox mounts it inside its own user namespace, hence userxattr.
-      spec.rootfs_mount = runner::Mount{
-          "/",
-          "overlay",
-          "overlay",
-          {snapshotter::overlay_mount_options({st.rootfs->path()}, upper, work, true)}};
+      spec.rootfs_mount =
+          runner::Mount{"/",
+                        "overlay",
+                        "overlay",
+                        {snapshotter::overlay_mount_options({rootfs}, upper, work, true)}};
       try {
         result = run_process(spec);
       } catch (const Error& e) {
@@ -691,13 +838,13 @@ struct Builder::Impl {
       // overlayfs leaves work/work with mode 000; make it removable for the TempDir.
       ::chmod((work / "work").c_str(), 0700);
       if (result.exit_code == 0) {
-        entries = snapshotter::diff_overlay_upper(upper, st.rootfs->path(), mountpoints(result));
+        entries = snapshotter::diff_overlay_upper(upper, rootfs, mountpoints(result));
         finish_run(st, op, shown, std::move(entries));
       }
     }
     if (!overlay) {
-      snapshotter::TreeIndex before = snapshotter::TreeIndex::scan(st.rootfs->path());
-      spec.rootfs = st.rootfs->path();
+      snapshotter::TreeIndex before = snapshotter::TreeIndex::scan(rootfs);
+      spec.rootfs = rootfs;
       spec.rootfs_mount.reset();
       try {
         result = run_process(spec);
@@ -706,11 +853,11 @@ struct Builder::Impl {
       }
       std::set<std::string> exclude = mountpoints(result);
       if (result.exit_code == 0) {
-        entries = snapshotter::diff_tree(before, st.rootfs->path(), exclude);
-        remove_mountpoints(st.rootfs->path(), result);
+        entries = snapshotter::diff_tree(before, rootfs, exclude);
+        remove_mountpoints(rootfs, result);
         finish_run(st, op, shown, std::move(entries), /*already_applied=*/true);
       } else {
-        remove_mountpoints(st.rootfs->path(), result);
+        remove_mountpoints(rootfs, result);
       }
     }
     if (result.exit_code != 0) {
@@ -764,11 +911,11 @@ struct Builder::Impl {
                              (op.json_form ? shown : join(shell_of(st.config), " ") + " " + shown) +
                              " # buildkit";
     if (entries.empty()) {
-      history(st, created_by, true);
+      add_history(st, created, created_by, true);
       return;
     }
     write_layer_only(st, std::move(entries), /*apply=*/!already_applied);
-    history(st, created_by, false);
+    add_history(st, created, created_by, false);
   }
 
   void add_mount(runner::ProcessSpec& spec, const RunMount& m, StageState& st,
@@ -778,7 +925,7 @@ struct Builder::Impl {
         fs::path root = request.context;
         if (!m.from.empty()) {
           if (auto index = stage_named(m.from)) {
-            root = stages.at(*index)->rootfs->path();
+            root = this->root(*finished_stage(*index));
           } else {
             root = image_root(m.from, request.platform);
           }
@@ -823,7 +970,7 @@ struct Builder::Impl {
         }
         // The secret is copied to a private file with the requested owner and mode; it is
         // mounted over the target and never lands in a layer (the target is a mountpoint).
-        auto dir = std::make_unique<TempDir>(fs::path{}, "kiln-secret-");
+        auto dir = std::make_unique<TempDir>(lease.temp_dir(), "secret-");
         ::chmod(dir->path().c_str(), 0700);
         fs::path file = dir->path() / "secret";
         std::string value;
@@ -854,35 +1001,96 @@ struct Builder::Impl {
 
   BuiltImage build(const frontend::BuildPlan& plan) {
     current_plan = &plan;
-    size_t total = 0;
+    size_t jobs = request.jobs ? request.jobs : std::max(1u, std::thread::hardware_concurrency());
+    std::counting_semaphore<256> slots(static_cast<ptrdiff_t>(std::min<size_t>(jobs, 256)));
+    std::map<size_t, std::promise<bool>> done;
+    std::map<size_t, std::shared_future<bool>> succeeded;
     for (size_t index : plan.order)
-      total += plan.stages[index].ops.size() + 1;
-    size_t step = 0;
+      succeeded[index] = done[index].get_future().share();
+    std::vector<Failure> failures;
+    std::vector<std::thread> threads;
     for (size_t index : plan.order) {
-      const frontend::Stage& stage = plan.stages[index];
-      progress("[" + std::to_string(++step) + "/" + std::to_string(total) + "] " +
-               (stage.name.empty() ? "stage " + std::to_string(index) : stage.name) + ": FROM " +
-               (stage.base_kind == frontend::BaseKind::kImage ? stage.base_image
-                : stage.base_kind == frontend::BaseKind::kStage
-                    ? "stage " + std::to_string(*stage.base_stage)
-                    : std::string("scratch")));
-      auto st = start_stage(stage);
-      for (const frontend::Op& op : stage.ops) {
-        progress("[" + std::to_string(++step) + "/" + std::to_string(total) + "] " +
-                 (op.instruction ? op.instruction->text : keyword_of(op.kind)));
-        run_op(*st, stage, op);
-      }
-      stages[index] = std::move(st);
+      threads.emplace_back([&, index] {
+        const frontend::Stage& stage = plan.stages[index];
+        bool ready = true;
+        for (size_t dep : stage.dependencies) {
+          if (succeeded.contains(dep) && !succeeded[dep].get())
+            ready = false;
+        }
+        if (!ready) {
+          size_t id = ++next_step;
+          emit(ProgressEvent::Kind::kStarted, id, "[" + stage_label(stage) + "] FROM ...");
+          emit(ProgressEvent::Kind::kCanceled, id, {}, "a stage it needs failed");
+          done[index].set_value(false);
+          return;
+        }
+        slots.acquire();
+        try {
+          std::shared_ptr<StageState> st = run_stage(stage);
+          {
+            std::lock_guard lock(mutex);
+            finished[index] = std::move(st);
+          }
+          slots.release();
+          done[index].set_value(true);
+        } catch (...) {
+          slots.release();
+          {
+            std::lock_guard lock(mutex);
+            failures.push_back({index, std::current_exception()});
+          }
+          done[index].set_value(false);
+        }
+      });
     }
-    StageState& target = *stages.at(plan.target);
+    for (std::thread& t : threads)
+      t.join();
+    hasher.save();
+    if (!failures.empty())
+      report(failures);
+
+    std::shared_ptr<StageState> target = finished_stage(plan.target);
+    BuiltImage out;
+    out.config = target->config;
     for (const auto& [key, value] : request.labels)
-      target.config.config.labels[key] = value;
-    target.config.created = created;
+      out.config.config.labels[key] = value;
+    // The image is as old as its newest step, so a fully cached rebuild is the same image.
+    out.config.created = request.source_date_epoch || out.config.history.empty()
+                             ? created
+                             : out.config.history.back().created;
     const frontend::Stage& target_stage = plan.stages[plan.target];
-    target.config.os = target_stage.platform.os;
-    target.config.architecture = target_stage.platform.architecture;
-    target.config.variant = target_stage.platform.variant;
-    return {target.config, target.layers, target.rootfs->path()};
+    out.config.os = target_stage.platform.os;
+    out.config.architecture = target_stage.platform.architecture;
+    out.config.variant = target_stage.platform.variant;
+    out.layers = target->layers;
+    out.rootfs = [this, target] { return root(*target); };
+    out.steps_run = steps_run;
+    out.steps_cached = steps_cached;
+    return out;
+  }
+
+  // Rethrows a single failure as it is; several become one error listing each (in stage order,
+  // duplicates from steps that waited on the same failed key removed).
+  [[noreturn]] static void report(std::vector<Failure> failures) {
+    std::sort(failures.begin(), failures.end(),
+              [](const Failure& a, const Failure& b) { return a.stage < b.stage; });
+    if (failures.size() == 1)
+      std::rethrow_exception(failures.front().error);
+    std::vector<std::string> messages;
+    for (const Failure& f : failures) {
+      try {
+        std::rethrow_exception(f.error);
+      } catch (const std::exception& e) {
+        if (std::find(messages.begin(), messages.end(), e.what()) == messages.end())
+          messages.push_back(e.what());
+      }
+    }
+    if (messages.size() == 1)
+      std::rethrow_exception(failures.front().error);
+    std::string text = std::to_string(messages.size()) + " stages failed:";
+    for (const std::string& m : messages)
+      text += "\n" + m;
+    throw Error(text);
   }
 };
 
@@ -895,7 +1103,7 @@ BuiltImage Builder::build(const frontend::BuildPlan& plan) {
 }
 
 frontend::BaseImage Builder::base_image(const std::string& ref, const oci::Platform& platform) {
-  const oci::ResolvedImage& image = impl_->image(ref, platform);
+  oci::ResolvedImage image = impl_->image(ref, platform);
   return {image.config.config.env, image.config.config.on_build};
 }
 

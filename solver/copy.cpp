@@ -14,6 +14,7 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/frontend/shell_lexer.hpp"
+#include "kiln/oci/digest.hpp"
 #include "rootfs.hpp"
 
 namespace kiln::solver {
@@ -53,7 +54,9 @@ struct Source {
 
 class Planner {
  public:
-  explicit Planner(const CopyRequest& r) : r_(r) {
+  // In key mode the plan never looks at the destination filesystem and treats ADD archives as
+  // plain files: what it selects depends on the sources alone (see copy_source_digest).
+  Planner(const CopyRequest& r, bool key_mode) : r_(r), key_mode_(key_mode) {
     if (!r.exclude.empty()) {
       exclude_ = frontend::IgnoreMatcher::parse(join(r.exclude, "\n"), "--exclude");
     }
@@ -65,7 +68,7 @@ class Planner {
     std::string dest_abs = starts_with(dest_text, "/") ? dest_text : r_.workdir + "/" + dest_text;
     // The destination lives inside the stage's filesystem: resolve its symlinks there (BuildKit
     // copies through a symlinked directory), unless --link keeps the step independent of it.
-    dest_ = r_.link ? clean_in_root(dest_abs) : resolve_in_root(r_.dest_root, dest_abs);
+    dest_ = !looks_at_dest() ? clean_in_root(dest_abs) : resolve_in_root(r_.dest_root, dest_abs);
 
     std::vector<std::pair<Source, bool>> sources;  // source, is_heredoc
     size_t heredoc_index = 0;
@@ -82,11 +85,11 @@ class Planner {
         sources.emplace_back(std::move(s), false);
     }
     bool dest_is_existing_dir = false;
-    if (!r_.link && !dest_.empty()) {
+    if (looks_at_dest() && !dest_.empty()) {
       auto st = lstat_in_root(r_.dest_root, dest_);
       dest_is_existing_dir = st && S_ISDIR(st->st_mode);
     }
-    if (named > 1 && !dest_has_slash && !dest_is_existing_dir) {
+    if (named > 1 && !dest_has_slash && !dest_is_existing_dir && !key_mode_) {
       throw Error("when using " + std::string(r_.add ? "ADD" : "COPY") +
                   " with more than one source file, the destination must be a directory and end "
                   "with a /");
@@ -247,7 +250,7 @@ class Planner {
   // --- copying --------------------------------------------------------------------------------
 
   void copy_source(const Source& s, bool into_dir) {
-    if (r_.add && !s.is_dir && is_archive(s.rel)) {
+    if (r_.add && !s.is_dir && !key_mode_ && is_archive(s.rel)) {
       extract_archive(s.rel, r_.parents ? join_rel(dest_, s.keep) : dest_);
       return;
     }
@@ -362,7 +365,7 @@ class Planner {
   // takes the source directory's (as `cp -a src/. dest` would).
   void add_dest_dir(const std::string& target, const struct stat& source_st) {
     std::optional<struct stat> existing;
-    if (!r_.link)
+    if (looks_at_dest())
       existing = lstat_in_root(r_.dest_root, target);
     if (existing && S_ISDIR(existing->st_mode))
       return;  // added with the parents, unchanged
@@ -401,7 +404,7 @@ class Planner {
       LayerEntry e;
       e.path = p;
       std::optional<struct stat> st;
-      if (!r_.link)
+      if (looks_at_dest())
         st = lstat_in_root(r_.dest_root, p);
       if (st && S_ISDIR(st->st_mode)) {
         e.mode = st->st_mode;
@@ -488,7 +491,7 @@ class Planner {
     inner.from_context = false;
     inner.ignore = nullptr;
     inner.source_root = dir.path();
-    Planner sub(inner);
+    Planner sub(inner, false);
     sub.dest_ = dest_;
     sub.add_tree(dir.path(), "", target, "", /*top=*/true);
     for (auto& [path, e] : sub.entries_)
@@ -496,7 +499,10 @@ class Planner {
     scratch_.push_back(std::move(dir));
   }
 
+  bool looks_at_dest() const { return !r_.link && !key_mode_; }
+
   const CopyRequest& r_;
+  bool key_mode_;
   std::string dest_;
   frontend::IgnoreMatcher exclude_;
   std::vector<const frontend::Heredoc*> heredocs_;
@@ -507,7 +513,36 @@ class Planner {
 }  // namespace
 
 CopyPlan plan_copy(const CopyRequest& request) {
-  return Planner(request).run();
+  return Planner(request, false).run();
+}
+
+std::string copy_source_digest(const CopyRequest& request, const FileHasher& file_hash) {
+  CopyPlan plan = Planner(request, true).run();
+  // One line per entry, sorted by destination path: everything that ends up in the layer except
+  // times (a touch or a fresh checkout keeps the cache).
+  oci::Sha256 hash;
+  for (const LayerEntry& e : plan.entries) {
+    std::string line = e.path;
+    line += '\0';
+    line += std::to_string(e.mode) + " " + std::to_string(e.uid) + ":" + std::to_string(e.gid);
+    if (S_ISLNK(e.mode)) {
+      line += " -> " + e.link_target;
+    } else if (S_ISCHR(e.mode) || S_ISBLK(e.mode)) {
+      line += " dev " + std::to_string(e.dev_major) + "," + std::to_string(e.dev_minor);
+    } else if (S_ISREG(e.mode)) {
+      if (e.content) {
+        line += " inline " + oci::sha256_of(*e.content).hex();
+      } else if (!e.source.empty()) {
+        struct stat st {};
+        if (::lstat(e.source.c_str(), &st) != 0)
+          throw Error("stat " + e.source.string() + ": " + std::strerror(errno));
+        line += " " + file_hash(e.source, st);
+      }
+    }
+    line += '\n';
+    hash.update(line);
+  }
+  return hash.finish().hex();
 }
 
 }  // namespace kiln::solver

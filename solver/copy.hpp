@@ -3,7 +3,10 @@
 // BuildKit's rules for sources, wildcards, destinations and flags.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,5 +48,16 @@ struct CopyPlan {
 
 // Throws kiln::Error with a message that names the source (the caller adds the position).
 CopyPlan plan_copy(const CopyRequest& request);
+
+// Hashes a regular file's content (ContentHasher::file_hash).
+using FileHasher = std::function<std::string(const std::filesystem::path&, const struct stat&)>;
+
+// The sources' part of a COPY/ADD cache key (64 hex digits): a digest over every path the copy
+// would create (relative to the destination), its type and permission bits after --chmod, owner
+// (0:0 from the context; --chown is part of the op's definition, not resolved here), symlink
+// target, device numbers and content hash; not times, and nothing of the destination filesystem
+// (which the previous step's key already fixes). ADD archives count as files. Ignore rules and
+// --exclude apply as in plan_copy; errors (missing source, outside the context) are the same.
+std::string copy_source_digest(const CopyRequest& request, const FileHasher& file_hash);
 
 }  // namespace kiln::solver

@@ -29,9 +29,20 @@ oci::Digest chain_id(const std::vector<oci::Digest>& diff_ids) {
 
 SnapshotCache::SnapshotCache(fs::path dir) : dir_(std::move(dir)) {}
 
+fs::path SnapshotCache::path_of(const std::vector<oci::Digest>& diff_ids) const {
+  return dir_ / chain_id(diff_ids).hex();
+}
+
+std::optional<fs::path> SnapshotCache::find(const std::vector<oci::Digest>& diff_ids) const {
+  fs::path dir = path_of(diff_ids);
+  if (diff_ids.empty() || !fs::exists(dir))
+    return std::nullopt;
+  return dir;
+}
+
 fs::path SnapshotCache::get(const std::vector<oci::Digest>& diff_ids,
                             const std::function<void(const fs::path&)>& unpack) {
-  fs::path final_dir = dir_ / chain_id(diff_ids).hex();
+  fs::path final_dir = path_of(diff_ids);
   if (fs::exists(final_dir))
     return final_dir;
   fs::create_directories(dir_);
@@ -58,13 +69,14 @@ fs::path SnapshotCache::get(const std::vector<oci::Digest>& diff_ids,
   return final_dir;
 }
 
-StageRoot::StageRoot() {
+StageRoot::StageRoot(const fs::path& parent) : dir_(parent, "kiln-stage-") {
   root_ = dir_.path() / "root";
   fs::create_directory(root_);
   ::chmod(root_.c_str(), 0755);
 }
 
-StageRoot::StageRoot(const fs::path& snapshot, bool overlay, bool userxattr) {
+StageRoot::StageRoot(const fs::path& parent, const fs::path& snapshot, bool overlay, bool userxattr)
+    : dir_(parent, "kiln-stage-") {
   root_ = dir_.path() / "root";
   fs::create_directory(root_);
   if (!overlay) {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "kiln/base/fd.hpp"
@@ -31,6 +32,9 @@ class SnapshotCache {
   // another kiln process creating the same snapshot at the same time. Never modify it.
   std::filesystem::path get(const std::vector<oci::Digest>& diff_ids,
                             const std::function<void(const std::filesystem::path&)>& unpack);
+  // The snapshot directory for `diff_ids` when it exists.
+  std::optional<std::filesystem::path> find(const std::vector<oci::Digest>& diff_ids) const;
+  std::filesystem::path path_of(const std::vector<oci::Digest>& diff_ids) const;
 
  private:
   std::filesystem::path dir_;
@@ -39,10 +43,11 @@ class SnapshotCache {
 // A stage's writable root filesystem.
 class StageRoot {
  public:
-  // An empty root (FROM scratch).
-  StageRoot();
+  // An empty root (FROM scratch), in a new directory under `parent` (default: $TMPDIR).
+  explicit StageRoot(const std::filesystem::path& parent = {});
   // A root over `snapshot`: an overlay when `overlay`, else a copy.
-  StageRoot(const std::filesystem::path& snapshot, bool overlay, bool userxattr);
+  StageRoot(const std::filesystem::path& parent, const std::filesystem::path& snapshot,
+            bool overlay, bool userxattr);
   ~StageRoot();
   StageRoot(const StageRoot&) = delete;
   StageRoot& operator=(const StageRoot&) = delete;
@@ -50,7 +55,7 @@ class StageRoot {
   const std::filesystem::path& path() const { return root_; }
 
  private:
-  TempDir dir_{{}, "kiln-stage-"};
+  TempDir dir_;
   std::filesystem::path root_;
   bool mounted_ = false;
 };

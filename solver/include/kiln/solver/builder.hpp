@@ -1,12 +1,21 @@
-// Runs a BuildPlan: every stage the target needs, in dependency order, producing an image (config
-// + layers in the store) for the target stage.
+// Runs a BuildPlan: every stage the target needs, producing an image (config + layers in the
+// store) for the target stage.
 //
 // The builder knows no Containerfile syntax: it executes plan ops. COPY and ADD become layers
 // (through snapshotter::write_layer into the store); metadata instructions change the image
-// config and add history entries the way BuildKit writes them. Each stage keeps an unpacked
-// root filesystem (base layers applied, then each new layer) for what needs to look at files:
-// COPY --from, --chown names, parent directories of destinations, WORKDIR.
-// Not thread-safe: one build per Builder.
+// config and add history entries the way BuildKit writes them.
+//
+// Caching: every step has a cache key (cache_key.hpp explains what goes into it); the state a
+// stage has after a step (config + layers) is recorded under that key in the cache index, and a
+// later build whose step has the same key takes that state without running anything. A stage's
+// root filesystem is only made when a step that misses the cache needs to look at files (RUN,
+// COPY destinations and --chown names, WORKDIR, COPY --from of that stage, a local/tar output),
+// from the snapshot of its base and the layers since.
+//
+// Scheduling: each stage the target needs runs as soon as the stages it depends on are done;
+// up to `jobs` stages run at once. The same cache key reached twice in one build runs once. A
+// failed stage cancels the stages that depend on it; the others finish, and build() reports
+// every failure. One build() per Builder.
 #pragma once
 
 #include <filesystem>
@@ -22,6 +31,7 @@
 #include "kiln/oci/image_config.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/snapshotter/layer_writer.hpp"
+#include "kiln/solver/progress.hpp"
 
 namespace kiln::solver {
 
@@ -32,7 +42,12 @@ struct BuildRequest {
   snapshotter::LayerOptions layers;          // compression; SOURCE_DATE_EPOCH clamps file times
   std::optional<int64_t> source_date_epoch;  // also the image's "created" time
   std::vector<std::pair<std::string, std::string>> labels;  // --label, added to the final image
-  std::function<void(const std::string&)> progress;         // one line per step; may be empty
+  ProgressSink* progress = nullptr;                         // step events; may be null
+
+  // Caching
+  bool no_cache = false;                     // --no-cache: run every step
+  std::vector<std::string> no_cache_filter;  // --no-cache-filter: stage names or indexes
+  size_t jobs = 0;                           // stages at once; 0: the number of CPUs
 
   // RUN
   struct Secret {
@@ -51,7 +66,9 @@ struct BuildRequest {
 struct BuiltImage {
   oci::ImageConfig config;
   std::vector<oci::Descriptor> layers;
-  std::filesystem::path rootfs;  // the unpacked filesystem (valid while the Builder lives)
+  // Makes (on the first call) and returns the unpacked filesystem; valid while the Builder lives.
+  std::function<std::filesystem::path()> rootfs;
+  size_t steps_run = 0, steps_cached = 0;
 };
 
 class Builder {
@@ -62,8 +79,9 @@ class Builder {
   Builder& operator=(const Builder&) = delete;
 
   // Builds plan.order and returns the target stage's image. Throws kiln::InputError at the op's
-  // Containerfile position when an op fails (missing COPY source, unknown --chown user, RUN while
-  // the runner is not available, ...), kiln::Error for store or I/O failures.
+  // Containerfile position when an op fails (missing COPY source, unknown --chown user, a RUN
+  // that exits non-zero, ...), kiln::Error for store or I/O failures; when several independent
+  // stages fail, one kiln::Error lists every failure.
   BuiltImage build(const frontend::BuildPlan& plan);
 
   // The base-image callback for frontend::plan_build: resolves (and imports) FROM images so the

@@ -1,0 +1,140 @@
+#include "content_hasher.hpp"
+
+#include <fcntl.h>
+#include <xxhash.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <sstream>
+
+#include "kiln/base/error.hpp"
+#include "kiln/base/fd.hpp"
+#include "kiln/oci/digest.hpp"
+#include "kiln/oci/store.hpp"
+
+namespace kiln::solver {
+namespace fs = std::filesystem;
+
+namespace {
+
+int64_t ns_of(const struct timespec& t) {
+  return static_cast<int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+}
+
+std::string hex128(const XXH128_hash_t& h) {
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64 "%016" PRIx64, static_cast<uint64_t>(h.high64),
+                static_cast<uint64_t>(h.low64));
+  return buf;
+}
+
+}  // namespace
+
+ContentHasher::ContentHasher(const fs::path& cache_dir, const fs::path& context) {
+  std::error_code ec;
+  fs::path absolute = fs::absolute(context, ec);
+  file_ = cache_dir / (oci::sha256_of(absolute.lexically_normal().string()).hex() + ".statcache");
+  racy_after_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count() -
+                   2'000'000'000;
+  std::string text;
+  try {
+    text = read_file(file_);
+  } catch (const Error&) {
+    return;  // no cache yet
+  }
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    Entry e;
+    char hash[33] = {};
+    int consumed = 0;
+    long long size = 0, mtime = 0, ctime = 0;
+    unsigned long long inode = 0, device = 0;
+    if (std::sscanf(line.c_str(), "%32s %lld %lld %lld %llu %llu %n", hash, &size, &mtime, &ctime,
+                    &inode, &device, &consumed) != 6 ||
+        consumed <= 0 || static_cast<size_t>(consumed) >= line.size()) {
+      continue;  // malformed: ignored
+    }
+    e.hash = hash;
+    e.size = size;
+    e.mtime_ns = mtime;
+    e.ctime_ns = ctime;
+    e.inode = inode;
+    e.device = device;
+    entries_[line.substr(static_cast<size_t>(consumed))] = std::move(e);
+  }
+}
+
+std::string ContentHasher::file_hash(const fs::path& path, const struct stat& st) {
+  std::string key = path.string();
+  {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(key);
+    if (it != entries_.end() && it->second.size == st.st_size &&
+        it->second.mtime_ns == ns_of(st.st_mtim) && it->second.ctime_ns == ns_of(st.st_ctim) &&
+        it->second.inode == st.st_ino && it->second.device == st.st_dev) {
+      ++hits_;
+      return it->second.hash;
+    }
+  }
+  XXH3_state_t* state = XXH3_createState();
+  if (!state)
+    throw Error("out of memory hashing " + key);
+  XXH3_128bits_reset(state);
+  try {
+    UniqueFd fd = open_or_throw(path, O_RDONLY | O_NOFOLLOW);
+    read_chunks(fd.get(), key,
+                [&](const char* data, size_t size) { XXH3_128bits_update(state, data, size); });
+  } catch (...) {
+    XXH3_freeState(state);
+    throw;
+  }
+  std::string hash = hex128(XXH3_128bits_digest(state));
+  XXH3_freeState(state);
+
+  std::lock_guard lock(mutex_);
+  ++misses_;
+  bool racy = ns_of(st.st_mtim) >= racy_after_ns_ || ns_of(st.st_ctim) >= racy_after_ns_;
+  if (racy || key.find('\n') != std::string::npos) {
+    entries_.erase(key);
+  } else {
+    entries_[key] = {hash,
+                     static_cast<int64_t>(st.st_size),
+                     ns_of(st.st_mtim),
+                     ns_of(st.st_ctim),
+                     static_cast<uint64_t>(st.st_ino),
+                     static_cast<uint64_t>(st.st_dev)};
+  }
+  dirty_ = true;
+  return hash;
+}
+
+void ContentHasher::save() {
+  std::lock_guard lock(mutex_);
+  if (!dirty_)
+    return;
+  std::string out;
+  out.reserve(entries_.size() * 120);
+  char buf[160];
+  for (const auto& [path, e] : entries_) {
+    std::snprintf(buf, sizeof buf, "%s %lld %lld %lld %llu %llu ", e.hash.c_str(),
+                  static_cast<long long>(e.size), static_cast<long long>(e.mtime_ns),
+                  static_cast<long long>(e.ctime_ns), static_cast<unsigned long long>(e.inode),
+                  static_cast<unsigned long long>(e.device));
+    out += buf;
+    out += path;
+    out += '\n';
+  }
+  try {
+    fs::create_directories(file_.parent_path());
+    oci::write_file_atomically(file_, out);
+    dirty_ = false;
+  } catch (const std::exception&) {
+    // Only an optimisation: the next build re-reads the files.
+  }
+}
+
+}  // namespace kiln::solver

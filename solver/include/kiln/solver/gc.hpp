@@ -1,0 +1,58 @@
+// Garbage collection and consistency checking of a kiln store (`kiln prune`, `kiln check`).
+//
+// What lives in ROOT besides the OCI layout (see oci/store.hpp, lease.hpp, cache_index.hpp):
+//   snapshots/CHAINHEX/       unpacked filesystems of layer chains (solver/stage_root.hpp),
+//                             .tmp-* beside them while being unpacked
+//   cache/records/KEYHEX.json cache index records
+//   cache/context/*.statcache stat caches of build contexts (content_hasher)
+//   cache-mounts/HEX(.lock)   RUN --mount=type=cache directories
+//
+// Prune, under an exclusive gc.lock:
+//  1. removes stale leases (unlocked lease files) with their tmp/ID directories;
+//  2. chooses the cache records to drop: --all drops every record; `until` drops records not used
+//     (file mtime) within that many seconds; keep_storage drops least recently used records until
+//     the store's total size is at most that many bytes. Records held by a live lease stay.
+//  3. marks: every blob reachable from index.json (indexes → manifests → config + layers), from
+//     the surviving records (their layers), and held by live leases ("blob ...", and the layers
+//     of held records);
+//  4. sweeps unmarked blobs, snapshots whose chain ID is not the full chain of a marked image or
+//     surviving record (all unheld snapshots with --all), ingest/ files and snapshots/.tmp-*
+//     leftovers, stat caches (with --all), and cache mounts nobody holds (with --all only) —
+//     except anything whose mtime is newer than the oldest live lease's start (minus a minute
+//     of slack), which a running build may be about to reference.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kiln::solver {
+
+struct PruneOptions {
+  bool all = false;
+  std::optional<int64_t> until_seconds;  // --filter until=DURATION
+  std::optional<uint64_t> keep_storage;  // --keep-storage SIZE, bytes
+};
+
+struct PruneReport {
+  size_t blobs = 0, snapshots = 0, records = 0, cache_mounts = 0, leases = 0, temp_files = 0;
+  uint64_t reclaimed_bytes = 0;
+};
+
+PruneReport prune(const std::filesystem::path& root, const PruneOptions& options);
+
+struct CheckReport {
+  std::vector<std::string> problems;   // corruption: each names the file and what is wrong
+  std::vector<std::string> leftovers;  // harmless remains of killed builds (prune removes them)
+  size_t blobs = 0, images = 0, records = 0, snapshots = 0;
+};
+
+// Verifies the store without changing it: every blob's content matches its name; index.json
+// parses and every blob an image needs is present; every cache record parses, matches its name
+// and has its layers; snapshots directories are complete (no .tmp-* is a problem, only a
+// leftover).
+CheckReport check(const std::filesystem::path& root);
+
+}  // namespace kiln::solver
