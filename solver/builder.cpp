@@ -21,6 +21,7 @@
 #include "cache_key.hpp"
 #include "content_hasher.hpp"
 #include "copy.hpp"
+#include "kiln/base/crash_point.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
@@ -66,20 +67,6 @@ struct StageState : ImageState {
   std::unique_ptr<StageRoot> root;
   std::vector<oci::Digest> root_ids;  // the layer chain (diff IDs) `root` holds
 };
-
-// Test hook: KILN_TEST_CRASH_AT=NAME kills the process with SIGKILL when the build reaches the
-// point NAME (see the crash-safety tests); KILN_TEST_CRASH_AT=NAME:N at its N-th visit.
-void crash_point(const char* name) {
-  static const char* spec = std::getenv("KILN_TEST_CRASH_AT");
-  if (!spec || !*spec)
-    return;
-  static std::atomic<int> visits{0};
-  std::string s(spec);
-  std::string point = s.substr(0, s.find(':'));
-  int nth = s.find(':') == std::string::npos ? 1 : std::atoi(s.c_str() + s.find(':') + 1);
-  if (point == name && ++visits == nth)
-    ::kill(::getpid(), SIGKILL);
-}
 
 // The error of one failed stage, and which stage.
 struct Failure {

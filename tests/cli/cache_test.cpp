@@ -1,0 +1,295 @@
+// The solver's cache rules and scheduler, observed through `kiln build --progress json`: which
+// steps ran and which came from the cache. Builds use a busybox base made offline from Debian's
+// busybox-static (examples/busybox/prepare.sh), in a store of their own.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "kiln/base/fd.hpp"
+#include "process.hpp"
+
+namespace kiln::test {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+// What one build did: its exit code, the image ID, and each step's name → "done" | "cached" |
+// "failed" | "canceled".
+struct Outcome {
+  ProcessResult process;
+  std::string image;
+  std::map<std::string, std::string> steps;
+
+  std::vector<std::string> ran() const { return with("done"); }
+  std::vector<std::string> cached() const { return with("cached"); }
+  std::vector<std::string> with(const std::string& status) const {
+    std::vector<std::string> out;
+    for (const auto& [name, s] : steps) {
+      if (s == status && name.find(" FROM ") == std::string::npos)
+        out.push_back(name);
+    }
+    return out;
+  }
+};
+
+class Cache : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    base_ = new TempDir({}, "kiln-cache-base-");
+    ProcessResult prepared = run_program(
+        {std::string(KILN_SOURCE_DIR) + "/examples/busybox/prepare.sh", busybox_dir().string()});
+    ASSERT_EQ(prepared.exit_code, 0) << prepared.err;
+  }
+  static void TearDownTestSuite() {
+    delete base_;
+    base_ = nullptr;
+  }
+  static fs::path busybox_dir() { return base_->path() / "busybox"; }
+
+  void SetUp() override {
+    ProcessResult r = kiln({"build", "-t", "busybox:latest", busybox_dir().string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+
+  ProcessResult kiln(const std::vector<std::string>& args) {
+    return run_kiln(args, {}, {}, {"KILN_ROOT=" + (store_.path() / "store").string()});
+  }
+
+  void write(const std::string& name, const std::string& content) {
+    fs::path p = ctx_.path() / name;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
+  }
+
+  Outcome build(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"build", "--progress", "json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.push_back(ctx_.path().string());
+    Outcome o;
+    o.process = kiln(args);
+    std::map<int, std::string> names;
+    std::istringstream lines(o.process.err);
+    std::string line;
+    while (std::getline(lines, line)) {
+      nlohmann::json e = nlohmann::json::parse(line, nullptr, false);
+      if (e.is_discarded() || !e.is_object() || !e.contains("event"))
+        continue;
+      std::string event = e["event"];
+      if (event == "started") {
+        names[e["step"].get<int>()] = e["name"].get<std::string>();
+      } else if (event == "done" || event == "cached" || event == "failed" || event == "canceled") {
+        std::string name = names[e["step"].get<int>()];
+        // "[stage 2/5] RUN x" → "stage RUN x": the position may differ between files.
+        size_t space = name.find(' '), close = name.find("] ");
+        if (name.starts_with("[") && space != std::string::npos && close != std::string::npos)
+          name = name.substr(1, space - 1) + " " + name.substr(close + 2);
+        o.steps[name] = event;
+      }
+    }
+    nlohmann::json result = nlohmann::json::parse(o.process.out, nullptr, false);
+    if (result.is_object() && result.contains("image"))
+      o.image = result["image"];
+    return o;
+  }
+
+  TempDir ctx_{{}, "kiln-cache-ctx-"};
+  TempDir store_{{}, "kiln-cache-store-"};
+  static TempDir* base_;
+};
+
+TempDir* Cache::base_ = nullptr;
+
+constexpr const char* kTwoFiles = R"(FROM busybox:latest
+COPY a.txt /a.txt
+RUN cat /a.txt > /from-a
+COPY b.txt /b.txt
+RUN cat /b.txt > /from-b
+ENV DONE=1
+)";
+
+TEST_F(Cache, UnchangedRebuildIsFullyCachedAndTheSameImage) {
+  write("Containerfile", kTwoFiles);
+  write("a.txt", "a\n");
+  write("b.txt", "b\n");
+  Outcome first = build();
+  ASSERT_EQ(first.process.exit_code, 0) << first.process.err;
+  EXPECT_EQ(first.ran().size(), 5u);
+  EXPECT_THAT(first.cached(), IsEmpty());
+  Outcome second = build();
+  ASSERT_EQ(second.process.exit_code, 0) << second.process.err;
+  EXPECT_THAT(second.ran(), IsEmpty());
+  EXPECT_EQ(second.cached().size(), 5u);
+  EXPECT_EQ(second.image, first.image);
+}
+
+TEST_F(Cache, TouchingContextFilesKeepsTheCache) {
+  write("Containerfile", kTwoFiles);
+  write("a.txt", "a\n");
+  write("b.txt", "b\n");
+  ASSERT_EQ(build().process.exit_code, 0);
+  struct timespec later[2] = {{2000000000, 0}, {2000000000, 0}};
+  for (const char* f : {"a.txt", "b.txt"})
+    ASSERT_EQ(::utimensat(AT_FDCWD, (ctx_.path() / f).c_str(), later, 0), 0);
+  Outcome o = build();
+  ASSERT_EQ(o.process.exit_code, 0) << o.process.err;
+  EXPECT_THAT(o.ran(), IsEmpty());
+}
+
+TEST_F(Cache, EditingOneFileRerunsTheStepsThatReadItAndThoseAfter) {
+  write("Containerfile", kTwoFiles);
+  write("a.txt", "a\n");
+  write("b.txt", "b\n");
+  ASSERT_EQ(build().process.exit_code, 0);
+  write("b.txt", "b, edited\n");
+  Outcome o = build();
+  ASSERT_EQ(o.process.exit_code, 0) << o.process.err;
+  EXPECT_THAT(o.cached(),
+              ElementsAre("stage-0 COPY a.txt /a.txt", "stage-0 RUN cat /a.txt > /from-a"));
+  EXPECT_THAT(o.ran(), ElementsAre("stage-0 COPY b.txt /b.txt", "stage-0 ENV DONE=1",
+                                   "stage-0 RUN cat /b.txt > /from-b"));
+  // The same content as the first time: everything from the cache again.
+  write("b.txt", "b\n");
+  EXPECT_THAT(build().ran(), IsEmpty());
+}
+
+TEST_F(Cache, ModeChangesInvalidateButOtherFilesInTheDirectoryDoNot) {
+  write("Containerfile", "FROM busybox:latest\nCOPY src/*.sh /bin/\nRUN ls -l /bin/run.sh\n");
+  write("src/run.sh", "echo hi\n");
+  write("src/README.md", "docs\n");
+  ASSERT_EQ(build().process.exit_code, 0);
+  write("src/README.md", "docs, edited\n");  // not selected by the wildcard
+  EXPECT_THAT(build().ran(), IsEmpty());
+  fs::permissions(ctx_.path() / "src/run.sh", fs::perms::owner_exec, fs::perm_options::add);
+  EXPECT_EQ(build().ran().size(), 2u);
+}
+
+TEST_F(Cache, ChangesToIgnoredFilesChangeNothing) {
+  write("Containerfile", "FROM busybox:latest\nCOPY . /ctx/\nRUN ls -R /ctx > /listing\n");
+  write(".containerignore", "*.log\nbuild/\n");
+  write("main.c", "int main(){}\n");
+  write("debug.log", "1\n");
+  write("build/out.o", "x\n");
+  Outcome first = build();
+  ASSERT_EQ(first.process.exit_code, 0) << first.process.err;
+  write("debug.log", "2\n");
+  write("build/new.o", "y\n");
+  Outcome o = build();
+  EXPECT_THAT(o.ran(), IsEmpty());
+  EXPECT_EQ(o.image, first.image);
+  write("main.c", "int main(){return 1;}\n");
+  EXPECT_EQ(build().ran().size(), 2u);
+}
+
+TEST_F(Cache, BuildArgsReachOnlyTheStepsThatSeeThem) {
+  write("Containerfile",
+        "FROM busybox:latest\nRUN echo one > /one\nARG VERSION=1\nCOPY a.txt /\n"
+        "RUN echo $VERSION > /version\n");
+  write("a.txt", "a\n");
+  ASSERT_EQ(build().process.exit_code, 0);
+  // Not declared anywhere: a warning, and nothing changes.
+  Outcome unused = build({"--build-arg", "UNDECLARED=x"});
+  ASSERT_EQ(unused.process.exit_code, 0) << unused.process.err;
+  EXPECT_THAT(unused.ran(), IsEmpty());
+  // Declared after the first RUN: that RUN and the COPY keep their cache.
+  Outcome changed = build({"--build-arg", "VERSION=2"});
+  EXPECT_THAT(changed.cached(), ElementsAre("stage-0 COPY a.txt /", "stage-0 RUN echo one > /one"));
+  EXPECT_THAT(changed.ran(), ElementsAre("stage-0 RUN echo $VERSION > /version"));
+}
+
+TEST_F(Cache, ANewBaseImageDigestInvalidatesTheStage) {
+  write("Containerfile", "FROM busybox:latest\nRUN echo x > /x\n");
+  ASSERT_EQ(build().process.exit_code, 0);
+  EXPECT_THAT(build().ran(), IsEmpty());
+  // The base is rebuilt with one more file: a new manifest digest under the same tag.
+  std::ofstream(busybox_dir() / "rootfs" / "extra") << "new\n";
+  ProcessResult rebuilt = kiln({"build", "-t", "busybox:latest", busybox_dir().string()});
+  fs::remove(busybox_dir() / "rootfs" / "extra");
+  ASSERT_EQ(rebuilt.exit_code, 0) << rebuilt.err;
+  Outcome o = build();
+  ASSERT_EQ(o.process.exit_code, 0) << o.process.err;
+  EXPECT_THAT(o.ran(), ElementsAre("stage-0 RUN echo x > /x"));
+}
+
+TEST_F(Cache, NoCacheAndNoCacheFilter) {
+  write("Containerfile",
+        "FROM busybox:latest AS dep\nRUN echo dep > /dep\n"
+        "FROM busybox:latest\nCOPY --from=dep /dep /dep\nRUN cat /dep\n");
+  ASSERT_EQ(build().process.exit_code, 0);
+  Outcome all = build({"--no-cache"});
+  ASSERT_EQ(all.process.exit_code, 0) << all.process.err;
+  EXPECT_EQ(all.ran().size(), 3u);
+  EXPECT_THAT(all.cached(), IsEmpty());
+  // The dep stage re-runs; its result is the same, so the last stage's keys still match.
+  Outcome filtered = build({"--no-cache-filter", "dep"});
+  ASSERT_EQ(filtered.process.exit_code, 0) << filtered.process.err;
+  EXPECT_THAT(filtered.ran(), ElementsAre("dep RUN echo dep > /dep"));
+}
+
+TEST_F(Cache, TheSameStepInTwoStagesRunsOnce) {
+  write("Containerfile",
+        "FROM busybox:latest AS a\nRUN echo shared > /shared\nRUN echo a > /a\n"
+        "FROM busybox:latest AS b\nRUN echo shared > /shared\nRUN echo b > /b\n"
+        "FROM busybox:latest\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n");
+  Outcome o = build();
+  ASSERT_EQ(o.process.exit_code, 0) << o.process.err;
+  int shared_runs = 0;
+  for (const auto& [name, status] : o.steps) {
+    if (name.ends_with("RUN echo shared > /shared") && status == "done")
+      ++shared_runs;
+  }
+  EXPECT_EQ(shared_runs, 1);
+}
+
+TEST_F(Cache, IndependentStagesRunAtTheSameTime) {
+  // Each stage waits for the other's marker in a shared cache mount: run one after the other,
+  // the first would time out.
+  const char* wait =
+      "i=0; while [ ! -e /shared/%s ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
+      "test -e /shared/%s";
+  char a[256], b[256];
+  std::snprintf(a, sizeof a, wait, "b", "b");
+  std::snprintf(b, sizeof b, wait, "a", "a");
+  write(
+      "Containerfile",
+      std::string("FROM busybox:latest AS a\n"
+                  "RUN --mount=type=cache,target=/shared,id=rendezvous touch /shared/a && ") +
+          a +
+          "\nFROM busybox:latest AS b\n"
+          "RUN --mount=type=cache,target=/shared,id=rendezvous touch /shared/b && " +
+          b +
+          "\nFROM busybox:latest\nCOPY --from=a /bin/busybox /a\nCOPY --from=b /bin/busybox /b\n");
+  Outcome o = build();
+  EXPECT_EQ(o.process.exit_code, 0) << o.process.err;
+}
+
+TEST_F(Cache, AFailureCancelsItsDependentsAndEveryFailureIsReported) {
+  write("Containerfile",
+        "FROM busybox:latest AS one\nRUN echo first-failure && exit 3\n"
+        "FROM busybox:latest AS two\nRUN echo second-failure && exit 4\n"
+        "FROM busybox:latest AS fine\nRUN echo fine > /fine\n"
+        "FROM busybox:latest\nCOPY --from=one / /one\nCOPY --from=two / /two\n"
+        "COPY --from=fine /fine /fine\n");
+  Outcome o = build();
+  EXPECT_EQ(o.process.exit_code, 1);
+  EXPECT_THAT(o.process.err, HasSubstr("Containerfile:2"));
+  EXPECT_THAT(o.process.err, HasSubstr("exit code 3"));
+  EXPECT_THAT(o.process.err, HasSubstr("Containerfile:4"));
+  EXPECT_THAT(o.process.err, HasSubstr("exit code 4"));
+  EXPECT_EQ(o.steps["fine RUN echo fine > /fine"], "done");
+  // Nothing of the failed build is tagged, and the successful stage is cached for next time.
+  write("Containerfile", "FROM busybox:latest AS fine\nRUN echo fine > /fine\n");
+  EXPECT_THAT(build().ran(), IsEmpty());
+}
+
+}  // namespace
+}  // namespace kiln::test
