@@ -16,7 +16,7 @@ const char* const kBuildUsage =
     "kiln build [-t TAG]... [-f FILE] [--build-arg K=V]... [--target STAGE] [--platform P[,P]] "
     "[--no-cache] [--pull] [-o type=oci|docker|registry|local|tar,dest=...] [--push] "
     "[--cache-from SPEC] [--cache-to SPEC] [--secret id=ID,src=FILE] [--network "
-    "default|none|host] [--label K=V] [--iidfile FILE] [--progress auto|tty|plain|json] "
+    "default|none|host] [--label K=V] [--iidfile FILE] [--progress auto|tty|plain|json|quiet] "
     "[--sign-key FILE] [--compression gzip|zstd|none] [--format oci|docker] "
     "[--allow security.insecure] [--snapshotter auto|overlay|copy] [--runtime runc|crun|PATH] "
     "[--dry-run [--plan-format text|json]] CONTEXT";
@@ -172,7 +172,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("label", po::value(&labels), "add a label K=V to the image (repeatable)")
       ("iidfile", po::value(&iidfile), "write the image ID to FILE")
       ("progress", po::value(&progress)->default_value("auto"),
-       "progress output: auto, tty, plain, json")
+       "progress output: auto, tty, plain, json, quiet")
       ("sign-key", po::value(&sign_key), "sign the pushed image with this private key")
       ("compression", po::value(&compression)->default_value("gzip"),
        "layer compression: gzip, zstd, none")
@@ -257,7 +257,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   for (const std::string& l : labels)
     opts.labels.push_back(key_value(l, "--label"));
   opts.iidfile = iidfile;
-  require_one_of(progress, "--progress", {"auto", "tty", "plain", "json"});
+  require_one_of(progress, "--progress", {"auto", "tty", "plain", "json", "quiet"});
   opts.progress = progress;
   opts.sign_key = sign_key;
   require_one_of(compression, "--compression", {"gzip", "zstd", "none"});

@@ -1,5 +1,5 @@
 // What a build reports while it runs, as events; how they look (tty, plain, json) is the
-// renderer's business (cli/progress_renderer).
+// renderer's business (solver/progress_renderer.hpp).
 //
 // A step is one vertex of the build: a stage's FROM or one of its instructions. Steps get ids in
 // the order the build learns of them (1, 2, ...), and their events arrive in this order:
