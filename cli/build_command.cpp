@@ -21,6 +21,7 @@
 #include "kiln/runner/userns.hpp"
 #include "kiln/snapshotter/compression.hpp"
 #include "kiln/solver/builder.hpp"
+#include "kiln/solver/cache_transfer.hpp"
 #include "kiln/solver/progress_renderer.hpp"
 
 namespace kiln::cli {
@@ -56,8 +57,13 @@ void refuse_unavailable(const BuildCommandOptions& opts) {
       throw Error("--output type=registry is not supported by this version of kiln yet");
     }
   }
-  if (!opts.cache_from.empty() || !opts.cache_to.empty()) {
-    throw Error("--cache-from/--cache-to are not supported by this version of kiln yet");
+  for (const auto* list : {&opts.cache_from, &opts.cache_to}) {
+    for (const TypedSpec& c : *list) {
+      if (c.type == "registry")
+        throw Error(
+            "--cache-from/--cache-to type=registry is not supported by this version of "
+            "kiln yet (type=local is)");
+    }
   }
   if (!opts.sign_key.empty())
     throw Error("--sign-key is not supported by this version of kiln yet");
@@ -183,6 +189,24 @@ int build_command(const std::vector<std::string>& args, Io io) {
     }
   } finish{*progress, elapsed};
 
+  for (const TypedSpec& c : opts->cache_from) {
+    std::string src = c.attr("src").value_or("");
+    std::shared_ptr<solver::RemoteCache> remote;
+    try {
+      remote = solver::open_layout_cache(src);
+    } catch (const Error& e) {
+      say(std::string("WARNING: ") + e.what() + "; building without it");
+      continue;
+    }
+    if (remote) {
+      say("Importing cache from " + remote->source() + ": " + std::to_string(remote->size()) +
+          " records");
+      request.cache_from.push_back(remote);
+    } else {
+      say("No cache to import at " + src);
+    }
+  }
+
   solver::Builder builder(store, request);
   build.base_image = [&](const std::string& ref, const oci::Platform& platform) {
     return builder.base_image(ref, platform);
@@ -201,6 +225,16 @@ int build_command(const std::vector<std::string>& args, Io io) {
     say("Tagged " + oci::Store::canonical_name(tag));
   }
   write_outputs(*opts, store, image, built, sde, say);
+  for (const TypedSpec& c : opts->cache_to) {
+    bool max = c.attr("mode").value_or("min") == "max";
+    const std::vector<solver::CacheRecord>& records =
+        max ? built.all_records : built.target_records;
+    oci::Descriptor cache = solver::write_cache_manifest(store, records);
+    std::string dest = c.attr("dest").value_or("");
+    exporter::write_oci_layout(store, cache, {solver::kCacheRefName}, dest);
+    say("Exported cache (" + std::to_string(records.size()) +
+        " records, mode=" + (max ? "max" : "min") + ") to " + dest);
+  }
   if (!opts->iidfile.empty()) {
     std::ofstream iid(opts->iidfile, std::ios::trunc);
     iid << image.config.str();

@@ -101,6 +101,7 @@ struct Builder::Impl {
   std::optional<bool> overlay_usable;  // probed on the first RUN when --snapshotter=auto
   std::atomic<size_t> next_step{0};
   std::atomic<size_t> steps_run{0}, steps_cached{0};
+  std::vector<std::pair<size_t, CacheRecord>> used_records;  // (stage, record)
 
   Impl(oci::Store& s, BuildRequest r)
       : store(s),
@@ -260,16 +261,37 @@ struct Builder::Impl {
     return true;
   }
 
-  // A usable record: parseable, held for this build, and every layer in the store.
+  // A usable record: parseable, held for this build, and every layer in the store. When the
+  // local index misses, the --cache-from caches are asked; a hit there fetches its layers and
+  // joins the local index.
   std::optional<CacheRecord> lookup(const std::string& key) {
     std::optional<CacheRecord> record = cache.get(key);
-    if (!record || !lease.hold("record " + key, cache.path_of(key)))
-      return std::nullopt;
-    for (const oci::Descriptor& layer : record->layers) {
-      if (!store.has_blob(layer.digest))
-        return std::nullopt;
+    if (record && lease.hold("record " + key, cache.path_of(key)) &&
+        std::all_of(record->layers.begin(), record->layers.end(),
+                    [&](const oci::Descriptor& l) { return store.has_blob(l.digest); })) {
+      return record;
     }
-    return record;
+    for (const std::shared_ptr<const RemoteCache>& remote : request.cache_from) {
+      std::optional<CacheRecord> imported;
+      try {
+        imported = remote->fetch(key, store);
+      } catch (const Error& e) {
+        // A broken or unreachable cache costs time, not the build: the step runs instead.
+        message(std::string("WARNING: ") + e.what() + "; running the step instead");
+      }
+      if (!imported)
+        continue;
+      cache.put(*imported);
+      if (lease.hold("record " + key, cache.path_of(key)))
+        return imported;
+    }
+    return std::nullopt;
+  }
+
+  // Every step's resulting record, for --cache-to.
+  void used(size_t stage, const StageState& st) {
+    std::lock_guard lock(mutex);
+    used_records.emplace_back(stage, record_of(st));
   }
 
   static CacheRecord record_of(const StageState& st) {
@@ -496,6 +518,7 @@ struct Builder::Impl {
         record = other.get();  // rethrows the other stage's failure
       if (record) {
         take(st, *record);
+        used(stage.index, st);
         ++steps_cached;
         emit(ProgressEvent::Kind::kCached, id, {}, {}, seconds_since(started));
         return;
@@ -512,6 +535,7 @@ struct Builder::Impl {
         promise.set_exception(std::current_exception());
         throw;
       }
+      used(stage.index, st);
       ++steps_run;
       emit(ProgressEvent::Kind::kDone, id, {}, {}, seconds_since(started));
     } catch (const std::exception& e) {
@@ -1053,6 +1077,11 @@ struct Builder::Impl {
     out.rootfs = [this, target] { return root(*target); };
     out.steps_run = steps_run;
     out.steps_cached = steps_cached;
+    for (const auto& [stage, record] : used_records) {
+      out.all_records.push_back(record);
+      if (stage == plan.target)
+        out.target_records.push_back(record);
+    }
     return out;
   }
 

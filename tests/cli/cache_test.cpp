@@ -1,9 +1,9 @@
 // The solver's cache rules and scheduler, observed through `kiln build --progress json`: which
 // steps ran and which came from the cache. Builds use a busybox base made offline from Debian's
 // busybox-static (examples/busybox/prepare.sh), in a store of their own.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -289,6 +289,103 @@ TEST_F(Cache, AFailureCancelsItsDependentsAndEveryFailureIsReported) {
   // Nothing of the failed build is tagged, and the successful stage is cached for next time.
   write("Containerfile", "FROM busybox:latest AS fine\nRUN echo fine > /fine\n");
   EXPECT_THAT(build().ran(), IsEmpty());
+}
+
+// Two machines' stores sharing the cache through an OCI layout (--cache-to/--cache-from
+// type=local). Base images are made with SOURCE_DATE_EPOCH so both stores have the same one, as
+// they would after pulling it from a registry.
+class CacheTransfer : public Cache {
+ protected:
+  ProcessResult in(const std::string& store, std::vector<std::string> args) {
+    return run_kiln(
+        args, {}, {},
+        {"KILN_ROOT=" + (store_.path() / store).string(), "SOURCE_DATE_EPOCH=1700000000"});
+  }
+  Outcome build_in(const std::string& store, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"build", "--progress", "json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.push_back(ctx_.path().string());
+    Outcome o;
+    o.process = in(store, args);
+    std::istringstream lines(o.process.err);
+    std::string line;
+    while (std::getline(lines, line)) {
+      nlohmann::json e = nlohmann::json::parse(line, nullptr, false);
+      if (e.is_object() && e.value("event", "") == "done")
+        o.steps[std::to_string(e["step"].get<int>())] = "done";
+    }
+    nlohmann::json result = nlohmann::json::parse(o.process.out, nullptr, false);
+    if (result.is_object()) {
+      o.image = result.value("image", "");
+      o.steps["run"] = std::to_string(result.value("steps_run", -1));
+    }
+    return o;
+  }
+  void SetUp() override {
+    for (const char* s : {"a", "b", "c"}) {
+      ProcessResult r = in(s, {"build", "-t", "busybox:latest", busybox_dir().string()});
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+    }
+    write("Containerfile",
+          "FROM busybox:latest AS tools\nRUN echo tool > /tool\n"
+          "FROM busybox:latest\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy\n"
+          "COPY --from=tools /tool /tool\nRUN cat /tool /copy > /both\n");
+    write("a.txt", "a\n");
+  }
+  fs::path layout() const { return store_.path() / "cache-layout"; }
+};
+
+TEST_F(CacheTransfer, AnEmptyStoreGetsEveryStepFromAnExportedCache) {
+  // The build is not reproducible by itself (no SOURCE_DATE_EPOCH for it): only the cache can
+  // make store b produce store a's image.
+  Outcome a = build_in("a", {"--cache-to", "type=local,mode=max,dest=" + layout().string()});
+  ASSERT_EQ(a.process.exit_code, 0) << a.process.err;
+  EXPECT_EQ(a.steps["run"], "5");
+  Outcome b = build_in("b", {"--cache-from", "type=local,src=" + layout().string()});
+  ASSERT_EQ(b.process.exit_code, 0) << b.process.err;
+  EXPECT_EQ(b.steps["run"], "0");
+  EXPECT_EQ(b.image, a.image);
+  ProcessResult check = in("b", {"check"});
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+}
+
+TEST_F(CacheTransfer, ModeMinExportsOnlyTheTargetStage) {
+  ASSERT_EQ(build_in("a", {"--cache-to", "type=local,dest=" + layout().string()}).process.exit_code,
+            0);
+  Outcome b = build_in("b", {"--cache-from", "type=local,src=" + layout().string()});
+  ASSERT_EQ(b.process.exit_code, 0) << b.process.err;
+  EXPECT_EQ(b.steps["run"], "1");  // the tools stage's RUN; the target's four steps hit
+}
+
+TEST_F(CacheTransfer, ABrokenCacheLayerMeansRunningTheStepNotFailing) {
+  ASSERT_EQ(build_in("a", {"--cache-to", "type=local,mode=max,dest=" + layout().string()})
+                .process.exit_code,
+            0);
+  for (const auto& entry : fs::directory_iterator(layout() / "blobs" / "sha256")) {
+    std::ifstream blob(entry.path(), std::ios::binary);
+    if (blob.get() == 0x1f && blob.get() == 0x8b)  // a gzip layer, not a JSON document
+      std::ofstream(entry.path(), std::ios::app) << "garbage";
+  }
+  Outcome c = build_in("c", {"--cache-from", "type=local,src=" + layout().string()});
+  ASSERT_EQ(c.process.exit_code, 0) << c.process.err;
+  EXPECT_THAT(c.process.err, HasSubstr("running the step instead"));
+  ProcessResult check = in("c", {"check"});
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+}
+
+TEST_F(CacheTransfer, AnUnreadableCacheIsAWarning) {
+  fs::create_directories(layout());
+  std::ofstream(layout() / "index.json") << "{not json";
+  Outcome b = build_in("b", {"--cache-from", "type=local,src=" + layout().string()});
+  ASSERT_EQ(b.process.exit_code, 0) << b.process.err;
+  EXPECT_THAT(b.process.err, HasSubstr("building without it"));
+}
+
+TEST_F(CacheTransfer, NoCacheAtTheSourceIsNotAnError) {
+  Outcome b =
+      build_in("b", {"--cache-from", "type=local,src=" + (store_.path() / "none").string()});
+  ASSERT_EQ(b.process.exit_code, 0) << b.process.err;
+  EXPECT_THAT(b.process.err, HasSubstr("No cache to import"));
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,6 +32,8 @@
 #include "kiln/oci/image_config.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/snapshotter/layer_writer.hpp"
+#include "kiln/solver/cache_index.hpp"
+#include "kiln/solver/cache_transfer.hpp"
 #include "kiln/solver/progress.hpp"
 
 namespace kiln::solver {
@@ -48,6 +51,9 @@ struct BuildRequest {
   bool no_cache = false;                     // --no-cache: run every step
   std::vector<std::string> no_cache_filter;  // --no-cache-filter: stage names or indexes
   size_t jobs = 0;                           // stages at once; 0: the number of CPUs
+  // --cache-from: consulted, in order, when the local cache index misses; a hit fetches the
+  // record's layers into the store and adds the record to the local index.
+  std::vector<std::shared_ptr<const RemoteCache>> cache_from;
 
   // RUN
   struct Secret {
@@ -69,6 +75,9 @@ struct BuiltImage {
   // Makes (on the first call) and returns the unpacked filesystem; valid while the Builder lives.
   std::function<std::filesystem::path()> rootfs;
   size_t steps_run = 0, steps_cached = 0;
+  // The record of every step of the build (for --cache-to): the target stage's steps alone
+  // (mode=min) and every stage's (mode=max), in the order they finished.
+  std::vector<CacheRecord> target_records, all_records;
 };
 
 class Builder {

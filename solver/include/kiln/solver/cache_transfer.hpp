@@ -1,0 +1,66 @@
+// Build cache shared between machines (--cache-to / --cache-from): the cache records of a build,
+// packed as one OCI image manifest that any registry or OCI layout holds.
+//
+//   manifest  application/vnd.oci.image.manifest.v1+json,
+//             artifactType application/vnd.kiln.cache.v1
+//     config  application/vnd.kiln.cache.config.v1+json:
+//             {"version":1,"records":[{"key":HEX,"config":"<image config JSON>",
+//                                      "layers":[0,2],"cmd_set":false}, ...]}
+//     layers  every layer blob the records name, once each; a record's "layers" index them
+//
+// Importing reads only the manifest and config; a layer is fetched (and verified) the first time a
+// build hits a record that needs it, then the record joins the local cache index.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kiln/oci/descriptor.hpp"
+#include "kiln/oci/store.hpp"
+#include "kiln/solver/cache_index.hpp"
+
+namespace kiln::solver {
+
+inline constexpr const char* kCacheArtifactType = "application/vnd.kiln.cache.v1";
+inline constexpr const char* kCacheConfigMediaType = "application/vnd.kiln.cache.config.v1+json";
+inline constexpr const char* kCacheRefName = "kiln-cache";  // its name in an exported layout
+
+// Writes the config and the manifest for `records` into `store` (whose blobs already hold the
+// records' layers) and returns the manifest's descriptor, ready to push or write as a layout.
+oci::Descriptor write_cache_manifest(oci::Store& store, const std::vector<CacheRecord>& records);
+
+// The records of a cache manifest. Throws kiln::Error naming `source` when either document is
+// malformed or a record points at a layer the manifest does not have.
+std::vector<CacheRecord> parse_cache_manifest(const std::string& manifest_json,
+                                              const std::string& config_json,
+                                              const std::string& source);
+
+// An imported cache: the records by key and a way to bring a blob into the store.
+class RemoteCache {
+ public:
+  // `fetch` copies one blob into the store, verified against its descriptor.
+  using Fetch = std::function<void(const oci::Descriptor& blob, oci::Store& store)>;
+  RemoteCache(std::string source, const std::vector<CacheRecord>& records, Fetch fetch);
+
+  const std::string& source() const { return source_; }
+  size_t size() const { return records_.size(); }
+  // The record for `key` with every layer it needs now in `store`; nullopt when this cache does
+  // not have the key. Throws kiln::Error when a layer cannot be fetched.
+  std::optional<CacheRecord> fetch(const std::string& key, oci::Store& store) const;
+
+ private:
+  std::string source_;
+  std::map<std::string, CacheRecord> records_;
+  Fetch fetch_;
+};
+
+// The cache exported to an OCI layout directory (type=local,src=DIR). nullopt when DIR holds no
+// kiln cache (a first build with --cache-from of an empty directory is not an error).
+std::shared_ptr<RemoteCache> open_layout_cache(const std::filesystem::path& dir);
+
+}  // namespace kiln::solver
