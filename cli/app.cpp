@@ -37,6 +37,7 @@ const std::vector<Command>& commands() {
       {"save", "Write an image to a docker-archive, oci-archive or OCI layout", save_command},
       {"push", "Push an image to a registry", push_command},
       {"prune", "Remove unused blobs, snapshots and cache entries", prune_command},
+      {"check", "Verify the store: blob digests, tags, cache records", check_command},
       {"version", "Print kiln's version", version_command},
   };
   return all;

@@ -46,5 +46,6 @@ int rmi_command(const std::vector<std::string>& args, Io io);
 int save_command(const std::vector<std::string>& args, Io io);
 int push_command(const std::vector<std::string>& args, Io io);
 int prune_command(const std::vector<std::string>& args, Io io);
+int check_command(const std::vector<std::string>& args, Io io);
 
 }  // namespace kiln::cli

@@ -1,19 +1,27 @@
-// Commands on the local image store. push and prune are not implemented yet and say so.
+// Commands on the local image store.
 #include <boost/program_options.hpp>
+#include <cctype>
+#include <charconv>
 #include <cstdio>
+#include <filesystem>
 #include <iomanip>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <ostream>
 
 #include "app.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/exporter/exporter.hpp"
+#include "kiln/frontend/duration.hpp"
 #include "kiln/oci/image_config.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/oci/store.hpp"
+#include "kiln/runner/userns.hpp"
+#include "kiln/solver/gc.hpp"
 
+namespace fs = std::filesystem;
 namespace po = boost::program_options;
 
 namespace kiln::cli {
@@ -59,10 +67,6 @@ bool parse(const Spec& spec, const std::vector<std::string>& args, po::options_d
   return true;
 }
 
-[[noreturn]] void not_yet(const Spec& spec) {
-  throw Error(std::string("kiln ") + spec.name + " is not implemented in this version of kiln yet");
-}
-
 oci::Store open_store() {
   return oci::Store(oci::Store::default_root());
 }
@@ -106,6 +110,46 @@ std::string human_size(int64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, unit == 0 ? "%.0f %s" : "%.3g %s", value, units[unit]);
   return buf;
+}
+
+[[noreturn]] void not_yet(const Spec& spec) {
+  throw Error(std::string("kiln ") + spec.name + " is not implemented in this version of kiln yet");
+}
+
+// "1 blob", "2 blobs".
+std::string count_of(size_t n, const std::string& noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
+// A size: bytes, or a number (a fraction allowed) with k, M, G, T, P (powers of 1000) or Ki, Mi,
+// Gi, Ti, Pi (powers of 1024), case-insensitive, "B" optional: 4096, 512MB, 10g, 1.5GiB.
+std::optional<uint64_t> parse_size(std::string_view text) {
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text.front())))
+    return std::nullopt;
+  double value = 0;
+  const char* last = text.data() + text.size();
+  auto [end, ec] = std::from_chars(text.data(), last, value, std::chars_format::fixed);
+  if (ec != std::errc())
+    return std::nullopt;
+  std::string unit = to_lower(std::string_view(end, static_cast<size_t>(last - end)));
+  if (ends_with(unit, "b"))
+    unit.pop_back();
+  double base = 1000;
+  if (unit.size() == 2 && unit[1] == 'i') {
+    unit.pop_back();
+    base = 1024;
+  }
+  double bytes = value;
+  if (!unit.empty()) {
+    size_t power = std::string_view("kmgtp").find(unit);
+    if (unit.size() != 1 || power == std::string_view::npos)
+      return std::nullopt;
+    for (size_t i = 0; i <= power; ++i)
+      bytes *= base;
+  }
+  if (bytes >= 1.8e19)  // does not fit in 64 bits
+    return std::nullopt;
+  return static_cast<uint64_t>(bytes + 0.5);
 }
 
 }  // namespace
@@ -274,6 +318,97 @@ int save_command(const std::vector<std::string>& args, Io io) {
   return kExitOk;
 }
 
+int prune_command(const std::vector<std::string>& args, Io io) {
+  static const Spec spec{
+      "prune", "kiln prune [--all] [--keep-storage SIZE] [--filter until=DURATION] [--force]",
+      "Remove blobs no image or cache entry needs, unused snapshots and leftovers of interrupted\n"
+      "builds. Cache entries stay unless --all, --filter until= or --keep-storage drops them;\n"
+      "tagged images always stay.",
+      0, 0};
+  po::options_description flags("Options");
+  flags.add_options()("all,a", "remove every cache entry, snapshot and cache mount too")(
+      "keep-storage", po::value<std::string>(),
+      "drop least recently used cache entries until blobs and snapshots take at most SIZE "
+      "(e.g. 10GB, 512MiB)")("filter", po::value<std::vector<std::string>>(),
+                             "until=DURATION: drop cache entries not used for DURATION (e.g. 24h)")(
+      "force,f", "do not ask for confirmation (kiln never asks)");
+  std::vector<std::string> operands;
+  po::variables_map vm;
+  if (!parse(spec, args, flags, operands, io, &vm))
+    return kExitOk;
+  solver::PruneOptions options;
+  options.all = vm.count("all") > 0;
+  if (vm.count("keep-storage")) {
+    std::string size = vm["keep-storage"].as<std::string>();
+    options.keep_storage = parse_size(size);
+    if (!options.keep_storage) {
+      throw UsageError(
+          "--keep-storage " + quote(size) + ": not a size (bytes, or e.g. 512MB, 10GB, 1.5GiB)",
+          spec.usage);
+    }
+  }
+  if (vm.count("filter")) {
+    for (const std::string& filter : vm["filter"].as<std::vector<std::string>>()) {
+      size_t eq = filter.find('=');
+      std::string key = filter.substr(0, eq);
+      if (eq == std::string::npos || key != "until") {
+        throw UsageError("--filter " + quote(filter) + ": the only filter is until=DURATION",
+                         spec.usage);
+      }
+      std::optional<int64_t> nanoseconds = frontend::parse_go_duration(filter.substr(eq + 1));
+      if (!nanoseconds || *nanoseconds < 0) {
+        throw UsageError("--filter " + quote(filter) + ": not a duration (e.g. 24h, 90m, 1h30m)",
+                         spec.usage);
+      }
+      options.until_seconds = *nanoseconds / 1'000'000'000;
+    }
+  }
+  // The store is chosen as the invoking user. A rootless build leaves files owned by subordinate
+  // ids in snapshots and scratch directories; only inside the build's user namespace can they be
+  // removed.
+  fs::path root = oci::Store::default_root();
+  oci::Store created_when_missing(root);
+  runner::enter_build_user_namespace({});
+  solver::PruneReport report = solver::prune(root, options);
+  io.out << "Deleted " << count_of(report.blobs, "blob") << ", "
+         << count_of(report.snapshots, "snapshot") << ", "
+         << count_of(report.records, "cache record") << ", "
+         << count_of(report.cache_mounts, "cache mount") << "; reclaimed "
+         << human_size(static_cast<int64_t>(report.reclaimed_bytes)) << "\n";
+  std::vector<std::string> leftovers;
+  if (report.leases)
+    leftovers.push_back(count_of(report.leases, "stale lease"));
+  if (report.temp_files)
+    leftovers.push_back(count_of(report.temp_files, "temporary file"));
+  if (!leftovers.empty())
+    io.out << "Removed " << join(leftovers, " and ") << "\n";
+  return kExitOk;
+}
+
+int check_command(const std::vector<std::string>& args, Io io) {
+  static const Spec spec{
+      "check", "kiln check",
+      "Verify the store without changing it: every blob's content matches its\n"
+      "digest, tagged images have all their blobs, cache records parse and have\n"
+      "their layers. Lists problems and leftovers of interrupted builds (which\n"
+      "'kiln prune' removes); exits 1 when there are problems.",
+      0, 0};
+  po::options_description flags("Options");
+  std::vector<std::string> operands;
+  if (!parse(spec, args, flags, operands, io))
+    return kExitOk;
+  solver::CheckReport report = solver::check(oci::Store::default_root());
+  for (const std::string& problem : report.problems)
+    io.out << "problem: " << problem << "\n";
+  for (const std::string& leftover : report.leftovers)
+    io.out << "leftover: " << leftover << "\n";
+  io.out << "checked " << count_of(report.blobs, "blob") << ", " << count_of(report.images, "image")
+         << ", " << count_of(report.records, "cache record") << ", "
+         << count_of(report.snapshots, "snapshot") << ": "
+         << (report.problems.empty() ? "OK" : count_of(report.problems.size(), "problem")) << "\n";
+  return report.problems.empty() ? kExitOk : kExitFailure;
+}
+
 int push_command(const std::vector<std::string>& args, Io io) {
   static const Spec spec{"push",
                          "kiln push [--format oci|docker] [--tls-verify=false] IMAGE [DEST]",
@@ -282,20 +417,6 @@ int push_command(const std::vector<std::string>& args, Io io) {
   flags.add_options()("format", po::value<std::string>(), "manifest media types: oci or docker")(
       "tls-verify", po::value<bool>(), "verify the registry's TLS certificate (default true)")(
       "sign-key", po::value<std::string>(), "sign the pushed image with this private key");
-  std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io))
-    return kExitOk;
-  not_yet(spec);
-}
-
-int prune_command(const std::vector<std::string>& args, Io io) {
-  static const Spec spec{"prune",
-                         "kiln prune [--all] [--keep-storage SIZE] [--filter until=DURATION]",
-                         "Remove unreferenced blobs, snapshots and cache entries.", 0, 0};
-  po::options_description flags("Options");
-  flags.add_options()("all,a", "also remove cache entries that images do not reference")(
-      "keep-storage", po::value<std::string>(), "keep this much cache, e.g. 10GB")(
-      "filter", po::value<std::vector<std::string>>(), "only entries matching, e.g. until=24h");
   std::vector<std::string> operands;
   if (!parse(spec, args, flags, operands, io))
     return kExitOk;

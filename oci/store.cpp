@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "kiln/base/crash_point.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/manifest.hpp"
@@ -45,7 +47,10 @@ void write_file_atomically(const fs::path& path, std::string_view bytes) {
   {
     UniqueFd fd = open_or_throw(temp, O_WRONLY | O_CREAT | O_EXCL, 0644);
     try {
-      write_all(fd.get(), bytes.data(), bytes.size(), temp.string());
+      write_all(fd.get(), bytes.data(), bytes.size() / 2, temp.string());
+      crash_point("atomic-write-half");
+      write_all(fd.get(), bytes.data() + bytes.size() / 2, bytes.size() - bytes.size() / 2,
+                temp.string());
       if (::fsync(fd.get()) != 0)
         throw Error("fsync " + temp.string() + ": " + errno_text());
     } catch (...) {
@@ -87,12 +92,24 @@ Digest BlobWriter::commit(const std::optional<Digest>& expected) {
     throw Error("blob content does not match its digest: expected " + expected->str() + ", got " +
                 digest.str() + " (" + std::to_string(size_) + " bytes); nothing was stored");
   }
+  crash_point("blob-before-rename");
   if (::fsync(fd_.get()) != 0)
     throw Error("fsync " + temp_.string() + ": " + errno_text());
   fd_.reset();
   fs::path final_path = blobs_dir_ / digest.hex();
-  if (::rename(temp_.c_str(), final_path.c_str()) != 0) {
-    throw Error("rename " + temp_.string() + " to " + final_path.string() + ": " + errno_text());
+  {
+    // `kiln prune` sweeps under an exclusive ROOT/gc.lock (kiln/solver/lease.hpp). Renaming
+    // under a shared one means a prune never removes a blob that was just (re)committed: the
+    // rename gives it a fresh mtime, newer than the start of the committing build's lease.
+    fs::path gc_lock = blobs_dir_.parent_path().parent_path() / "gc.lock";
+    UniqueFd lock = open_or_throw(gc_lock, O_RDWR | O_CREAT, 0644);
+    while (::flock(lock.get(), LOCK_SH) != 0) {
+      if (errno != EINTR)
+        throw Error("lock " + gc_lock.string() + ": " + errno_text());
+    }
+    if (::rename(temp_.c_str(), final_path.c_str()) != 0) {
+      throw Error("rename " + temp_.string() + " to " + final_path.string() + ": " + errno_text());
+    }
   }
   committed_ = true;
   fsync_dir(blobs_dir_);
@@ -168,8 +185,19 @@ std::string Store::read_blob(const Digest& digest) const {
 
 Digest Store::put_blob(std::string_view bytes) {
   Digest digest = sha256_of(bytes);
-  if (has_blob(digest))
-    return digest;
+  {
+    // An existing blob is touched instead of rewritten, under the same shared gc.lock a commit
+    // takes: a concurrent prune then either removed it already (and it is written below) or sees
+    // it as new and keeps it.
+    fs::path gc_lock = root_ / "gc.lock";
+    UniqueFd lock = open_or_throw(gc_lock, O_RDWR | O_CREAT, 0644);
+    while (::flock(lock.get(), LOCK_SH) != 0) {
+      if (errno != EINTR)
+        throw Error("lock " + gc_lock.string() + ": " + errno_text());
+    }
+    if (::utimensat(AT_FDCWD, blob_path(digest).c_str(), nullptr, 0) == 0)
+      return digest;
+  }
   auto writer = begin_blob();
   writer->write(bytes.data(), bytes.size());
   return writer->commit(digest);

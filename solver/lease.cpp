@@ -38,8 +38,8 @@ void remove_stale_leases(const fs::path& root, const std::string& own_id) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(root / "leases", ec)) {
     std::string id = entry.path().filename().string();
-    if (id == own_id)
-      continue;
+    if (id == own_id || id.starts_with("."))
+      continue;  // ourselves, or a lease still being created (prune clears old ones)
     UniqueFd fd(::open(entry.path().c_str(), O_RDWR | O_CLOEXEC));
     if (!fd || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
       continue;  // alive (or already gone)
@@ -61,13 +61,18 @@ Lease::Lease(const fs::path& root) : root_(root), id_(random_id()) {
   fs::create_directories(root_ / "leases");
   fs::create_directories(root_ / "tmp");
   file_ = root_ / "leases" / id_;
-  fd_ = open_or_throw(file_, O_RDWR | O_CREAT | O_EXCL | O_APPEND, 0644);
-  lock_or_throw(fd_.get(), LOCK_EX, file_);
+  // Made under a hidden name, locked and filled, then renamed: a lease file is never seen
+  // unlocked while its owner lives (the lock belongs to the open file, not the name).
+  fs::path creating = root_ / "leases" / ("." + id_);
+  fd_ = open_or_throw(creating, O_RDWR | O_CREAT | O_EXCL | O_APPEND, 0644);
+  lock_or_throw(fd_.get(), LOCK_EX, creating);
   auto now = std::chrono::duration_cast<std::chrono::seconds>(
                  std::chrono::system_clock::now().time_since_epoch())
                  .count();
   std::string first = "started " + std::to_string(now) + "\n";
-  write_all(fd_.get(), first.data(), first.size(), file_.string());
+  write_all(fd_.get(), first.data(), first.size(), creating.string());
+  if (::rename(creating.c_str(), file_.c_str()) != 0)
+    throw Error("rename " + creating.string() + ": " + std::strerror(errno));
   temp_dir_ = root_ / "tmp" / id_;
   fs::create_directory(temp_dir_);
   remove_stale_leases(root_, id_);

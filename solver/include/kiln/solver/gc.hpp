@@ -18,8 +18,9 @@
 //  4. sweeps unmarked blobs, snapshots whose chain ID is not the full chain of a marked image or
 //     surviving record (all unheld snapshots with --all), ingest/ files and snapshots/.tmp-*
 //     leftovers, stat caches (with --all), and cache mounts nobody holds (with --all only) —
-//     except anything whose mtime is newer than the oldest live lease's start (minus a minute
-//     of slack), which a running build may be about to reference.
+//     except anything whose mtime (for directories: the later of mtime and ctime, since unpacking
+//     sets directory times back) is newer than the oldest live lease's start (minus a minute of
+//     slack), which a running build may be about to reference.
 #pragma once
 
 #include <cstdint>
