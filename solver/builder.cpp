@@ -14,6 +14,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <regex>
 #include <semaphore>
 #include <set>
 #include <thread>
@@ -38,6 +39,7 @@
 #include "rootfs.hpp"
 #include "run_mounts.hpp"
 #include "stage_root.hpp"
+#include "url_fetch.hpp"
 
 namespace kiln::solver {
 namespace fs = std::filesystem;
@@ -102,6 +104,8 @@ struct Builder::Impl {
   std::atomic<size_t> next_step{0};
   std::atomic<size_t> steps_run{0}, steps_cached{0};
   std::vector<std::pair<size_t, CacheRecord>> used_records;  // (stage, record)
+  std::mutex download_mutex;
+  std::map<std::string, DownloadedSource> downloads;  // by "URL|checksum"
 
   Impl(oci::Store& s, BuildRequest r)
       : store(s),
@@ -377,12 +381,29 @@ struct Builder::Impl {
     req.now = now;
     req.source_root = request.context;
     req.ignore = &request.ignore;
+    std::optional<std::string> checksum;
+    for (const frontend::Flag& f : op.flags) {
+      if (f.name == "checksum" && f.value)
+        checksum = *f.value;
+    }
+    size_t urls = 0;
     for (const std::string& source : req.sources) {
-      if (source.find("://") != std::string::npos || starts_with(source, "git@")) {
-        throw Error(std::string(req.add ? "ADD" : "COPY") + " of " + quote(source) +
-                    ": fetching URLs and git repositories is not supported by this version of "
-                    "kiln yet");
+      if (is_url(source)) {
+        if (!req.add)
+          throw Error("COPY cannot fetch " + quote(source) + ": use ADD for URLs");
+        req.downloads[source] = download(source, checksum);
+        ++urls;
+      } else if (source.find("://") != std::string::npos || starts_with(source, "git@")) {
+        throw Error("ADD of " + quote(source) +
+                    ": git repositories and URL schemes other than http(s) are not supported by "
+                    "this version of kiln");
       }
+    }
+    if (checksum && (urls != 1 || req.sources.size() != 1)) {
+      throw Error("ADD --checksum needs exactly one source, an http(s) URL");
+    }
+    if (checksum && !std::regex_match(*checksum, std::regex("sha256:[0-9a-f]{64}"))) {
+      throw Error("ADD --checksum=" + *checksum + ": expected sha256:<64 hex digits>");
     }
     for (const frontend::Flag& f : op.flags) {
       if (f.name == "link")
@@ -395,10 +416,10 @@ struct Builder::Impl {
         req.chmod = ChmodSpec::parse(*f.value);
       if (f.name == "chown" && f.value && !for_key)
         req.chown = resolve_owner(*f.value, root(st));
-      if (f.name == "checksum" || f.name == "keep-git-dir") {
-        throw Error("ADD --" + f.name +
-                    " applies to URLs and git sources, which this version of kiln cannot fetch "
-                    "yet");
+      if (f.name == "keep-git-dir") {
+        throw Error(
+            "ADD --keep-git-dir applies to git sources, which this version of kiln "
+            "cannot fetch");
       }
     }
     if (!for_key) {
@@ -414,6 +435,21 @@ struct Builder::Impl {
       }
     }
     return req;
+  }
+
+  // ADD <URL>: fetched once per build (the key and the step both need the content).
+  DownloadedSource download(const std::string& url, const std::optional<std::string>& checksum) {
+    std::lock_guard lock(download_mutex);
+    std::string key = url + "|" + checksum.value_or("");
+    auto it = downloads.find(key);
+    if (it == downloads.end()) {
+      fs::path dir = lease.temp_dir() / "downloads";
+      fs::create_directories(dir);
+      Download d = fetch_url(url, dir, checksum);
+      it = downloads.emplace(key, DownloadedSource{d.file, d.name, d.last_modified.value_or(now)})
+               .first;
+    }
+    return it->second;
   }
 
   std::string context_digest(const CopyRequest& req) {
@@ -954,13 +990,13 @@ struct Builder::Impl {
       }
       case RunMount::Type::kCache: {
         fs::path dir = cache_dir(m);
-        if (m.sharing != "shared") {
-          // locked (and private, which kiln treats the same way) serialise users of the cache.
-          UniqueFd lock = open_or_throw(dir.string() + ".lock", O_RDWR | O_CREAT, 0600);
-          while (::flock(lock.get(), LOCK_EX) != 0 && errno == EINTR) {
-          }
-          locks.push_back(std::move(lock));
+        // locked (and private, which kiln treats the same way) serialise users of the cache;
+        // shared ones hold it shared, so `kiln prune --all` can tell the cache is in use.
+        UniqueFd lock = open_or_throw(dir.string() + ".lock", O_RDWR | O_CREAT, 0600);
+        int operation = m.sharing == "shared" ? LOCK_SH : LOCK_EX;
+        while (::flock(lock.get(), operation) != 0 && errno == EINTR) {
         }
+        locks.push_back(std::move(lock));
         spec.mounts.push_back(
             {m.target, "bind", dir.string(), {"rbind", m.readonly ? "ro" : "rw"}});
         return;

@@ -79,6 +79,11 @@ class Planner {
         ++named;
         continue;
       }
+      if (auto download = r_.downloads.find(arg); download != r_.downloads.end()) {
+        downloads_.push_back(&download->second);
+        ++named;
+        continue;
+      }
       std::vector<Source> found = expand_source(arg);
       named += found.size();
       for (Source& s : found)
@@ -107,6 +112,17 @@ class Planner {
       entry.mode = S_IFREG | 0644;
       entry.content = doc->content;
       entry.mtime_sec = r_.now;
+      add_created(std::move(entry));
+    }
+    for (const DownloadedSource* d : downloads_) {
+      if (into_dir && d->name.empty()) {
+        throw Error("cannot tell a file name from the URL: give the destination as a file path");
+      }
+      LayerEntry entry;
+      entry.path = into_dir ? join_rel(dest_, d->name) : dest_;
+      entry.mode = S_IFREG | 0600;
+      entry.source = d->file;
+      entry.mtime_sec = d->mtime;
       add_created(std::move(entry));
     }
     add_parents();
@@ -506,6 +522,7 @@ class Planner {
   std::string dest_;
   frontend::IgnoreMatcher exclude_;
   std::vector<const frontend::Heredoc*> heredocs_;
+  std::vector<const DownloadedSource*> downloads_;
   std::map<std::string, LayerEntry> entries_;
   std::vector<TempDir> scratch_;
 };

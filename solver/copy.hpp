@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,12 +20,20 @@
 
 namespace kiln::solver {
 
+// ADD <URL>: the file fetched beforehand (url_fetch.hpp), created like a here-document.
+struct DownloadedSource {
+  std::filesystem::path file;
+  std::string name;  // the URL path's last component: the file's name in a destination directory
+  int64_t mtime = 0;
+};
+
 struct CopyRequest {
   bool add = false;                  // ADD: local tar archives are extracted into the destination
   std::vector<std::string> sources;  // as expanded, without the destination
   std::string dest;                  // as expanded
   std::string workdir = "/";         // relative destinations are relative to it
   std::vector<frontend::Heredoc> heredocs;
+  std::map<std::string, DownloadedSource> downloads;  // ADD: URL sources, by URL (mode 0600)
 
   // Where sources come from: the build context (ignore rules apply, ownership becomes 0:0) or
   // another stage's or image's root filesystem (ownership kept).

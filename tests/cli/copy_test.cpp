@@ -211,9 +211,9 @@ TEST_F(Copy, AddExtractsLocalArchivesAndCopiesOtherFiles) {
   EXPECT_EQ(read("x/src/x/y.txt"), "y\n");
   EXPECT_EQ(read("x/a.txt"), "a\n");
   EXPECT_TRUE(fs::exists(out() / "y/src.tar.gz"));  // COPY never extracts
-  ProcessResult url = build("FROM scratch\nADD https://example.com/x.tgz /x/\n");
-  EXPECT_EQ(url.exit_code, 1);
-  EXPECT_THAT(url.err, HasSubstr("not supported by this version of kiln yet"));
+  ProcessResult git = build("FROM scratch\nADD git@github.com:org/repo.git /x/\n");
+  EXPECT_EQ(git.exit_code, 1);
+  EXPECT_THAT(git.err, HasSubstr("git repositories"));
 }
 
 TEST_F(Copy, CopyFromAnEarlierStage) {
