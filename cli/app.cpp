@@ -36,6 +36,8 @@ const std::vector<Command>& commands() {
       {"rmi", "Remove images", rmi_command},
       {"save", "Write an image to a docker-archive, oci-archive or OCI layout", save_command},
       {"push", "Push an image to a registry", push_command},
+      {"login", "Check and store credentials for a registry", login_command},
+      {"logout", "Remove stored credentials for a registry", logout_command},
       {"prune", "Remove unused blobs, snapshots and cache entries", prune_command},
       {"check", "Verify the store: blob digests, tags, cache records", check_command},
       {"version", "Print kiln's version", version_command},

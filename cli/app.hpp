@@ -45,6 +45,8 @@ int tag_command(const std::vector<std::string>& args, Io io);
 int rmi_command(const std::vector<std::string>& args, Io io);
 int save_command(const std::vector<std::string>& args, Io io);
 int push_command(const std::vector<std::string>& args, Io io);
+int login_command(const std::vector<std::string>& args, Io io);
+int logout_command(const std::vector<std::string>& args, Io io);
 int prune_command(const std::vector<std::string>& args, Io io);
 int check_command(const std::vector<std::string>& args, Io io);
 

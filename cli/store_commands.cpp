@@ -112,10 +112,6 @@ std::string human_size(int64_t bytes) {
   return buf;
 }
 
-[[noreturn]] void not_yet(const Spec& spec) {
-  throw Error(std::string("kiln ") + spec.name + " is not implemented in this version of kiln yet");
-}
-
 // "1 blob", "2 blobs".
 std::string count_of(size_t n, const std::string& noun) {
   return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
@@ -407,20 +403,6 @@ int check_command(const std::vector<std::string>& args, Io io) {
          << count_of(report.snapshots, "snapshot") << ": "
          << (report.problems.empty() ? "OK" : count_of(report.problems.size(), "problem")) << "\n";
   return report.problems.empty() ? kExitOk : kExitFailure;
-}
-
-int push_command(const std::vector<std::string>& args, Io io) {
-  static const Spec spec{"push",
-                         "kiln push [--format oci|docker] [--tls-verify=false] IMAGE [DEST]",
-                         "Push an image to a registry.", 1, 2};
-  po::options_description flags("Options");
-  flags.add_options()("format", po::value<std::string>(), "manifest media types: oci or docker")(
-      "tls-verify", po::value<bool>(), "verify the registry's TLS certificate (default true)")(
-      "sign-key", po::value<std::string>(), "sign the pushed image with this private key");
-  std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io))
-    return kExitOk;
-  not_yet(spec);
 }
 
 }  // namespace kiln::cli

@@ -10,4 +10,5 @@ apt-get install -y --no-install-recommends \
   libarchive-dev libzstd-dev libssl-dev libcurl4-openssl-dev nlohmann-json3-dev libxxhash-dev \
   zlib1g-dev libboost-program-options-dev libgtest-dev libgmock-dev libseccomp-dev libcap-dev \
   clang-16 libclang-rt-16-dev \
-  uidmap busybox-static skopeo umoci podman runc crun buildah zstd tar time bc
+  uidmap busybox-static skopeo umoci podman runc crun buildah zstd tar time bc \
+  docker-registry apache2-utils python3

@@ -1,0 +1,268 @@
+// Commands that talk to registries: login, logout, push.
+#include <termios.h>
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <optional>
+#include <ostream>
+
+#include "app.hpp"
+#include "kiln/base/error.hpp"
+#include "kiln/base/strings.hpp"
+#include "kiln/oci/auth_config.hpp"
+#include "kiln/oci/media_types.hpp"
+#include "kiln/oci/reference.hpp"
+#include "kiln/oci/registry.hpp"
+#include "kiln/oci/store.hpp"
+
+namespace fs = std::filesystem;
+namespace po = boost::program_options;
+
+namespace kiln::cli {
+namespace {
+
+struct Spec {
+  const char* usage;
+  const char* summary;
+  int min_args;
+  int max_args;
+};
+
+// Parses `args` against the command's flags; returns false after printing --help.
+bool parse(const Spec& spec, const std::vector<std::string>& args, po::options_description& flags,
+           std::vector<std::string>& operands, po::variables_map& vm, Io io) {
+  flags.add_options()("help,h", "print this help");
+  po::options_description hidden;
+  hidden.add_options()("operand", po::value(&operands));
+  po::options_description all;
+  all.add(flags).add(hidden);
+  po::positional_options_description positional;
+  positional.add("operand", -1);
+  try {
+    po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(e.what(), spec.usage);
+  }
+  if (vm.count("help")) {
+    io.out << "Usage: " << spec.usage << "\n\n" << spec.summary << "\n\n" << flags << "\n";
+    return false;
+  }
+  auto count = static_cast<int>(operands.size());
+  if (count < spec.min_args)
+    throw UsageError("missing argument", spec.usage);
+  if (count > spec.max_args)
+    throw UsageError("too many arguments", spec.usage);
+  return true;
+}
+
+void add_tls_verify(po::options_description& flags) {
+  flags.add_options()("tls-verify", po::value<bool>()->implicit_value(true),
+                      "verify the registry's TLS certificate and refuse plain HTTP (default "
+                      "true; localhost is always allowed plain HTTP)");
+}
+
+std::optional<fs::path> auth_file_flag(const po::variables_map& vm) {
+  if (!vm.count("authfile"))
+    return std::nullopt;
+  return fs::path(vm["authfile"].as<std::string>());
+}
+
+// "https://registry:5000/v2/" → "registry:5000", as docker login accepts it.
+std::string registry_host(std::string text) {
+  for (const char* scheme : {"https://", "http://"}) {
+    if (starts_with(text, scheme))
+      text = text.substr(std::string_view(scheme).size());
+  }
+  return text.substr(0, text.find('/'));
+}
+
+// Reads one line from the terminal, without echo when `secret`.
+std::string prompt(const std::string& question, bool secret, Io io) {
+  io.err << question << std::flush;
+  termios saved{};
+  bool restore = secret && ::tcgetattr(STDIN_FILENO, &saved) == 0;
+  if (restore) {
+    termios quiet = saved;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+  }
+  std::string line;
+  std::getline(std::cin, line);
+  if (restore) {
+    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+    io.err << "\n";
+  }
+  return line;
+}
+
+}  // namespace
+
+int login_command(const std::vector<std::string>& args, Io io) {
+  static const Spec spec{
+      "kiln login [--username U] [--password P | --password-stdin] [--authfile F] "
+      "[--tls-verify=false] [REGISTRY]",
+      "Check credentials against a registry (default docker.io) and store them in the auth file\n"
+      "($REGISTRY_AUTH_FILE, else ${XDG_RUNTIME_DIR}/containers/auth.json, else\n"
+      "~/.config/containers/auth.json) for pull, push and FROM to use.",
+      0, 1};
+  po::options_description flags("Options");
+  flags.add_options()("username,u", po::value<std::string>(), "the user name")(
+      "password,p", po::value<std::string>(),
+      "the password (visible to other users: prefer "
+      "--password-stdin)")("password-stdin", po::bool_switch(),
+                           "read the password from standard input")(
+      "authfile", po::value<std::string>(), "the auth file to write");
+  add_tls_verify(flags);
+  std::vector<std::string> operands;
+  po::variables_map vm;
+  if (!parse(spec, args, flags, operands, vm, io))
+    return kExitOk;
+  std::string registry = registry_host(operands.empty() ? "docker.io" : operands[0]);
+  if (registry.empty())
+    throw UsageError("the registry is empty", spec.usage);
+  bool from_stdin = vm["password-stdin"].as<bool>();
+  if (from_stdin && vm.count("password"))
+    throw UsageError("--password and --password-stdin exclude each other", spec.usage);
+  bool interactive = ::isatty(STDIN_FILENO) != 0;
+
+  oci::Credentials credentials;
+  if (vm.count("username")) {
+    credentials.username = vm["username"].as<std::string>();
+  } else if (interactive && !from_stdin) {
+    credentials.username = prompt("Username: ", false, io);
+  } else {
+    throw UsageError("missing --username", spec.usage);
+  }
+  if (vm.count("password")) {
+    credentials.password = vm["password"].as<std::string>();
+  } else if (from_stdin) {
+    credentials.password.assign(std::istreambuf_iterator<char>(std::cin), {});
+    while (!credentials.password.empty() &&
+           (credentials.password.back() == '\n' || credentials.password.back() == '\r'))
+      credentials.password.pop_back();
+  } else if (interactive) {
+    credentials.password = prompt("Password: ", true, io);
+  } else {
+    throw UsageError("missing --password or --password-stdin", spec.usage);
+  }
+  if (credentials.username.empty())
+    throw UsageError("the user name is empty", spec.usage);
+
+  oci::RegistryOptions options;
+  options.credentials = credentials;
+  if (vm.count("tls-verify"))
+    options.tls_verify = vm["tls-verify"].as<bool>();
+  try {
+    oci::RegistryClient(registry, options).ping();
+  } catch (const oci::RegistryError& e) {
+    throw Error("login to " + registry + " failed: " + e.cause());
+  }
+  oci::store_credentials(oci::login_file(auth_file_flag(vm)), registry, credentials);
+  io.out << "Login Succeeded!\n";
+  return kExitOk;
+}
+
+int logout_command(const std::vector<std::string>& args, Io io) {
+  static const Spec spec{"kiln logout [--authfile F] [--all] [REGISTRY]",
+                         "Remove stored credentials for a registry (default docker.io), or for "
+                         "every registry with --all.",
+                         0, 1};
+  po::options_description flags("Options");
+  flags.add_options()("all,a", po::bool_switch(), "remove the credentials of every registry")(
+      "authfile", po::value<std::string>(), "the auth file to change");
+  std::vector<std::string> operands;
+  po::variables_map vm;
+  if (!parse(spec, args, flags, operands, vm, io))
+    return kExitOk;
+  fs::path file = oci::login_file(auth_file_flag(vm));
+  if (vm["all"].as<bool>()) {
+    if (!operands.empty())
+      throw UsageError("--all takes no REGISTRY", spec.usage);
+    oci::remove_all_credentials(file);
+    io.out << "Removed login credentials for all registries\n";
+    return kExitOk;
+  }
+  std::string registry = registry_host(operands.empty() ? "docker.io" : operands[0]);
+  if (!oci::remove_credentials(file, registry))
+    throw Error("not logged into " + registry + " (no entry in " + file.string() + ")");
+  io.out << "Removed login credentials for " << registry << "\n";
+  return kExitOk;
+}
+
+int push_command(const std::vector<std::string>& args, Io io) {
+  static const Spec spec{
+      "kiln push [--tls-verify=false] [--creds U:P] [--authfile F] [--format oci|docker] "
+      "[--digestfile F] IMAGE [DEST]",
+      "Push an image (or index) from the local store to a registry, as stored. DEST is a\n"
+      "registry reference (docker:// prefix optional) and defaults to IMAGE's name.",
+      1, 2};
+  po::options_description flags("Options");
+  flags.add_options()("creds", po::value<std::string>(), "USER:PASSWORD for the registry")(
+      "authfile", po::value<std::string>(), "read credentials from this auth file")(
+      "format", po::value<std::string>(),
+      "check that the manifest's media types are oci or docker (kiln pushes manifests as "
+      "stored; it does not convert them)")("digestfile", po::value<std::string>(),
+                                           "write the pushed manifest's digest to this file")(
+      "quiet,q", po::bool_switch(), "do not report each blob");
+  add_tls_verify(flags);
+  std::vector<std::string> operands;
+  po::variables_map vm;
+  if (!parse(spec, args, flags, operands, vm, io))
+    return kExitOk;
+
+  oci::RegistryOptions options;
+  if (vm.count("tls-verify"))
+    options.tls_verify = vm["tls-verify"].as<bool>();
+  options.auth_file = auth_file_flag(vm);
+  if (vm.count("creds")) {
+    std::string creds = vm["creds"].as<std::string>();
+    size_t colon = creds.find(':');
+    if (colon == std::string::npos || colon == 0)
+      throw UsageError("--creds must be USER:PASSWORD", spec.usage);
+    options.credentials = oci::Credentials{creds.substr(0, colon), creds.substr(colon + 1)};
+  }
+  if (!vm["quiet"].as<bool>())
+    options.log = [&](const std::string& line) { io.err << line << "\n"; };
+
+  oci::Store store(oci::Store::default_root());
+  std::optional<oci::TaggedImage> image = store.find(operands[0]);
+  if (!image) {
+    throw Error("image " + quote(operands[0]) + " is not in the store " + store.root().string());
+  }
+  if (vm.count("format")) {
+    std::string format = vm["format"].as<std::string>();
+    if (format != "oci" && format != "docker")
+      throw UsageError("--format must be oci or docker", spec.usage);
+    const std::string& type = image->descriptor.media_type;
+    bool is_docker =
+        type == oci::media_type::kDockerManifest || type == oci::media_type::kDockerManifestList;
+    if ((format == "docker") != is_docker) {
+      throw Error("image " + quote(operands[0]) + " is stored as " + type +
+                  "; kiln pushes images as stored and cannot convert it to --format " + format);
+    }
+  }
+  std::string dest = operands.size() > 1 ? operands[1] : image->name;
+  if (dest.empty()) {
+    throw UsageError("image " + quote(operands[0]) + " has no name: give DEST", spec.usage);
+  }
+  if (starts_with(dest, "docker://"))
+    dest = dest.substr(9);
+  oci::Reference ref = oci::parse_reference(dest);
+  oci::Digest digest = oci::push_image(store, image->descriptor, ref, options);
+  if (vm.count("digestfile")) {
+    std::ofstream out(vm["digestfile"].as<std::string>(), std::ios::trunc);
+    out << digest.str();
+    if (!out.flush())
+      throw Error("write " + vm["digestfile"].as<std::string>() + ": cannot write the digest");
+  }
+  oci::Reference pushed = ref;
+  pushed.digest.reset();
+  io.out << "Pushed " << pushed.familiar() << "@" << digest.str() << "\n";
+  return kExitOk;
+}
+
+}  // namespace kiln::cli

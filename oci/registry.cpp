@@ -1,0 +1,1226 @@
+#include "kiln/oci/registry.hpp"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "kiln/base/fd.hpp"
+#include "kiln/base/strings.hpp"
+#include "kiln/oci/auth_config.hpp"
+#include "kiln/oci/image_config.hpp"
+#include "kiln/oci/manifest.hpp"
+#include "kiln/oci/media_types.hpp"
+
+namespace kiln::oci {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Manifests and indexes are small; a registry that sends more is broken or hostile.
+constexpr size_t kMaxManifestBytes = 4 << 20;
+// Error bodies and token responses are kept only this far.
+constexpr size_t kMaxSmallBody = 1 << 20;
+constexpr int kMaxIndexDepth = 4;
+
+const std::string& manifest_accept() {
+  static const std::string accept = std::string("Accept: ") + media_type::kOciManifest + ", " +
+                                    media_type::kOciIndex + ", " + media_type::kDockerManifest +
+                                    ", " + media_type::kDockerManifestList;
+  return accept;
+}
+
+// options.log is called from several threads; this keeps the calls apart.
+std::mutex& log_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+void log_line(const RegistryOptions& options, const std::string& line) {
+  if (!options.log)
+    return;
+  std::lock_guard lock(log_mutex());
+  options.log(line);
+}
+
+std::string escape(const std::string& text) {
+  char* escaped = curl_easy_escape(nullptr, text.c_str(), static_cast<int>(text.size()));
+  if (!escaped)
+    throw Error("out of memory escaping a URL");
+  std::string out(escaped);
+  curl_free(escaped);
+  return out;
+}
+
+std::string host_of_url(std::string_view url) {
+  size_t scheme = url.find("://");
+  if (scheme != std::string_view::npos)
+    url.remove_prefix(scheme + 3);
+  return std::string(url.substr(0, url.find_first_of("/?#")));
+}
+
+// localhost, 127.0.0.0/8 and [::1], with or without a port.
+bool is_loopback(const std::string& host_port) {
+  std::string host = host_port;
+  if (starts_with(host, "[")) {
+    host = host.substr(0, host.find(']') + 1);
+  } else if (size_t colon = host.find(':'); colon != std::string::npos) {
+    host = host.substr(0, colon);
+  }
+  return host == "localhost" || host == "[::1]" || starts_with(host, "127.");
+}
+
+// One challenge of a WWW-Authenticate header: `Bearer realm="…",service="…",scope="…"`.
+struct Challenge {
+  std::string scheme;  // lower case: "bearer", "basic"
+  std::map<std::string, std::string> params;
+};
+
+Challenge parse_challenge(std::string_view header) {
+  Challenge challenge;
+  header = trim(header);
+  size_t space = header.find(' ');
+  challenge.scheme = to_lower(header.substr(0, space));
+  if (space == std::string_view::npos)
+    return challenge;
+  std::string_view rest = header.substr(space + 1);
+  size_t i = 0;
+  while (i < rest.size()) {
+    while (i < rest.size() && (rest[i] == ' ' || rest[i] == ','))
+      ++i;
+    size_t eq = rest.find('=', i);
+    if (eq == std::string_view::npos)
+      break;
+    std::string key = to_lower(trim(rest.substr(i, eq - i)));
+    i = eq + 1;
+    std::string value;
+    if (i < rest.size() && rest[i] == '"') {
+      for (++i; i < rest.size() && rest[i] != '"'; ++i) {
+        if (rest[i] == '\\' && i + 1 < rest.size())
+          ++i;
+        value += rest[i];
+      }
+      ++i;
+    } else {
+      size_t end = rest.find(',', i);
+      value = std::string(trim(rest.substr(i, end == std::string_view::npos ? end : end - i)));
+      i = end == std::string_view::npos ? rest.size() : end;
+    }
+    challenge.params[key] = value;
+  }
+  return challenge;
+}
+
+std::string strip_parameters(const std::string& content_type) {
+  return std::string(trim(std::string_view(content_type).substr(0, content_type.find(';'))));
+}
+
+// A request body: bytes in memory or a range of a file, read as curl asks for it.
+struct Body {
+  const std::string* bytes = nullptr;
+  int fd = -1;
+  int64_t offset = 0;  // of the range in fd
+  int64_t length = 0;
+  int64_t position = 0;  // how far curl has read
+};
+
+struct Request {
+  std::string method = "GET";  // GET, HEAD, PUT, PATCH, POST, DELETE
+  std::string url;
+  std::vector<std::string> headers;  // "Name: value"
+  std::optional<Body> body;
+  bool follow_redirects = false;
+  // Retry connection errors, 429 and 5xx here. Off for blob uploads, which must start again with
+  // a new upload session instead.
+  bool retry = true;
+  // The body of a 2xx response streams here, with the status; every other body is kept in
+  // Response::body, up to max_body bytes.
+  std::function<void(long status, const char*, size_t)> sink;
+  size_t max_body = kMaxSmallBody;
+};
+
+struct Response {
+  long status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names; the first of repeated ones
+  std::string body;
+  std::string hint;  // added to the error message when the request fails
+
+  std::string header(const std::string& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+};
+
+// One HTTP exchange: a response, or why none came.
+struct Exchange {
+  CURLcode code = CURLE_OK;
+  std::string error;
+  Response response;
+  size_t sunk = 0;  // bytes given to the request's sink
+  std::exception_ptr sink_error;
+  bool too_large = false;
+};
+
+struct TransferState {
+  CURL* handle;
+  Request* request;
+  Exchange* exchange;
+};
+
+size_t on_write(char* data, size_t size, size_t count, void* user) {
+  auto* state = static_cast<TransferState*>(user);
+  size_t bytes = size * count;
+  long status = 0;
+  curl_easy_getinfo(state->handle, CURLINFO_RESPONSE_CODE, &status);
+  if (state->request->sink && status / 100 == 2) {
+    try {
+      state->request->sink(status, data, bytes);
+      state->exchange->sunk += bytes;
+      return bytes;
+    } catch (...) {
+      state->exchange->sink_error = std::current_exception();
+      return 0;
+    }
+  }
+  std::string& body = state->exchange->response.body;
+  if (body.size() + bytes > state->request->max_body) {
+    state->exchange->too_large = true;
+    return 0;
+  }
+  body.append(data, bytes);
+  return bytes;
+}
+
+size_t on_read(char* buffer, size_t size, size_t count, void* user) {
+  auto* body = static_cast<Body*>(user);
+  size_t want = std::min(size * count, static_cast<size_t>(body->length - body->position));
+  if (want == 0)
+    return 0;
+  if (body->bytes) {
+    std::memcpy(buffer, body->bytes->data() + body->position, want);
+    body->position += static_cast<int64_t>(want);
+    return want;
+  }
+  ssize_t got;
+  do {
+    got = ::pread(body->fd, buffer, want, body->offset + body->position);
+  } while (got < 0 && errno == EINTR);
+  if (got <= 0)
+    return CURL_READFUNC_ABORT;  // the file shrank or cannot be read
+  body->position += got;
+  return static_cast<size_t>(got);
+}
+
+int on_seek(void* user, curl_off_t offset, int origin) {
+  auto* body = static_cast<Body*>(user);
+  if (origin != SEEK_SET || offset < 0 || offset > body->length)
+    return CURL_SEEKFUNC_CANTSEEK;
+  body->position = offset;
+  return CURL_SEEKFUNC_OK;
+}
+
+// Easy handles kept for reuse, so that their connections are reused too.
+class HandlePool {
+ public:
+  HandlePool() {
+    static std::once_flag once;
+    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  }
+  ~HandlePool() {
+    for (CURL* handle : idle_)
+      curl_easy_cleanup(handle);
+  }
+  HandlePool(const HandlePool&) = delete;
+  HandlePool& operator=(const HandlePool&) = delete;
+
+  // A handle for one transfer, back in the pool when the lease ends.
+  class Lease {
+   public:
+    Lease(HandlePool& pool, CURL* handle) : pool_(pool), handle_(handle) {}
+    ~Lease() { pool_.give_back(handle_); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    CURL* get() const { return handle_; }
+
+   private:
+    HandlePool& pool_;
+    CURL* handle_;
+  };
+
+  Lease take() {
+    {
+      std::lock_guard lock(mutex_);
+      if (!idle_.empty()) {
+        CURL* handle = idle_.back();
+        idle_.pop_back();
+        return Lease(*this, handle);
+      }
+    }
+    CURL* handle = curl_easy_init();
+    if (!handle)
+      throw Error("cannot initialise libcurl");
+    return Lease(*this, handle);
+  }
+
+ private:
+  void give_back(CURL* handle) {
+    curl_easy_reset(handle);
+    std::lock_guard lock(mutex_);
+    idle_.push_back(handle);
+  }
+
+  std::mutex mutex_;
+  std::vector<CURL*> idle_;
+};
+
+struct SlistDeleter {
+  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
+};
+
+Exchange perform(HandlePool& pool, Request& request, const std::string& authorization,
+                 bool verify_tls) {
+  Exchange exchange;
+  HandlePool::Lease lease = pool.take();
+  CURL* h = lease.get();
+  TransferState state{h, &request, &exchange};
+  char error_buffer[CURL_ERROR_SIZE] = {};
+
+  std::unique_ptr<curl_slist, SlistDeleter> headers;
+  auto add_header = [&](const std::string& line) {
+    curl_slist* list = curl_slist_append(headers.get(), line.c_str());
+    if (!list)
+      throw Error("out of memory building an HTTP request");
+    (void)headers.release();
+    headers.reset(list);
+  };
+  for (const std::string& line : request.headers)
+    add_header(line);
+  if (!authorization.empty())
+    add_header("Authorization: " + authorization);
+
+  curl_easy_setopt(h, CURLOPT_URL, request.url.c_str());
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_USERAGENT, "kiln");
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
+  // A transfer that moves nothing for a minute is dead.
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+  if (!verify_tls) {
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (request.follow_redirects) {
+    // libcurl does not send a custom Authorization header to another host.
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(h, CURLOPT_MAXREDIRS, 10L);
+    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  }
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &state);
+
+  Body* body = request.body ? &*request.body : nullptr;
+  if (body)
+    body->position = 0;
+  if (request.method == "HEAD") {
+    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+  } else if (request.method == "POST") {
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(body && body->bytes ? body->bytes->size() : 0));
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body && body->bytes ? body->bytes->c_str() : "");
+  } else if (request.method == "PUT" || request.method == "PATCH") {
+    static const std::string empty;
+    if (!body) {
+      request.body = Body{&empty, -1, 0, 0, 0};
+      body = &*request.body;
+    }
+    curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(h, CURLOPT_READDATA, body);
+    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+    curl_easy_setopt(h, CURLOPT_SEEKDATA, body);
+    curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(body->length));
+    if (request.method == "PATCH")
+      curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PATCH");
+    add_header("Expect:");  // no 100-continue round trip
+  } else if (request.method == "DELETE") {
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
+  }
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
+
+  exchange.code = curl_easy_perform(h);
+  if (exchange.code != CURLE_OK) {
+    exchange.error = error_buffer[0] ? error_buffer : curl_easy_strerror(exchange.code);
+    while (!exchange.error.empty() && exchange.error.back() == '\n')
+      exchange.error.pop_back();
+    return exchange;
+  }
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &exchange.response.status);
+  curl_header* previous = nullptr;
+  while (curl_header* header = curl_easy_nextheader(h, CURLH_HEADER, -1, previous)) {
+    exchange.response.headers.emplace(to_lower(header->name), header->value);
+    previous = header;
+  }
+  return exchange;
+}
+
+std::string status_reason(long status) {
+  switch (status) {
+    case 400:
+      return "bad request";
+    case 401:
+      return "unauthorized";
+    case 403:
+      return "denied";
+    case 404:
+      return "not found";
+    case 405:
+      return "method not allowed";
+    case 429:
+      return "too many requests";
+    case 500:
+      return "internal server error";
+    case 502:
+      return "bad gateway";
+    case 503:
+      return "service unavailable";
+    case 504:
+      return "gateway timeout";
+    default:
+      return "unexpected answer";
+  }
+}
+
+bool retriable_status(long status) {
+  return status == 429 || (status >= 500 && status != 501 && status != 505);
+}
+
+// The registry's explanation of a failed request: its error codes and messages ("unauthorized:
+// authentication required"), a token server's "details", or the status.
+std::string describe_failure(const Response& response) {
+  std::vector<std::string> parts;
+  nlohmann::json json = nlohmann::json::parse(response.body, nullptr, false);
+  auto text = [](const nlohmann::json& object, const char* key) {
+    auto it = object.find(key);
+    return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  if (json.is_object() && json.contains("errors") && json["errors"].is_array()) {
+    for (const nlohmann::json& error : json["errors"]) {
+      if (!error.is_object())
+        continue;
+      std::string code = to_lower(text(error, "code"));
+      std::replace(code.begin(), code.end(), '_', ' ');
+      std::string message = text(error, "message");
+      if (code.empty() || message.empty() || to_lower(message) == code)
+        parts.push_back(code.empty() ? message : code);
+      else
+        parts.push_back(code + ": " + message);
+    }
+  } else if (json.is_object() && !text(json, "details").empty()) {
+    parts.push_back(status_reason(response.status) + ": " + text(json, "details"));
+  }
+  if (parts.empty()) {
+    // A short plain-text body (a proxy's page, a token server's message) is worth showing.
+    std::string_view body = trim(response.body);
+    body = body.substr(0, body.find('\n'));
+    bool printable = !body.empty() && body.size() <= 200 && body.front() != '<' &&
+                     json.is_discarded() && std::all_of(body.begin(), body.end(), [](char c) {
+                       return static_cast<unsigned char>(c) >= 0x20;
+                     });
+    std::string reason = status_reason(response.status);
+    if (printable)
+      parts.push_back(reason + ": " + std::string(body));
+    else if (response.status == 401)
+      parts.push_back(reason + ": authentication required");  // a HEAD answer has no body
+    else
+      parts.push_back(reason);
+  }
+  std::string message = join(parts, "; ") + " (HTTP " + std::to_string(response.status) + ")";
+  return response.hint.empty() ? message : message + "; " + response.hint;
+}
+
+[[noreturn]] void fail(const Response& response, const std::string& what) {
+  throw RegistryError(what, describe_failure(response), static_cast<int>(response.status),
+                      retriable_status(response.status));
+}
+
+std::chrono::milliseconds retry_delay(int attempt, const std::string& retry_after) {
+  int seconds = 0;
+  auto [end, ec] =
+      std::from_chars(retry_after.data(), retry_after.data() + retry_after.size(), seconds);
+  if (ec == std::errc() && end == retry_after.data() + retry_after.size() && seconds >= 0)
+    return std::chrono::seconds(std::min(seconds, 60));
+  return std::chrono::milliseconds(std::min(250L << std::min(attempt, 10), 10'000L));
+}
+
+struct Token {
+  std::string value;
+  Clock::time_point expires;
+};
+
+// Runs `work` on every item, `workers` at a time; rethrows the first failure once all stopped
+// (after a failure, items not yet started are skipped).
+template <typename Item, typename Work>
+void for_each_parallel(const std::vector<Item>& items, int workers, const Work& work) {
+  if (items.empty())
+    return;
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex mutex;
+  std::exception_ptr first_error;
+  auto run = [&] {
+    while (!failed) {
+      size_t i = next++;
+      if (i >= items.size())
+        return;
+      try {
+        work(items[i]);
+      } catch (...) {
+        std::lock_guard lock(mutex);
+        if (!first_error)
+          first_error = std::current_exception();
+        failed = true;
+      }
+    }
+  };
+  {
+    size_t count = std::clamp<size_t>(static_cast<size_t>(std::max(workers, 1)), 1, items.size());
+    std::vector<std::jthread> threads;
+    for (size_t i = 1; i < count; ++i)
+      threads.emplace_back(run);
+    run();
+  }
+  if (first_error)
+    std::rethrow_exception(first_error);
+}
+
+}  // namespace
+
+// ---- RegistryClient -----------------------------------------------------------------------
+
+struct RegistryClient::Impl {
+  std::string domain;
+  std::string host;  // where requests go
+  RegistryOptions options;
+  bool insecure;  // TLS not verified and plain HTTP allowed
+  HandlePool pool;
+
+  std::once_flag base_once;
+  std::string base;  // "https://host" or "http://host", set under base_once
+
+  std::mutex mutex;  // guards what follows
+  bool credentials_loaded = false;
+  std::optional<Credentials> credentials;
+  std::optional<Challenge> challenge;   // the kind of auth the registry asked for, once it did
+  std::map<std::string, Token> tokens;  // by scope ("repository:x:pull,push ...")
+
+  Impl(std::string domain_, RegistryOptions options_)
+      : domain(std::move(domain_)), options(std::move(options_)) {
+    host = domain == "docker.io" ? "registry-1.docker.io" : domain;
+    insecure = !options.tls_verify || is_loopback(host) ||
+               std::find(options.insecure_registries.begin(), options.insecure_registries.end(),
+                         domain) != options.insecure_registries.end();
+  }
+
+  bool verify_for(const std::string& url) const {
+    std::string url_host = host_of_url(url);
+    if (url_host == host)
+      return !insecure;
+    return options.tls_verify && !is_loopback(url_host) &&
+           std::find(options.insecure_registries.begin(), options.insecure_registries.end(),
+                     url_host) == options.insecure_registries.end();
+  }
+
+  // "https://host", or "http://host" for an insecure registry that does not speak TLS.
+  const std::string& base_url() {
+    std::call_once(base_once, [&] {
+      base = "https://" + host;
+      if (!insecure)
+        return;
+      Request probe;
+      probe.url = base + "/v2/";
+      if (perform(pool, probe, "", false).code == CURLE_OK)
+        return;
+      probe.url = "http://" + host + "/v2/";
+      if (perform(pool, probe, "", false).code == CURLE_OK)
+        base = "http://" + host;
+    });
+    return base;
+  }
+
+  std::string repo_url(const std::string& repo, const std::string& rest) {
+    return base_url() + "/v2/" + repo + "/" + rest;
+  }
+
+  std::optional<Credentials> find_credentials_once() {
+    std::lock_guard lock(mutex);
+    if (!credentials_loaded) {
+      credentials =
+          options.credentials ? options.credentials : find_credentials(domain, options.auth_file);
+      credentials_loaded = true;
+    }
+    return credentials;
+  }
+
+  void log(const std::string& line) { log_line(options, line); }
+
+  void wait_before_retry(int attempt, const std::string& retry_after, const std::string& what,
+                         const std::string& why) {
+    auto delay = retry_delay(attempt, retry_after);
+    log(what + ": " + why + "; retrying in " + std::to_string(delay.count()) + " ms (" +
+        std::to_string(attempt + 1) + " of " + std::to_string(options.retries) + ")");
+    std::this_thread::sleep_for(delay);
+  }
+
+  // Sends `request`, retrying what is worth retrying, with the registry's auth: `scope` names
+  // the access the request needs ("" for none). A token server is asked with `fixed_auth`
+  // instead. Returns the final response, whatever its status.
+  Response send(Request& request, const std::string& scope, const std::string& what,
+                const std::optional<std::string>& fixed_auth = std::nullopt) {
+    bool auth_renewed = false;
+    for (int attempt = 0;;) {
+      std::string authorization = fixed_auth ? *fixed_auth : authorization_for(scope, what);
+      Exchange exchange = perform(pool, request, authorization, verify_for(request.url));
+      if (exchange.sink_error)
+        std::rethrow_exception(exchange.sink_error);
+      if (exchange.too_large) {
+        throw RegistryError(
+            what, "the answer is larger than " + std::to_string(request.max_body) + " bytes", 0,
+            false);
+      }
+      bool can_retry = request.retry && attempt < options.retries && exchange.sunk == 0;
+      if (exchange.code != CURLE_OK) {
+        if (!can_retry)
+          throw RegistryError(what, exchange.error, 0, true);
+        wait_before_retry(attempt++, "", what, exchange.error);
+        continue;
+      }
+      Response& response = exchange.response;
+      if (response.status == 401 && !fixed_auth && !auth_renewed &&
+          renew_auth(response, scope, authorization, what)) {
+        auth_renewed = true;
+        continue;
+      }
+      if (retriable_status(response.status) && can_retry) {
+        wait_before_retry(attempt++, response.header("retry-after"), what,
+                          describe_failure(response));
+        continue;
+      }
+      if (response.status == 401 && !find_credentials_once())
+        response.hint = "no credentials for " + domain + " (kiln login, or --creds)";
+      return std::move(response);
+    }
+  }
+
+  std::string authorization_for(const std::string& scope, const std::string& what) {
+    Challenge known;
+    {
+      std::lock_guard lock(mutex);
+      if (!challenge)
+        return "";
+      known = *challenge;
+      if (known.scheme == "bearer") {
+        auto it = tokens.find(scope);
+        if (it != tokens.end() && Clock::now() < it->second.expires)
+          return "Bearer " + it->second.value;
+      }
+    }
+    if (known.scheme == "basic") {
+      std::optional<Credentials> creds = find_credentials_once();
+      return creds ? "Basic " + encode_basic_auth(*creds) : "";
+    }
+    if (known.scheme != "bearer")
+      return "";
+    return "Bearer " + fetch_token(known, split_scopes(scope), scope, what);
+  }
+
+  static std::vector<std::string> split_scopes(const std::string& scope) {
+    std::vector<std::string> scopes;
+    for (const std::string& s : split(scope, ' ')) {
+      if (!s.empty())
+        scopes.push_back(s);
+    }
+    return scopes;
+  }
+
+  // After a 401: learns what the registry wants. True when the request is worth sending again.
+  bool renew_auth(const Response& response, const std::string& scope, const std::string& sent,
+                  const std::string& what) {
+    Challenge offered = parse_challenge(response.header("www-authenticate"));
+    if (offered.scheme == "bearer") {
+      {
+        std::lock_guard lock(mutex);
+        challenge = Challenge{offered.scheme, offered.params};
+        challenge->params.erase("scope");
+        tokens.erase(scope);
+      }
+      std::vector<std::string> scopes = split_scopes(scope);
+      for (const std::string& s : split_scopes(offered.params["scope"])) {
+        if (std::find(scopes.begin(), scopes.end(), s) == scopes.end())
+          scopes.push_back(s);
+      }
+      fetch_token(offered, scopes, scope, what);
+      return true;
+    }
+    if (offered.scheme == "basic") {
+      {
+        std::lock_guard lock(mutex);
+        challenge = offered;
+      }
+      return sent.empty() && find_credentials_once().has_value();
+    }
+    return false;
+  }
+
+  // Gets a token for `scopes` from the challenge's realm and caches it under `key`.
+  std::string fetch_token(const Challenge& offered, const std::vector<std::string>& scopes,
+                          const std::string& key, const std::string& what) {
+    auto param = [&](const char* name) {
+      auto it = offered.params.find(name);
+      return it == offered.params.end() ? std::string() : it->second;
+    };
+    std::string realm = param("realm");
+    std::string service = param("service");
+    if (realm.empty())
+      throw RegistryError(what, "the registry asked for a token but named no realm", 401, false);
+    std::optional<Credentials> creds = find_credentials_once();
+    Request request;
+    std::string form;
+    std::string authorization;
+    if (creds && creds->username == "<token>") {
+      // An identity token is an OAuth2 refresh token.
+      form = "grant_type=refresh_token&client_id=kiln&service=" + escape(service) +
+             "&refresh_token=" + escape(creds->password);
+      if (!scopes.empty())
+        form += "&scope=" + escape(join(scopes, " "));
+      request.method = "POST";
+      request.url = realm;
+      request.headers.push_back("Content-Type: application/x-www-form-urlencoded");
+      request.body = Body{&form, -1, 0, static_cast<int64_t>(form.size()), 0};
+    } else {
+      request.url =
+          realm + (realm.find('?') == std::string::npos ? "?" : "&") + "service=" + escape(service);
+      for (const std::string& s : scopes)
+        request.url += "&scope=" + escape(s);
+      if (creds)
+        authorization = "Basic " + encode_basic_auth(*creds);
+    }
+    Response response = send(request, "", what, authorization);
+    if (response.status != 200)
+      fail(response, what);
+    nlohmann::json json = nlohmann::json::parse(response.body, nullptr, false);
+    std::string token;
+    for (const char* field : {"token", "access_token"}) {
+      if (json.is_object() && json.contains(field) && json[field].is_string() &&
+          !json[field].get<std::string>().empty()) {
+        token = json[field].get<std::string>();
+        break;
+      }
+    }
+    if (token.empty())
+      throw RegistryError(what, "the token server " + realm + " sent no token", 0, false);
+    int64_t lifetime = 60;
+    if (json.contains("expires_in") && json["expires_in"].is_number_integer())
+      lifetime = std::max<int64_t>(json["expires_in"].get<int64_t>(), 60);
+    // Renew a little early so that a token does not expire on its way.
+    auto expires = Clock::now() + std::chrono::seconds(lifetime - 10);
+    std::lock_guard lock(mutex);
+    tokens[key] = Token{token, expires};
+    return token;
+  }
+
+  std::string resolve_location(const Response& response, const std::string& what) {
+    std::string location = response.header("location");
+    if (location.empty())
+      throw RegistryError(what, "the registry sent no upload location", 0, false);
+    if (starts_with(location, "http://") || starts_with(location, "https://"))
+      return location;
+    return base_url() + (starts_with(location, "/") ? "" : "/") + location;
+  }
+
+  void upload_once(const std::string& repo, const Descriptor& blob, int fd, int64_t size,
+                   const std::string& what) {
+    std::string scope = "repository:" + repo + ":pull,push";
+    Request start;
+    start.method = "POST";
+    start.url = repo_url(repo, "blobs/uploads/");
+    Response started = send(start, scope, what);
+    if (started.status != 202)
+      fail(started, what);
+    std::string location = resolve_location(started, what);
+    Request finish;
+    finish.method = "PUT";
+    finish.retry = false;
+    if (options.chunk_size > 0) {
+      for (int64_t offset = 0; offset < size; offset += options.chunk_size) {
+        int64_t length = std::min(options.chunk_size, size - offset);
+        Request chunk;
+        chunk.method = "PATCH";
+        chunk.url = location;
+        chunk.retry = false;
+        chunk.headers = {
+            "Content-Type: application/octet-stream",
+            "Content-Range: " + std::to_string(offset) + "-" + std::to_string(offset + length - 1)};
+        chunk.body = Body{nullptr, fd, offset, length, 0};
+        Response sent = send(chunk, scope, what);
+        if (sent.status != 202)
+          fail(sent, what);
+        location = resolve_location(sent, what);
+      }
+    } else {
+      finish.headers = {"Content-Type: application/octet-stream"};
+      finish.body = Body{nullptr, fd, 0, size, 0};
+    }
+    finish.url = location + (location.find('?') == std::string::npos ? "?" : "&") +
+                 "digest=" + escape(blob.digest.str());
+    Response done = send(finish, scope, what);
+    if (done.status != 201 && done.status != 204)
+      fail(done, what);
+    std::string stored = done.header("docker-content-digest");
+    if (!stored.empty() && stored != blob.digest.str()) {
+      throw RegistryError(what, "the registry stored it as " + stored, 0, false);
+    }
+  }
+};
+
+RegistryClient::RegistryClient(std::string domain, RegistryOptions options)
+    : impl_(std::make_unique<Impl>(std::move(domain), std::move(options))) {}
+
+RegistryClient::~RegistryClient() = default;
+
+const std::string& RegistryClient::domain() const {
+  return impl_->domain;
+}
+
+void RegistryClient::ping() {
+  std::string what = "checking " + impl_->domain;
+  Request request;
+  request.url = impl_->base_url() + "/v2/";
+  Response response = impl_->send(request, "", what);
+  if (response.status != 200)
+    fail(response, what);
+}
+
+RegistryClient::Manifest RegistryClient::get_manifest(const std::string& repo,
+                                                      const std::string& reference) {
+  std::optional<Digest> wanted = Digest::try_parse(reference);
+  std::string what =
+      "pulling manifest " + impl_->domain + "/" + repo + (wanted ? "@" : ":") + reference;
+  if (wanted && wanted->algorithm() != "sha256")
+    throw RegistryError(what, "only sha256 digests are supported", 0, false);
+  Request request;
+  request.url = impl_->repo_url(repo, "manifests/" + reference);
+  request.headers = {manifest_accept()};
+  request.max_body = kMaxManifestBytes;
+  Response response = impl_->send(request, "repository:" + repo + ":pull", what);
+  if (response.status != 200)
+    fail(response, what);
+  Manifest manifest;
+  manifest.bytes = std::move(response.body);
+  manifest.digest = sha256_of(manifest.bytes);
+  if (wanted && *wanted != manifest.digest) {
+    throw RegistryError(
+        what, "content does not match its digest (got " + manifest.digest.str() + ")", 0, false);
+  }
+  nlohmann::json json = nlohmann::json::parse(manifest.bytes, nullptr, false);
+  if (!json.is_object())
+    throw RegistryError(what, "the manifest is not a JSON object", 0, false);
+  if (json.contains("mediaType") && json["mediaType"].is_string())
+    manifest.media_type = json["mediaType"].get<std::string>();
+  if (manifest.media_type.empty())
+    manifest.media_type = strip_parameters(response.header("content-type"));
+  if (manifest.media_type.empty() || manifest.media_type == "application/json") {
+    // An OCI document may leave its type out; its shape tells.
+    manifest.media_type =
+        json.contains("manifests") ? media_type::kOciIndex : media_type::kOciManifest;
+  }
+  return manifest;
+}
+
+std::optional<Descriptor> RegistryClient::head_manifest(const std::string& repo,
+                                                        const std::string& reference) {
+  std::string what = "checking manifest " + impl_->domain + "/" + repo +
+                     (Digest::try_parse(reference) ? "@" : ":") + reference;
+  Request request;
+  request.method = "HEAD";
+  request.url = impl_->repo_url(repo, "manifests/" + reference);
+  request.headers = {manifest_accept()};
+  Response response = impl_->send(request, "repository:" + repo + ":pull", what);
+  if (response.status == 404)
+    return std::nullopt;
+  if (response.status != 200)
+    fail(response, what);
+  std::optional<Digest> digest = Digest::try_parse(response.header("docker-content-digest"));
+  std::string media = strip_parameters(response.header("content-type"));
+  int64_t size = -1;
+  std::string length = response.header("content-length");
+  std::from_chars(length.data(), length.data() + length.size(), size);
+  if (!digest || media.empty() || size < 0) {
+    // Not every registry says it all in a HEAD answer.
+    Manifest manifest = get_manifest(repo, reference);
+    return Descriptor{manifest.media_type,
+                      manifest.digest,
+                      static_cast<int64_t>(manifest.bytes.size()),
+                      {},
+                      {},
+                      {},
+                      {}};
+  }
+  return Descriptor{media, *digest, size, {}, {}, {}, {}};
+}
+
+void RegistryClient::get_blob(const std::string& repo, const Descriptor& blob, ByteSink& sink) {
+  std::string what = "pulling blob " + blob.digest.str() + " of " + impl_->domain + "/" + repo;
+  if (blob.digest.algorithm() != "sha256")
+    throw RegistryError(what, "only sha256 digests are supported", 0, false);
+  Sha256 hash;
+  int64_t received = 0;
+  for (int resumes = 0;; ++resumes) {
+    Request request;
+    request.url = impl_->repo_url(repo, "blobs/" + blob.digest.str());
+    request.follow_redirects = true;
+    int64_t resume_at = received;
+    if (resume_at > 0)
+      request.headers = {"Range: bytes=" + std::to_string(resume_at) + "-"};
+    request.sink = [&, resume_at](long status, const char* data, size_t size) {
+      if (resume_at > 0 && status != 206) {
+        throw RegistryError(what,
+                            "the download broke off after " + std::to_string(resume_at) +
+                                " bytes and the registry cannot resume it (it ignored Range)",
+                            0, false);
+      }
+      if (received + static_cast<int64_t>(size) > blob.size) {
+        throw RegistryError(what,
+                            "the registry sent more than the " + std::to_string(blob.size) +
+                                " bytes the descriptor says",
+                            0, false);
+      }
+      hash.update(data, size);
+      sink.write(data, size);
+      received += static_cast<int64_t>(size);
+    };
+    try {
+      Response response = impl_->send(request, "repository:" + repo + ":pull", what);
+      if (response.status != 200 && response.status != 206)
+        fail(response, what);
+      break;
+    } catch (const RegistryError& e) {
+      // send() retried what broke before any byte came; a break-off later resumes here.
+      if (!e.retriable() || received == 0 || resumes >= impl_->options.retries)
+        throw;
+      impl_->wait_before_retry(resumes, "", what,
+                               e.cause() + " after " + std::to_string(received) + " bytes");
+    }
+  }
+  if (received != blob.size) {
+    throw RegistryError(what,
+                        "got " + std::to_string(received) + " bytes, the descriptor says " +
+                            std::to_string(blob.size),
+                        0, false);
+  }
+  Digest got = hash.finish();
+  if (got != blob.digest) {
+    throw RegistryError(what, "content does not match its digest (got " + got.str() + ")", 0,
+                        false);
+  }
+}
+
+bool RegistryClient::blob_exists(const std::string& repo, const Digest& digest) {
+  std::string what = "checking blob " + digest.str() + " in " + impl_->domain + "/" + repo;
+  Request request;
+  request.method = "HEAD";
+  request.url = impl_->repo_url(repo, "blobs/" + digest.str());
+  request.follow_redirects = true;
+  Response response = impl_->send(request, "repository:" + repo + ":pull", what);
+  if (response.status == 200)
+    return true;
+  if (response.status == 404)
+    return false;
+  fail(response, what);
+}
+
+bool RegistryClient::mount_blob(const std::string& repo, const Digest& digest,
+                                const std::string& from_repo) {
+  std::string what = "mounting blob " + digest.str() + " from " + from_repo + " into " +
+                     impl_->domain + "/" + repo;
+  Request request;
+  request.method = "POST";
+  request.url = impl_->repo_url(
+      repo, "blobs/uploads/?mount=" + escape(digest.str()) + "&from=" + escape(from_repo));
+  std::string scope = "repository:" + repo + ":pull,push repository:" + from_repo + ":pull";
+  Response response = impl_->send(request, scope, what);
+  if (response.status == 201)
+    return true;
+  if (response.status != 202)
+    fail(response, what);
+  // The registry opened an upload session instead; it is not needed.
+  if (!response.header("location").empty()) {
+    Request cancel;
+    cancel.method = "DELETE";
+    cancel.url = impl_->resolve_location(response, what);
+    cancel.retry = false;
+    try {
+      impl_->send(cancel, scope, what);
+    } catch (const RegistryError&) {
+      // An abandoned session expires on its own.
+    }
+  }
+  return false;
+}
+
+void RegistryClient::put_blob(const std::string& repo, const Descriptor& blob,
+                              const fs::path& file) {
+  std::string what = "pushing blob " + blob.digest.str() + " to " + impl_->domain + "/" + repo;
+  UniqueFd fd = open_or_throw(file, O_RDONLY);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0)
+    throw Error("stat " + file.string() + ": " + std::strerror(errno));
+  if (st.st_size != blob.size) {
+    throw Error(what + ": " + file.string() + " has " + std::to_string(st.st_size) +
+                " bytes, the descriptor says " + std::to_string(blob.size));
+  }
+  for (int attempt = 0;; ++attempt) {
+    try {
+      impl_->upload_once(repo, blob, fd.get(), blob.size, what);
+      return;
+    } catch (const RegistryError& e) {
+      if (!e.retriable() || attempt >= impl_->options.retries)
+        throw;
+      impl_->wait_before_retry(attempt, "", what, e.cause() + "; starting again");
+    }
+  }
+}
+
+Digest RegistryClient::put_manifest(const std::string& repo, const std::string& reference,
+                                    const std::string& media_type, const std::string& bytes) {
+  std::string what = "pushing manifest " + impl_->domain + "/" + repo +
+                     (Digest::try_parse(reference) ? "@" : ":") + reference;
+  Request request;
+  request.method = "PUT";
+  request.url = impl_->repo_url(repo, "manifests/" + reference);
+  request.headers = {"Content-Type: " + media_type};
+  request.body = Body{&bytes, -1, 0, static_cast<int64_t>(bytes.size()), 0};
+  Response response = impl_->send(request, "repository:" + repo + ":pull,push", what);
+  if (response.status / 100 != 2)
+    fail(response, what);
+  return sha256_of(bytes);
+}
+
+std::vector<std::string> RegistryClient::list_tags(const std::string& repo) {
+  std::string what = "listing tags of " + impl_->domain + "/" + repo;
+  std::vector<std::string> tags;
+  std::string url = impl_->repo_url(repo, "tags/list");
+  while (!url.empty()) {
+    Request request;
+    request.url = url;
+    Response response = impl_->send(request, "repository:" + repo + ":pull", what);
+    if (response.status != 200)
+      fail(response, what);
+    nlohmann::json json = nlohmann::json::parse(response.body, nullptr, false);
+    if (!json.is_object())
+      throw RegistryError(what, "the answer is not a JSON object", 0, false);
+    if (json.contains("tags") && json["tags"].is_array()) {
+      for (const nlohmann::json& tag : json["tags"]) {
+        if (tag.is_string())
+          tags.push_back(tag.get<std::string>());
+      }
+    }
+    // Pagination: Link: </v2/x/tags/list?last=a&n=100>; rel="next"
+    url.clear();
+    std::string link = response.header("link");
+    size_t open = link.find('<');
+    size_t close = link.find('>');
+    if (open != std::string::npos && close != std::string::npos && close > open &&
+        link.find("rel=\"next\"") != std::string::npos) {
+      std::string next = link.substr(open + 1, close - open - 1);
+      url = starts_with(next, "http") ? next : impl_->base_url() + next;
+    }
+  }
+  return tags;
+}
+
+// ---- pull and push --------------------------------------------------------------------------
+
+namespace {
+
+// Downloads a blob into the store unless it is there; nothing unverified becomes visible.
+void fetch_blob(RegistryClient& client, Store& store, const std::string& repo,
+                const Descriptor& blob, const RegistryOptions& options) {
+  if (store.has_blob(blob.digest))
+    return;
+  std::unique_ptr<BlobWriter> writer = store.begin_blob();
+  client.get_blob(repo, blob, *writer);
+  writer->commit(blob.digest);
+  log_line(options,
+           "pulled blob " + blob.digest.str() + " (" + std::to_string(blob.size) + " bytes)");
+}
+
+// The manifest of an index for `platform`, as the index's descriptor for it.
+std::optional<Descriptor> choose_platform(const Index& index, const Platform& platform,
+                                          std::vector<std::string>& available) {
+  for (const Descriptor& entry : index.manifests) {
+    if (!entry.platform)
+      continue;
+    Platform have = normalize(*entry.platform);
+    if (have.os == "unknown")
+      continue;  // attestation manifests
+    available.push_back(have.to_string());
+    if (platform_matches(platform, have))
+      return entry;
+  }
+  return std::nullopt;
+}
+
+class Pusher {
+ public:
+  Pusher(Store& store, RegistryClient& client, const Reference& ref,
+         const std::vector<std::string>& mount_from, const RegistryOptions& options)
+      : store_(store), client_(client), ref_(ref), mount_from_(mount_from), options_(options) {}
+
+  // Pushes what `manifest` references, then the manifest itself under `reference`.
+  void push_manifest(const Descriptor& manifest, const std::string& reference, int depth = 0) {
+    if (!store_.has_blob(manifest.digest)) {
+      throw Error("pushing " + ref_.familiar() + ": manifest " + manifest.digest.str() +
+                  " is not in the local store");
+    }
+    std::string bytes = store_.read_blob(manifest.digest);
+    if (media_type::is_index(manifest.media_type)) {
+      if (depth >= kMaxIndexDepth)
+        throw Error("pushing " + ref_.familiar() + ": indexes are nested too deep");
+      for (const Descriptor& child : parse_index(bytes).manifests)
+        push_manifest(child, child.digest.str(), depth + 1);
+    } else if (media_type::is_manifest(manifest.media_type)) {
+      Manifest parsed = parse_manifest(bytes);
+      std::vector<Descriptor> blobs = {parsed.config};
+      blobs.insert(blobs.end(), parsed.layers.begin(), parsed.layers.end());
+      push_blobs(blobs);
+    } else {
+      throw Error("pushing " + ref_.familiar() + ": cannot push " + manifest.digest.str() +
+                  " of media type " + quote(manifest.media_type));
+    }
+    client_.put_manifest(ref_.path, reference, manifest.media_type, bytes);
+    log_line(options_, "pushed manifest " + manifest.digest.str());
+  }
+
+ private:
+  void push_blobs(const std::vector<Descriptor>& blobs) {
+    std::vector<Descriptor> todo;
+    for (const Descriptor& blob : blobs) {
+      // Foreign layers live elsewhere (their urls); registries do not expect them.
+      if (!blob.urls.empty() && !store_.has_blob(blob.digest))
+        continue;
+      if (done_.insert(blob.digest).second)
+        todo.push_back(blob);
+    }
+    for_each_parallel(todo, options_.parallel_downloads,
+                      [&](const Descriptor& blob) { push_blob(blob); });
+  }
+
+  void push_blob(const Descriptor& blob) {
+    const std::string& repo = ref_.path;
+    if (!store_.has_blob(blob.digest)) {
+      throw Error("pushing " + ref_.familiar() + ": blob " + blob.digest.str() +
+                  " is not in the local store");
+    }
+    if (client_.blob_exists(repo, blob.digest)) {
+      log_line(options_, "blob " + blob.digest.str() + " already in " + repo);
+      return;
+    }
+    for (const std::string& from : mount_from_) {
+      if (from != repo && client_.mount_blob(repo, blob.digest, from)) {
+        log_line(options_, "mounted blob " + blob.digest.str() + " from " + from);
+        return;
+      }
+    }
+    client_.put_blob(repo, blob, store_.blob_path(blob.digest));
+    log_line(options_,
+             "pushed blob " + blob.digest.str() + " (" + std::to_string(blob.size) + " bytes)");
+  }
+
+  Store& store_;
+  RegistryClient& client_;
+  const Reference& ref_;
+  const std::vector<std::string>& mount_from_;
+  const RegistryOptions& options_;
+  std::set<Digest> done_;  // blobs pushed (or being pushed) already
+};
+
+}  // namespace
+
+ResolvedImage pull_image(Store& store, const Reference& ref, const Platform& platform,
+                         const RegistryOptions& options) {
+  RegistryClient client(ref.domain, options);
+  std::string what = "pulling " + ref.familiar();
+  RegistryClient::Manifest document =
+      client.get_manifest(ref.path, ref.digest ? ref.digest->str() : ref.tag);
+  Descriptor manifest{document.media_type,
+                      document.digest,
+                      static_cast<int64_t>(document.bytes.size()),
+                      {},
+                      {},
+                      {},
+                      {}};
+  for (int depth = 0; media_type::is_index(manifest.media_type); ++depth) {
+    if (depth >= kMaxIndexDepth)
+      throw Error(what + ": indexes are nested too deep");
+    std::vector<std::string> available;
+    std::optional<Descriptor> chosen =
+        choose_platform(parse_index(document.bytes), platform, available);
+    if (!chosen) {
+      throw Error(what + ": no image for platform " + platform.to_string() + " (it has: " +
+                  (available.empty() ? std::string("none") : join(available, ", ")) + ")");
+    }
+    document = client.get_manifest(ref.path, chosen->digest.str());
+    manifest = *chosen;
+    manifest.annotations.clear();
+  }
+  if (!media_type::is_manifest(manifest.media_type)) {
+    throw Error(what + ": unsupported manifest type " + quote(manifest.media_type));
+  }
+  Manifest parsed = parse_manifest(document.bytes);
+  fetch_blob(client, store, ref.path, parsed.config, options);
+  for_each_parallel(parsed.layers, options.parallel_downloads, [&](const Descriptor& layer) {
+    fetch_blob(client, store, ref.path, layer, options);
+  });
+  // Stored last: a manifest in the store always has its blobs.
+  store.put_blob(document.bytes);
+  if (!ref.tag.empty()) {
+    Reference name = ref;
+    name.digest.reset();
+    store.tag(manifest, name.familiar());
+  }
+  ResolvedImage image;
+  image.source = ref.familiar();
+  image.manifest = manifest;
+  image.parsed = std::move(parsed);
+  image.config = parse_image_config(store.read_blob(image.parsed.config.digest));
+  return image;
+}
+
+Digest push_image(Store& store, const Descriptor& top, const Reference& ref,
+                  const RegistryOptions& options, const std::vector<std::string>& mount_from) {
+  if (ref.digest && *ref.digest != top.digest) {
+    throw Error("pushing to " + ref.familiar() + ": the image's digest is " + top.digest.str());
+  }
+  RegistryClient client(ref.domain, options);
+  Pusher pusher(store, client, ref, mount_from, options);
+  pusher.push_manifest(top, ref.tag.empty() ? top.digest.str() : ref.tag);
+  return top.digest;
+}
+
+}  // namespace kiln::oci
