@@ -17,6 +17,9 @@
 #include "kiln/exporter/exporter.hpp"
 #include "kiln/frontend/build_plan.hpp"
 #include "kiln/frontend/ignore.hpp"
+#include "kiln/oci/manifest.hpp"
+#include "kiln/oci/reference.hpp"
+#include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/runner/userns.hpp"
 #include "kiln/snapshotter/compression.hpp"
@@ -50,23 +53,76 @@ void refuse_unavailable(const BuildCommandOptions& opts) {
         "building for several platforms at once is not supported by this version of "
         "kiln yet; build one --platform at a time");
   }
-  if (opts.push)
-    throw Error("--push is not supported by this version of kiln yet");
-  for (const TypedSpec& o : opts.outputs) {
-    if (o.type == "registry") {
-      throw Error("--output type=registry is not supported by this version of kiln yet");
-    }
-  }
-  for (const auto* list : {&opts.cache_from, &opts.cache_to}) {
-    for (const TypedSpec& c : *list) {
-      if (c.type == "registry")
-        throw Error(
-            "--cache-from/--cache-to type=registry is not supported by this version of "
-            "kiln yet (type=local is)");
-    }
-  }
   if (!opts.sign_key.empty())
     throw Error("--sign-key is not supported by this version of kiln yet");
+}
+
+oci::RegistryOptions registry_options(const BuildCommandOptions& opts) {
+  oci::RegistryOptions options;
+  options.tls_verify = opts.tls_verify;
+  if (!opts.creds.empty()) {
+    size_t colon = opts.creds.find(':');
+    if (colon == std::string::npos)
+      throw UsageError("--creds must be USER:PASSWORD", kBuildUsage);
+    options.credentials =
+        oci::Credentials{opts.creds.substr(0, colon), opts.creds.substr(colon + 1)};
+  }
+  if (!opts.authfile.empty())
+    options.auth_file = opts.authfile;
+  return options;
+}
+
+// Where the image is pushed: each -t name with --push, and the names of -o type=registry.
+std::vector<std::string> push_targets(const BuildCommandOptions& opts) {
+  std::vector<std::string> out;
+  if (opts.push)
+    out.insert(out.end(), opts.tags.begin(), opts.tags.end());
+  for (const TypedSpec& o : opts.outputs) {
+    if (o.type != "registry")
+      continue;
+    if (auto name = o.attr("name")) {
+      for (const std::string& n : split(*name, ','))
+        out.push_back(std::string(trim(n)));
+    } else {
+      out.insert(out.end(), opts.tags.begin(), opts.tags.end());
+    }
+  }
+  if ((opts.push || !out.empty()) && out.empty())
+    throw Error("--push needs an image name: give -t NAME (or -o type=registry,name=NAME)");
+  for (const std::string& target : out)
+    oci::parse_reference(target);  // a malformed name fails before the build
+  return out;
+}
+
+// The cache a --cache-from names; nullptr when there is none yet.
+std::shared_ptr<solver::RemoteCache> open_cache(const TypedSpec& c,
+                                                const oci::RegistryOptions& options) {
+  if (c.type == "local")
+    return solver::open_layout_cache(c.attr("src").value_or(""));
+  oci::Reference ref = oci::parse_reference(c.attr("ref").value_or(""));
+  auto client = std::make_shared<oci::RegistryClient>(ref.domain, options);
+  std::string source = "type=registry,ref=" + ref.str();
+  std::string tag = ref.digest ? ref.digest->str() : ref.tag;
+  if (!client->head_manifest(ref.path, tag))
+    return nullptr;
+  oci::RegistryClient::Manifest manifest = client->get_manifest(ref.path, tag);
+  oci::Manifest parsed = oci::parse_manifest(manifest.bytes);
+  struct StringSink : ByteSink {
+    std::string bytes;
+    void write(const void* data, size_t size) override {
+      bytes.append(static_cast<const char*>(data), size);
+    }
+  } config;
+  client->get_blob(ref.path, parsed.config, config);
+  std::vector<solver::CacheRecord> records =
+      solver::parse_cache_manifest(manifest.bytes, config.bytes, source);
+  std::string repo = ref.path;
+  auto fetch = [client, repo](const oci::Descriptor& layer, oci::Store& store) {
+    std::unique_ptr<oci::BlobWriter> writer = store.begin_blob();
+    client->get_blob(repo, layer, *writer);
+    writer->commit(layer.digest);
+  };
+  return std::make_shared<solver::RemoteCache>(source, records, fetch);
 }
 
 void write_outputs(const BuildCommandOptions& opts, oci::Store& store,
@@ -88,8 +144,8 @@ void write_outputs(const BuildCommandOptions& opts, oci::Store& store,
       exporter::write_rootfs_directory(built.rootfs(), dest);
     } else if (o.type == "tar") {
       exporter::write_rootfs_tar(built.rootfs(), dest, sde);
-    } else if (o.type == "image") {
-      continue;  // the store, which every build writes anyway
+    } else if (o.type == "image" || o.type == "registry") {
+      continue;  // the store, which every build writes anyway; registry pushes come after
     }
     if (dest != "-")
       say("Wrote " + o.type + " output to " + dest);
@@ -133,6 +189,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
     return kExitOk;
   }
   refuse_unavailable(*opts);
+  std::vector<std::string> pushes = push_targets(*opts);
   for (const std::string& tag : opts->tags)
     oci::Store::canonical_name(tag);  // validate early
 
@@ -189,11 +246,13 @@ int build_command(const std::vector<std::string>& args, Io io) {
     }
   } finish{*progress, elapsed};
 
+  request.registry = registry_options(*opts);
+  request.pull = opts->pull;
   for (const TypedSpec& c : opts->cache_from) {
-    std::string src = c.attr("src").value_or("");
+    std::string src = c.attr(c.type == "local" ? "src" : "ref").value_or("");
     std::shared_ptr<solver::RemoteCache> remote;
     try {
-      remote = solver::open_layout_cache(src);
+      remote = open_cache(c, request.registry);
     } catch (const Error& e) {
       say(std::string("WARNING: ") + e.what() + "; building without it");
       continue;
@@ -230,10 +289,26 @@ int build_command(const std::vector<std::string>& args, Io io) {
     const std::vector<solver::CacheRecord>& records =
         max ? built.all_records : built.target_records;
     oci::Descriptor cache = solver::write_cache_manifest(store, records);
-    std::string dest = c.attr("dest").value_or("");
-    exporter::write_oci_layout(store, cache, {solver::kCacheRefName}, dest);
+    std::string dest;
+    if (c.type == "local") {
+      dest = c.attr("dest").value_or("");
+      exporter::write_oci_layout(store, cache, {solver::kCacheRefName}, dest);
+    } else {
+      oci::Reference ref = oci::parse_reference(c.attr("ref").value_or(""));
+      dest = ref.str();
+      oci::RegistryOptions options = request.registry;
+      options.log = [&](const std::string& line) { say(line); };
+      oci::push_image(store, cache, ref, options);
+    }
     say("Exported cache (" + std::to_string(records.size()) +
         " records, mode=" + (max ? "max" : "min") + ") to " + dest);
+  }
+  for (const std::string& target : pushes) {
+    oci::RegistryOptions options = request.registry;
+    options.log = [&](const std::string& line) { say(line); };
+    oci::Reference ref = oci::parse_reference(target);
+    oci::Digest pushed = oci::push_image(store, image.manifest, ref, options);
+    say("Pushed " + ref.familiar() + "@" + pushed.str());
   }
   if (!opts->iidfile.empty()) {
     std::ofstream iid(opts->iidfile, std::ios::trunc);

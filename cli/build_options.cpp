@@ -141,7 +141,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
       labels, no_cache_filter;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
-      format, snapshotter, runtime;
+      format, snapshotter, runtime, tls_verify, creds, authfile;
   std::vector<std::string> allow;
   po::options_description visible("Options");
   // clang-format off
@@ -174,6 +174,10 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("progress", po::value(&progress)->default_value("auto"),
        "progress output: auto, tty, plain, json, quiet")
       ("sign-key", po::value(&sign_key), "sign the pushed image with this private key")
+      ("tls-verify", po::value(&tls_verify)->default_value("true")->implicit_value("true"),
+       "verify registries' TLS certificates (--tls-verify=false also allows plain HTTP)")
+      ("creds", po::value(&creds), "registry credentials USER[:PASSWORD]")
+      ("authfile", po::value(&authfile), "registry credentials file (default: the usual auth.json)")
       ("compression", po::value(&compression)->default_value("gzip"),
        "layer compression: gzip, zstd, none")
       ("format", po::value(&format)->default_value("oci"),
@@ -243,6 +247,11 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   opts.no_cache_filter = no_cache_filter;
   opts.pull = vm["pull"].as<bool>();
   opts.push = vm["push"].as<bool>();
+  if (tls_verify != "true" && tls_verify != "false")
+    usage("--tls-verify must be true or false, not " + quote(tls_verify));
+  opts.tls_verify = tls_verify == "true";
+  opts.creds = creds;
+  opts.authfile = authfile;
   for (const std::string& o : outputs)
     opts.outputs.push_back(parse_output(o));
   for (const std::string& c : cache_from) {

@@ -37,6 +37,9 @@ struct BuildCommandOptions {
   std::vector<std::string> no_cache_filter;
   bool pull = false;
   bool push = false;
+  bool tls_verify = true;  // --tls-verify
+  std::string creds;       // --creds USER[:PASSWORD]
+  std::string authfile;    // --authfile
   std::vector<TypedSpec> outputs;
   std::vector<TypedSpec> cache_from;
   std::vector<TypedSpec> cache_to;

@@ -143,7 +143,9 @@ struct Builder::Impl {
     std::lock_guard lock(mutex);
     auto it = images.find(key);
     if (it == images.end()) {
-      oci::ResolvedImage resolved = oci::resolve_image(store, ref, platform);
+      oci::ResolvedImage resolved = from_registry(ref, platform)
+                                        ? pull(ref, platform)
+                                        : oci::resolve_image(store, ref, platform);
       // Keep the image's blobs while this build runs, even if its tag goes away meanwhile.
       lease.hold("blob " + resolved.manifest.digest.str(),
                  store.blob_path(resolved.manifest.digest));
@@ -154,6 +156,28 @@ struct Builder::Impl {
       it = images.emplace(key, std::move(resolved)).first;
     }
     return it->second;
+  }
+
+  // Whether `ref` must come from its registry: a name (not a transport, not an image ID) that
+  // the store does not have, or any name with --pull.
+  bool from_registry(const std::string& ref, const oci::Platform& platform) {
+    if (oci::has_transport(ref) || !oci::try_parse_reference(ref))
+      return false;
+    if (request.pull)
+      return true;
+    std::optional<oci::TaggedImage> local = store.find(ref);
+    if (!local)
+      return true;
+    (void)platform;
+    return false;
+  }
+
+  oci::ResolvedImage pull(const std::string& ref, const oci::Platform& platform) {
+    oci::Reference parsed = oci::parse_reference(ref);
+    message("Pulling " + parsed.str() + " for " + platform.to_string());
+    oci::RegistryOptions options = request.registry;
+    options.log = [this](const std::string& line) { message(line); };
+    return oci::pull_image(store, parsed, platform, options);
   }
 
   snapshotter::ApplyOptions apply_options() const {

@@ -30,6 +30,7 @@
 #include "kiln/frontend/ignore.hpp"
 #include "kiln/oci/descriptor.hpp"
 #include "kiln/oci/image_config.hpp"
+#include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/snapshotter/layer_writer.hpp"
 #include "kiln/solver/cache_index.hpp"
@@ -54,6 +55,11 @@ struct BuildRequest {
   // --cache-from: consulted, in order, when the local cache index misses; a hit fetches the
   // record's layers into the store and adds the record to the local index.
   std::vector<std::shared_ptr<const RemoteCache>> cache_from;
+
+  // Base images: a registry reference not in the store is pulled (with these options); with
+  // `pull` every registry reference is pulled again, so a moved tag gives a new key.
+  oci::RegistryOptions registry;
+  bool pull = false;
 
   // RUN
   struct Secret {
