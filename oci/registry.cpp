@@ -24,6 +24,7 @@
 #include "kiln/oci/image_config.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
+#include "kiln/oci/registries_conf.hpp"
 
 namespace kiln::oci {
 namespace fs = std::filesystem;
@@ -532,6 +533,9 @@ struct RegistryClient::Impl {
   Impl(std::string domain_, RegistryOptions options_)
       : domain(std::move(domain_)), options(std::move(options_)) {
     host = domain == "docker.io" ? "registry-1.docker.io" : domain;
+    // Registries marked insecure in registries.conf count as if the caller had named them.
+    for (std::string& r : insecure_registries())
+      options.insecure_registries.push_back(std::move(r));
     insecure = !options.tls_verify || is_loopback(host) ||
                std::find(options.insecure_registries.begin(), options.insecure_registries.end(),
                          domain) != options.insecure_registries.end();
