@@ -177,7 +177,14 @@ struct Builder::Impl {
     message("Pulling " + parsed.str() + " for " + platform.to_string());
     oci::RegistryOptions options = request.registry;
     options.log = [this](const std::string& line) { message(line); };
-    return oci::pull_image(store, parsed, platform, options);
+    try {
+      return oci::pull_image(store, parsed, platform, options);
+    } catch (const Error& e) {
+      if (request.pull)
+        throw;
+      throw Error("image " + quote(ref) +
+                  " is not in the local store, and pulling it failed: " + e.what());
+    }
   }
 
   snapshotter::ApplyOptions apply_options() const {

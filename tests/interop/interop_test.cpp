@@ -339,7 +339,8 @@ TEST_F(Interop, BuildErrorsNameTheLineAndLeaveNoTag) {
   r = kiln({"build", ctx.string()});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err,
-              HasSubstr("Containerfile:1:6: image \"nosuchimage:1\" is not in the local store"));
+              HasSubstr("Containerfile:1:6: image \"nosuchimage:1\" is not in the local store, "
+                        "and pulling it failed: pulling manifest docker.io/library/nosuchimage:1"));
 }
 
 TEST_F(Interop, StoreCommands) {
