@@ -8,6 +8,8 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <set>
+#include <thread>
 
 #include "app.hpp"
 #include "build_options.hpp"
@@ -18,6 +20,7 @@
 #include "kiln/frontend/build_plan.hpp"
 #include "kiln/frontend/ignore.hpp"
 #include "kiln/oci/manifest.hpp"
+#include "kiln/oci/media_types.hpp"
 #include "kiln/oci/reference.hpp"
 #include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
@@ -49,9 +52,16 @@ std::optional<int64_t> source_date_epoch() {
 // Outputs and flags that need a later part of kiln are refused before anything runs.
 void refuse_unavailable(const BuildCommandOptions& opts) {
   if (opts.platforms.size() > 1) {
-    throw Error(
-        "building for several platforms at once is not supported by this version of "
-        "kiln yet; build one --platform at a time");
+    for (const TypedSpec& o : opts.outputs) {
+      if (o.type == "docker")
+        throw Error("-o type=docker cannot hold " + std::to_string(opts.platforms.size()) +
+                    " platforms (a docker-archive has no index): choose one with --platform, or "
+                    "use -o type=oci");
+      if (o.type == "tar")
+        throw Error(
+            "-o type=tar writes one filesystem: choose one --platform, or use "
+            "-o type=local (a directory per platform)");
+    }
   }
   if (!opts.sign_key.empty())
     throw Error("--sign-key is not supported by this version of kiln yet");
@@ -125,25 +135,44 @@ std::shared_ptr<solver::RemoteCache> open_cache(const TypedSpec& c,
   return std::make_shared<solver::RemoteCache>(source, records, fetch);
 }
 
-void write_outputs(const BuildCommandOptions& opts, oci::Store& store,
-                   const exporter::CommittedImage& image, const solver::BuiltImage& built,
-                   const std::optional<int64_t>& sde,
+// One platform's result.
+struct PlatformResult {
+  oci::Platform platform;
+  solver::BuiltImage built;
+  exporter::CommittedImage image;
+};
+
+// "linux/arm64/v8" → "linux_arm64_v8", BuildKit's directory name for a platform's files.
+std::string platform_dir(const oci::Platform& p) {
+  std::string out = p.to_string();
+  std::replace(out.begin(), out.end(), '/', '_');
+  return out;
+}
+
+void write_outputs(const BuildCommandOptions& opts, oci::Store& store, const oci::Descriptor& top,
+                   std::vector<PlatformResult>& results, const std::optional<int64_t>& sde,
                    const std::function<void(const std::string&)>& say) {
   for (const TypedSpec& o : opts.outputs) {
     std::string dest = o.attr("dest").value_or("");
     if (o.type == "oci") {
       bool tar = ends_with(dest, ".tar") || o.attr("tar").value_or("false") == "true";
       if (tar) {
-        exporter::write_oci_archive(store, image.manifest, opts.tags, dest);
+        exporter::write_oci_archive(store, top, opts.tags, dest);
       } else {
-        exporter::write_oci_layout(store, image.manifest, opts.tags, dest);
+        exporter::write_oci_layout(store, top, opts.tags, dest);
       }
     } else if (o.type == "docker") {
-      exporter::write_docker_archive(store, image.manifest, opts.tags, dest);
+      exporter::write_docker_archive(store, results.front().image.manifest, opts.tags, dest);
     } else if (o.type == "local") {
-      exporter::write_rootfs_directory(built.rootfs(), dest);
+      if (results.size() == 1) {
+        exporter::write_rootfs_directory(results.front().built.rootfs(), dest);
+      } else {
+        for (PlatformResult& r : results)
+          exporter::write_rootfs_directory(r.built.rootfs(),
+                                           fs::path(dest) / platform_dir(r.platform));
+      }
     } else if (o.type == "tar") {
-      exporter::write_rootfs_tar(built.rootfs(), dest, sde);
+      exporter::write_rootfs_tar(results.front().built.rootfs(), dest, sde);
     } else if (o.type == "image" || o.type == "registry") {
       continue;  // the store, which every build writes anyway; registry pushes come after
     }
@@ -266,28 +295,112 @@ int build_command(const std::vector<std::string>& args, Io io) {
     }
   }
 
-  solver::Builder builder(store, request);
-  build.base_image = [&](const std::string& ref, const oci::Platform& platform) {
-    return builder.base_image(ref, platform);
-  };
-  frontend::BuildPlan plan = frontend::plan_build(file, build);
-  for (const frontend::Warning& w : plan.warnings)
-    say(format_warning(w));
-  solver::BuiltImage built = builder.build(plan);
+  // One Builder per platform, all at once; steps they share (a BUILDPLATFORM stage whose key
+  // does not depend on the target) run once.
+  std::vector<oci::Platform> platforms = opts->platforms;
+  if (platforms.empty())
+    platforms.push_back(build.target_platform);
+  bool multi = platforms.size() > 1;
+  request.shared_steps = solver::make_shared_steps();
+  std::vector<std::unique_ptr<solver::Builder>> builders;
+  std::vector<frontend::BuildPlan> plans;
+  for (size_t i = 0; i < platforms.size(); ++i) {
+    solver::BuildRequest r = request;
+    r.platform = platforms[i];
+    if (multi)
+      r.step_prefix = platforms[i].to_string() + " ";
+    builders.push_back(std::make_unique<solver::Builder>(store, r));
+    solver::Builder& builder = *builders.back();
+    frontend::BuildOptions b = build;
+    b.target_platform = platforms[i];
+    b.base_image = [&builder](const std::string& ref, const oci::Platform& platform) {
+      return builder.base_image(ref, platform);
+    };
+    plans.push_back(frontend::plan_build(file, b));
+    if (i == 0) {
+      for (const frontend::Warning& w : plans.back().warnings)
+        say(format_warning(w));
+    }
+  }
+  std::vector<PlatformResult> results(platforms.size());
+  std::vector<std::exception_ptr> errors(platforms.size());
+  {
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < platforms.size(); ++i) {
+      threads.emplace_back([&, i] {
+        try {
+          results[i].platform = platforms[i];
+          results[i].built = builders[i]->build(plans[i]);
+        } catch (...) {
+          errors[i] = std::current_exception();
+        }
+      });
+    }
+    for (std::thread& t : threads)
+      t.join();
+  }
+  std::vector<std::string> failures;
+  for (size_t i = 0; i < platforms.size(); ++i) {
+    if (!errors[i])
+      continue;
+    if (!multi)
+      std::rethrow_exception(errors[i]);
+    try {
+      std::rethrow_exception(errors[i]);
+    } catch (const std::exception& e) {
+      failures.push_back(platforms[i].to_string() + ": " + e.what());
+    }
+  }
+  if (failures.size() == 1 && multi) {
+    std::rethrow_exception(*std::find_if(errors.begin(), errors.end(),
+                                         [](const std::exception_ptr& e) { return bool(e); }));
+  }
+  if (!failures.empty())
+    throw Error(std::to_string(failures.size()) + " platforms failed:\n" + join(failures, "\n"));
 
   exporter::ManifestFormat format =
       opts->format == "docker" ? exporter::ManifestFormat::kDocker : exporter::ManifestFormat::kOci;
-  exporter::CommittedImage image =
-      exporter::commit_image(store, built.config, built.layers, format);
+  for (PlatformResult& r : results)
+    r.image = exporter::commit_image(store, r.built.config, r.built.layers, format);
+  // One platform: its manifest. Several: an index of them, which tags and outputs carry.
+  oci::Descriptor top = results.front().image.manifest;
+  std::string image_id = results.front().image.config.str();
+  if (multi) {
+    oci::Index index;
+    index.media_type = opts->format == "docker" ? oci::media_type::kDockerManifestList
+                                                : oci::media_type::kOciIndex;
+    for (const PlatformResult& r : results) {
+      oci::Descriptor d = r.image.manifest;
+      d.platform = r.platform;
+      index.manifests.push_back(d);
+    }
+    std::string bytes = oci::serialize(index);
+    top = {};
+    top.media_type = index.media_type;
+    top.digest = store.put_blob(bytes);
+    top.size = static_cast<int64_t>(bytes.size());
+    image_id = top.digest.str();
+  }
   for (const std::string& tag : opts->tags) {
-    store.tag(image.manifest, tag);
+    store.tag(top, tag);
     say("Tagged " + oci::Store::canonical_name(tag));
   }
-  write_outputs(*opts, store, image, built, sde, say);
+  write_outputs(*opts, store, top, results, sde, say);
+  size_t steps_run = 0, steps_cached = 0;
+  for (const PlatformResult& r : results) {
+    steps_run += r.built.steps_run;
+    steps_cached += r.built.steps_cached;
+  }
   for (const TypedSpec& c : opts->cache_to) {
     bool max = c.attr("mode").value_or("min") == "max";
-    const std::vector<solver::CacheRecord>& records =
-        max ? built.all_records : built.target_records;
+    std::vector<solver::CacheRecord> records;
+    std::set<std::string> keys;
+    for (const PlatformResult& r : results) {
+      for (const solver::CacheRecord& record : max ? r.built.all_records : r.built.target_records) {
+        if (keys.insert(record.key).second)
+          records.push_back(record);
+      }
+    }
     oci::Descriptor cache = solver::write_cache_manifest(store, records);
     std::string dest;
     if (c.type == "local") {
@@ -307,32 +420,32 @@ int build_command(const std::vector<std::string>& args, Io io) {
     oci::RegistryOptions options = request.registry;
     options.log = [&](const std::string& line) { say(line); };
     oci::Reference ref = oci::parse_reference(target);
-    oci::Digest pushed = oci::push_image(store, image.manifest, ref, options);
+    oci::Digest pushed = oci::push_image(store, top, ref, options);
     say("Pushed " + ref.familiar() + "@" + pushed.str());
   }
   if (!opts->iidfile.empty()) {
     std::ofstream iid(opts->iidfile, std::ios::trunc);
-    iid << image.config.str();
+    iid << image_id;
     if (!iid)
       throw Error("cannot write --iidfile " + opts->iidfile);
   }
   solver::ProgressEvent done;
   done.kind = solver::ProgressEvent::Kind::kBuildDone;
-  done.text = image.config.str();
-  done.detail = image.manifest.digest.str();
+  done.text = image_id;
+  done.detail = top.digest.str();
   done.seconds = elapsed();
   progress->event(done);
   finish.succeeded = true;
   if (opts->progress == "json") {
-    io.out << nlohmann::json{{"image", image.config.str()},
-                             {"manifest", image.manifest.digest.str()},
-                             {"steps_run", built.steps_run},
-                             {"steps_cached", built.steps_cached},
+    io.out << nlohmann::json{{"image", image_id},
+                             {"manifest", top.digest.str()},
+                             {"steps_run", steps_run},
+                             {"steps_cached", steps_cached},
                              {"seconds", elapsed()}}
                   .dump()
            << "\n";
   } else {
-    io.out << image.config.str() << "\n";
+    io.out << image_id << "\n";
   }
   return kExitOk;
 }

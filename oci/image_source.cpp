@@ -270,8 +270,8 @@ ResolvedImage resolve_image(Store& store, std::string_view ref, const Platform& 
   std::optional<TaggedImage> found = store.find(ref);
   if (!found) {
     throw Error("image " + quote(ref) + " is not in the local store " + store.root().string() +
-                " (pulling from registries is not supported yet: load it with FROM oci:DIR, "
-                "oci-archive:FILE or docker-archive:FILE, or build it with -t)");
+                " (build it with -t, pull it from a registry, or name a layout or archive with "
+                "oci:DIR, oci-archive:FILE or docker-archive:FILE)");
   }
   auto read = [&](const Digest& d) { return store.read_blob(d); };
   Descriptor manifest = choose_platform(found->descriptor, read, platform, what);

@@ -28,6 +28,7 @@
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/image_source.hpp"
 #include "kiln/oci/media_types.hpp"
+#include "kiln/runner/emulation.hpp"
 #include "kiln/runner/oci_runtime.hpp"
 #include "kiln/runner/sandbox.hpp"
 #include "kiln/snapshotter/diff.hpp"
@@ -82,6 +83,17 @@ std::string build_timestamp(const std::optional<int64_t>& source_date_epoch) {
   return oci::format_rfc3339(source_date_epoch.value_or(now_seconds()));
 }
 
+class SharedSteps {
+ public:
+  std::mutex mutex;
+  std::map<std::string, std::shared_future<CacheRecord>> in_flight;
+  std::atomic<size_t> next_step{0};  // step ids are unique across the Builders
+};
+
+std::shared_ptr<SharedSteps> make_shared_steps() {
+  return std::make_shared<SharedSteps>();
+}
+
 struct Builder::Impl {
   oci::Store& store;
   BuildRequest request;
@@ -98,10 +110,9 @@ struct Builder::Impl {
   std::map<std::string, oci::ResolvedImage> images;  // by "ref|platform"
   std::map<size_t, std::shared_ptr<StageState>> finished;
   // Steps being computed, by key: a second stage reaching the same key waits for the first.
-  std::map<std::string, std::shared_future<CacheRecord>> in_flight;
+  std::shared_ptr<SharedSteps> shared;
   std::optional<bool> stage_overlay_usable;
   std::optional<bool> overlay_usable;  // probed on the first RUN when --snapshotter=auto
-  std::atomic<size_t> next_step{0};
   std::atomic<size_t> steps_run{0}, steps_cached{0};
   std::vector<std::pair<size_t, CacheRecord>> used_records;  // (stage, record)
   std::mutex download_mutex;
@@ -117,6 +128,7 @@ struct Builder::Impl {
     now = request.source_date_epoch.value_or(now_seconds());
     created = oci::format_rfc3339(now);
     salt = build_salt(request.layers, request.source_date_epoch);
+    shared = request.shared_steps ? request.shared_steps : make_shared_steps();
   }
 
   // --- progress ------------------------------------------------------------------------------
@@ -146,6 +158,15 @@ struct Builder::Impl {
       oci::ResolvedImage resolved = from_registry(ref, platform)
                                         ? pull(ref, platform)
                                         : oci::resolve_image(store, ref, platform);
+      // A single-platform image (no index to choose from) must be for the platform asked for.
+      oci::Platform have{resolved.config.os, resolved.config.architecture, resolved.config.variant};
+      if (!have.os.empty() && !have.architecture.empty() &&
+          !oci::platform_matches(platform, oci::normalize(have))) {
+        throw Error("image " + quote(ref) + " is for " + oci::normalize(have).to_string() +
+                    ", not " + platform.to_string() +
+                    " (it is a single-platform image: build or pull one for " +
+                    platform.to_string() + ", or a multi-platform index)");
+      }
       // Keep the image's blobs while this build runs, even if its tag goes away meanwhile.
       lease.hold("blob " + resolved.manifest.digest.str(),
                  store.blob_path(resolved.manifest.digest));
@@ -555,7 +576,7 @@ struct Builder::Impl {
   // One step: its key, then the cache, another stage computing the same key, or running it.
   void run_step(StageState& st, const frontend::Stage& stage, const frontend::Op& op,
                 const std::string& name) {
-    size_t id = ++next_step;
+    size_t id = ++shared->next_step;
     emit(ProgressEvent::Kind::kStarted, id, name);
     auto started = Clock::now();
     try {
@@ -573,12 +594,12 @@ struct Builder::Impl {
       std::promise<CacheRecord> promise;
       std::shared_future<CacheRecord> other;
       if (!record) {
-        std::lock_guard lock(mutex);
-        auto it = in_flight.find(key);
-        if (it != in_flight.end()) {
+        std::lock_guard lock(shared->mutex);
+        auto it = shared->in_flight.find(key);
+        if (it != shared->in_flight.end()) {
           other = it->second;
         } else {
-          in_flight.emplace(key, promise.get_future().share());
+          shared->in_flight.emplace(key, promise.get_future().share());
         }
       }
       if (!record && other.valid())
@@ -619,14 +640,14 @@ struct Builder::Impl {
                                                          }));
     size_t n = 0;
     auto label = [&](const std::string& text) {
-      return "[" + stage_label(stage) + " " + std::to_string(++n) + "/" + std::to_string(total) +
-             "] " + text;
+      return "[" + request.step_prefix + stage_label(stage) + " " + std::to_string(++n) + "/" +
+             std::to_string(total) + "] " + text;
     };
     std::string from = stage.base_kind == frontend::BaseKind::kImage ? stage.base_image
                        : stage.base_kind == frontend::BaseKind::kStage
                            ? stage_label(current_plan->stages[*stage.base_stage])
                            : std::string("scratch");
-    size_t id = ++next_step;
+    size_t id = ++shared->next_step;
     emit(ProgressEvent::Kind::kStarted, id, label("FROM " + from));
     auto started = Clock::now();
     try {
@@ -1077,8 +1098,23 @@ struct Builder::Impl {
     (void)st;
   }
 
+  // Every stage that will RUN something must be able to: checked before any step runs.
+  void check_platforms(const frontend::BuildPlan& plan) const {
+    for (size_t index : plan.order) {
+      const frontend::Stage& stage = plan.stages[index];
+      auto run = std::find_if(stage.ops.begin(), stage.ops.end(), [](const frontend::Op& op) {
+        return op.kind == InstructionKind::kRun;
+      });
+      if (run == stage.ops.end())
+        continue;
+      if (std::optional<std::string> why = runner::cannot_run(stage.platform))
+        throw InputError(run->where, *why);
+    }
+  }
+
   BuiltImage build(const frontend::BuildPlan& plan) {
     current_plan = &plan;
+    check_platforms(plan);
     size_t jobs = request.jobs ? request.jobs : std::max(1u, std::thread::hardware_concurrency());
     std::counting_semaphore<256> slots(static_cast<ptrdiff_t>(std::min<size_t>(jobs, 256)));
     std::map<size_t, std::promise<bool>> done;
@@ -1096,8 +1132,9 @@ struct Builder::Impl {
             ready = false;
         }
         if (!ready) {
-          size_t id = ++next_step;
-          emit(ProgressEvent::Kind::kStarted, id, "[" + stage_label(stage) + "] FROM ...");
+          size_t id = ++shared->next_step;
+          emit(ProgressEvent::Kind::kStarted, id,
+               "[" + request.step_prefix + stage_label(stage) + "] FROM ...");
           emit(ProgressEvent::Kind::kCanceled, id, {}, "a stage it needs failed");
           done[index].set_value(false);
           return;

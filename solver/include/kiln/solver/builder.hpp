@@ -39,6 +39,11 @@
 
 namespace kiln::solver {
 
+// Steps being computed by the Builders of one `kiln build` (one per platform): a cache key any
+// of them reaches while another computes it waits for that result instead of running again.
+class SharedSteps;
+std::shared_ptr<SharedSteps> make_shared_steps();
+
 struct BuildRequest {
   std::filesystem::path context;             // the build context directory
   frontend::IgnoreMatcher ignore;            // rules for the context
@@ -60,6 +65,11 @@ struct BuildRequest {
   // `pull` every registry reference is pulled again, so a moved tag gives a new key.
   oci::RegistryOptions registry;
   bool pull = false;
+
+  // Several platforms in one build: the Builders share this (may be null: a private one), and
+  // `step_prefix` ("linux/arm64 ") starts every step's name.
+  std::shared_ptr<SharedSteps> shared_steps;
+  std::string step_prefix;
 
   // RUN
   struct Secret {
@@ -93,7 +103,9 @@ class Builder {
   Builder(const Builder&) = delete;
   Builder& operator=(const Builder&) = delete;
 
-  // Builds plan.order and returns the target stage's image. Throws kiln::InputError at the op's
+  // Builds plan.order and returns the target stage's image. Before any step runs, a stage whose
+  // RUN steps this machine cannot execute (a foreign platform without a QEMU binfmt handler) is
+  // an error at its first RUN naming the platform and the fix. Throws kiln::InputError at the op's
   // Containerfile position when an op fails (missing COPY source, unknown --chown user, a RUN
   // that exits non-zero, ...), kiln::Error for store or I/O failures; when several independent
   // stages fail, one kiln::Error lists every failure.
