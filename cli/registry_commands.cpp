@@ -10,6 +10,7 @@
 #include <ostream>
 
 #include "app.hpp"
+#include "command_line.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/auth_config.hpp"
@@ -23,41 +24,6 @@ namespace po = boost::program_options;
 
 namespace kiln::cli {
 namespace {
-
-struct Spec {
-  const char* usage;
-  const char* summary;
-  int min_args;
-  int max_args;
-};
-
-// Parses `args` against the command's flags; returns false after printing --help.
-bool parse(const Spec& spec, const std::vector<std::string>& args, po::options_description& flags,
-           std::vector<std::string>& operands, po::variables_map& vm, Io io) {
-  flags.add_options()("help,h", "print this help");
-  po::options_description hidden;
-  hidden.add_options()("operand", po::value(&operands));
-  po::options_description all;
-  all.add(flags).add(hidden);
-  po::positional_options_description positional;
-  positional.add("operand", -1);
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw UsageError(e.what(), spec.usage);
-  }
-  if (vm.count("help")) {
-    io.out << "Usage: " << spec.usage << "\n\n" << spec.summary << "\n\n" << flags << "\n";
-    return false;
-  }
-  auto count = static_cast<int>(operands.size());
-  if (count < spec.min_args)
-    throw UsageError("missing argument", spec.usage);
-  if (count > spec.max_args)
-    throw UsageError("too many arguments", spec.usage);
-  return true;
-}
 
 void add_tls_verify(po::options_description& flags) {
   flags.add_options()("tls-verify", po::value<bool>()->implicit_value(true),
@@ -102,7 +68,8 @@ std::string prompt(const std::string& question, bool secret, Io io) {
 }  // namespace
 
 int login_command(const std::vector<std::string>& args, Io io) {
-  static const Spec spec{
+  static const CommandSpec spec{
+      "login",
       "kiln login [--username U] [--password P | --password-stdin] [--authfile F] "
       "[--tls-verify=false] [REGISTRY]",
       "Check credentials against a registry (default docker.io) and store them in the auth file\n"
@@ -119,7 +86,7 @@ int login_command(const std::vector<std::string>& args, Io io) {
   add_tls_verify(flags);
   std::vector<std::string> operands;
   po::variables_map vm;
-  if (!parse(spec, args, flags, operands, vm, io))
+  if (!parse_command(spec, args, flags, operands, io, &vm))
     return kExitOk;
   std::string registry = registry_host(operands.empty() ? "docker.io" : operands[0]);
   if (registry.empty())
@@ -167,16 +134,17 @@ int login_command(const std::vector<std::string>& args, Io io) {
 }
 
 int logout_command(const std::vector<std::string>& args, Io io) {
-  static const Spec spec{"kiln logout [--authfile F] [--all] [REGISTRY]",
-                         "Remove stored credentials for a registry (default docker.io), or for "
-                         "every registry with --all.",
-                         0, 1};
+  static const CommandSpec spec{
+      "logout", "kiln logout [--authfile F] [--all] [REGISTRY]",
+      "Remove stored credentials for a registry (default docker.io), or for "
+      "every registry with --all.",
+      0, 1};
   po::options_description flags("Options");
   flags.add_options()("all,a", po::bool_switch(), "remove the credentials of every registry")(
       "authfile", po::value<std::string>(), "the auth file to change");
   std::vector<std::string> operands;
   po::variables_map vm;
-  if (!parse(spec, args, flags, operands, vm, io))
+  if (!parse_command(spec, args, flags, operands, io, &vm))
     return kExitOk;
   fs::path file = oci::login_file(auth_file_flag(vm));
   if (vm["all"].as<bool>()) {
@@ -194,7 +162,8 @@ int logout_command(const std::vector<std::string>& args, Io io) {
 }
 
 int push_command(const std::vector<std::string>& args, Io io) {
-  static const Spec spec{
+  static const CommandSpec spec{
+      "push",
       "kiln push [--tls-verify=false] [--creds U:P] [--authfile F] [--format oci|docker] "
       "[--digestfile F] IMAGE [DEST]",
       "Push an image (or index) from the local store to a registry, as stored. DEST is a\n"
@@ -211,7 +180,7 @@ int push_command(const std::vector<std::string>& args, Io io) {
   add_tls_verify(flags);
   std::vector<std::string> operands;
   po::variables_map vm;
-  if (!parse(spec, args, flags, operands, vm, io))
+  if (!parse_command(spec, args, flags, operands, io, &vm))
     return kExitOk;
 
   oci::RegistryOptions options;

@@ -10,6 +10,7 @@
 #include <ostream>
 
 #include "app.hpp"
+#include "command_line.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/exporter/exporter.hpp"
@@ -26,46 +27,6 @@ namespace po = boost::program_options;
 
 namespace kiln::cli {
 namespace {
-
-struct Spec {
-  const char* name;
-  const char* usage;
-  const char* summary;
-  int min_args;
-  int max_args;  // -1: unlimited
-};
-
-// Parses `args` against the command's flags; returns false after printing --help.
-bool parse(const Spec& spec, const std::vector<std::string>& args, po::options_description& flags,
-           std::vector<std::string>& operands, Io io, po::variables_map* out = nullptr) {
-  flags.add_options()("help,h", "print this help");
-  po::options_description hidden;
-  hidden.add_options()("operand", po::value(&operands));
-  po::options_description all;
-  all.add(flags).add(hidden);
-  po::positional_options_description positional;
-  positional.add("operand", -1);
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw UsageError(e.what(), spec.usage);
-  }
-  if (vm.count("help")) {
-    io.out << "Usage: " << spec.usage << "\n\n" << spec.summary << "\n\n" << flags << "\n";
-    return false;
-  }
-  auto count = static_cast<int>(operands.size());
-  if (count < spec.min_args)
-    throw UsageError("missing argument", spec.usage);
-  if (spec.max_args >= 0 && count > spec.max_args) {
-    throw UsageError("too many arguments", spec.usage);
-  }
-  if (out)
-    *out = std::move(vm);
-  return true;
-}
 
 oci::Store open_store() {
   return oci::Store(oci::Store::default_root());
@@ -151,14 +112,14 @@ std::optional<uint64_t> parse_size(std::string_view text) {
 }  // namespace
 
 int images_command(const std::vector<std::string>& args, Io io) {
-  static const Spec spec{"images", "kiln images [--quiet] [--format table|json]",
-                         "List images in the local store.", 0, 0};
+  static const CommandSpec spec{"images", "kiln images [--quiet] [--format table|json]",
+                                "List images in the local store.", 0, 0};
   po::options_description flags("Options");
   flags.add_options()("quiet,q", "print image IDs only")(
       "format", po::value<std::string>()->default_value("table"), "table or json");
   std::vector<std::string> operands;
   po::variables_map vm;
-  if (!parse(spec, args, flags, operands, io, &vm))
+  if (!parse_command(spec, args, flags, operands, io, &vm))
     return kExitOk;
   std::string format = vm["format"].as<std::string>();
   if (format != "table" && format != "json")
@@ -193,11 +154,11 @@ int images_command(const std::vector<std::string>& args, Io io) {
 }
 
 int inspect_command(const std::vector<std::string>& args, Io io) {
-  static const Spec spec{"inspect", "kiln inspect IMAGE",
-                         "Show an image's manifest (or index) and config as JSON.", 1, 1};
+  static const CommandSpec spec{"inspect", "kiln inspect IMAGE",
+                                "Show an image's manifest (or index) and config as JSON.", 1, 1};
   po::options_description flags("Options");
   std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io))
+  if (!parse_command(spec, args, flags, operands, io))
     return kExitOk;
   oci::Store store = open_store();
   oci::TaggedImage image = find_image(store, operands[0]);
@@ -235,10 +196,11 @@ int inspect_command(const std::vector<std::string>& args, Io io) {
 }
 
 int tag_command(const std::vector<std::string>& args, Io io) {
-  static const Spec spec{"tag", "kiln tag IMAGE NEW-NAME...", "Add names to an image.", 2, -1};
+  static const CommandSpec spec{"tag", "kiln tag IMAGE NEW-NAME...", "Add names to an image.", 2,
+                                -1};
   po::options_description flags("Options");
   std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io))
+  if (!parse_command(spec, args, flags, operands, io))
     return kExitOk;
   oci::Store store = open_store();
   oci::TaggedImage image = find_image(store, operands[0]);
@@ -248,13 +210,14 @@ int tag_command(const std::vector<std::string>& args, Io io) {
 }
 
 int rmi_command(const std::vector<std::string>& args, Io io) {
-  static const Spec spec{"rmi", "kiln rmi [--force] IMAGE...",
-                         "Remove image names from the store (blobs go with 'kiln prune').", 1, -1};
+  static const CommandSpec spec{"rmi", "kiln rmi [--force] IMAGE...",
+                                "Remove image names from the store (blobs go with 'kiln prune').",
+                                1, -1};
   po::options_description flags("Options");
   flags.add_options()("force,f", "remove every name of an image given by ID");
   std::vector<std::string> operands;
   po::variables_map vm;
-  if (!parse(spec, args, flags, operands, io, &vm))
+  if (!parse_command(spec, args, flags, operands, io, &vm))
     return kExitOk;
   oci::Store store = open_store();
   for (const std::string& ref : operands) {
@@ -282,16 +245,16 @@ int rmi_command(const std::vector<std::string>& args, Io io) {
 }
 
 int save_command(const std::vector<std::string>& args, Io io) {
-  static const Spec spec{"save",
-                         "kiln save -o FILE [--format docker-archive|oci-archive|oci-dir] IMAGE",
-                         "Write an image from the store to an archive or an OCI layout.", 1, 1};
+  static const CommandSpec spec{
+      "save", "kiln save -o FILE [--format docker-archive|oci-archive|oci-dir] IMAGE",
+      "Write an image from the store to an archive or an OCI layout.", 1, 1};
   po::options_description flags("Options");
   flags.add_options()("output,o", po::value<std::string>(), "the file (or directory) to write")(
       "format", po::value<std::string>()->default_value("docker-archive"),
       "docker-archive, oci-archive or oci-dir");
   std::vector<std::string> operands;
   po::variables_map vm;
-  if (!parse(spec, args, flags, operands, io, &vm))
+  if (!parse_command(spec, args, flags, operands, io, &vm))
     return kExitOk;
   if (!vm.count("output"))
     throw UsageError("missing -o FILE", spec.usage);
@@ -315,7 +278,7 @@ int save_command(const std::vector<std::string>& args, Io io) {
 }
 
 int prune_command(const std::vector<std::string>& args, Io io) {
-  static const Spec spec{
+  static const CommandSpec spec{
       "prune", "kiln prune [--all] [--keep-storage SIZE] [--filter until=DURATION] [--force]",
       "Remove blobs no image or cache entry needs, unused snapshots and leftovers of interrupted\n"
       "builds. Cache entries stay unless --all, --filter until= or --keep-storage drops them;\n"
@@ -330,7 +293,7 @@ int prune_command(const std::vector<std::string>& args, Io io) {
       "force,f", "do not ask for confirmation (kiln never asks)");
   std::vector<std::string> operands;
   po::variables_map vm;
-  if (!parse(spec, args, flags, operands, io, &vm))
+  if (!parse_command(spec, args, flags, operands, io, &vm))
     return kExitOk;
   solver::PruneOptions options;
   options.all = vm.count("all") > 0;
@@ -382,7 +345,7 @@ int prune_command(const std::vector<std::string>& args, Io io) {
 }
 
 int check_command(const std::vector<std::string>& args, Io io) {
-  static const Spec spec{
+  static const CommandSpec spec{
       "check", "kiln check",
       "Verify the store without changing it: every blob's content matches its\n"
       "digest, tagged images have all their blobs, cache records parse and have\n"
@@ -391,7 +354,7 @@ int check_command(const std::vector<std::string>& args, Io io) {
       0, 0};
   po::options_description flags("Options");
   std::vector<std::string> operands;
-  if (!parse(spec, args, flags, operands, io))
+  if (!parse_command(spec, args, flags, operands, io))
     return kExitOk;
   solver::CheckReport report = solver::check(oci::Store::default_root());
   for (const std::string& problem : report.problems)
