@@ -322,6 +322,9 @@ int build_command(const std::vector<std::string>& args, Io io) {
         say(format_warning(w));
     }
   }
+  // Every platform is checked before any of them starts a step.
+  for (size_t i = 0; i < platforms.size(); ++i)
+    builders[i]->check(plans[i]);
   std::vector<PlatformResult> results(platforms.size());
   std::vector<std::exception_ptr> errors(platforms.size());
   {

@@ -11,4 +11,8 @@ apt-get install -y --no-install-recommends \
   zlib1g-dev libboost-program-options-dev libgtest-dev libgmock-dev libseccomp-dev libcap-dev \
   clang-16 libclang-rt-16-dev \
   uidmap busybox-static skopeo umoci podman runc crun buildah zstd tar time bc \
-  docker-registry apache2-utils python3
+  docker-registry apache2-utils python3 qemu-user-static binfmt-support
+# The arm64 busybox and QEMU for the multi-platform tests. Some CI machines cannot mount
+# binfmt_misc; the tests that need QEMU skip there.
+"$(dirname "$0")/setup-foreign-arch.sh" ||
+  echo "install-deps.sh: WARNING: setup-foreign-arch.sh failed; multi-platform tests will skip or fail" >&2

@@ -1222,6 +1222,10 @@ BuiltImage Builder::build(const frontend::BuildPlan& plan) {
   return impl_->build(plan);
 }
 
+void Builder::check(const frontend::BuildPlan& plan) const {
+  impl_->check_platforms(plan);
+}
+
 frontend::BaseImage Builder::base_image(const std::string& ref, const oci::Platform& platform) {
   oci::ResolvedImage image = impl_->image(ref, platform);
   return {image.config.config.env, image.config.config.on_build};

@@ -111,6 +111,10 @@ class Builder {
   // stages fail, one kiln::Error lists every failure.
   BuiltImage build(const frontend::BuildPlan& plan);
 
+  // The checks build() makes before any step runs (today: every stage that RUNs something can
+  // run on this machine), for callers that start several builds and want all checked first.
+  void check(const frontend::BuildPlan& plan) const;
+
   // The base-image callback for frontend::plan_build: resolves (and imports) FROM images so the
   // plan can see their ENV and ONBUILD triggers.
   frontend::BaseImage base_image(const std::string& ref, const oci::Platform& platform);
