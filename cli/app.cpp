@@ -40,6 +40,9 @@ const std::vector<Command>& commands() {
       {"logout", "Remove stored credentials for a registry", logout_command},
       {"prune", "Remove unused blobs, snapshots and cache entries", prune_command},
       {"check", "Verify the store: blob digests, tags, cache records", check_command},
+      {"key", "Generate a signing key pair (kiln key generate)", key_command},
+      {"sign", "Sign an image (cosign-compatible)", sign_command},
+      {"verify", "Verify an image's signatures with a public key", verify_command},
       {"version", "Print kiln's version", version_command},
   };
   return all;

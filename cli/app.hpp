@@ -49,5 +49,8 @@ int login_command(const std::vector<std::string>& args, Io io);
 int logout_command(const std::vector<std::string>& args, Io io);
 int prune_command(const std::vector<std::string>& args, Io io);
 int check_command(const std::vector<std::string>& args, Io io);
+int key_command(const std::vector<std::string>& args, Io io);
+int sign_command(const std::vector<std::string>& args, Io io);
+int verify_command(const std::vector<std::string>& args, Io io);
 
 }  // namespace kiln::cli

@@ -1,5 +1,6 @@
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/exporter/exporter.hpp"
+#include "kiln/exporter/signing.hpp"
 #include "kiln/frontend/build_plan.hpp"
 #include "kiln/frontend/ignore.hpp"
 #include "kiln/oci/manifest.hpp"
@@ -63,8 +65,13 @@ void refuse_unavailable(const BuildCommandOptions& opts) {
             "-o type=local (a directory per platform)");
     }
   }
-  if (!opts.sign_key.empty())
-    throw Error("--sign-key is not supported by this version of kiln yet");
+  if (!opts.sign_key.empty() && !opts.push &&
+      std::none_of(opts.outputs.begin(), opts.outputs.end(),
+                   [](const TypedSpec& o) { return o.type == "registry"; })) {
+    throw Error(
+        "--sign-key signs what the build pushes: add --push (or -o type=registry), or "
+        "sign a local image with `kiln sign`");
+  }
 }
 
 oci::RegistryOptions registry_options(const BuildCommandOptions& opts) {
@@ -219,6 +226,10 @@ int build_command(const std::vector<std::string>& args, Io io) {
   }
   refuse_unavailable(*opts);
   std::vector<std::string> pushes = push_targets(*opts);
+  // Loaded (and its password asked for) before anything runs.
+  std::optional<exporter::SigningKey> sign_key;
+  if (!opts->sign_key.empty())
+    sign_key = exporter::load_signing_key(opts->sign_key);
   for (const std::string& tag : opts->tags)
     oci::Store::canonical_name(tag);  // validate early
 
@@ -425,6 +436,10 @@ int build_command(const std::vector<std::string>& args, Io io) {
     oci::Reference ref = oci::parse_reference(target);
     oci::Digest pushed = oci::push_image(store, top, ref, options);
     say("Pushed " + ref.familiar() + "@" + pushed.str());
+    if (sign_key) {
+      exporter::sign_registry_image(*sign_key, ref, pushed, options);
+      say("Signed " + ref.familiar() + "@" + pushed.str());
+    }
   }
   if (!opts->iidfile.empty()) {
     std::ofstream iid(opts->iidfile, std::ios::trunc);

@@ -126,12 +126,18 @@ int images_command(const std::vector<std::string>& args, Io io) {
     throw UsageError("--format must be table or json", spec.usage);
   oci::Store store = open_store();
   nlohmann::ordered_json json = nlohmann::ordered_json::array();
+  std::vector<oci::TaggedImage> images = store.images();
+  // The name column fits the longest name (signature tags "repo:sha256-<hex>.sig" are long).
+  size_t width = 40;
+  for (const oci::TaggedImage& image : images)
+    width = std::max(width, image.name.size() + 2);
+  auto name_width = static_cast<int>(width);
   if (format == "table" && !vm.count("quiet")) {
-    io.out << std::left << std::setw(40) << "NAME" << std::setw(15) << "IMAGE ID" << std::setw(22)
-           << "CREATED"
+    io.out << std::left << std::setw(name_width) << "NAME" << std::setw(15) << "IMAGE ID"
+           << std::setw(22) << "CREATED"
            << "SIZE\n";
   }
-  for (const oci::TaggedImage& image : store.images()) {
+  for (const oci::TaggedImage& image : images) {
     ImageSummary s = summarize(store, image.descriptor);
     std::string id = oci::Digest::parse(s.id).short_id();
     if (format == "json") {
@@ -144,7 +150,7 @@ int images_command(const std::vector<std::string>& args, Io io) {
     } else if (vm.count("quiet")) {
       io.out << id << "\n";
     } else {
-      io.out << std::left << std::setw(40) << (image.name.empty() ? "<none>" : image.name)
+      io.out << std::left << std::setw(name_width) << (image.name.empty() ? "<none>" : image.name)
              << std::setw(15) << id << std::setw(22) << s.created << human_size(s.size) << "\n";
     }
   }

@@ -12,6 +12,11 @@ apt-get install -y --no-install-recommends \
   clang-16 libclang-rt-16-dev \
   uidmap busybox-static skopeo umoci podman runc crun buildah zstd tar time bc \
   docker-registry apache2-utils python3 qemu-user-static binfmt-support
+# Node.js and npm for the sigstore-js check of kiln's signatures. A Node.js from elsewhere
+# (NodeSource) brings its own npm and conflicts with Debian's npm package, so only when missing.
+if ! command -v npm >/dev/null; then
+  apt-get install -y --no-install-recommends nodejs npm
+fi
 # The arm64 busybox and QEMU for the multi-platform tests. Some CI machines cannot mount
 # binfmt_misc; the tests that need QEMU skip there.
 "$(dirname "$0")/setup-foreign-arch.sh" ||

@@ -1,0 +1,249 @@
+// Cosign-compatible signing: kiln key generate, kiln sign, kiln verify.
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <map>
+#include <ostream>
+
+#include "app.hpp"
+#include "kiln/base/error.hpp"
+#include "kiln/base/strings.hpp"
+#include "kiln/exporter/signing.hpp"
+#include "kiln/oci/registry.hpp"
+
+namespace fs = std::filesystem;
+namespace po = boost::program_options;
+
+namespace kiln::cli {
+namespace {
+
+struct Spec {
+  const char* usage;
+  const char* summary;
+};
+
+constexpr const char* kImageForms =
+    "IMAGE is a registry image (NAME[:TAG|@DIGEST] whose first component is a registry host, or\n"
+    "docker://NAME), an OCI layout (oci:DIR[:TAG]) or a name or ID in the local store. A tag is\n"
+    "resolved to its digest first; the signature is the manifest tagged sha256-<hex>.sig beside\n"
+    "the image, in cosign's format.";
+
+// Parses `args` against the command's flags; returns false after printing --help. Exactly one
+// operand is required.
+bool parse(const Spec& spec, const std::vector<std::string>& args, po::options_description& flags,
+           std::string& operand, po::variables_map& vm, Io io) {
+  flags.add_options()("help,h", "print this help");
+  std::vector<std::string> operands;
+  po::options_description hidden;
+  hidden.add_options()("operand", po::value(&operands));
+  po::options_description all;
+  all.add(flags).add(hidden);
+  po::positional_options_description positional;
+  positional.add("operand", -1);
+  try {
+    po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(e.what(), spec.usage);
+  }
+  if (vm.count("help")) {
+    io.out << "Usage: " << spec.usage << "\n\n" << spec.summary << "\n\n" << flags << "\n";
+    return false;
+  }
+  if (operands.empty())
+    throw UsageError("missing IMAGE", spec.usage);
+  if (operands.size() > 1)
+    throw UsageError("too many arguments", spec.usage);
+  operand = operands[0];
+  return true;
+}
+
+void add_registry_flags(po::options_description& flags) {
+  flags.add_options()("tls-verify", po::value<bool>()->implicit_value(true),
+                      "verify the registry's TLS certificate and refuse plain HTTP (default "
+                      "true; localhost is always allowed plain HTTP)")(
+      "creds", po::value<std::string>(), "USER:PASSWORD for the registry")(
+      "authfile", po::value<std::string>(), "read credentials from this auth file");
+}
+
+oci::RegistryOptions registry_options(const po::variables_map& vm, const Spec& spec) {
+  oci::RegistryOptions options;
+  if (vm.count("tls-verify"))
+    options.tls_verify = vm["tls-verify"].as<bool>();
+  if (vm.count("authfile"))
+    options.auth_file = fs::path(vm["authfile"].as<std::string>());
+  if (vm.count("creds")) {
+    std::string creds = vm["creds"].as<std::string>();
+    size_t colon = creds.find(':');
+    if (colon == std::string::npos || colon == 0)
+      throw UsageError("--creds must be USER:PASSWORD", spec.usage);
+    options.credentials = oci::Credentials{creds.substr(0, colon), creds.substr(colon + 1)};
+  }
+  return options;
+}
+
+// "K=V" flags as a map; a repeated key keeps its last value.
+std::map<std::string, std::string> annotations(const std::vector<std::string>& flags,
+                                               const Spec& spec) {
+  std::map<std::string, std::string> out;
+  for (const std::string& flag : flags) {
+    size_t equals = flag.find('=');
+    if (equals == std::string::npos || equals == 0)
+      throw UsageError("--annotation " + quote(flag) + ": expected KEY=VALUE", spec.usage);
+    out[flag.substr(0, equals)] = flag.substr(equals + 1);
+  }
+  return out;
+}
+
+int key_generate(const std::vector<std::string>& args, Io io) {
+  static const Spec spec{
+      "kiln key generate [--output-key-prefix NAME] [--force]",
+      "Generate an ECDSA P-256 key pair for kiln sign and cosign: NAME.key, a PKCS#8 private key\n"
+      "(mode 0600) encrypted with the password in $KILN_PASSWORD (or $COSIGN_PASSWORD; empty: not\n"
+      "encrypted) or asked on the terminal, and NAME.pub, the public key kiln verify and\n"
+      "cosign verify take."};
+  po::options_description flags("Options");
+  flags.add_options()("output-key-prefix", po::value<std::string>()->default_value("cosign"),
+                      "write NAME.key and NAME.pub")(
+      "force", po::bool_switch(), "overwrite NAME.key and NAME.pub when they exist");
+  flags.add_options()("help,h", "print this help");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(flags).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(e.what(), spec.usage);
+  }
+  if (vm.count("help")) {
+    io.out << "Usage: " << spec.usage << "\n\n" << spec.summary << "\n\n" << flags << "\n";
+    return kExitOk;
+  }
+  std::string prefix = vm["output-key-prefix"].as<std::string>();
+  if (prefix.empty())
+    throw UsageError("--output-key-prefix is empty", spec.usage);
+  bool force = vm["force"].as<bool>();
+  if (!force) {
+    for (const char* suffix : {".key", ".pub"}) {
+      if (fs::exists(prefix + suffix))
+        throw Error(prefix + suffix + " already exists (--force overwrites it)");
+    }
+  }
+  std::string password = exporter::key_password("the new private key " + prefix + ".key", true);
+  exporter::KeyPairFiles files = exporter::generate_key_pair(prefix, password, force);
+  io.out << "Private key written to " << files.private_key.string() << "\n";
+  io.out << "Public key written to " << files.public_key.string() << "\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+int key_command(const std::vector<std::string>& args, Io io) {
+  static const char* usage = "kiln key generate [OPTIONS]";
+  if (args.empty())
+    throw UsageError("missing subcommand", usage);
+  if (args[0] == "--help" || args[0] == "-h") {
+    io.out << "Usage: " << usage
+           << "\n\nManage signing keys.\n\nSubcommands:\n"
+              "  generate  Generate an ECDSA P-256 key pair (cosign-compatible)\n";
+    return kExitOk;
+  }
+  if (args[0] == "generate")
+    return key_generate(std::vector<std::string>(args.begin() + 1, args.end()), io);
+  throw UsageError("unknown subcommand " + quote(args[0]), usage);
+}
+
+int sign_command(const std::vector<std::string>& args, Io io) {
+  static const std::string summary =
+      std::string(
+          "Sign an image with a private key, as cosign sign --key does. Signing an index\n"
+          "signs the index; --recursive signs each of its manifests too. A second signature\n"
+          "joins the first; signing again with the same key and annotations changes "
+          "nothing.\n\n") +
+      kImageForms;
+  static const Spec spec{
+      "kiln sign --key KEY [--annotation K=V]... [--recursive] [--tls-verify=false] "
+      "[--creds U:P] [--authfile F] IMAGE",
+      summary.c_str()};
+  po::options_description flags("Options");
+  flags.add_options()("key", po::value<std::string>(),
+                      "the private key (PEM; its password from $KILN_PASSWORD, $COSIGN_PASSWORD "
+                      "or the terminal)")(
+      "annotation,a", po::value<std::vector<std::string>>()->composing(),
+      "add K=V to the signed payload's optional section (repeatable)")(
+      "recursive", po::bool_switch(), "also sign every manifest of an index");
+  add_registry_flags(flags);
+  std::string image;
+  po::variables_map vm;
+  if (!parse(spec, args, flags, image, vm, io))
+    return kExitOk;
+  if (!vm.count("key"))
+    throw UsageError("missing --key", spec.usage);
+  std::map<std::string, std::string> extra =
+      annotations(vm.count("annotation") ? vm["annotation"].as<std::vector<std::string>>()
+                                         : std::vector<std::string>{},
+                  spec);
+  oci::RegistryOptions options = registry_options(vm, spec);
+
+  exporter::SigningKey key = exporter::load_signing_key(vm["key"].as<std::string>());
+  std::unique_ptr<exporter::SignatureTarget> target =
+      exporter::open_signature_target(image, options);
+  oci::Descriptor top = target->resolve();
+  for (const oci::Descriptor& subject :
+       exporter::signing_subjects(*target, top, vm["recursive"].as<bool>())) {
+    bool added = exporter::sign_image(*target, subject.digest, key, extra);
+    std::string what = target->name();
+    if (subject.digest != top.digest && subject.platform)
+      what += " " + subject.platform->to_string();
+    io.out << (added ? "Signed " : "Already signed with this key: ") << what << " "
+           << subject.digest.str() << " (" << exporter::signature_tag(subject.digest) << ")\n";
+  }
+  return kExitOk;
+}
+
+int verify_command(const std::vector<std::string>& args, Io io) {
+  static const std::string summary =
+      std::string(
+          "Verify an image's signatures with a public key, as cosign verify --key does: each\n"
+          "signature must verify with the key and name the image's digest. Prints each verified\n"
+          "signature with its annotations and exits 0 when at least one verifies; exits 1 with\n"
+          "the reason for each that does not.\n\n") +
+      kImageForms;
+  static const Spec spec{
+      "kiln verify --key PUBLIC_KEY [--tls-verify=false] [--creds U:P] [--authfile F] IMAGE",
+      summary.c_str()};
+  po::options_description flags("Options");
+  flags.add_options()("key", po::value<std::string>(), "the public key (PEM, as cosign.pub)");
+  add_registry_flags(flags);
+  std::string image;
+  po::variables_map vm;
+  if (!parse(spec, args, flags, image, vm, io))
+    return kExitOk;
+  if (!vm.count("key"))
+    throw UsageError("missing --key", spec.usage);
+  std::string key_name = vm["key"].as<std::string>();
+  oci::RegistryOptions options = registry_options(vm, spec);
+
+  exporter::PublicKey key = exporter::load_public_key(key_name);
+  std::unique_ptr<exporter::SignatureTarget> target =
+      exporter::open_signature_target(image, options);
+  oci::Digest digest = target->resolve().digest;
+  exporter::VerifyResult result = exporter::verify_image(*target, digest, key, key_name);
+  std::string what = target->name() + " (" + digest.str() + ")";
+  if (!result.found)
+    throw Error("no signatures found for " + what);
+  for (const exporter::SignatureCheck& check : result.checks) {
+    if (check.verified) {
+      io.out << "Verified " << what << " with " << key_name << ": signature "
+             << check.layer.digest.str() << "\n";
+      io.out << "  annotations: " << check.optional << "\n";
+    } else {
+      io.err << "Signature " << check.layer.digest.str() << ": " << check.failure << "\n";
+    }
+  }
+  if (!result.any_verified()) {
+    throw Error("no signature of " + what + " verifies with " + key_name + " (" +
+                std::to_string(result.checks.size()) + " checked)");
+  }
+  return kExitOk;
+}
+
+}  // namespace kiln::cli
