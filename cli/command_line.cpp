@@ -36,4 +36,28 @@ bool parse_command(const CommandSpec& spec, const std::vector<std::string>& args
   return true;
 }
 
+void add_registry_flags(po::options_description& flags) {
+  flags.add_options()("tls-verify", po::value<bool>()->implicit_value(true),
+                      "verify the registry's TLS certificate and refuse plain HTTP (default "
+                      "true; localhost is always allowed plain HTTP)")(
+      "creds", po::value<std::string>(), "USER:PASSWORD for the registry")(
+      "authfile", po::value<std::string>(), "read credentials from this auth file");
+}
+
+oci::RegistryOptions registry_options(const po::variables_map& vm, const CommandSpec& spec) {
+  oci::RegistryOptions options;
+  if (vm.count("tls-verify"))
+    options.tls_verify = vm["tls-verify"].as<bool>();
+  if (vm.count("authfile"))
+    options.auth_file = std::filesystem::path(vm["authfile"].as<std::string>());
+  if (vm.count("creds")) {
+    std::string creds = vm["creds"].as<std::string>();
+    size_t colon = creds.find(':');
+    if (colon == std::string::npos || colon == 0)
+      throw UsageError("--creds must be USER:PASSWORD", spec.usage);
+    options.credentials = oci::Credentials{creds.substr(0, colon), creds.substr(colon + 1)};
+  }
+  return options;
+}
+
 }  // namespace kiln::cli

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "app.hpp"
+#include "kiln/oci/registry.hpp"
 
 namespace kiln::cli {
 
@@ -26,5 +27,11 @@ bool parse_command(const CommandSpec& spec, const std::vector<std::string>& args
                    boost::program_options::options_description& flags,
                    std::vector<std::string>& operands, Io io,
                    boost::program_options::variables_map* vm = nullptr);
+
+// --tls-verify, --creds USER:PASSWORD and --authfile, for commands that talk to a registry.
+void add_registry_flags(boost::program_options::options_description& flags);
+// The registry options those flags give. Throws UsageError for a malformed --creds.
+oci::RegistryOptions registry_options(const boost::program_options::variables_map& vm,
+                                      const CommandSpec& spec);
 
 }  // namespace kiln::cli

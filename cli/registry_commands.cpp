@@ -170,30 +170,19 @@ int push_command(const std::vector<std::string>& args, Io io) {
       "registry reference (docker:// prefix optional) and defaults to IMAGE's name.",
       1, 2};
   po::options_description flags("Options");
-  flags.add_options()("creds", po::value<std::string>(), "USER:PASSWORD for the registry")(
-      "authfile", po::value<std::string>(), "read credentials from this auth file")(
+  add_registry_flags(flags);
+  flags.add_options()(
       "format", po::value<std::string>(),
       "check that the manifest's media types are oci or docker (kiln pushes manifests as "
       "stored; it does not convert them)")("digestfile", po::value<std::string>(),
                                            "write the pushed manifest's digest to this file")(
       "quiet,q", po::bool_switch(), "do not report each blob");
-  add_tls_verify(flags);
   std::vector<std::string> operands;
   po::variables_map vm;
   if (!parse_command(spec, args, flags, operands, io, &vm))
     return kExitOk;
 
-  oci::RegistryOptions options;
-  if (vm.count("tls-verify"))
-    options.tls_verify = vm["tls-verify"].as<bool>();
-  options.auth_file = auth_file_flag(vm);
-  if (vm.count("creds")) {
-    std::string creds = vm["creds"].as<std::string>();
-    size_t colon = creds.find(':');
-    if (colon == std::string::npos || colon == 0)
-      throw UsageError("--creds must be USER:PASSWORD", spec.usage);
-    options.credentials = oci::Credentials{creds.substr(0, colon), creds.substr(colon + 1)};
-  }
+  oci::RegistryOptions options = registry_options(vm, spec);
   if (!vm["quiet"].as<bool>())
     options.log = [&](const std::string& line) { io.err << line << "\n"; };
 

@@ -5,6 +5,7 @@
 #include <ostream>
 
 #include "app.hpp"
+#include "command_line.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/exporter/signing.hpp"
@@ -16,74 +17,15 @@ namespace po = boost::program_options;
 namespace kiln::cli {
 namespace {
 
-struct Spec {
-  const char* usage;
-  const char* summary;
-};
-
 constexpr const char* kImageForms =
     "IMAGE is a registry image (NAME[:TAG|@DIGEST] whose first component is a registry host, or\n"
     "docker://NAME), an OCI layout (oci:DIR[:TAG]) or a name or ID in the local store. A tag is\n"
     "resolved to its digest first; the signature is the manifest tagged sha256-<hex>.sig beside\n"
     "the image, in cosign's format.";
 
-// Parses `args` against the command's flags; returns false after printing --help. Exactly one
-// operand is required.
-bool parse(const Spec& spec, const std::vector<std::string>& args, po::options_description& flags,
-           std::string& operand, po::variables_map& vm, Io io) {
-  flags.add_options()("help,h", "print this help");
-  std::vector<std::string> operands;
-  po::options_description hidden;
-  hidden.add_options()("operand", po::value(&operands));
-  po::options_description all;
-  all.add(flags).add(hidden);
-  po::positional_options_description positional;
-  positional.add("operand", -1);
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw UsageError(e.what(), spec.usage);
-  }
-  if (vm.count("help")) {
-    io.out << "Usage: " << spec.usage << "\n\n" << spec.summary << "\n\n" << flags << "\n";
-    return false;
-  }
-  if (operands.empty())
-    throw UsageError("missing IMAGE", spec.usage);
-  if (operands.size() > 1)
-    throw UsageError("too many arguments", spec.usage);
-  operand = operands[0];
-  return true;
-}
-
-void add_registry_flags(po::options_description& flags) {
-  flags.add_options()("tls-verify", po::value<bool>()->implicit_value(true),
-                      "verify the registry's TLS certificate and refuse plain HTTP (default "
-                      "true; localhost is always allowed plain HTTP)")(
-      "creds", po::value<std::string>(), "USER:PASSWORD for the registry")(
-      "authfile", po::value<std::string>(), "read credentials from this auth file");
-}
-
-oci::RegistryOptions registry_options(const po::variables_map& vm, const Spec& spec) {
-  oci::RegistryOptions options;
-  if (vm.count("tls-verify"))
-    options.tls_verify = vm["tls-verify"].as<bool>();
-  if (vm.count("authfile"))
-    options.auth_file = fs::path(vm["authfile"].as<std::string>());
-  if (vm.count("creds")) {
-    std::string creds = vm["creds"].as<std::string>();
-    size_t colon = creds.find(':');
-    if (colon == std::string::npos || colon == 0)
-      throw UsageError("--creds must be USER:PASSWORD", spec.usage);
-    options.credentials = oci::Credentials{creds.substr(0, colon), creds.substr(colon + 1)};
-  }
-  return options;
-}
-
 // "K=V" flags as a map; a repeated key keeps its last value.
 std::map<std::string, std::string> annotations(const std::vector<std::string>& flags,
-                                               const Spec& spec) {
+                                               const CommandSpec& spec) {
   std::map<std::string, std::string> out;
   for (const std::string& flag : flags) {
     size_t equals = flag.find('=');
@@ -95,28 +37,21 @@ std::map<std::string, std::string> annotations(const std::vector<std::string>& f
 }
 
 int key_generate(const std::vector<std::string>& args, Io io) {
-  static const Spec spec{
-      "kiln key generate [--output-key-prefix NAME] [--force]",
+  static const CommandSpec spec{
+      "key generate", "kiln key generate [--output-key-prefix NAME] [--force]",
       "Generate an ECDSA P-256 key pair for kiln sign and cosign: NAME.key, a PKCS#8 private key\n"
       "(mode 0600) encrypted with the password in $KILN_PASSWORD (or $COSIGN_PASSWORD; empty: not\n"
       "encrypted) or asked on the terminal, and NAME.pub, the public key kiln verify and\n"
-      "cosign verify take."};
+      "cosign verify take.",
+      0, 0};
   po::options_description flags("Options");
   flags.add_options()("output-key-prefix", po::value<std::string>()->default_value("cosign"),
                       "write NAME.key and NAME.pub")(
       "force", po::bool_switch(), "overwrite NAME.key and NAME.pub when they exist");
-  flags.add_options()("help,h", "print this help");
+  std::vector<std::string> operands;
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(flags).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw UsageError(e.what(), spec.usage);
-  }
-  if (vm.count("help")) {
-    io.out << "Usage: " << spec.usage << "\n\n" << spec.summary << "\n\n" << flags << "\n";
+  if (!parse_command(spec, args, flags, operands, io, &vm))
     return kExitOk;
-  }
   std::string prefix = vm["output-key-prefix"].as<std::string>();
   if (prefix.empty())
     throw UsageError("--output-key-prefix is empty", spec.usage);
@@ -159,10 +94,11 @@ int sign_command(const std::vector<std::string>& args, Io io) {
           "joins the first; signing again with the same key and annotations changes "
           "nothing.\n\n") +
       kImageForms;
-  static const Spec spec{
+  static const CommandSpec spec{
+      "sign",
       "kiln sign --key KEY [--annotation K=V]... [--recursive] [--tls-verify=false] "
       "[--creds U:P] [--authfile F] IMAGE",
-      summary.c_str()};
+      summary.c_str(), 1, 1};
   po::options_description flags("Options");
   flags.add_options()("key", po::value<std::string>(),
                       "the private key (PEM; its password from $KILN_PASSWORD, $COSIGN_PASSWORD "
@@ -171,10 +107,11 @@ int sign_command(const std::vector<std::string>& args, Io io) {
       "add K=V to the signed payload's optional section (repeatable)")(
       "recursive", po::bool_switch(), "also sign every manifest of an index");
   add_registry_flags(flags);
-  std::string image;
+  std::vector<std::string> operands;
   po::variables_map vm;
-  if (!parse(spec, args, flags, image, vm, io))
+  if (!parse_command(spec, args, flags, operands, io, &vm))
     return kExitOk;
+  std::string image = operands.front();
   if (!vm.count("key"))
     throw UsageError("missing --key", spec.usage);
   std::map<std::string, std::string> extra =
@@ -207,16 +144,18 @@ int verify_command(const std::vector<std::string>& args, Io io) {
           "signature with its annotations and exits 0 when at least one verifies; exits 1 with\n"
           "the reason for each that does not.\n\n") +
       kImageForms;
-  static const Spec spec{
+  static const CommandSpec spec{
+      "verify",
       "kiln verify --key PUBLIC_KEY [--tls-verify=false] [--creds U:P] [--authfile F] IMAGE",
-      summary.c_str()};
+      summary.c_str(), 1, 1};
   po::options_description flags("Options");
   flags.add_options()("key", po::value<std::string>(), "the public key (PEM, as cosign.pub)");
   add_registry_flags(flags);
-  std::string image;
+  std::vector<std::string> operands;
   po::variables_map vm;
-  if (!parse(spec, args, flags, image, vm, io))
+  if (!parse_command(spec, args, flags, operands, io, &vm))
     return kExitOk;
+  std::string image = operands.front();
   if (!vm.count("key"))
     throw UsageError("missing --key", spec.usage);
   std::string key_name = vm["key"].as<std::string>();
