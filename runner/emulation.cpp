@@ -19,6 +19,20 @@ std::string qemu_arch(const std::string& arch) {
   return it == names.end() ? std::string() : it->second;
 }
 
+namespace {
+
+// Whether a binfmt_misc handler's text has "flags: ...F...": the kernel opened the interpreter
+// when the handler was registered, so it works after pivot_root into any root.
+bool fix_binary(const std::string& handler_text) {
+  for (const std::string& line : split(handler_text, '\n')) {
+    if (starts_with(line, "flags:"))
+      return line.find('F', 6) != std::string::npos;
+  }
+  return false;
+}
+
+}  // namespace
+
 std::optional<std::string> cannot_run(const oci::Platform& platform, const fs::path& binfmt_dir) {
   oci::Platform host = oci::host_platform();
   if (platform.os != host.os) {
@@ -50,6 +64,14 @@ std::optional<std::string> cannot_run(const oci::Platform& platform, const fs::p
       why = "the " + handler + " handler in binfmt_misc is disabled";
     if (why.empty() && read_file(binfmt_dir / "status").find("enabled") != 0)
       why = "binfmt_misc is disabled";
+    if (why.empty() && !fix_binary(text)) {
+      // Without F the kernel opens the interpreter at exec time, inside the step's root, where
+      // the host's QEMU does not exist: every RUN would fail with a bare ENOENT.
+      return "RUN steps for " + platform.to_string() + " need QEMU user emulation, but the " +
+             handler + " handler in binfmt_misc is registered without the F (fix-binary) flag, " +
+             "so its interpreter cannot be found inside the build's root: re-register it with " +
+             "the flag (`apt-get install --reinstall qemu-user-static binfmt-support` does)";
+    }
     if (why.empty())
       return std::nullopt;
   }

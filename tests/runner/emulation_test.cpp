@@ -41,8 +41,20 @@ TEST(Emulation, ExplainsAMissingOrDisabledHandler) {
   ASSERT_TRUE(disabled);
   EXPECT_THAT(*disabled, HasSubstr("disabled"));
 
-  std::ofstream(dir.path() / handler) << "enabled\ninterpreter /usr/bin/qemu-x-static\nflags: F\n";
+  std::ofstream(dir.path() / handler) << "enabled\ninterpreter /usr/bin/qemu-x-static\nflags: PF\n";
   EXPECT_EQ(cannot_run(foreign(), dir.path()), std::nullopt);
+}
+
+TEST(Emulation, AHandlerWithoutFixBinaryCannotServeABuildRoot) {
+  TempDir dir;
+  std::string handler = "qemu-" + qemu_arch(foreign().architecture);
+  std::ofstream(dir.path() / "status") << "enabled\n";
+  std::ofstream(dir.path() / handler) << "enabled\ninterpreter /usr/bin/qemu-x-static\nflags: P\n"
+                                      << "offset 0\nmagic 7f454c46\n";
+  auto reason = cannot_run(foreign(), dir.path());
+  ASSERT_TRUE(reason);
+  EXPECT_THAT(*reason, HasSubstr(foreign().to_string()));
+  EXPECT_THAT(*reason, HasSubstr("fix-binary"));
 }
 
 TEST(Emulation, AnotherOsCannotBeEmulated) {

@@ -15,7 +15,9 @@ namespace kiln::runner {
 // nullopt when RUN steps for `platform` can run here; otherwise the reason and how to fix it,
 // e.g. "RUN steps for linux/arm64 need QEMU user emulation, but binfmt_misc has no enabled
 // qemu-aarch64 handler: mount binfmt_misc, install qemu-user-static and binfmt-support, then
-// `update-binfmts --enable qemu-aarch64`". `binfmt_dir` is for tests.
+// `update-binfmts --enable qemu-aarch64`". A handler must carry the F (fix-binary) flag, since
+// RUN steps exec inside their own root where the host's interpreter path does not exist.
+// `binfmt_dir` is for tests.
 std::optional<std::string> cannot_run(
     const oci::Platform& platform,
     const std::filesystem::path& binfmt_dir = "/proc/sys/fs/binfmt_misc");
