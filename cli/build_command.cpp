@@ -188,6 +188,25 @@ void write_outputs(const BuildCommandOptions& opts, oci::Store& store, const oci
   }
 }
 
+// --metadata-file: what buildx writes for an image build, so CI scripts can read the digest.
+void write_metadata_file(const std::string& path, const BuildCommandOptions& opts,
+                         const oci::Descriptor& top, const std::vector<PlatformResult>& results,
+                         bool multi) {
+  nlohmann::ordered_json meta;
+  meta["containerimage.digest"] = top.digest.str();
+  meta["containerimage.descriptor"] = {
+      {"mediaType", top.media_type}, {"digest", top.digest.str()}, {"size", top.size}};
+  if (!multi)
+    meta["containerimage.config.digest"] = results.front().image.config.str();
+  if (!opts.tags.empty()) {
+    std::vector<std::string> names;
+    for (const std::string& tag : opts.tags)
+      names.push_back(oci::Store::canonical_name(tag));
+    meta["image.name"] = join(names, ",");
+  }
+  oci::write_file_atomically(path, meta.dump(2) + "\n");
+}
+
 }  // namespace
 
 int build_command(const std::vector<std::string>& args, Io io) {
@@ -203,7 +222,9 @@ int build_command(const std::vector<std::string>& args, Io io) {
   frontend::Containerfile file = load_containerfile(opts->file, context);
   print_warnings(file.warnings, io.err);
   frontend::IgnoreMatcher ignore;
-  if (opts->file != "-") {
+  if (!opts->ignorefile.empty()) {
+    ignore = frontend::IgnoreMatcher::parse(read_file(opts->ignorefile), opts->ignorefile);
+  } else if (opts->file != "-") {
     // Read now so that a malformed ignore file fails the build before anything runs.
     ignore = frontend::load_ignore_rules(context, containerfile_path(opts->file, context));
   }
@@ -255,6 +276,8 @@ int build_command(const std::vector<std::string>& args, Io io) {
   for (const SecretSpec& secret : opts->secrets) {
     request.secrets[secret.id] = {secret.src, secret.env};
   }
+  request.extra_hosts = opts->add_hosts;
+  request.jobs = opts->jobs;
   request.no_cache = opts->no_cache;
   request.no_cache_filter = opts->no_cache_filter;
   std::unique_ptr<solver::ProgressSink> progress = solver::make_progress_sink(
@@ -374,8 +397,12 @@ int build_command(const std::vector<std::string>& args, Io io) {
 
   exporter::ManifestFormat format =
       opts->format == "docker" ? exporter::ManifestFormat::kDocker : exporter::ManifestFormat::kOci;
-  for (PlatformResult& r : results)
-    r.image = exporter::commit_image(store, r.built.config, r.built.layers, format);
+  std::map<std::string, std::string> manifest_annotations(opts->manifest_annotations.begin(),
+                                                          opts->manifest_annotations.end());
+  for (PlatformResult& r : results) {
+    r.image =
+        exporter::commit_image(store, r.built.config, r.built.layers, format, manifest_annotations);
+  }
   // One platform: its manifest. Several: an index of them, which tags and outputs carry.
   oci::Descriptor top = results.front().image.manifest;
   std::string image_id = results.front().image.config.str();
@@ -388,6 +415,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
       d.platform = r.platform;
       index.manifests.push_back(d);
     }
+    index.annotations.insert(opts->index_annotations.begin(), opts->index_annotations.end());
     std::string bytes = oci::serialize(index);
     top = {};
     top.media_type = index.media_type;
@@ -447,6 +475,8 @@ int build_command(const std::vector<std::string>& args, Io io) {
     if (!iid)
       throw Error("cannot write --iidfile " + opts->iidfile);
   }
+  if (!opts->metadata_file.empty())
+    write_metadata_file(opts->metadata_file, *opts, top, results, multi);
   solver::ProgressEvent done;
   done.kind = solver::ProgressEvent::Kind::kBuildDone;
   done.text = image_id;

@@ -1,5 +1,7 @@
 #include "build_options.hpp"
 
+#include <arpa/inet.h>
+
 #include <boost/program_options.hpp>
 #include <cstdlib>
 #include <ostream>
@@ -19,7 +21,8 @@ const char* const kBuildUsage =
     "default|none|host] [--label K=V] [--iidfile FILE] [--progress auto|tty|plain|json|quiet] "
     "[--sign-key FILE] [--compression gzip|zstd|none] [--format oci|docker] "
     "[--allow security.insecure] [--snapshotter auto|overlay|copy] [--runtime runc|crun|PATH] "
-    "[--dry-run [--plan-format text|json]] CONTEXT";
+    "[--add-host HOST:IP] [--annotation K=V] [--metadata-file FILE] [--ignorefile FILE] "
+    "[--jobs N] [-q] [--dry-run [--plan-format text|json]] CONTEXT";
 
 namespace {
 
@@ -101,6 +104,27 @@ SecretSpec parse_secret(const std::string& spec) {
   return secret;
 }
 
+// --add-host HOST:IP (docker; an IPv6 address keeps its colons) or HOST=IP (buildx).
+std::pair<std::string, std::string> parse_add_host(const std::string& spec) {
+  size_t sep = spec.find('=');
+  if (sep == std::string::npos)
+    sep = spec.find(':');
+  if (sep == std::string::npos || sep == 0 || sep + 1 == spec.size())
+    usage("--add-host " + quote(spec) + ": expected HOST:IP");
+  std::string host = spec.substr(0, sep), ip = spec.substr(sep + 1);
+  if (ip.size() > 2 && ip.front() == '[' && ip.back() == ']')
+    ip = ip.substr(1, ip.size() - 2);
+  unsigned char buffer[sizeof(in6_addr)];
+  if (::inet_pton(AF_INET, ip.c_str(), buffer) != 1 &&
+      ::inet_pton(AF_INET6, ip.c_str(), buffer) != 1) {
+    usage("--add-host " + quote(spec) + ": " + quote(ip) +
+          " is not an IP address (host-gateway is not supported)");
+  }
+  if (host.find_first_of(" \t\n#") != std::string::npos)
+    usage("--add-host " + quote(spec) + ": bad host name " + quote(host));
+  return {host, ip};
+}
+
 void require_one_of(const std::string& value, const std::string& flag,
                     std::initializer_list<const char*> allowed) {
   std::vector<std::string> names;
@@ -139,9 +163,10 @@ TypedSpec parse_typed_spec(const std::string& spec, const std::string& what) {
 std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::string>& args,
                                                        std::ostream& help_out) {
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
-      labels, no_cache_filter;
+      labels, no_cache_filter, add_hosts, annotations;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
-      format, snapshotter, runtime, tls_verify, creds, authfile;
+      format, snapshotter, runtime, tls_verify, creds, authfile, metadata_file, ignorefile, layers;
+  size_t jobs = 0;
   std::vector<std::string> allow;
   po::options_description visible("Options");
   // clang-format off
@@ -187,6 +212,23 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "run RUN steps with this OCI runtime (runc, crun or a path) instead of the built-in sandbox")
       ("snapshotter", po::value(&snapshotter)->default_value("auto"),
        "how RUN steps see and change the filesystem: auto, overlay, copy")
+      ("add-host", po::value(&add_hosts),
+       "add HOST:IP to /etc/hosts in RUN steps (repeatable)")
+      ("annotation", po::value(&annotations),
+       "add an annotation K=V to the manifest (index:K=V: to the index of a multi-platform "
+       "build; repeatable)")
+      ("metadata-file", po::value(&metadata_file),
+       "write the result's digests and names to FILE as JSON")
+      ("ignorefile", po::value(&ignorefile),
+       "read ignore rules from FILE instead of the context's .containerignore/.dockerignore")
+      ("jobs", po::value(&jobs), "how many stages may run at once (default: the number of CPUs)")
+      ("quiet,q", po::bool_switch(), "print only the image ID (same as --progress quiet)")
+      ("layers", po::value(&layers)->implicit_value("true"),
+       "buildah's --layers: kiln always caches steps; --layers=false is --no-cache")
+      ("rm", po::value<std::string>()->implicit_value("true"),
+       "accepted for compatibility: kiln leaves no intermediate containers")
+      ("force-rm", po::value<std::string>()->implicit_value("true"),
+       "accepted for compatibility: kiln leaves no intermediate containers")
       ("dry-run", po::bool_switch(), "print the planned build graph and run nothing")
       ("plan-format", po::value(&plan_format)->default_value("text"),
        "with --dry-run: text or json");
@@ -244,6 +286,15 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     }
   }
   opts.no_cache = vm["no-cache"].as<bool>();
+  if (vm.count("layers")) {
+    require_one_of(layers, "--layers", {"true", "false"});
+    if (layers == "false")
+      opts.no_cache = true;
+  }
+  for (const char* flag : {"rm", "force-rm"}) {
+    if (vm.count(flag))
+      require_one_of(vm[flag].as<std::string>(), std::string("--") + flag, {"true", "false"});
+  }
   opts.no_cache_filter = no_cache_filter;
   opts.pull = vm["pull"].as<bool>();
   opts.push = vm["push"].as<bool>();
@@ -267,7 +318,28 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     opts.labels.push_back(key_value(l, "--label"));
   opts.iidfile = iidfile;
   require_one_of(progress, "--progress", {"auto", "tty", "plain", "json", "quiet"});
-  opts.progress = progress;
+  opts.progress = vm["quiet"].as<bool>() ? "quiet" : progress;
+  for (const std::string& h : add_hosts)
+    opts.add_hosts.push_back(parse_add_host(h));
+  for (const std::string& a : annotations) {
+    // buildx's TYPE:K=V; TYPE[PLATFORM] and the *-descriptor types are not supported.
+    size_t colon = a.find(':');
+    std::string type = colon < a.find('=') ? a.substr(0, colon) : std::string();
+    if (type == "index") {
+      opts.index_annotations.push_back(key_value(a.substr(colon + 1), "--annotation"));
+    } else if (type == "manifest") {
+      opts.manifest_annotations.push_back(key_value(a.substr(colon + 1), "--annotation"));
+    } else if (starts_with(type, "index") || starts_with(type, "manifest")) {
+      usage("--annotation " + quote(a) + ": only the manifest: and index: targets are supported");
+    } else {
+      opts.manifest_annotations.push_back(key_value(a, "--annotation"));
+    }
+  }
+  opts.metadata_file = metadata_file;
+  opts.ignorefile = ignorefile;
+  if (vm.count("jobs") && jobs == 0)
+    usage("--jobs must be at least 1");
+  opts.jobs = jobs;
   opts.sign_key = sign_key;
   require_one_of(compression, "--compression", {"gzip", "zstd", "none"});
   opts.compression = compression;

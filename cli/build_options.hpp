@@ -55,6 +55,14 @@ struct BuildCommandOptions {
   std::string runtime;                 // --runtime runc|crun|PATH; empty: built-in sandbox
   std::string format = "oci";          // manifest media types: oci | docker
   std::optional<std::string> dry_run;  // --dry-run: the plan format, "text" or "json"
+  // --add-host HOST:IP (or HOST=IP), in order: extra /etc/hosts lines for RUN steps.
+  std::vector<std::pair<std::string, std::string>> add_hosts;
+  // --annotation [manifest:|index:]K=V: on each platform's manifest, or on the index of a
+  // multi-platform build.
+  std::vector<std::pair<std::string, std::string>> manifest_annotations, index_annotations;
+  std::string metadata_file;  // --metadata-file: JSON describing the result (buildx's keys)
+  std::string ignorefile;     // --ignorefile: this ignore file instead of the context's
+  size_t jobs = 0;            // --jobs: stages at once; 0: the number of CPUs
 };
 
 // Parses the arguments after `kiln build`. Throws UsageError for an unknown flag, a missing or

@@ -182,8 +182,11 @@ void decompress_layer(const fs::path& blob, const fs::path& out) {
 }  // namespace
 
 CommittedImage commit_image(oci::Store& store, const oci::ImageConfig& config,
-                            const std::vector<oci::Descriptor>& layers, ManifestFormat format) {
+                            const std::vector<oci::Descriptor>& layers, ManifestFormat format,
+                            const std::map<std::string, std::string>& annotations) {
   bool docker = format == ManifestFormat::kDocker;
+  if (docker && !annotations.empty())
+    throw Error("annotations need OCI manifests: Docker's schema 2 cannot carry them");
   std::string config_bytes = oci::serialize(config);
   oci::Digest config_digest = store.put_blob(config_bytes);
   oci::Manifest manifest;
@@ -197,6 +200,7 @@ CommittedImage commit_image(oci::Store& store, const oci::ImageConfig& config,
       layer.media_type = docker_layer_type(layer.media_type);
     manifest.layers.push_back(std::move(layer));
   }
+  manifest.annotations = annotations;
   std::string bytes = oci::serialize(manifest);
   oci::Descriptor d;
   d.media_type = manifest.media_type;

@@ -17,8 +17,11 @@ void check_process_spec(const ProcessSpec& spec) {
     throw Error("run: bad hostname \"" + spec.hostname + "\"");
 }
 
-std::string hosts_file_content(const std::string& hostname) {
-  return "127.0.0.1 localhost\n::1 localhost\n127.0.1.1 " + hostname + "\n";
+std::string hosts_file_content(const ProcessSpec& spec) {
+  std::string text = "127.0.0.1 localhost\n::1 localhost\n127.0.1.1 " + spec.hostname + "\n";
+  for (const auto& [host, ip] : spec.extra_hosts)
+    text += ip + "\t" + host + "\n";
+  return text;
 }
 
 }  // namespace kiln::runner::detail

@@ -30,7 +30,7 @@ inline constexpr const char* kReadOnlyPaths[] = {"/proc/bus", "/proc/fs", "/proc
 // hostname. Throws kiln::Error "run: ...".
 void check_process_spec(const ProcessSpec& spec);
 
-// The /etc/hosts every RUN step sees: localhost and the step's hostname.
-std::string hosts_file_content(const std::string& hostname);
+// The /etc/hosts a RUN step sees: localhost, the step's hostname, then spec.extra_hosts.
+std::string hosts_file_content(const ProcessSpec& spec);
 
 }  // namespace kiln::runner::detail

@@ -684,7 +684,7 @@ RunResult OciRuntime::run(const ProcessSpec& spec) {
   TempDir state({}, "kiln-oci-state-");
   json config = make_config(spec, rootfs.string());
   write_text_file(bundle.path() / "config.json", config.dump(2) + "\n");
-  write_text_file(bundle.path() / "hosts", detail::hosts_file_content(spec.hostname));
+  write_text_file(bundle.path() / "hosts", detail::hosts_file_content(spec));
   fs::path log = bundle.path() / "log.json";
   std::string id = unique_container_id();
 

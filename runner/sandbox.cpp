@@ -1153,8 +1153,8 @@ void read_setup_report(int fd, RunResult& result) {
   }
 }
 
-void write_hosts_file(const fs::path& path, const std::string& hostname) {
-  std::string content = detail::hosts_file_content(hostname);
+void write_hosts_file(const fs::path& path, const ProcessSpec& spec) {
+  std::string content = detail::hosts_file_content(spec);
   UniqueFd fd = open_or_throw(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   write_all(fd.get(), content.data(), content.size(), path.string());
 }
@@ -1222,7 +1222,7 @@ RunResult Sandbox::run(const ProcessSpec& spec) {
   detail::check_process_spec(spec);
   TempDir scratch({}, "kiln-sandbox-");
   fs::path hosts_file = scratch.path() / "hosts";
-  write_hosts_file(hosts_file, spec.hostname);
+  write_hosts_file(hosts_file, spec);
   IdMaps maps = id_maps();
   ChildPlan plan = make_plan(spec, hosts_file, maps);
   plan.point_views();

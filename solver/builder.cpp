@@ -525,6 +525,8 @@ struct Builder::Impl {
     } else if (op.kind == InstructionKind::kRun) {
       in["args"] = op.visible_args;
       in["network"] = request.network;
+      if (!request.extra_hosts.empty())
+        in["hosts"] = request.extra_hosts;
       nlohmann::ordered_json mounts = nlohmann::ordered_json::array();
       std::string cwd = st.config.config.working_dir.empty() ? "/" : st.config.config.working_dir;
       for (const frontend::Flag& f : op.flags) {
@@ -849,6 +851,7 @@ struct Builder::Impl {
     spec.env = run_env(op, st);
     spec.cwd = st.config.config.working_dir.empty() ? "/" : st.config.config.working_dir;
     spec.hostname = "kiln";
+    spec.extra_hosts = request.extra_hosts;
     std::vector<UniqueFd> locks;
     std::vector<std::unique_ptr<TempDir>> scratch;
     std::string network = request.network;

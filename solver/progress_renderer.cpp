@@ -232,6 +232,8 @@ class QuietSink final : public LockedSink {
         names_.erase(e.step);
         break;
       case Kind::kMessage:
+        if (!starts_with(to_lower(e.text.substr(0, 7)), "warning"))
+          break;  // "Tagged ...", "Pushed ...": quiet means the result alone
         for (const std::string& line : lines_of(e.text))
           out_ << line << '\n';
         break;

@@ -788,5 +788,71 @@ TEST_F(Interop, CrunRunsOrSaysWhyNot) {
   }
 }
 
+// Flags that buildah, podman and buildx users pass in scripts.
+TEST_F(Interop, CompatibleBuildFlags) {
+  fs::path ctx = dir() / "compat";
+  fs::path out = dir() / "compat-fs";
+  write(ctx / "kept.txt", "kept\n");
+  write(ctx / "dropped.txt", "dropped\n");
+  write(ctx / "my.ignore", "dropped.txt\n");
+  std::string containerfile = "FROM busybox:latest\nCOPY . /ctx/\nRUN cat /etc/hosts > /hosts\n";
+  ProcessResult r = build_fs(
+      ctx, containerfile, out,
+      {"--add-host", "db.internal:10.1.2.3", "--add-host", "v6.internal=fd00::1", "--ignorefile",
+       (ctx / "my.ignore").string(), "--layers", "--rm", "--force-rm=true", "--jobs", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string hosts = read(out / "hosts");
+  EXPECT_THAT(hosts, HasSubstr("127.0.0.1 localhost"));
+  EXPECT_THAT(hosts, HasSubstr("10.1.2.3\tdb.internal\n"));
+  EXPECT_THAT(hosts, HasSubstr("fd00::1\tv6.internal\n"));
+  EXPECT_TRUE(fs::exists(out / "ctx/kept.txt"));
+  EXPECT_FALSE(fs::exists(out / "ctx/dropped.txt")) << "--ignorefile was not applied";
+
+  // The hosts are part of the RUN step's key.
+  ProcessResult other = build_fs(
+      ctx, containerfile, out,
+      {"--add-host", "db.internal:10.9.9.9", "--ignorefile", (ctx / "my.ignore").string()});
+  ASSERT_EQ(other.exit_code, 0) << other.err;
+  EXPECT_THAT(read(out / "hosts"), HasSubstr("10.9.9.9\tdb.internal\n"));
+
+  // -q: the image ID alone on stdout, nothing on stderr.
+  fs::path meta = dir() / "compat-metadata.json";
+  ProcessResult quiet = kiln(
+      {"build", "-q", "-t", "compat:1", "--annotation", "org.example.team=build", "--annotation",
+       "manifest:org.example.kind=app", "--metadata-file", meta.string(), ctx.string()});
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err, "");
+  EXPECT_THAT(quiet.out, ::testing::MatchesRegex("sha256:[0-9a-f]{64}\n"));
+  nlohmann::json m = nlohmann::json::parse(read(meta));
+  EXPECT_EQ(m["containerimage.config.digest"], quiet.out.substr(0, quiet.out.size() - 1));
+  EXPECT_EQ(m["image.name"], "compat:1");
+  std::string digest = m["containerimage.digest"];
+  EXPECT_EQ(m["containerimage.descriptor"]["digest"], digest);
+  ProcessResult raw = tool({"skopeo", "inspect", "--raw", "oci:" + store() + ":compat:1"});
+  ASSERT_EQ(raw.exit_code, 0) << raw.err;
+  nlohmann::json manifest = nlohmann::json::parse(raw.out);
+  EXPECT_EQ(manifest["annotations"]["org.example.team"], "build");
+  EXPECT_EQ(manifest["annotations"]["org.example.kind"], "app");
+  EXPECT_EQ(digest, "sha256:" + run_program({"sh", "-c",
+                                             "printf %s \"$0\" | sha256sum | cut -c1-64", raw.out})
+                                    .out.substr(0, 64));
+
+  for (const std::vector<std::string>& bad : {std::vector<std::string>{"--add-host", "nocolon"},
+                                              {"--add-host", "h:not-an-ip"},
+                                              {"--annotation", "manifest-descriptor:k=v"},
+                                              {"--layers=maybe"},
+                                              {"--jobs", "0"}}) {
+    std::vector<std::string> args = {"build"};
+    args.insert(args.end(), bad.begin(), bad.end());
+    args.push_back(ctx.string());
+    ProcessResult e = kiln(args);
+    EXPECT_EQ(e.exit_code, 2) << bad.front() << ": " << e.err;
+  }
+  ProcessResult docker =
+      kiln({"build", "--format", "docker", "--annotation", "k=v", "-q", ctx.string()});
+  EXPECT_EQ(docker.exit_code, 1);
+  EXPECT_THAT(docker.err, HasSubstr("annotations need OCI manifests"));
+}
+
 }  // namespace
 }  // namespace kiln::test

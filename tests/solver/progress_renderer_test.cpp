@@ -268,14 +268,17 @@ TEST(ProgressPlain, ConcurrentEventsNeverSplitALine) {
   EXPECT_EQ(lines, kThreads * kEvents);
 }
 
-TEST(ProgressQuiet, PrintsOnlyMessagesAndErrors) {
+TEST(ProgressQuiet, PrintsOnlyWarningsAndErrors) {
   std::ostringstream out;
   FakeClock clock;
   auto sink = make_progress_sink(ProgressMode::kQuiet, out, clock.function());
   play_failed_build(*sink, clock);
+  sink->event(message("Tagged app:1"));
+  sink->event(message("WARNING: cache unreadable"));
   sink->finish();
   EXPECT_EQ(out.str(), std::string("warning: no .containerignore\n") +
-                           "ERROR: [build 2/3] RUN make: " + kMakeError + "\n");
+                           "ERROR: [build 2/3] RUN make: " + kMakeError + "\n" +
+                           "WARNING: cache unreadable\n");
 }
 
 TEST(ProgressJson, WritesOneObjectPerEventWithTheClockTime) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,8 +26,10 @@ struct CommittedImage {
 
 // Writes the config and the manifest to the store (layers must already be there). With kDocker,
 // Docker v2 schema 2 media types are used for the manifest, config and gzip layers.
+// `annotations` go into the manifest (OCI only: Docker's schema 2 has no annotations).
 CommittedImage commit_image(oci::Store& store, const oci::ImageConfig& config,
-                            const std::vector<oci::Descriptor>& layers, ManifestFormat format);
+                            const std::vector<oci::Descriptor>& layers, ManifestFormat format,
+                            const std::map<std::string, std::string>& annotations = {});
 
 // Copies the image `top` (manifest or index, with everything it references) from the store into
 // an OCI image layout directory, creating it when needed and adding to its index.json otherwise;

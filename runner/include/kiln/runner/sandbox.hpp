@@ -57,6 +57,8 @@ struct ProcessSpec {
   uint32_t uid = 0, gid = 0;     // in-container ids the process runs as
   std::vector<uint32_t> groups;  // supplementary groups (none when empty)
   std::string hostname = "kiln";
+  // Extra /etc/hosts entries (host, IP address), after localhost and the hostname.
+  std::vector<std::pair<std::string, std::string>> extra_hosts;
   // Applied after the standard mounts, in order. Bind sources are host paths; a bind's
   // destination is created as a file when the source is not a directory.
   std::vector<Mount> mounts;

@@ -78,10 +78,11 @@ struct BuildRequest {
   };
   std::map<std::string, Secret> secrets;  // by id
   std::string network = "default";        // default | none | host (RUN --network overrides)
-  bool allow_insecure = false;            // --allow security.insecure
-  std::string snapshotter = "auto";       // auto | overlay | copy
-  std::filesystem::path cache_mounts;     // where RUN --mount=type=cache directories persist
-  std::string runtime;                    // --runtime runc|crun|PATH; empty: the built-in sandbox
+  std::vector<std::pair<std::string, std::string>> extra_hosts;  // --add-host (host, ip)
+  bool allow_insecure = false;                                   // --allow security.insecure
+  std::string snapshotter = "auto";                              // auto | overlay | copy
+  std::filesystem::path cache_mounts;  // where RUN --mount=type=cache directories persist
+  std::string runtime;                 // --runtime runc|crun|PATH; empty: the built-in sandbox
 };
 
 // An image that is built but not yet exported: its layers are blobs in the store.

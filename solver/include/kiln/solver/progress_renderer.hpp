@@ -29,7 +29,8 @@
 //            {"event":"build","success":true,"image":"sha256:…","manifest":"sha256:…",
 //             "seconds":3.4,"time":3.4}        (a failed build has no "image" nor "manifest")
 //          Times are rounded to milliseconds; bytes that are not UTF-8 become U+FFFD.
-// kQuiet   Only kMessage text and the errors of failed steps ("ERROR: <step name>: <error>").
+// kQuiet   Only warnings (kMessage text starting with "warning", in any case) and the errors of
+//          failed steps ("ERROR: <step name>: <error>").
 //
 // Every sink made here is safe for concurrent use from several threads without external
 // synchronisation: events are serialised, so no line is ever split by another. finish() may be
