@@ -1039,6 +1039,20 @@ struct Builder::Impl {
           throw Error("--mount type=bind: source " + quote(m.source.empty() ? "." : m.source) +
                       " not found");
         }
+        if (!m.readonly) {
+          // rw: the step writes to a copy that is thrown away (BuildKit's rule), never to the
+          // user's context, a finished stage or a cached image root.
+          auto dir = std::make_unique<TempDir>(lease.temp_dir(), "bind-rw-");
+          fs::path copy = dir->path() / "source";
+          if (fs::is_directory(source)) {
+            fs::create_directory(copy);
+            copy_tree(source, copy);
+          } else {
+            fs::copy(source, copy, fs::copy_options::copy_symlinks);
+          }
+          source = copy;
+          scratch.push_back(std::move(dir));
+        }
         spec.mounts.push_back(
             {m.target, "bind", source.string(), {"rbind", m.readonly ? "ro" : "rw"}});
         return;

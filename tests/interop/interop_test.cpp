@@ -788,6 +788,35 @@ TEST_F(Interop, CrunRunsOrSaysWhyNot) {
   }
 }
 
+// A rw bind mount lets the step write, into a copy: never into the user's context, another
+// stage or the unpacked image that later builds reuse.
+TEST_F(Interop, ReadWriteBindMountsWriteToAThrowawayCopy) {
+  fs::path ctx = dir() / "bind-rw";
+  fs::path out = dir() / "bind-rw-fs";
+  write(ctx / "a.txt", "original\n");
+  ProcessResult r =
+      build_fs(ctx,
+               "FROM busybox:latest AS base\n"
+               "RUN mkdir /data && echo base > /data/f\n"
+               "FROM busybox:latest\n"
+               "RUN --mount=type=bind,rw,target=/ctx echo changed > /ctx/a.txt && touch /ctx/new\n"
+               "RUN --mount=type=bind,from=base,source=/data,target=/d,rw echo changed > /d/f\n"
+               "RUN --mount=type=bind,from=busybox:latest,rw,target=/img rm /img/bin/busybox\n"
+               "COPY --from=base /data/f /f\n"
+               "RUN --mount=type=bind,target=/ctx cat /ctx/a.txt > /seen\n",
+               out, {"--no-cache"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read(ctx / "a.txt"), "original\n");
+  EXPECT_FALSE(fs::exists(ctx / "new"));
+  EXPECT_EQ(read(out / "f"), "base\n");
+  EXPECT_EQ(read(out / "seen"), "original\n");
+  EXPECT_TRUE(fs::exists(out / "bin/busybox"));
+  ProcessResult again =
+      build_fs(ctx, "FROM busybox:latest\nRUN echo ok > /ok\n", out, {"--no-cache"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(read(out / "ok"), "ok\n");
+}
+
 // Flags that buildah, podman and buildx users pass in scripts.
 TEST_F(Interop, CompatibleBuildFlags) {
   fs::path ctx = dir() / "compat";
