@@ -188,6 +188,17 @@ void write_outputs(const BuildCommandOptions& opts, oci::Store& store, const oci
   }
 }
 
+// A local --build-context's own ignore file (.containerignore, else .dockerignore), as BuildKit
+// reads .dockerignore at a named context's root.
+frontend::IgnoreMatcher directory_context_ignore(const fs::path& dir) {
+  for (const char* name : {".containerignore", ".dockerignore"}) {
+    fs::path file = dir / name;
+    if (fs::exists(file))
+      return frontend::IgnoreMatcher::parse(read_file(file), file.string());
+  }
+  return {};
+}
+
 // --metadata-file: what buildx writes for an image build, so CI scripts can read the digest.
 void write_metadata_file(const std::string& path, const BuildCommandOptions& opts,
                          const oci::Descriptor& top, const std::vector<PlatformResult>& results,
@@ -232,6 +243,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
   frontend::BuildOptions build;
   build.build_args = opts->build_args;
   build.target = opts->target;
+  build.named_contexts = opts->build_contexts;
   if (!opts->platforms.empty())
     build.target_platform = opts->platforms.front();
 
@@ -263,6 +275,11 @@ int build_command(const std::vector<std::string>& args, Io io) {
   solver::BuildRequest request;
   request.context = context;
   request.ignore = ignore;
+  request.named_contexts = opts->build_contexts;
+  for (const auto& [name, c] : opts->build_contexts) {
+    if (c.local)
+      request.directory_ignores[c.value] = directory_context_ignore(c.value);
+  }
   request.platform = build.target_platform;
   request.layers.compression.algorithm = snapshotter::parse_compression(opts->compression);
   request.layers.source_date_epoch = sde;

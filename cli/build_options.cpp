@@ -4,13 +4,16 @@
 
 #include <boost/program_options.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <ostream>
 
 #include "app.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/oci/reference.hpp"
 
 namespace po = boost::program_options;
+namespace fs = std::filesystem;
 
 namespace kiln::cli {
 
@@ -22,7 +25,7 @@ const char* const kBuildUsage =
     "[--sign-key FILE] [--compression gzip|zstd|none] [--format oci|docker] "
     "[--allow security.insecure] [--snapshotter auto|overlay|copy] [--runtime runc|crun|PATH] "
     "[--add-host HOST:IP] [--annotation K=V] [--metadata-file FILE] [--ignorefile FILE] "
-    "[--jobs N] [-q] [--dry-run [--plan-format text|json]] CONTEXT";
+    "[--jobs N] [-q] [--build-context NAME=VALUE] [--dry-run [--plan-format text|json]] CONTEXT";
 
 namespace {
 
@@ -125,6 +128,37 @@ std::pair<std::string, std::string> parse_add_host(const std::string& spec) {
   return {host, ip};
 }
 
+// --build-context NAME=VALUE, as buildx and buildah take it.
+std::pair<std::string, frontend::NamedContext> parse_build_context(const std::string& spec) {
+  auto [name, value] = key_value(spec, "--build-context");
+  frontend::NamedContext context;
+  if (starts_with(value, "docker-image://")) {
+    context.value = value.substr(15);
+    if (!oci::try_parse_reference(context.value))
+      usage("--build-context " + quote(spec) + ": " + quote(context.value) +
+            " is no image reference");
+  } else if (starts_with(value, "oci-layout://")) {
+    std::string layout = value.substr(13);
+    if (layout.find('@') != std::string::npos)
+      usage("--build-context " + quote(spec) + ": select the layout's image by tag (DIR:TAG)");
+    context.value = "oci:" + layout;
+  } else if (value.find("://") != std::string::npos || starts_with(value, "git@") ||
+             starts_with(value, "target:")) {
+    usage("--build-context " + quote(spec) +
+          ": kiln takes a directory, docker-image://REF or oci-layout://DIR[:TAG]");
+  } else {
+    std::error_code ec;
+    fs::path dir = fs::absolute(value, ec);
+    if (ec || !fs::is_directory(dir, ec))
+      usage("--build-context " + quote(spec) + ": " + quote(value) + " is not a directory");
+    context.local = true;
+    context.value = dir.lexically_normal().string();
+    while (context.value.size() > 1 && context.value.back() == '/')
+      context.value.pop_back();
+  }
+  return {name, context};
+}
+
 void require_one_of(const std::string& value, const std::string& flag,
                     std::initializer_list<const char*> allowed) {
   std::vector<std::string> names;
@@ -163,7 +197,7 @@ TypedSpec parse_typed_spec(const std::string& spec, const std::string& what) {
 std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::string>& args,
                                                        std::ostream& help_out) {
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
-      labels, no_cache_filter, add_hosts, annotations;
+      labels, no_cache_filter, add_hosts, annotations, build_contexts;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
       format, snapshotter, runtime, tls_verify, creds, authfile, metadata_file, ignorefile, layers;
   size_t jobs = 0;
@@ -212,6 +246,9 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "run RUN steps with this OCI runtime (runc, crun or a path) instead of the built-in sandbox")
       ("snapshotter", po::value(&snapshotter)->default_value("auto"),
        "how RUN steps see and change the filesystem: auto, overlay, copy")
+      ("build-context", po::value(&build_contexts),
+       "a named context NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG] for FROM NAME, "
+       "COPY --from=NAME and RUN --mount from=NAME (repeatable)")
       ("add-host", po::value(&add_hosts),
        "add HOST:IP to /etc/hosts in RUN steps (repeatable)")
       ("annotation", po::value(&annotations),
@@ -334,6 +371,11 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     } else {
       opts.manifest_annotations.push_back(key_value(a, "--annotation"));
     }
+  }
+  for (const std::string& c : build_contexts) {
+    auto [name, named] = parse_build_context(c);
+    if (!opts.build_contexts.emplace(name, named).second)
+      usage("--build-context " + quote(name) + " is given twice");
   }
   opts.metadata_file = metadata_file;
   opts.ignorefile = ignorefile;

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "kiln/frontend/build_plan.hpp"
 #include "kiln/oci/platform.hpp"
 
 namespace kiln::cli {
@@ -63,6 +64,9 @@ struct BuildCommandOptions {
   std::string metadata_file;  // --metadata-file: JSON describing the result (buildx's keys)
   std::string ignorefile;     // --ignorefile: this ignore file instead of the context's
   size_t jobs = 0;            // --jobs: stages at once; 0: the number of CPUs
+  // --build-context NAME=VALUE, validated: docker-image://REF, oci-layout://DIR[:TAG] or a
+  // directory (made absolute).
+  std::map<std::string, frontend::NamedContext> build_contexts;
 };
 
 // Parses the arguments after `kiln build`. Throws UsageError for an unknown flag, a missing or

@@ -7,8 +7,26 @@
 #include "kiln/base/strings.hpp"
 #include "kiln/frontend/parser.hpp"
 #include "kiln/frontend/shell_lexer.hpp"
+#include "kiln/oci/reference.hpp"
 
 namespace kiln::frontend {
+
+const NamedContext* find_named_context(const std::map<std::string, NamedContext>& contexts,
+                                       const std::string& ref) {
+  if (contexts.empty() || ref.empty())
+    return nullptr;
+  if (auto it = contexts.find(ref); it != contexts.end())
+    return &it->second;
+  if (std::optional<oci::Reference> parsed = oci::try_parse_reference(ref)) {
+    std::string short_form = parsed->familiar();
+    if (short_form.ends_with(":latest"))
+      short_form.resize(short_form.size() - 7);
+    if (auto it = contexts.find(short_form); it != contexts.end())
+      return &it->second;
+  }
+  return nullptr;
+}
+
 namespace {
 
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -187,6 +205,24 @@ class Planner {
     }
   }
 
+  // --- named contexts -----------------------------------------------------------------------
+
+  const NamedContext* named_context(const std::string& ref) const {
+    return find_named_context(options_.named_contexts, ref);
+  }
+
+  // A named context used where an image is needed (FROM, a replaced stage).
+  std::string context_image(const NamedContext& context, const std::string& name,
+                            const SourceLocation& where) const {
+    if (context.local) {
+      throw InputError(where, "build context " + quote(name) + " is the directory " +
+                                  context.value +
+                                  ": kiln can use a local directory context only with COPY "
+                                  "--from and RUN --mount from, not as a base image");
+    }
+    return context.value;
+  }
+
   // --- stages -------------------------------------------------------------------------------
 
   Stage& current() { return plan_.stages.back(); }
@@ -229,6 +265,17 @@ class Planner {
         throw InputError(flag->where, e.what());
       }
       stage.platform_explicit = true;
+    }
+    // A named context replaces a stage of the same name (whose instructions then do not run)
+    // or the image FROM names.
+    skipping_stage_ = false;
+    if (const NamedContext* context = stage.name.empty() ? nullptr : named_context(stage.name)) {
+      base = context_image(*context, stage.name, ins.where);
+      skipping_stage_ = true;
+    } else if (const NamedContext* named = iequals(base, "scratch") || stage_by_name(base)
+                                               ? nullptr
+                                               : named_context(base)) {
+      base = context_image(*named, base, ins.args_where);
     }
     VarList env;
     if (iequals(base, "scratch")) {
@@ -346,6 +393,8 @@ class Planner {
   }
 
   void add_op(const Instruction& ins) {
+    if (skipping_stage_)
+      return;  // the stage was replaced by a --build-context
     file_stage_count();
     Op op;
     op.kind = ins.kind;
@@ -407,7 +456,7 @@ class Planner {
               continue;
             if (auto stage = resolve_stage_ref(ref, flag.where)) {
               op.mount_stages.push_back(*stage);
-            } else {
+            } else if (!named_context(ref)) {
               note_image_ref(ref, flag.where, "RUN --mount from");
             }
           }
@@ -461,6 +510,8 @@ class Planner {
                                            "from itself");
         }
         op.from_stage = *stage;
+      } else if (const NamedContext* context = named_context(*flag.value)) {
+        (context->local ? op.from_directory : op.from_image) = context->value;
       } else {
         note_image_ref(*flag.value, flag.where, "COPY --from");
         op.from_image = *flag.value;
@@ -583,6 +634,7 @@ class Planner {
   std::vector<std::set<std::string>> stage_used_;
   std::vector<std::string> stage_names_;  // every stage's name, for forward --from references
   std::vector<const Instruction*> pending_triggers_;
+  bool skipping_stage_ = false;  // the current stage is replaced by a --build-context
   BuildPlan plan_;
 };
 
@@ -721,6 +773,8 @@ nlohmann::ordered_json plan_to_json(const BuildPlan& plan) {
         o["from_stage"] = *op.from_stage;
       if (!op.from_image.empty())
         o["from_image"] = op.from_image;
+      if (!op.from_directory.empty())
+        o["from_directory"] = op.from_directory;
       if (!op.mount_stages.empty())
         o["mount_stages"] = op.mount_stages;
       o["visible_args"] = op.visible_args;

@@ -433,6 +433,10 @@ struct Builder::Impl {
     req.now = now;
     req.source_root = request.context;
     req.ignore = &request.ignore;
+    if (!op.from_directory.empty()) {
+      req.source_root = op.from_directory;
+      req.ignore = directory_ignore(op.from_directory);
+    }
     std::optional<std::string> checksum;
     for (const frontend::Flag& f : op.flags) {
       if (f.name == "checksum" && f.value)
@@ -544,9 +548,16 @@ struct Builder::Impl {
           mounts.push_back(m.target + " " + context_digest(req));
         } else if (auto index = stage_named(m.from)) {
           mounts.push_back(m.target + " stage " + finished_stage(*index)->key);
+        } else if (auto dir = context_directory(m.from)) {
+          CopyRequest req;
+          req.sources = {m.source.empty() ? "." : m.source};
+          req.dest = "/";
+          req.source_root = *dir;
+          req.ignore = directory_ignore(*dir);
+          mounts.push_back(m.target + " " + context_digest(req));
         } else {
           mounts.push_back(m.target + " image " +
-                           image(m.from, stage.platform).manifest.digest.str());
+                           image(mount_image(m.from), stage.platform).manifest.digest.str());
         }
       }
       in["mounts"] = std::move(mounts);
@@ -829,6 +840,25 @@ struct Builder::Impl {
     return std::nullopt;
   }
 
+  // RUN --mount from=NAME where NAME is a local --build-context: its directory.
+  std::optional<fs::path> context_directory(const std::string& ref) const {
+    const frontend::NamedContext* c = frontend::find_named_context(request.named_contexts, ref);
+    if (!c || !c->local || stage_named(ref))
+      return std::nullopt;
+    return fs::path(c->value);
+  }
+
+  // RUN --mount from=REF naming an image: the --build-context image it stands for, else REF.
+  std::string mount_image(const std::string& ref) const {
+    const frontend::NamedContext* c = frontend::find_named_context(request.named_contexts, ref);
+    return c && !c->local ? c->value : ref;
+  }
+
+  const frontend::IgnoreMatcher* directory_ignore(const std::string& dir) const {
+    auto it = request.directory_ignores.find(dir);
+    return it == request.directory_ignores.end() ? nullptr : &it->second;
+  }
+
   // Host directory holding a RUN --mount=type=cache, created with the requested owner and mode.
   fs::path cache_dir(const RunMount& m) {
     fs::path dir = request.cache_mounts / oci::sha256_of(m.id).hex();
@@ -1028,12 +1058,14 @@ struct Builder::Impl {
         if (!m.from.empty()) {
           if (auto index = stage_named(m.from)) {
             root = this->root(*finished_stage(*index));
+          } else if (auto dir = context_directory(m.from)) {
+            root = *dir;
           } else {
-            root = image_root(m.from, request.platform);
+            root = image_root(mount_image(m.from), request.platform);
           }
         }
-        std::string rel =
-            m.from.empty() ? clean_in_root(m.source) : resolve_in_root(root, m.source);
+        bool contained = m.from.empty() || context_directory(m.from);
+        std::string rel = contained ? clean_in_root(m.source) : resolve_in_root(root, m.source);
         fs::path source = rel.empty() ? root : root / rel;
         if (!fs::exists(fs::symlink_status(source))) {
           throw Error("--mount type=bind: source " + quote(m.source.empty() ? "." : m.source) +

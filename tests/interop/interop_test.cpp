@@ -817,6 +817,80 @@ TEST_F(Interop, ReadWriteBindMountsWriteToAThrowawayCopy) {
   EXPECT_EQ(read(out / "ok"), "ok\n");
 }
 
+// --build-context as buildx defines it: images and OCI layouts for FROM, replaced stages and
+// --from; directories (with their own .dockerignore) for COPY --from and RUN --mount from.
+TEST_F(Interop, NamedBuildContexts) {
+  fs::path ctx = dir() / "named";
+  fs::path docs = dir() / "named-docs";
+  fs::path layout = dir() / "named-layout";
+  fs::path out = dir() / "named-fs";
+  write(docs / "guide.md", "guide v1\n");
+  write(docs / "secret.txt", "secret\n");
+  write(docs / ".dockerignore", "secret.txt\n");
+  ASSERT_EQ(
+      kiln({"save", "--format", "oci-dir", "-o", layout.string(), "busybox:latest"}).exit_code, 0);
+  write(ctx / "Containerfile",
+        "FROM base AS build\n"
+        "RUN echo built > /out\n"
+        "FROM scratch AS replaced\n"
+        "RUN exit 1\n"
+        "FROM docker.io/library/alpine:latest\n"
+        "RUN --mount=from=docs,target=/d cat /d/guide.md > /guide-copy\n"
+        "COPY --from=build /out /out\n"
+        "COPY --from=replaced /bin/busybox /copied-busybox\n"
+        "COPY --from=docs . /docs/\n");
+  std::vector<std::string> args = {"build",
+                                   "--progress",
+                                   "json",
+                                   "--build-context",
+                                   "base=docker-image://busybox:latest",
+                                   "--build-context",
+                                   "replaced=oci-layout://" + layout.string() + ":busybox:latest",
+                                   "--build-context",
+                                   "alpine=docker-image://busybox:latest",
+                                   "--build-context",
+                                   "docs=" + docs.string(),
+                                   "-o",
+                                   "type=local,dest=" + out.string(),
+                                   ctx.string()};
+  auto steps_run = [](const ProcessResult& r) {
+    return nlohmann::json::parse(r.out)["steps_run"].get<int>();
+  };
+  ProcessResult r = kiln(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read(out / "out"), "built\n");
+  EXPECT_TRUE(fs::exists(out / "copied-busybox"));
+  EXPECT_TRUE(fs::exists(out / "bin/busybox")) << "FROM alpine was not replaced";
+  EXPECT_EQ(read(out / "docs/guide.md"), "guide v1\n");
+  EXPECT_FALSE(fs::exists(out / "docs/secret.txt")) << "the context's .dockerignore was ignored";
+  EXPECT_EQ(read(out / "guide-copy"), "guide v1\n");
+
+  ProcessResult cached = kiln(args);
+  ASSERT_EQ(cached.exit_code, 0) << cached.err;
+  EXPECT_EQ(steps_run(cached), 0);
+  write(docs / "secret.txt", "changed, but ignored\n");
+  ProcessResult ignored = kiln(args);
+  ASSERT_EQ(ignored.exit_code, 0) << ignored.err;
+  EXPECT_EQ(steps_run(ignored), 0);
+  write(docs / "guide.md", "guide v2\n");
+  ProcessResult edited = kiln(args);
+  ASSERT_EQ(edited.exit_code, 0) << edited.err;
+  EXPECT_EQ(steps_run(edited), 4) << "the RUN with the mount, and the three COPYs after it";
+  EXPECT_EQ(read(out / "guide-copy"), "guide v2\n");
+
+  write(ctx / "Containerfile", "FROM docs\n");
+  ProcessResult as_base = kiln({"build", "--build-context", "docs=" + docs.string(), ctx.string()});
+  EXPECT_EQ(as_base.exit_code, 1);
+  EXPECT_THAT(as_base.err, HasSubstr("Containerfile:1:"));
+  EXPECT_THAT(as_base.err, HasSubstr("COPY --from and RUN --mount from"));
+  for (const std::string& bad :
+       {std::string("x=https://example.com/a.tar"), "x=" + (dir() / "nope").string(),
+        std::string("noequals"), std::string("x=docker-image://Not A Ref")}) {
+    ProcessResult e = kiln({"build", "--build-context", bad, ctx.string()});
+    EXPECT_EQ(e.exit_code, 2) << bad << ": " << e.err;
+  }
+}
+
 // Flags that buildah, podman and buildx users pass in scripts.
 TEST_F(Interop, CompatibleBuildFlags) {
   fs::path ctx = dir() / "compat";

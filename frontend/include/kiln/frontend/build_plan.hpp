@@ -26,6 +26,15 @@ struct BaseImage {
   std::vector<std::string> onbuild;
 };
 
+// A --build-context NAME=VALUE: an image (docker-image://REF, oci-layout://DIR[:TAG]) or a
+// local directory.
+struct NamedContext {
+  bool local = false;  // a directory on this machine
+  // local: the directory. Otherwise the image reference as FROM takes it ("alpine:3.19",
+  // "oci:/path/layout:tag").
+  std::string value;
+};
+
 struct BuildOptions {
   // --build-arg NAME=VALUE, in order; a later value for the same name wins.
   std::vector<std::pair<std::string, std::string>> build_args;
@@ -38,7 +47,17 @@ struct BuildOptions {
   // image bases are taken to set nothing (as in --dry-run without a store). A kiln::Error it
   // throws is reported at the FROM line.
   std::function<BaseImage(const std::string& image_ref, const oci::Platform& platform)> base_image;
+  // --build-context, by name (BuildKit's rules): a context replaces `FROM NAME` (NAME as written
+  // or in its short form, "alpine" for docker.io/library/alpine:latest), a stage named NAME (its
+  // instructions do not run), and `--from=NAME` / `--mount from=NAME` where no stage is named
+  // NAME. A local directory can only serve COPY --from and RUN --mount from.
+  std::map<std::string, NamedContext> named_contexts;
 };
+
+// The context `ref` names: by the exact name, else by the reference's short form without
+// ":latest" (BuildKit's rule: `docker.io/library/alpine` finds "alpine"); null when none.
+const NamedContext* find_named_context(const std::map<std::string, NamedContext>& contexts,
+                                       const std::string& ref);
 
 enum class BaseKind { kScratch, kStage, kImage };
 
@@ -62,6 +81,7 @@ struct Op {
   std::map<std::string, std::string> visible_args;
   std::optional<size_t> from_stage;  // COPY/ADD --from naming a stage
   std::string from_image;            // COPY --from naming an image
+  std::string from_directory;        // COPY --from naming a local --build-context
   std::vector<size_t> mount_stages;  // RUN --mount=from=<stage>
 };
 

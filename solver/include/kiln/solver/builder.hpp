@@ -45,8 +45,12 @@ class SharedSteps;
 std::shared_ptr<SharedSteps> make_shared_steps();
 
 struct BuildRequest {
-  std::filesystem::path context;             // the build context directory
-  frontend::IgnoreMatcher ignore;            // rules for the context
+  std::filesystem::path context;   // the build context directory
+  frontend::IgnoreMatcher ignore;  // rules for the context
+  // --build-context: the same map the plan was made with (RUN --mount from= resolves here), and
+  // the ignore rules of each local directory context, by directory.
+  std::map<std::string, frontend::NamedContext> named_contexts;
+  std::map<std::string, frontend::IgnoreMatcher> directory_ignores;
   oci::Platform platform;                    // the target platform
   snapshotter::LayerOptions layers;          // compression; SOURCE_DATE_EPOCH clamps file times
   std::optional<int64_t> source_date_epoch;  // also the image's "created" time
