@@ -295,6 +295,8 @@ int build_command(const std::vector<std::string>& args, Io io) {
   }
   request.extra_hosts = opts->add_hosts;
   request.jobs = opts->jobs;
+  for (const auto& [id, socket] : opts->ssh)
+    request.ssh_agents[id] = socket;
   request.no_cache = opts->no_cache;
   request.no_cache_filter = opts->no_cache_filter;
   std::unique_ptr<solver::ProgressSink> progress = solver::make_progress_sink(

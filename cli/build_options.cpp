@@ -1,6 +1,7 @@
 #include "build_options.hpp"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include <boost/program_options.hpp>
 #include <cstdlib>
@@ -20,7 +21,8 @@ namespace kiln::cli {
 const char* const kBuildUsage =
     "kiln build [-t TAG]... [-f FILE] [--build-arg K=V]... [--target STAGE] [--platform P[,P]] "
     "[--no-cache] [--pull] [-o type=oci|docker|registry|local|tar,dest=...] [--push] "
-    "[--cache-from SPEC] [--cache-to SPEC] [--secret id=ID,src=FILE] [--network "
+    "[--cache-from SPEC] [--cache-to SPEC] [--secret id=ID,src=FILE] [--ssh default|ID=SOCKET] "
+    "[--network "
     "default|none|host] [--label K=V] [--iidfile FILE] [--progress auto|tty|plain|json|quiet] "
     "[--sign-key FILE] [--compression gzip|zstd|none] [--format oci|docker] "
     "[--allow security.insecure] [--snapshotter auto|overlay|copy] [--runtime runc|crun|PATH] "
@@ -159,6 +161,29 @@ std::pair<std::string, frontend::NamedContext> parse_build_context(const std::st
   return {name, context};
 }
 
+// --ssh default | ID=SOCKET: an SSH agent's socket (default: $SSH_AUTH_SOCK).
+std::pair<std::string, std::string> parse_ssh(const std::string& spec) {
+  size_t eq = spec.find('=');
+  std::string id = spec.substr(0, eq);
+  std::string socket = eq == std::string::npos ? "" : spec.substr(eq + 1);
+  if (id.empty())
+    usage("--ssh " + quote(spec) + ": expected ID[=SOCKET]");
+  if (socket.empty()) {
+    const char* agent = std::getenv("SSH_AUTH_SOCK");
+    if (!agent || !*agent)
+      usage("--ssh " + id + ": SSH_AUTH_SOCK is not set; start ssh-agent or give " + id +
+            "=SOCKET");
+    socket = agent;
+  }
+  struct stat st {};
+  if (socket.find(',') != std::string::npos || ::stat(socket.c_str(), &st) != 0 ||
+      !S_ISSOCK(st.st_mode)) {
+    usage("--ssh " + quote(spec) + ": " + quote(socket) +
+          " is not an SSH agent socket (kiln forwards agents; load key files with ssh-add)");
+  }
+  return {id, socket};
+}
+
 void require_one_of(const std::string& value, const std::string& flag,
                     std::initializer_list<const char*> allowed) {
   std::vector<std::string> names;
@@ -197,7 +222,7 @@ TypedSpec parse_typed_spec(const std::string& spec, const std::string& what) {
 std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::string>& args,
                                                        std::ostream& help_out) {
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
-      labels, no_cache_filter, add_hosts, annotations, build_contexts;
+      labels, no_cache_filter, add_hosts, annotations, build_contexts, ssh;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
       format, snapshotter, runtime, tls_verify, creds, authfile, metadata_file, ignorefile, layers;
   size_t jobs = 0;
@@ -226,6 +251,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "export build cache: type=registry,ref=REF[,mode=max] or type=local,dest=DIR")
       ("secret", po::value(&secrets),
        "expose a secret to RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR")
+      ("ssh", po::value(&ssh),
+       "forward an SSH agent to RUN --mount=type=ssh: default ($SSH_AUTH_SOCK) or ID=SOCKET")
       ("network", po::value(&network)->default_value("default"),
        "RUN network: default, none, host")
       ("label", po::value(&labels), "add a label K=V to the image (repeatable)")
@@ -349,6 +376,10 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     opts.cache_to.push_back(parse_cache(c, "--cache-to", true));
   for (const std::string& s : secrets)
     opts.secrets.push_back(parse_secret(s));
+  for (const std::string& s : ssh) {
+    auto [id, socket] = parse_ssh(s);
+    opts.ssh[id] = socket;
+  }
   require_one_of(network, "--network", {"default", "none", "host"});
   opts.network = network;
   for (const std::string& l : labels)

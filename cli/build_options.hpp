@@ -45,7 +45,8 @@ struct BuildCommandOptions {
   std::vector<TypedSpec> cache_from;
   std::vector<TypedSpec> cache_to;
   std::vector<SecretSpec> secrets;
-  std::string network = "default";  // default | none | host
+  std::map<std::string, std::string> ssh;  // --ssh ID[=SOCKET]: agent sockets by id
+  std::string network = "default";         // default | none | host
   std::vector<std::pair<std::string, std::string>> labels;
   std::string iidfile;
   std::string progress = "auto";  // auto | tty | plain | json

@@ -11,7 +11,7 @@ apt-get install -y --no-install-recommends \
   zlib1g-dev libboost-program-options-dev libgtest-dev libgmock-dev libseccomp-dev libcap-dev \
   clang-16 libclang-rt-16-dev \
   uidmap busybox-static skopeo umoci podman runc crun buildah zstd tar time bc \
-  docker-registry apache2-utils python3 qemu-user-static binfmt-support
+  docker-registry apache2-utils python3 qemu-user-static binfmt-support openssh-client
 # Node.js and npm for the sigstore-js check of kiln's signatures. A Node.js from elsewhere
 # (NodeSource) brings its own npm and conflicts with Debian's npm package, so only when missing.
 if ! command -v npm >/dev/null; then

@@ -358,14 +358,40 @@ bool empty_mountpoint(const TreeIndex::Node& n, const std::string& rel,
   return S_ISDIR(n.mode) && nonempty_dirs.count(rel) == 0;
 }
 
-std::set<std::string> nonempty_dirs(const std::map<std::string, TreeIndex::Node>& nodes) {
+// Directories holding something other than empty mountpoints: /run/secrets, created only to
+// hold the stub of /run/secrets/token, is as empty as the stub. In reverse path order every
+// descendant comes before its ancestors, so a directory's answer is final when it is reached.
+std::set<std::string> nonempty_dirs(const std::map<std::string, TreeIndex::Node>& nodes,
+                                    const std::set<std::string>& excluded) {
   std::set<std::string> dirs;
-  for (const auto& entry : nodes) {
-    std::string parent = parent_of(entry.first);
+  for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
+    const auto& [rel, node] = *it;
+    if (excluded.count(rel) && empty_mountpoint(node, rel, dirs))
+      continue;
+    std::string parent = parent_of(rel);
     if (!parent.empty())
       dirs.insert(std::move(parent));
   }
   return dirs;
+}
+
+// Whether the upper directory `host` holds nothing but empty mountpoints the sandbox created.
+bool only_mountpoints(const fs::path& host, const std::string& rel,
+                      const std::set<std::string>& excluded) {
+  for (const std::string& name : list_dir(host)) {
+    std::string child = join_path(rel, name);
+    if (!excluded.count(child))
+      return false;
+    fs::path path = host / name;
+    const struct stat st = lstat_or_throw(path);
+    if (S_ISREG(st.st_mode) && st.st_size == 0)
+      continue;
+    if (!S_ISDIR(st.st_mode) || read_xattrs(path, true).overlay_attr("opaque") ||
+        !only_mountpoints(path, child, excluded)) {
+      return false;
+    }
+  }
+  return true;
 }
 
 Item node_item(const fs::path& host, const std::string& rel, const TreeIndex::Node& n) {
@@ -488,8 +514,8 @@ std::vector<LayerEntry> diff_overlay_upper(const fs::path& upper, const fs::path
       if (S_ISDIR(st.st_mode)) {
         auto opaque_value = x.overlay_attr("opaque");
         const bool opaque = opaque_value && *opaque_value == "y";
-        if (is_excluded && !opaque && list_dir(host).empty())
-          continue;  // a mountpoint the sandbox created
+        if (is_excluded && !opaque && only_mountpoints(host, rel, excluded))
+          continue;  // a mountpoint the sandbox created (with only its mountpoints inside)
         const bool hides_nothing =
             dir.hides_nothing || opaque || (!lower.empty() && !is_real_dir(lower / rel));
         items.push_back(entry_item(host, rel, st, std::move(x.kept)));
@@ -522,8 +548,8 @@ std::vector<LayerEntry> diff_tree(const TreeIndex& before, const fs::path& root,
                                   const std::set<std::string>& exclude) {
   const std::set<std::string> excluded = normalize_excludes(exclude);
   const std::map<std::string, TreeIndex::Node> after = scan_nodes(root);
-  const std::set<std::string> nonempty_after = nonempty_dirs(after);
-  const std::set<std::string> nonempty_before = nonempty_dirs(before.nodes());
+  const std::set<std::string> nonempty_after = nonempty_dirs(after, excluded);
+  const std::set<std::string> nonempty_before = nonempty_dirs(before.nodes(), excluded);
 
   std::set<std::string> emit;  // paths whose current state goes into the layer
   for (const auto& [rel, node] : after) {

@@ -39,6 +39,7 @@
 #include "ownership.hpp"
 #include "rootfs.hpp"
 #include "run_mounts.hpp"
+#include "ssh_agent_proxy.hpp"
 #include "stage_root.hpp"
 #include "url_fetch.hpp"
 
@@ -884,6 +885,7 @@ struct Builder::Impl {
     spec.extra_hosts = request.extra_hosts;
     std::vector<UniqueFd> locks;
     std::vector<std::unique_ptr<TempDir>> scratch;
+    std::vector<std::unique_ptr<SshAgentProxy>> agents;  // stop before their directories go
     std::string network = request.network;
     try {
       ProcessUser user = resolve_process_user(st.config.config.user, root(st));
@@ -908,7 +910,7 @@ struct Builder::Impl {
             throw Error("RUN --security=" + *f.value + ": expected sandbox or insecure");
           }
         } else if (f.name == "mount") {
-          add_mount(spec, parse_run_mount(*f.value, spec.cwd), st, locks, scratch);
+          add_mount(spec, parse_run_mount(*f.value, spec.cwd), st, locks, scratch, agents);
         }
       }
       spec.network = network == "none" ? runner::Network::kNone : runner::Network::kHost;
@@ -1051,8 +1053,29 @@ struct Builder::Impl {
   }
 
   void add_mount(runner::ProcessSpec& spec, const RunMount& m, StageState& st,
-                 std::vector<UniqueFd>& locks, std::vector<std::unique_ptr<TempDir>>& scratch) {
+                 std::vector<UniqueFd>& locks, std::vector<std::unique_ptr<TempDir>>& scratch,
+                 std::vector<std::unique_ptr<SshAgentProxy>>& agents) {
     switch (m.type) {
+      case RunMount::Type::kSsh: {
+        auto it = request.ssh_agents.find(m.id);
+        if (it == request.ssh_agents.end()) {
+          if (m.required)
+            throw Error("SSH agent " + quote(m.id) + " is required but was not given with --ssh");
+          return;
+        }
+        std::string target = m.target;
+        if (target.empty())
+          target = "/run/buildkit/ssh_agent." + std::to_string(agents.size());
+        auto dir = std::make_unique<TempDir>(lease.temp_dir(), "ssh-");
+        ::chmod(dir->path().c_str(), 0700);
+        agents.push_back(
+            std::make_unique<SshAgentProxy>(it->second, dir->path(), m.mode, m.uid, m.gid));
+        scratch.push_back(std::move(dir));
+        spec.mounts.push_back({target, "bind", agents.back()->socket().string(), {"ro"}});
+        if (agents.size() == 1 && !has_env(spec.env, "SSH_AUTH_SOCK"))
+          spec.env.push_back("SSH_AUTH_SOCK=" + target);
+        return;
+      }
       case RunMount::Type::kBind: {
         fs::path root = request.context;
         if (!m.from.empty()) {

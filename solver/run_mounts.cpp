@@ -65,9 +65,10 @@ RunMount parse_run_mount(std::string_view spec, const std::string& workdir) {
       else if (value == "secret")
         m.type = RunMount::Type::kSecret;
       else if (value == "ssh")
-        throw Error("--mount type=ssh is not supported by kiln");
+        m.type = RunMount::Type::kSsh;
       else
-        throw Error("--mount type=" + value + ": unknown mount type (bind, cache, tmpfs, secret)");
+        throw Error("--mount type=" + value +
+                    ": unknown mount type (bind, cache, tmpfs, secret, ssh)");
       continue;
     }
     fields.emplace_back(key, value);
@@ -78,6 +79,8 @@ RunMount parse_run_mount(std::string_view spec, const std::string& workdir) {
     m.readonly = false;
   if (m.type == RunMount::Type::kSecret)
     m.mode = 0400;
+  if (m.type == RunMount::Type::kSsh)
+    m.mode = 0600;
   for (const auto& [key, value] : fields) {
     if (key == "target" || key == "dst" || key == "destination") {
       m.target = value;
@@ -118,6 +121,12 @@ RunMount parse_run_mount(std::string_view spec, const std::string& workdir) {
       throw Error("--mount type=secret needs id=ID");
     if (m.target.empty())
       m.target = "/run/secrets/" + m.id;
+  }
+  if (m.type == RunMount::Type::kSsh) {
+    if (m.id.empty())
+      m.id = "default";
+    if (m.target.empty())
+      return m;  // the caller numbers the agent sockets
   }
   if (m.target.empty())
     throw Error("--mount " + std::string(spec) + ": target=PATH is required");

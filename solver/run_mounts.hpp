@@ -9,9 +9,9 @@
 namespace kiln::solver {
 
 struct RunMount {
-  enum class Type { kBind, kCache, kTmpfs, kSecret };
+  enum class Type { kBind, kCache, kTmpfs, kSecret, kSsh };
   Type type = Type::kBind;
-  std::string target;    // absolute, cleaned
+  std::string target;    // absolute, cleaned; ssh: empty means /run/buildkit/ssh_agent.N
   std::string source;    // bind: path in the context or the from-stage; empty means its root
   std::string from;      // bind/cache: a stage name/index or an image
   bool readonly = true;  // bind: read-only unless rw; cache/tmpfs/secret: see below
@@ -22,7 +22,7 @@ struct RunMount {
   uint32_t uid = 0, gid = 0;
   // tmpfs
   std::optional<uint64_t> size;
-  // secret
+  // secret, ssh (ssh: id defaults to "default", mode to 0600)
   bool required = false;
 };
 

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <thread>
 
 #include "kiln/base/fd.hpp"
@@ -889,6 +890,93 @@ TEST_F(Interop, NamedBuildContexts) {
     ProcessResult e = kiln({"build", "--build-context", bad, ctx.string()});
     EXPECT_EQ(e.exit_code, 2) << bad << ": " << e.err;
   }
+}
+
+// A static client that asks the SSH agent at $SSH_AUTH_SOCK how many keys it holds (the agent
+// protocol's REQUEST_IDENTITIES) and prints the number: busybox has no unix-socket client.
+constexpr const char* kAgentClient = R"(#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+int main(void) {
+  const char *path = getenv("SSH_AUTH_SOCK");
+  if (!path) { fprintf(stderr, "no SSH_AUTH_SOCK\n"); return 2; }
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un a;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  strncpy(a.sun_path, path, sizeof a.sun_path - 1);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) { perror("connect"); return 3; }
+  unsigned char request[5] = {0, 0, 0, 1, 11};
+  if (write(fd, request, 5) != 5) return 4;
+  unsigned char head[9];
+  size_t got = 0;
+  while (got < 9) { ssize_t n = read(fd, head + got, 9 - got); if (n <= 0) return 5; got += n; }
+  if (head[4] != 12) return 6;
+  printf("%u\n", (unsigned)head[5] << 24 | head[6] << 16 | head[7] << 8 | head[8]);
+  return 0;
+}
+)";
+
+// RUN --mount=type=ssh reaches the user's agent through a socket with the mount's owner and
+// mode, and the socket never lands in the image.
+TEST_F(Interop, SshMountsForwardTheAgent) {
+  fs::path ctx = dir() / "ssh";
+  fs::path out = dir() / "ssh-fs";
+  fs::path agent = dir() / "agent.sock";
+  write(ctx / "client.c", kAgentClient);
+  ProcessResult cc = run_program({"gcc", "-static", "-O2", "-o", (ctx / "agent-client").string(),
+                                  (ctx / "client.c").string()});
+  ASSERT_EQ(cc.exit_code, 0) << cc.err;
+  ProcessResult key = run_program(
+      {"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", (dir() / "id_test").string()});
+  ASSERT_EQ(key.exit_code, 0) << key.err;
+  ProcessResult started = run_program({"ssh-agent", "-s", "-a", agent.string()});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  std::smatch pid;
+  ASSERT_TRUE(std::regex_search(started.out, pid, std::regex("SSH_AGENT_PID=([0-9]+)")))
+      << started.out;
+  struct Stop {
+    std::string pid;
+    ~Stop() { run_program({"kill", pid}); }
+  } stop{pid[1]};
+  ProcessResult added = run_program({"ssh-add", (dir() / "id_test").string()}, {}, {},
+                                    {"SSH_AUTH_SOCK=" + agent.string()});
+  ASSERT_EQ(added.exit_code, 0) << added.err;
+
+  ProcessResult r = build_fs(
+      ctx,
+      "FROM busybox:latest\n"
+      "COPY agent-client /usr/local/bin/agent-client\n"
+      "RUN mkdir -m 1777 /results\n"
+      "RUN --mount=type=ssh agent-client > /results/default && "
+      "echo $SSH_AUTH_SOCK > /results/path && stat -c '%a %u' $SSH_AUTH_SOCK > /results/stat\n"
+      "USER nobody\n"
+      "RUN --mount=type=ssh,id=work,target=/tmp/work.sock,uid=65534,mode=0600 "
+      "SSH_AUTH_SOCK=/tmp/work.sock agent-client > /results/nobody\n"
+      "RUN --mount=type=ssh,id=absent echo \"[$SSH_AUTH_SOCK]\" > /results/absent\n",
+      out, {"--ssh", "default=" + agent.string(), "--ssh", "work=" + agent.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read(out / "results/default"), "1\n");
+  EXPECT_EQ(read(out / "results/path"), "/run/buildkit/ssh_agent.0\n");
+  EXPECT_EQ(read(out / "results/stat"), "600 0\n");
+  EXPECT_EQ(read(out / "results/nobody"), "1\n");
+  EXPECT_EQ(read(out / "results/absent"), "[]\n");
+  EXPECT_FALSE(fs::exists(out / "run/buildkit")) << "the agent's mountpoint is in the image";
+  EXPECT_FALSE(fs::exists(out / "tmp/work.sock"));
+
+  write(ctx / "Containerfile", "FROM busybox:latest\nRUN --mount=type=ssh,required true\n");
+  ProcessResult missing = kiln({"build", "--no-cache", ctx.string()});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("Containerfile:2:"));
+  EXPECT_THAT(missing.err, HasSubstr("--ssh"));
+  ProcessResult from_env = kiln({"build", "--no-cache", "--ssh", "default", ctx.string()},
+                                {kEpoch, "SSH_AUTH_SOCK=" + agent.string()});
+  EXPECT_EQ(from_env.exit_code, 0) << from_env.err;
+  ProcessResult not_socket = kiln({"build", "--ssh", "default=/etc/passwd", ctx.string()});
+  EXPECT_EQ(not_socket.exit_code, 2) << not_socket.err;
 }
 
 // Flags that buildah, podman and buildx users pass in scripts.

@@ -400,11 +400,20 @@ TEST_F(OverlayDiffTest, ExcludedEmptyMountpointsAreLeftOut) {
     make_dir(m / "proc");                             // excluded, empty
     make_dir(m / "dev");                              // excluded, not empty: kept
     write_file(m / "dev/null_file", "x");
+    make_dir(m / "run");
+    make_dir(m / "run/secrets");
+    make_dir(m / "mnt");
+    make_dir(m / "mnt/a");
+    write_file(m / "run/secrets/token", "");  // all three excluded: a secret's mountpoint
+    write_file(m / "mnt/a/stub", "");         // mnt/a excluded and holding only a stub,
+    write_file(m / "mnt/kept", "x");          // but mnt holds a real file
   });
-  const std::set<std::string> exclude = {"/etc/hosts", "etc/resolv.conf", "./proc/", "dev"};
+  const std::set<std::string> exclude = {
+      "/etc/hosts",  "etc/resolv.conf",   "./proc/", "dev",   "run",
+      "run/secrets", "run/secrets/token", "mnt",     "mnt/a", "mnt/a/stub"};
   const auto paths = paths_of(diff_overlay_upper(upper_, lower_, exclude));
   EXPECT_EQ(paths, (std::set<std::string>{"etc", "etc/hostname", "etc/resolv.conf", "dev",
-                                          "dev/null_file"}));
+                                          "dev/null_file", "mnt", "mnt/kept"}));
   const auto all = paths_of(diff_overlay_upper(upper_, lower_));
   EXPECT_TRUE(all.count("etc/hosts") && all.count("proc"));
 }
@@ -587,12 +596,23 @@ TEST_F(CopyDiffTest, ExcludedEmptyMountpointsAreLeftOut) {
   write_file(root_ / "etc/hosts", "");
   write_file(root_ / "etc/resolv.conf", "nameserver");
   make_dir(root_ / "proc");
+  make_dir(root_ / "run");
+  make_dir(root_ / "run/secrets");
+  make_dir(root_ / "mnt");
+  make_dir(root_ / "mnt/a");
+  write_file(root_ / "run/secrets/token", "");  // nested mountpoints only
+  write_file(root_ / "mnt/a/stub", "");
+  write_file(root_ / "mnt/kept", "x");
   sys(::unlink((root_ / "etc/stale_mountpoint").c_str()), "unlink");
   sys(::unlink((root_ / "etc/passwd").c_str()), "unlink");  // excluded but not empty before
-  const std::set<std::string> exclude = {"/etc/hosts", "etc/resolv.conf", "proc",
-                                         "etc/stale_mountpoint", "etc/passwd"};
+  const std::set<std::string> exclude = {"/etc/hosts",  "etc/resolv.conf",
+                                         "proc",        "etc/stale_mountpoint",
+                                         "etc/passwd",  "run",
+                                         "run/secrets", "run/secrets/token",
+                                         "mnt",         "mnt/a",
+                                         "mnt/a/stub"};
   EXPECT_EQ(paths_of(diff_tree(before, root_, exclude)),
-            (std::set<std::string>{"etc", "etc/resolv.conf", "etc/.wh.passwd"}));
+            (std::set<std::string>{"etc", "etc/resolv.conf", "etc/.wh.passwd", "mnt", "mnt/kept"}));
   EXPECT_TRUE(paths_of(diff_tree(before, root_)).count("etc/.wh.stale_mountpoint"));
 }
 

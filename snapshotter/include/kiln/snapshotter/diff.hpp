@@ -50,7 +50,8 @@
 //
 // Excludes (both backends): `exclude` holds in-container paths ("etc/hosts"; a leading "/" or
 // "./" and a trailing "/" are ignored) of mountpoints the sandbox created. Such a path is left
-// out when it is an empty regular file or an empty (non-opaque) directory; anything else there
+// out when it is an empty regular file or a (non-opaque) directory holding nothing but such
+// excluded mountpoints (/run/secrets, made for /run/secrets/token); anything else there
 // is kept, because then the step really wrote it. In the copy backend a deleted excluded path
 // gives no whiteout if it was empty before either (a mountpoint the sandbox removed again).
 //

@@ -81,7 +81,9 @@ struct BuildRequest {
     std::string env;             // --secret id=ID,env=VAR (the variable's name)
   };
   std::map<std::string, Secret> secrets;  // by id
-  std::string network = "default";        // default | none | host (RUN --network overrides)
+  // --ssh ID=SOCKET: SSH agent sockets for RUN --mount=type=ssh, by id.
+  std::map<std::string, std::filesystem::path> ssh_agents;
+  std::string network = "default";  // default | none | host (RUN --network overrides)
   std::vector<std::pair<std::string, std::string>> extra_hosts;  // --add-host (host, ip)
   bool allow_insecure = false;                                   // --allow security.insecure
   std::string snapshotter = "auto";                              // auto | overlay | copy
