@@ -540,22 +540,17 @@ struct Builder::Impl {
         RunMount m = parse_run_mount(*f.value, cwd);
         if (m.type != RunMount::Type::kBind)
           continue;
-        if (m.from.empty()) {
-          CopyRequest req;
-          req.sources = {m.source.empty() ? "." : m.source};
-          req.dest = "/";
-          req.source_root = request.context;
-          req.ignore = &request.ignore;
-          mounts.push_back(m.target + " " + context_digest(req));
-        } else if (auto index = stage_named(m.from)) {
-          mounts.push_back(m.target + " stage " + finished_stage(*index)->key);
-        } else if (auto dir = context_directory(m.from)) {
+        std::optional<fs::path> dir =
+            m.from.empty() ? std::optional<fs::path>(request.context) : context_directory(m.from);
+        if (dir) {
           CopyRequest req;
           req.sources = {m.source.empty() ? "." : m.source};
           req.dest = "/";
           req.source_root = *dir;
-          req.ignore = directory_ignore(*dir);
+          req.ignore = m.from.empty() ? &request.ignore : directory_ignore(dir->string());
           mounts.push_back(m.target + " " + context_digest(req));
+        } else if (auto index = stage_named(m.from)) {
+          mounts.push_back(m.target + " stage " + finished_stage(*index)->key);
         } else {
           mounts.push_back(m.target + " image " +
                            image(mount_image(m.from), stage.platform).manifest.digest.str());
