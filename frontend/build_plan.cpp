@@ -290,9 +290,11 @@ class Planner {
     } else {
       stage.base_kind = BaseKind::kImage;
       stage.base_image = base;
-      if (options_.base_image) {
+      if (options_.base_image &&
+          (!options_.resolve_stages || options_.resolve_stages->contains(stage.index))) {
         try {
           BaseImage info = options_.base_image(base, stage.platform);
+          stage.base_manifest = info.manifest;
           env = from_env_list(info.env);
           pending_triggers_ = parse_triggers(info.onbuild, base, ins.where);
         } catch (const InputError&) {
@@ -396,7 +398,7 @@ class Planner {
     if (skipping_stage_)
       return;  // the stage was replaced by a --build-context
     file_stage_count();
-    Op op;
+    StageOp op;
     op.kind = ins.kind;
     op.instruction = &ins;
     op.where = ins.where;
@@ -487,7 +489,7 @@ class Planner {
     current().ops.push_back(std::move(op));
   }
 
-  void expand_file_op(const Instruction& ins, Op& op) {
+  void expand_file_op(const Instruction& ins, StageOp& op) {
     for (std::string& arg : op.args)
       arg = expand(arg, ins.args_where);
     for (Flag& flag : op.flags) {
@@ -531,7 +533,7 @@ class Planner {
   }
 
   void finish_dependencies(Stage& stage) {
-    for (const Op& op : stage.ops) {
+    for (const StageOp& op : stage.ops) {
       if (op.from_stage)
         stage.dependencies.push_back(*op.from_stage);
       for (size_t s : op.mount_stages)
@@ -572,7 +574,7 @@ class Planner {
   // Where stage `from` refers to stage `to`, for cycle messages.
   SourceLocation reference_site(size_t from, size_t to) const {
     const Stage& s = plan_.stages[from];
-    for (const Op& op : s.ops) {
+    for (const StageOp& op : s.ops) {
       if (op.from_stage == to)
         return op.where;
       if (std::find(op.mount_stages.begin(), op.mount_stages.end(), to) != op.mount_stages.end()) {
@@ -648,7 +650,7 @@ std::string describe_flags(const std::vector<Flag>& flags) {
   return out;
 }
 
-std::string describe_op(const Op& op) {
+std::string describe_op(const StageOp& op) {
   std::string out = keyword_of(op.kind);
   out += describe_flags(op.flags);
   if (!op.pairs.empty()) {
@@ -699,7 +701,30 @@ bool is_predefined_arg(std::string_view name) {
 }
 
 BuildPlan plan_build(const Containerfile& file, const BuildOptions& options) {
-  return Planner(file, options).run();
+  if (!options.base_image || options.resolve_stages)
+    return Planner(file, options).run();
+  // Which stages the target needs does not depend on what the bases set, except through their
+  // ONBUILD triggers: plan without looking bases up, then look up only the needed stages' bases,
+  // and again if their triggers made more stages needed. A file that cannot be planned without
+  // its bases' environment (${VAR:?} on an image's ENV) has every base looked up.
+  BuildOptions bare = options;
+  bare.base_image = nullptr;
+  std::set<size_t> needed;
+  try {
+    BuildPlan first = Planner(file, bare).run();
+    needed.insert(first.order.begin(), first.order.end());
+  } catch (const Error&) {
+    return Planner(file, options).run();
+  }
+  BuildOptions resolving = options;
+  for (;;) {
+    resolving.resolve_stages = needed;
+    BuildPlan plan = Planner(file, resolving).run();
+    size_t before = needed.size();
+    needed.insert(plan.order.begin(), plan.order.end());
+    if (needed.size() == before)
+      return plan;
+  }
 }
 
 std::string describe_plan(const BuildPlan& plan) {
@@ -747,7 +772,7 @@ nlohmann::ordered_json plan_to_json(const BuildPlan& plan) {
     st["dependencies"] = s.dependencies;
     st["env"] = s.env;
     st["ops"] = nlohmann::ordered_json::array();
-    for (const Op& op : s.ops) {
+    for (const StageOp& op : s.ops) {
       nlohmann::ordered_json o;
       o["name"] = keyword_of(op.kind);
       o["line"] = op.where.line;

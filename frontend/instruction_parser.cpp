@@ -8,8 +8,8 @@
 #include <array>
 #include <nlohmann/json.hpp>
 
-#include "kiln/frontend/duration.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/frontend/duration.hpp"
 
 namespace kiln::frontend::detail {
 namespace {

@@ -5,6 +5,9 @@
 #include <climits>
 
 #include "kiln/base/error.hpp"
+#include "kiln/runner/oci_runtime.hpp"
+#include "kiln/runner/runner.hpp"
+#include "kiln/runner/sandbox.hpp"
 
 namespace kiln::runner::detail {
 
@@ -25,3 +28,13 @@ std::string hosts_file_content(const ProcessSpec& spec) {
 }
 
 }  // namespace kiln::runner::detail
+
+namespace kiln::runner {
+
+std::unique_ptr<Runner> make_runner(const std::string& runtime) {
+  if (runtime.empty())
+    return std::make_unique<Sandbox>();
+  return std::make_unique<OciRuntime>(runtime);
+}
+
+}  // namespace kiln::runner

@@ -6,14 +6,14 @@
 //   each step    H(previous key, the op's definition, its inputs)
 //
 // The salt holds the build settings that change every result: layer compression and
-// SOURCE_DATE_EPOCH. An op's definition is everything the plan says about it: instruction,
-// original text (it becomes the history entry), expanded arguments, flags, name/value pairs,
-// here-documents. Inputs are what the op reads besides the previous state: for COPY/ADD the
-// sources' digest (copy_source_digest: contents and metadata of the selected context files, not
-// their times) or the key of the --from stage or the digest of the --from image; for RUN the
-// build args it can see (they are in its environment), the network mode, and the same kind of
-// digest for each --mount=type=bind source. ARG itself is not a step: it changes no state, and a
-// value only reaches the keys of the steps that can see it.
+// SOURCE_DATE_EPOCH. An op's definition is frontend::op_definition: its kind, its typed data (for
+// exec ops the build args it can see, network, security, extra hosts and parsed mounts; for file
+// ops the sources, destination and parsed flags; for config ops the values) and its text (it
+// becomes the history entry). Inputs are what the op reads besides the previous state: for
+// COPY/ADD the sources' digest (copy_source_digest: contents and metadata of the selected context
+// files, not their times) or the key of the --from stage or the digest of the --from image; for
+// RUN the same kind of digest for each --mount=type=bind source. ARG is not an op: it changes no
+// state, and a value only reaches the keys of the ops that can see it.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +21,7 @@
 #include <optional>
 #include <string>
 
-#include "kiln/frontend/build_plan.hpp"
+#include "kiln/frontend/op_graph.hpp"
 #include "kiln/oci/digest.hpp"
 #include "kiln/oci/platform.hpp"
 #include "kiln/snapshotter/layer_writer.hpp"

@@ -8,6 +8,7 @@
 #include "kiln/base/fd.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
+#include "kiln/oci/reference.hpp"
 
 namespace kiln::solver {
 namespace fs = std::filesystem;
@@ -150,6 +151,33 @@ std::shared_ptr<RemoteCache> open_layout_cache(const fs::path& dir) {
     return std::make_shared<RemoteCache>(source, records, fetch);
   }
   return nullptr;
+}
+
+std::shared_ptr<RemoteCache> open_registry_cache(const std::string& reference,
+                                                 const oci::RegistryOptions& options) {
+  oci::Reference ref = oci::parse_reference(reference);
+  auto client = std::make_shared<oci::RegistryClient>(ref.domain, options);
+  std::string source = "type=registry,ref=" + ref.str();
+  std::string tag = ref.digest ? ref.digest->str() : ref.tag;
+  if (!client->head_manifest(ref.path, tag))
+    return nullptr;
+  oci::RegistryClient::Manifest manifest = client->get_manifest(ref.path, tag);
+  oci::Manifest parsed = oci::parse_manifest(manifest.bytes);
+  struct StringSink : ByteSink {
+    std::string bytes;
+    void write(const void* data, size_t size) override {
+      bytes.append(static_cast<const char*>(data), size);
+    }
+  } config;
+  client->get_blob(ref.path, parsed.config, config);
+  std::vector<CacheRecord> records = parse_cache_manifest(manifest.bytes, config.bytes, source);
+  std::string repo = ref.path;
+  auto fetch = [client, repo](const oci::Descriptor& layer, oci::Store& store) {
+    std::unique_ptr<oci::BlobWriter> writer = store.begin_blob();
+    client->get_blob(repo, layer, *writer);
+    writer->commit(layer.digest);
+  };
+  return std::make_shared<RemoteCache>(source, records, fetch);
 }
 
 }  // namespace kiln::solver

@@ -105,7 +105,7 @@ class Planner {
       (void)heredoc;
       copy_source(source, into_dir);
     }
-    for (const frontend::Heredoc* doc : heredocs_) {
+    for (const frontend::InlineFile* doc : heredocs_) {
       std::string target = into_dir ? join_rel(dest_, doc->name) : dest_;
       LayerEntry entry;
       entry.path = target;
@@ -521,7 +521,7 @@ class Planner {
   bool key_mode_;
   std::string dest_;
   frontend::IgnoreMatcher exclude_;
-  std::vector<const frontend::Heredoc*> heredocs_;
+  std::vector<const frontend::InlineFile*> heredocs_;
   std::vector<const DownloadedSource*> downloads_;
   std::map<std::string, LayerEntry> entries_;
   std::vector<TempDir> scratch_;

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "kiln/base/fd.hpp"
-#include "kiln/frontend/ast.hpp"
 #include "kiln/frontend/ignore.hpp"
+#include "kiln/frontend/op_graph.hpp"
 #include "kiln/snapshotter/layer_writer.hpp"
 #include "ownership.hpp"
 
@@ -32,7 +32,7 @@ struct CopyRequest {
   std::vector<std::string> sources;  // as expanded, without the destination
   std::string dest;                  // as expanded
   std::string workdir = "/";         // relative destinations are relative to it
-  std::vector<frontend::Heredoc> heredocs;
+  std::vector<frontend::InlineFile> heredocs;
   std::map<std::string, DownloadedSource> downloads;  // ADD: URL sources, by URL (mode 0600)
 
   // Where sources come from: the build context (ignore rules apply, ownership becomes 0:0) or
@@ -45,7 +45,7 @@ struct CopyRequest {
   bool link = false;                // --link: the destination does not look at dest_root
   bool parents = false;             // --parents
   std::optional<Owner> chown;
-  std::optional<ChmodSpec> chmod;
+  std::optional<frontend::ChmodSpec> chmod;
   std::vector<std::string> exclude;  // --exclude patterns
   int64_t now = 0;                   // mtime for what the copy creates (directories, here-docs)
 };

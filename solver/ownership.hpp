@@ -1,4 +1,4 @@
-// COPY/ADD --chown and --chmod values.
+// COPY/ADD --chown owners and the identity RUN runs as, looked up in a root filesystem.
 #pragma once
 
 #include <sys/types.h>
@@ -32,24 +32,5 @@ struct ProcessUser {
   std::vector<uint32_t> groups;
 };
 ProcessUser resolve_process_user(std::string_view spec, const std::filesystem::path& root);
-
-// A --chmod value: octal ("0755", "644") or symbolic ("u+x,g-w,o=r", "a+X"), as chmod(1) reads
-// it. Throws kiln::Error for anything else.
-class ChmodSpec {
- public:
-  static ChmodSpec parse(std::string_view text);
-  // The permission bits (with setuid/setgid/sticky) for an entry whose current mode is `mode`.
-  mode_t apply(mode_t mode, bool is_directory) const;
-
- private:
-  struct Clause {
-    unsigned who;  // mask of 07777 bits the clause touches
-    char op;       // '+', '-', '='
-    std::string perms;
-  };
-  bool octal_ = false;
-  mode_t bits_ = 0;
-  std::vector<Clause> clauses_;
-};
 
 }  // namespace kiln::solver

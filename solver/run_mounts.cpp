@@ -1,140 +1,156 @@
 #include "run_mounts.hpp"
 
-#include <charconv>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
 #include "rootfs.hpp"
+#include "stage_root.hpp"
 
 namespace kiln::solver {
-namespace {
+namespace fs = std::filesystem;
+using frontend::Mount;
 
-bool parse_bool(const std::string& key, const std::string& value) {
-  if (value.empty() || iequals(value, "true") || value == "1")
-    return true;
-  if (iequals(value, "false") || value == "0")
-    return false;
-  throw Error("--mount " + key + "=" + value + ": expected true or false");
+std::string mount_target(const std::string& target, const std::string& cwd) {
+  return "/" + clean_in_root(starts_with(target, "/") ? target : cwd + "/" + target);
 }
 
-uint32_t parse_number(const std::string& key, const std::string& value, int base = 10) {
-  uint32_t n = 0;
-  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n, base);
-  if (ec != std::errc() || end != value.data() + value.size() || value.empty()) {
-    throw Error("--mount " + key + "=" + value + ": not a number");
-  }
-  return n;
-}
-
-// "64m", "1g", "1024" → bytes.
-uint64_t parse_size(const std::string& value) {
-  uint64_t n = 0;
-  const char* end = value.data() + value.size();
-  auto [p, ec] = std::from_chars(value.data(), end, n);
-  if (ec != std::errc() || p == value.data())
-    throw Error("--mount size=" + value + ": not a size");
-  std::string unit = to_lower(std::string_view(p, static_cast<size_t>(end - p)));
-  uint64_t scale = unit.empty() || unit == "b"   ? 1
-                   : unit == "k" || unit == "kb" ? 1024
-                   : unit == "m" || unit == "mb" ? 1024 * 1024
-                   : unit == "g" || unit == "gb" ? 1024ull * 1024 * 1024
-                                                 : 0;
-  if (scale == 0)
-    throw Error("--mount size=" + value + ": unknown unit");
-  return n * scale;
-}
-
-}  // namespace
-
-RunMount parse_run_mount(std::string_view spec, const std::string& workdir) {
-  RunMount m;
-  std::vector<std::pair<std::string, std::string>> fields;
-  for (const std::string& field : split_unquoted(spec, ',')) {
-    if (field.empty())
-      continue;
-    size_t eq = field.find('=');
-    std::string key = to_lower(field.substr(0, eq));
-    std::string value = eq == std::string::npos ? "" : field.substr(eq + 1);
-    if (key == "type") {
-      if (value == "bind")
-        m.type = RunMount::Type::kBind;
-      else if (value == "cache")
-        m.type = RunMount::Type::kCache;
-      else if (value == "tmpfs")
-        m.type = RunMount::Type::kTmpfs;
-      else if (value == "secret")
-        m.type = RunMount::Type::kSecret;
-      else if (value == "ssh")
-        m.type = RunMount::Type::kSsh;
-      else
-        throw Error("--mount type=" + value +
-                    ": unknown mount type (bind, cache, tmpfs, secret, ssh)");
-      continue;
-    }
-    fields.emplace_back(key, value);
-  }
-  if (m.type == RunMount::Type::kCache)
-    m.readonly = false;
-  if (m.type == RunMount::Type::kTmpfs)
-    m.readonly = false;
-  if (m.type == RunMount::Type::kSecret)
-    m.mode = 0400;
-  if (m.type == RunMount::Type::kSsh)
-    m.mode = 0600;
-  for (const auto& [key, value] : fields) {
-    if (key == "target" || key == "dst" || key == "destination") {
-      m.target = value;
-    } else if (key == "source" || key == "src") {
-      m.source = value;
-    } else if (key == "from") {
-      m.from = value;
-    } else if (key == "readonly" || key == "ro") {
-      m.readonly = parse_bool(key, value);
-    } else if (key == "readwrite" || key == "rw") {
-      m.readonly = !parse_bool(key, value);
-    } else if (key == "id") {
-      m.id = value;
-    } else if (key == "sharing") {
-      if (value != "shared" && value != "private" && value != "locked") {
-        throw Error("--mount sharing=" + value + ": expected shared, private or locked");
+void RunMounts::add(runner::ProcessSpec& spec, const frontend::Op& op, const Mount& m) {
+  std::string target = m.target.empty() ? std::string() : mount_target(m.target, spec.cwd);
+  switch (m.type) {
+    case Mount::Type::kSsh: {
+      auto it = env_.request.ssh_agents.find(m.id);
+      if (it == env_.request.ssh_agents.end()) {
+        if (m.required)
+          throw Error("SSH agent " + quote(m.id) + " is required but was not given with --ssh");
+        return;
       }
-      m.sharing = value;
-    } else if (key == "mode") {
-      m.mode = parse_number(key, value, 8);
-    } else if (key == "uid") {
-      m.uid = parse_number(key, value);
-    } else if (key == "gid") {
-      m.gid = parse_number(key, value);
-    } else if (key == "size" || key == "tmpfs-size") {
-      m.size = parse_size(value);
-    } else if (key == "required") {
-      m.required = parse_bool(key, value);
-    } else {
-      throw Error("--mount: unknown option " + quote(key));
+      if (target.empty())
+        target = "/run/buildkit/ssh_agent." + std::to_string(agents_.size());
+      auto dir = std::make_unique<TempDir>(env_.lease.temp_dir(), "ssh-");
+      ::chmod(dir->path().c_str(), 0700);
+      agents_.push_back(
+          std::make_unique<SshAgentProxy>(it->second, dir->path(), m.mode, m.uid, m.gid));
+      scratch_.push_back(std::move(dir));
+      spec.mounts.push_back({target, "bind", agents_.back()->socket().string(), {"ro"}});
+      if (agents_.size() == 1 && !has_env(spec.env, "SSH_AUTH_SOCK"))
+        spec.env.push_back("SSH_AUTH_SOCK=" + target);
+      return;
+    }
+    case Mount::Type::kBind: {
+      InputTree tree = env_.input_tree(op.inputs.at(*m.input), /*for_key=*/false);
+      // Context and directory trees are the user's files: a source is a path inside them, never
+      // followed out through a symlink; stage and image trees resolve symlinks inside their root.
+      std::string rel =
+          tree.from_context ? clean_in_root(m.source) : resolve_in_root(tree.root, m.source);
+      fs::path source = rel.empty() ? tree.root : tree.root / rel;
+      if (!fs::exists(fs::symlink_status(source))) {
+        throw Error("--mount type=bind: source " + quote(m.source.empty() ? "." : m.source) +
+                    " not found");
+      }
+      if (!m.readonly) {
+        // rw: the step writes to a copy that is thrown away (BuildKit's rule), never to the
+        // user's context, a finished stage or a cached image root.
+        auto dir = std::make_unique<TempDir>(env_.lease.temp_dir(), "bind-rw-");
+        fs::path copy = dir->path() / "source";
+        if (fs::is_directory(source)) {
+          fs::create_directory(copy);
+          copy_tree(source, copy);
+        } else {
+          fs::copy(source, copy, fs::copy_options::copy_symlinks);
+        }
+        source = copy;
+        scratch_.push_back(std::move(dir));
+      }
+      spec.mounts.push_back({target, "bind", source.string(), {"rbind", m.readonly ? "ro" : "rw"}});
+      return;
+    }
+    case Mount::Type::kCache: {
+      Mount resolved = m;
+      resolved.target = target;
+      if (resolved.id.empty())
+        resolved.id = target;
+      fs::path dir = cache_dir(resolved);
+      // locked (and private, which kiln treats the same way) serialise users of the cache;
+      // shared ones hold it shared, so `kiln prune --all` can tell the cache is in use.
+      UniqueFd lock = open_or_throw(dir.string() + ".lock", O_RDWR | O_CREAT, 0600);
+      int operation = m.sharing == Mount::Sharing::kShared ? LOCK_SH : LOCK_EX;
+      while (::flock(lock.get(), operation) != 0 && errno == EINTR) {
+      }
+      locks_.push_back(std::move(lock));
+      spec.mounts.push_back({target, "bind", dir.string(), {"rbind", m.readonly ? "ro" : "rw"}});
+      return;
+    }
+    case Mount::Type::kTmpfs: {
+      std::vector<std::string> options = {"nosuid", "nodev", "mode=1777"};
+      if (m.size)
+        options.push_back("size=" + std::to_string(*m.size));
+      spec.mounts.push_back({target, "tmpfs", "tmpfs", options});
+      return;
+    }
+    case Mount::Type::kSecret: {
+      auto it = env_.request.secrets.find(m.id);
+      if (it == env_.request.secrets.end()) {
+        if (m.required)
+          throw Error("secret " + quote(m.id) + " is required but was not given with --secret");
+        return;
+      }
+      // The secret is copied to a private file with the requested owner and mode; it is
+      // mounted over the target and never lands in a layer (the target is a mountpoint).
+      auto dir = std::make_unique<TempDir>(env_.lease.temp_dir(), "secret-");
+      ::chmod(dir->path().c_str(), 0700);
+      fs::path file = dir->path() / "secret";
+      std::string value;
+      if (!it->second.env.empty()) {
+        const char* env = std::getenv(it->second.env.c_str());
+        if (!env)
+          throw Error("secret " + quote(m.id) + ": environment variable " + it->second.env +
+                      " is not set");
+        value = env;
+      } else {
+        value = read_file(it->second.file);
+      }
+      {
+        UniqueFd fd = open_or_throw(file, O_WRONLY | O_CREAT | O_TRUNC, m.mode);
+        write_all(fd.get(), value.data(), value.size(), "secret " + m.id);
+      }
+      ::chmod(file.c_str(), m.mode);
+      if (::lchown(file.c_str(), m.uid, m.gid) != 0 && ::geteuid() == 0)
+        throw Error("chown secret " + m.id + ": " + std::strerror(errno));
+      spec.mounts.push_back({target, "bind", file.string(), {"ro"}});
+      scratch_.push_back(std::move(dir));
+      return;
     }
   }
-  if (m.type == RunMount::Type::kSecret) {
-    if (m.id.empty() && !m.target.empty()) {
-      m.id = m.target.substr(m.target.rfind('/') + 1);
-    }
-    if (m.id.empty())
-      throw Error("--mount type=secret needs id=ID");
-    if (m.target.empty())
-      m.target = "/run/secrets/" + m.id;
+}
+
+void RunMounts::add_script(runner::ProcessSpec& spec, const std::string& script) {
+  auto dir = std::make_unique<TempDir>(env_.lease.temp_dir(), "script-");
+  fs::path file = dir->path() / "kiln-script";
+  {
+    UniqueFd fd = open_or_throw(file, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+    write_all(fd.get(), script.data(), script.size(), file.string());
   }
-  if (m.type == RunMount::Type::kSsh) {
-    if (m.id.empty())
-      m.id = "default";
-    if (m.target.empty())
-      return m;  // the caller numbers the agent sockets
+  spec.mounts.push_back({"/dev/pipes", "bind", dir->path().string(), {"ro"}});
+  scratch_.push_back(std::move(dir));
+}
+
+// Host directory holding a RUN --mount=type=cache, created with the requested owner and mode.
+fs::path RunMounts::cache_dir(const Mount& m) {
+  fs::path dir = env_.request.cache_mounts / oci::sha256_of(m.id).hex();
+  if (!fs::exists(dir)) {
+    fs::create_directories(dir);
+    ::chmod(dir.c_str(), m.mode);
+    if (::lchown(dir.c_str(), m.uid, m.gid) != 0 && ::geteuid() == 0)
+      throw Error("chown cache mount " + dir.string() + ": " + std::strerror(errno));
   }
-  if (m.target.empty())
-    throw Error("--mount " + std::string(spec) + ": target=PATH is required");
-  std::string joined = starts_with(m.target, "/") ? m.target : workdir + "/" + m.target;
-  m.target = "/" + clean_in_root(joined);
-  if (m.type == RunMount::Type::kCache && m.id.empty())
-    m.id = m.target;
-  return m;
+  return dir;
 }
 
 }  // namespace kiln::solver

@@ -1,33 +1,45 @@
-// RUN --mount specifications as BuildKit reads them.
+// What a RUN step's --mount options become in its sandbox: bind mounts of context, stage, image
+// and directory trees (rw ones over a throwaway copy), cache directories (locked as their
+// sharing says), tmpfs, secrets copied to private files, SSH agent relays. Everything it makes
+// lives as long as the RunMounts object.
 #pragma once
 
-#include <optional>
-#include <string>
-#include <string_view>
+#include <filesystem>
+#include <memory>
 #include <vector>
+
+#include "build_env.hpp"
+#include "kiln/base/fd.hpp"
+#include "kiln/frontend/op_graph.hpp"
+#include "kiln/runner/sandbox.hpp"
+#include "ssh_agent_proxy.hpp"
 
 namespace kiln::solver {
 
-struct RunMount {
-  enum class Type { kBind, kCache, kTmpfs, kSecret, kSsh };
-  Type type = Type::kBind;
-  std::string target;    // absolute, cleaned; ssh: empty means /run/buildkit/ssh_agent.N
-  std::string source;    // bind: path in the context or the from-stage; empty means its root
-  std::string from;      // bind/cache: a stage name/index or an image
-  bool readonly = true;  // bind: read-only unless rw; cache/tmpfs/secret: see below
-  // cache
-  std::string id;                  // defaults to the target
-  std::string sharing = "shared";  // shared | private | locked
-  unsigned mode = 0755;
-  uint32_t uid = 0, gid = 0;
-  // tmpfs
-  std::optional<uint64_t> size;
-  // secret, ssh (ssh: id defaults to "default", mode to 0600)
-  bool required = false;
+class RunMounts {
+ public:
+  explicit RunMounts(BuildEnv& env) : env_(env) {}
+  RunMounts(const RunMounts&) = delete;
+  RunMounts& operator=(const RunMounts&) = delete;
+
+  // Adds `mount` of op `op` to `spec` (its target joined with spec.cwd when relative). Throws
+  // kiln::Error naming the mount: a missing bind source, a required secret or SSH agent that
+  // was not given.
+  void add(runner::ProcessSpec& spec, const frontend::Op& op, const frontend::Mount& mount);
+
+  // A file the step runs as its script (a here-document with a #! line), at /dev/pipes/NAME.
+  void add_script(runner::ProcessSpec& spec, const std::string& script);
+
+ private:
+  std::filesystem::path cache_dir(const frontend::Mount& m);
+
+  BuildEnv& env_;
+  std::vector<UniqueFd> locks_;
+  std::vector<std::unique_ptr<TempDir>> scratch_;
+  std::vector<std::unique_ptr<SshAgentProxy>> agents_;  // declared last: stop before their dirs go
 };
 
-// Parses one --mount value (already variable-expanded), e.g.
-// "type=cache,target=/root/.cache,sharing=locked". Throws kiln::Error naming the field.
-RunMount parse_run_mount(std::string_view spec, const std::string& workdir);
+// A mount target as the sandbox takes it: absolute (relative ones are below `cwd`), cleaned.
+std::string mount_target(const std::string& target, const std::string& cwd);
 
 }  // namespace kiln::solver

@@ -42,11 +42,11 @@ void expect_plan_error(std::string_view text, int line, const std::string& messa
   }
 }
 
-const Op& op(const Planned& p, size_t stage, size_t index) {
+const StageOp& op(const Planned& p, size_t stage, size_t index) {
   return p.plan.stages.at(stage).ops.at(index);
 }
 
-std::string pair_value(const Op& o, size_t i) {
+std::string pair_value(const StageOp& o, size_t i) {
   return o.pairs.at(i).value.value_or("<unset>");
 }
 
@@ -281,7 +281,7 @@ TEST(BuildPlan, BareImageNamesInFromFlagsWarn) {
 
 TEST(BuildPlan, HeredocBodiesOfCopyExpandUnlessQuoted) {
   Planned p = plan("FROM a\nARG N=kiln\nCOPY <<EOF <<'RAW' /\nhello \"$N\"\nEOF\n$N\nRAW\n");
-  const Op& copy = op(p, 0, 1);
+  const StageOp& copy = op(p, 0, 1);
   EXPECT_EQ(copy.heredocs[0].content, "hello \"kiln\"\n");
   EXPECT_EQ(copy.heredocs[1].content, "$N\n");
 }

@@ -121,6 +121,35 @@ TEST_F(RegistryBuild, ACacheRefThatDoesNotExistYetIsNotAnError) {
   EXPECT_THAT(r.err, HasSubstr("No cache to import"));
 }
 
+// Only the stages the target needs are planned against their images: a stage --target prunes
+// is never looked up. Its image is reachable only through a logging proxy, which must see no
+// request; the control build of that stage goes through the proxy.
+TEST_F(RegistryBuild, APrunedStageBaseIsNeverLookedUp) {
+  FaultProxy proxy(registry_.host(), "none");
+  fs::path ctx = work_.path() / "pruned";
+  fs::create_directories(ctx);
+  std::ofstream(ctx / "Containerfile")
+      << "FROM " << proxy.host() << "/library/busybox:1 AS unused\n"
+      << "RUN echo never\n"
+      << "FROM " << registry_.host() << "/library/busybox:1 AS app\n"
+      << "COPY --from=" << proxy.host() << "/library/busybox:1 /bin/busybox /copied\n"
+      << "FROM " << registry_.host() << "/library/busybox:1 AS target\n"
+      << "RUN echo built > /built\n";
+  auto build = [&](const std::string& target) {
+    return run_kiln(
+        {"build", "--progress", "plain", "--tls-verify=false", "--target", target, ctx.string()},
+        {}, {}, {"KILN_ROOT=" + (work_.path() / "pruned-store").string()});
+  };
+  ProcessResult r = build("target");
+  ASSERT_EQ(r.exit_code, 0) << r.err << registry_.logs();
+  // (The proxy's own readiness probe is a bare "GET /v2/".)
+  EXPECT_THAT(proxy.requests(), ::testing::Not(HasSubstr("/v2/library/busybox"))) << r.err;
+  // The control: a target that needs the proxied image does reach the proxy.
+  ProcessResult control = build("app");
+  ASSERT_EQ(control.exit_code, 0) << control.err << proxy.requests();
+  EXPECT_THAT(proxy.requests(), HasSubstr("/v2/library/busybox/manifests/1"));
+}
+
 TEST(RegistryCommands, LoginPushLogoutWithBasicAuth) {
   LocalRegistry registry(RegistryAuth::kBasic);
   TempDir work({}, "kiln-registry-login-");

@@ -13,10 +13,12 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "kiln/frontend/ast.hpp"
+#include "kiln/frontend/op_graph.hpp"
 #include "kiln/oci/platform.hpp"
 
 namespace kiln::frontend {
@@ -24,6 +26,7 @@ namespace kiln::frontend {
 struct BaseImage {
   std::vector<std::string> env;
   std::vector<std::string> onbuild;
+  std::optional<oci::Digest> manifest = std::nullopt;  // the digest the reference resolved to
 };
 
 // A --build-context NAME=VALUE: an image (docker-image://REF, oci-layout://DIR[:TAG]) or a
@@ -45,8 +48,11 @@ struct BuildOptions {
   // that instructions can expand variables the image sets (FROM golang → WORKDIR $GOPATH/src),
   // and its ONBUILD triggers, which run right after the FROM that names it. May be empty: then
   // image bases are taken to set nothing (as in --dry-run without a store). A kiln::Error it
-  // throws is reported at the FROM line.
+  // throws is reported at the FROM line. Only the bases of stages the target needs are looked
+  // up: plan_build finds those first (again when a base's ONBUILD trigger reads another stage).
   std::function<BaseImage(const std::string& image_ref, const oci::Platform& platform)> base_image;
+  // With base_image: the stages whose base is looked up (all when unset). plan_build sets it.
+  std::optional<std::set<size_t>> resolve_stages;
   // --build-context, by name (BuildKit's rules): a context replaces `FROM NAME` (NAME as written
   // or in its short form, "alpine" for docker.io/library/alpine:latest), a stage named NAME (its
   // instructions do not run), and `--from=NAME` / `--mount from=NAME` where no stage is named
@@ -65,7 +71,7 @@ enum class BaseKind { kScratch, kStage, kImage };
 // ENV, EXPOSE, FROM, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR, ARG defaults, and the values of
 // RUN --mount and of COPY/ADD flags). RUN, CMD, ENTRYPOINT, SHELL and HEALTHCHECK keep their text
 // for the shell; ONBUILD keeps its trigger as written.
-struct Op {
+struct StageOp {
   InstructionKind kind = InstructionKind::kRun;
   const Instruction* instruction = nullptr;  // into the Containerfile (or BuildPlan::triggers)
   bool from_onbuild = false;                 // a base image's ONBUILD trigger
@@ -90,11 +96,12 @@ struct Stage {
   std::string name;  // lower-cased AS name, empty when unnamed
   SourceLocation where;
   BaseKind base_kind = BaseKind::kScratch;
-  std::string base_image;            // expanded image reference (kImage)
-  std::optional<size_t> base_stage;  // kStage
-  oci::Platform platform;            // --platform when given, else the target platform
+  std::string base_image;                    // expanded image reference (kImage)
+  std::optional<oci::Digest> base_manifest;  // kImage, when base_image resolved it
+  std::optional<size_t> base_stage;          // kStage
+  oci::Platform platform;                    // --platform when given, else the target platform
   bool platform_explicit = false;
-  std::vector<Op> ops;
+  std::vector<StageOp> ops;
   std::vector<size_t> dependencies;  // stages this stage needs: base, --from, --mount from
   std::vector<std::string> env;      // ENV at the end of the stage as the frontend knows it
 };
@@ -115,6 +122,20 @@ struct BuildPlan {
 // kiln::Error for an unknown --target stage. A duplicate stage name is a warning (as in BuildKit):
 // references resolve to the latest definition.
 BuildPlan plan_build(const Containerfile& file, const BuildOptions& options);
+
+// What lowering a plan into an op graph needs beyond the plan: the build's settings that become
+// part of RUN ops.
+struct LowerOptions {
+  ExecOp::Network network = ExecOp::Network::kSandbox;           // --network
+  std::vector<std::pair<std::string, std::string>> extra_hosts;  // --add-host (host, ip)
+  bool allow_insecure = false;                                   // --allow security.insecure
+  std::map<std::string, NamedContext> named_contexts;            // as given to plan_build
+};
+
+// Lowers the stages plan.order names into typed ops (op_graph.hpp). Flag values are parsed and
+// checked here: a bad --mount, --network, --security, --chmod, --checksum, EXPOSE port or
+// STOPSIGNAL is a kiln::InputError at its FILE:LINE:COL before anything runs.
+OpGraph lower_plan(const BuildPlan& plan, const LowerOptions& options);
 
 // Human-readable plan for `kiln build --dry-run`: one block per needed stage, in run order.
 std::string describe_plan(const BuildPlan& plan);

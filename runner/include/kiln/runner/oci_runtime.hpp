@@ -27,7 +27,7 @@
 
 namespace kiln::runner {
 
-class OciRuntime {
+class OciRuntime final : public Runner {
  public:
   // `runtime` is "runc", "crun", another name looked up in PATH, or a path (it contains a '/').
   // Throws kiln::Error "OCI runtime NAME: not found in PATH" (or "OCI runtime PATH: reason")
@@ -53,7 +53,7 @@ class OciRuntime {
   // ("runc: runc run failed: unable to start container process: exec: ..."). A program that
   // starts and then fails is a RunResult, never an exception. An exception thrown by spec.output
   // kills the container (`delete --force`) and propagates.
-  RunResult run(const ProcessSpec& spec);
+  RunResult run(const ProcessSpec& spec) override;
 
   // The config.json run() writes for `spec`, with root.path `rootfs`. The /etc/hosts mount's
   // source is "hosts", a path relative to the bundle directory, where run() writes the file.

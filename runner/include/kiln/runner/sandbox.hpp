@@ -24,6 +24,8 @@
 #include <string_view>
 #include <vector>
 
+#include "kiln/runner/runner.hpp"
+
 namespace kiln::runner {
 
 // One mount inside the sandbox, as in an OCI runtime spec.
@@ -87,7 +89,7 @@ struct RunResult {
 // Runs processes in sandboxes. Holds no state: run() may even be called from several threads at
 // once. Nothing else in the process may reap the sandbox's child (no waitpid(-1, ...) elsewhere,
 // SIGCHLD not SIG_IGN).
-class Sandbox {
+class Sandbox final : public Runner {
  public:
   // Sets up the sandbox, runs spec.args in it to completion and returns how it ended. The
   // process gets /dev/null as stdin and is killed if the calling thread dies.
@@ -102,7 +104,7 @@ class Sandbox {
   // Pid 1 of the sandbox's pid namespace is the process itself (no init), as with runc: when it
   // exits everything else in the sandbox is killed, and it cannot be killed by a signal sent from
   // inside the sandbox that it has no handler for (`kill -9 $$` in a shell does nothing).
-  RunResult run(const ProcessSpec& spec);
+  RunResult run(const ProcessSpec& spec) override;
 };
 
 }  // namespace kiln::runner

@@ -1,18 +1,17 @@
-// Runs a BuildPlan: every stage the target needs, producing an image (config + layers in the
-// store) for the target stage.
+// Runs an op graph (frontend/op_graph.hpp): every stage the target needs, producing an image
+// (config + layers in the store) for the target stage.
 //
-// The builder knows no Containerfile syntax: it executes plan ops. COPY and ADD become layers
-// (through snapshotter::write_layer into the store); metadata instructions change the image
-// config and add history entries the way BuildKit writes them.
+// The builder is a scheduler plus one executor per op kind (source, exec, file, config), each
+// owning how its op's cache key is made and how it runs. It knows no Containerfile syntax.
 //
-// Caching: every step has a cache key (cache_key.hpp explains what goes into it); the state a
-// stage has after a step (config + layers) is recorded under that key in the cache index, and a
-// later build whose step has the same key takes that state without running anything. A stage's
-// root filesystem is only made when a step that misses the cache needs to look at files (RUN,
+// Caching: every op has a cache key (cache_key.hpp explains what goes into it); the state a
+// stage has after an op (config + layers) is recorded under that key in the cache index, and a
+// later build whose op has the same key takes that state without running anything. A stage's
+// root filesystem is only made when an op that misses the cache needs to look at files (RUN,
 // COPY destinations and --chown names, WORKDIR, COPY --from of that stage, a local/tar output),
 // from the snapshot of its base and the layers since.
 //
-// Scheduling: each stage the target needs runs as soon as the stages it depends on are done;
+// Scheduling: each stage the target needs runs as soon as the stages it reads from are done;
 // up to `jobs` stages run at once. The same cache key reached twice in one build runs once. A
 // failed stage cancels the stages that depend on it; the others finish, and build() reports
 // every failure. One build() per Builder.
@@ -26,15 +25,15 @@
 #include <string>
 #include <vector>
 
-#include "kiln/frontend/build_plan.hpp"
 #include "kiln/frontend/ignore.hpp"
+#include "kiln/frontend/op_graph.hpp"
 #include "kiln/oci/descriptor.hpp"
 #include "kiln/oci/image_config.hpp"
-#include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/snapshotter/layer_writer.hpp"
 #include "kiln/solver/cache_index.hpp"
 #include "kiln/solver/cache_transfer.hpp"
+#include "kiln/solver/image_source.hpp"
 #include "kiln/solver/progress.hpp"
 
 namespace kiln::solver {
@@ -47,9 +46,7 @@ std::shared_ptr<SharedSteps> make_shared_steps();
 struct BuildRequest {
   std::filesystem::path context;   // the build context directory
   frontend::IgnoreMatcher ignore;  // rules for the context
-  // --build-context: the same map the plan was made with (RUN --mount from= resolves here), and
-  // the ignore rules of each local directory context, by directory.
-  std::map<std::string, frontend::NamedContext> named_contexts;
+  // The ignore rules of each local --build-context directory, by directory.
   std::map<std::string, frontend::IgnoreMatcher> directory_ignores;
   oci::Platform platform;                    // the target platform
   snapshotter::LayerOptions layers;          // compression; SOURCE_DATE_EPOCH clamps file times
@@ -65,10 +62,9 @@ struct BuildRequest {
   // record's layers into the store and adds the record to the local index.
   std::vector<std::shared_ptr<const RemoteCache>> cache_from;
 
-  // Base images: a registry reference not in the store is pulled (with these options); with
-  // `pull` every registry reference is pulled again, so a moved tag gives a new key.
-  oci::RegistryOptions registry;
-  bool pull = false;
+  // Image sources: bases, COPY --from and RUN --mount from images. Required when the graph
+  // has image sources.
+  std::shared_ptr<ImageSource> images;
 
   // Several platforms in one build: the Builders share this (may be null: a private one), and
   // `step_prefix` ("linux/arm64 ") starts every step's name.
@@ -83,10 +79,7 @@ struct BuildRequest {
   std::map<std::string, Secret> secrets;  // by id
   // --ssh ID=SOCKET: SSH agent sockets for RUN --mount=type=ssh, by id.
   std::map<std::string, std::filesystem::path> ssh_agents;
-  std::string network = "default";  // default | none | host (RUN --network overrides)
-  std::vector<std::pair<std::string, std::string>> extra_hosts;  // --add-host (host, ip)
-  bool allow_insecure = false;                                   // --allow security.insecure
-  std::string snapshotter = "auto";                              // auto | overlay | copy
+  std::string snapshotter = "auto";    // auto | overlay | copy
   std::filesystem::path cache_mounts;  // where RUN --mount=type=cache directories persist
   std::string runtime;                 // --runtime runc|crun|PATH; empty: the built-in sandbox
 };
@@ -110,21 +103,17 @@ class Builder {
   Builder(const Builder&) = delete;
   Builder& operator=(const Builder&) = delete;
 
-  // Builds plan.order and returns the target stage's image. Before any step runs, a stage whose
-  // RUN steps this machine cannot execute (a foreign platform without a QEMU binfmt handler) is
-  // an error at its first RUN naming the platform and the fix. Throws kiln::InputError at the op's
+  // Builds graph.stages and returns the target stage's image. Before any op runs, a stage whose
+  // exec ops this machine cannot run (a foreign platform without a QEMU binfmt handler) is an
+  // error at its first RUN naming the platform and the fix. Throws kiln::InputError at the op's
   // Containerfile position when an op fails (missing COPY source, unknown --chown user, a RUN
   // that exits non-zero, ...), kiln::Error for store or I/O failures; when several independent
-  // stages fail, one kiln::Error lists every failure.
-  BuiltImage build(const frontend::BuildPlan& plan);
+  // stages fail, one kiln::Error lists every failure. The graph must outlive the Builder.
+  BuiltImage build(const frontend::OpGraph& graph);
 
-  // The checks build() makes before any step runs (today: every stage that RUNs something can
+  // The checks build() makes before any op runs (today: every stage that runs something can
   // run on this machine), for callers that start several builds and want all checked first.
-  void check(const frontend::BuildPlan& plan) const;
-
-  // The base-image callback for frontend::plan_build: resolves (and imports) FROM images so the
-  // plan can see their ENV and ONBUILD triggers.
-  frontend::BaseImage base_image(const std::string& ref, const oci::Platform& platform);
+  static void check(const frontend::OpGraph& graph);
 
  private:
   struct Impl;

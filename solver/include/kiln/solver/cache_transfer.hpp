@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "kiln/oci/descriptor.hpp"
+#include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/solver/cache_index.hpp"
 
@@ -59,8 +60,13 @@ class RemoteCache {
   Fetch fetch_;
 };
 
-// The cache exported to an OCI layout directory (type=local,src=DIR). nullopt when DIR holds no
-// kiln cache (a first build with --cache-from of an empty directory is not an error).
+// The importers, one per kind of place a cache is exported to. Each returns nullptr when the
+// place holds no kiln cache yet (a first build with --cache-from is not an error), and throws
+// kiln::Error when it cannot be read.
+//   type=local,src=DIR   an OCI layout directory
+//   type=registry,ref=R  a manifest in a registry; layers are fetched when a step hits
 std::shared_ptr<RemoteCache> open_layout_cache(const std::filesystem::path& dir);
+std::shared_ptr<RemoteCache> open_registry_cache(const std::string& ref,
+                                                 const oci::RegistryOptions& options);
 
 }  // namespace kiln::solver

@@ -1,0 +1,80 @@
+#include "image_resolver.hpp"
+
+#include "kiln/base/error.hpp"
+#include "kiln/base/strings.hpp"
+#include "kiln/oci/image_source.hpp"
+#include "kiln/oci/reference.hpp"
+
+namespace kiln::session {
+
+ImageResolver::ImageResolver(oci::Store& store, oci::RegistryOptions registry, bool pull,
+                             solver::ProgressSink* progress)
+    : store_(store),
+      registry_(std::move(registry)),
+      pull_(pull),
+      progress_(progress),
+      lease_(store.root()) {}
+
+void ImageResolver::say(const std::string& text) {
+  if (!progress_)
+    return;
+  solver::ProgressEvent e;
+  e.kind = solver::ProgressEvent::Kind::kMessage;
+  e.text = text;
+  progress_->event(e);
+}
+
+oci::ResolvedImage ImageResolver::resolve(const std::string& ref, const oci::Platform& platform) {
+  std::string key = ref + "|" + platform.to_string();
+  std::lock_guard lock(mutex_);
+  if (auto it = images_.find(key); it != images_.end())
+    return it->second;
+  oci::ResolvedImage resolved =
+      from_registry(ref) ? pull(ref, platform) : oci::resolve_image(store_, ref, platform);
+  // A single-platform image (no index to choose from) must be for the platform asked for.
+  oci::Platform have{resolved.config.os, resolved.config.architecture, resolved.config.variant};
+  if (!have.os.empty() && !have.architecture.empty() &&
+      !oci::platform_matches(platform, oci::normalize(have))) {
+    throw Error("image " + quote(ref) + " is for " + oci::normalize(have).to_string() + ", not " +
+                platform.to_string() + " (it is a single-platform image: build or pull one for " +
+                platform.to_string() + ", or a multi-platform index)");
+  }
+  // Keep the image's blobs while this build runs, even if its tag goes away meanwhile.
+  lease_.hold("blob " + resolved.manifest.digest.str(), store_.blob_path(resolved.manifest.digest));
+  lease_.hold("blob " + resolved.parsed.config.digest.str(),
+              store_.blob_path(resolved.parsed.config.digest));
+  for (const oci::Descriptor& layer : resolved.parsed.layers)
+    lease_.hold("blob " + layer.digest.str(), store_.blob_path(layer.digest));
+  return images_.emplace(key, std::move(resolved)).first->second;
+}
+
+frontend::BaseImage ImageResolver::base_image(const std::string& ref,
+                                              const oci::Platform& platform) {
+  oci::ResolvedImage image = resolve(ref, platform);
+  return {image.config.config.env, image.config.config.on_build, image.manifest.digest};
+}
+
+// A name (not a transport, not an image ID) that the store does not have, or any name with
+// --pull, comes from its registry.
+bool ImageResolver::from_registry(const std::string& ref) const {
+  if (oci::has_transport(ref) || !oci::try_parse_reference(ref))
+    return false;
+  return pull_ || !store_.find(ref);
+}
+
+oci::ResolvedImage ImageResolver::pull(const std::string& ref, const oci::Platform& platform) {
+  oci::Reference parsed = oci::parse_reference(ref);
+  say("Pulling " + parsed.str() + " for " + platform.to_string());
+  oci::RegistryOptions options = registry_;
+  options.log = [this](const std::string& line) { say(line); };
+  try {
+    return oci::pull_image(store_, parsed, platform, options);
+  } catch (const Error& e) {
+    if (pull_)
+      throw;
+    throw Error("image " + quote(ref) +
+                " is not in the local store, and pulling it failed: " + e.what());
+  }
+}
+
+}  // namespace kiln::session

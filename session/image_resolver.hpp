@@ -1,0 +1,43 @@
+// The build's images: FROM bases (for planning: their digest, ENV and ONBUILD triggers) and
+// the images ops read, from the local store, a transport (oci:, oci-archive:, docker-archive:)
+// or a registry (pulled when the store lacks them, or always with --pull), each resolved once
+// per build and held by the session's lease.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "kiln/frontend/build_plan.hpp"
+#include "kiln/oci/registry.hpp"
+#include "kiln/oci/store.hpp"
+#include "kiln/solver/image_source.hpp"
+#include "kiln/solver/lease.hpp"
+#include "kiln/solver/progress.hpp"
+
+namespace kiln::session {
+
+class ImageResolver final : public solver::ImageSource {
+ public:
+  ImageResolver(oci::Store& store, oci::RegistryOptions registry, bool pull,
+                solver::ProgressSink* progress);
+
+  oci::ResolvedImage resolve(const std::string& ref, const oci::Platform& platform) override;
+  // What planning needs of a base image.
+  frontend::BaseImage base_image(const std::string& ref, const oci::Platform& platform);
+
+ private:
+  bool from_registry(const std::string& ref) const;
+  oci::ResolvedImage pull(const std::string& ref, const oci::Platform& platform);
+  void say(const std::string& text);
+
+  oci::Store& store_;
+  oci::RegistryOptions registry_;
+  bool pull_;
+  solver::ProgressSink* progress_;
+  solver::Lease lease_;
+  std::mutex mutex_;  // one lookup at a time: the same image is never pulled twice at once
+  std::map<std::string, oci::ResolvedImage> images_;  // by "ref|platform"
+};
+
+}  // namespace kiln::session

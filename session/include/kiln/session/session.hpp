@@ -1,0 +1,104 @@
+// A build session: everything one `kiln build` does around the solver, as an API any caller can
+// fill and run — plan the Containerfile for each platform (base images looked up only for the
+// stages the target needs), run one Builder per platform at once, import and export cache,
+// commit the images (an index for several platforms), tag, write outputs, push and sign.
+//
+// The CLI only turns flags into a SessionRequest and prints the result.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kiln/exporter/exporter.hpp"
+#include "kiln/exporter/signing.hpp"
+#include "kiln/frontend/ast.hpp"
+#include "kiln/frontend/build_plan.hpp"
+#include "kiln/frontend/ignore.hpp"
+#include "kiln/oci/registry.hpp"
+#include "kiln/oci/store.hpp"
+#include "kiln/snapshotter/layer_writer.hpp"
+#include "kiln/solver/progress.hpp"
+
+namespace kiln::session {
+
+// Where a build's files go besides the store (-o).
+struct Output {
+  enum class Type { kOciLayout, kOciArchive, kDockerArchive, kLocal, kTar };
+  Type type = Type::kOciLayout;
+  std::filesystem::path dest;  // "-" for standard output where the type allows it
+};
+
+// A cache to import (--cache-from) or export (--cache-to): an OCI layout directory or a registry
+// reference.
+struct CacheLocation {
+  enum class Type { kLocal, kRegistry };
+  Type type = Type::kLocal;
+  std::string location;  // the directory or the reference
+  bool max = false;      // export: every stage's steps (mode=max), else the target's (min)
+};
+
+struct SessionRequest {
+  // What to build.
+  const frontend::Containerfile* file = nullptr;
+  std::filesystem::path context;
+  frontend::IgnoreMatcher ignore;
+  std::vector<std::pair<std::string, std::string>> build_args;
+  std::optional<std::string> target;
+  std::vector<oci::Platform> platforms;  // empty: the host's
+  std::map<std::string, frontend::NamedContext> named_contexts;
+
+  // RUN.
+  frontend::LowerOptions run;  // network, extra hosts, insecure (named contexts are set here)
+  std::map<std::string, std::pair<std::filesystem::path, std::string>> secrets;  // id: file, env
+  std::map<std::string, std::filesystem::path> ssh_agents;
+  std::string snapshotter = "auto";
+  std::string runtime;
+  size_t jobs = 0;
+
+  // Images and cache.
+  oci::RegistryOptions registry;
+  bool pull = false;  // pull registry bases again
+  bool no_cache = false;
+  std::vector<std::string> no_cache_filter;  // stage names or indexes; unknown ones are errors
+  std::vector<CacheLocation> cache_from, cache_to;
+
+  // The result.
+  snapshotter::LayerOptions layers;
+  std::optional<int64_t> source_date_epoch;
+  std::vector<std::pair<std::string, std::string>> labels;
+  exporter::ManifestFormat format = exporter::ManifestFormat::kOci;
+  std::map<std::string, std::string> manifest_annotations, index_annotations;
+  std::vector<std::string> tags;
+  std::vector<Output> outputs;
+  std::vector<std::string> push;                 // references to push the image to
+  std::optional<exporter::SigningKey> sign_key;  // signs what is pushed
+  std::filesystem::path metadata_file;           // buildx's --metadata-file
+
+  solver::ProgressSink* progress = nullptr;
+};
+
+struct SessionResult {
+  std::string image_id;  // the config digest, or the index digest for several platforms
+  oci::Descriptor top;   // the manifest, or the index
+  size_t steps_run = 0, steps_cached = 0;
+};
+
+// Checks what can be checked before anything runs (outputs that cannot hold several platforms,
+// signing (`signing`, or a sign_key) without a push, malformed names): throws kiln::Error.
+void validate(const SessionRequest& request, bool signing = false);
+
+// Runs the whole build into `store`. Throws kiln::InputError at FILE:LINE:COL for the
+// Containerfile's errors, kiln::Error for everything else; several failing platforms are one
+// error naming each.
+SessionResult run(oci::Store& store, const SessionRequest& request);
+
+// The op graph of each platform without a store (base images are taken to set nothing), as
+// `kiln build --dry-run` shows it. Throws like run() does for planning errors.
+std::vector<frontend::OpGraph> plan(const SessionRequest& request);
+
+}  // namespace kiln::session

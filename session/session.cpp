@@ -1,0 +1,379 @@
+#include "kiln/session/session.hpp"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "image_resolver.hpp"
+#include "kiln/base/error.hpp"
+#include "kiln/base/strings.hpp"
+#include "kiln/oci/manifest.hpp"
+#include "kiln/oci/media_types.hpp"
+#include "kiln/oci/reference.hpp"
+#include "kiln/solver/builder.hpp"
+#include "kiln/solver/cache_transfer.hpp"
+
+namespace kiln::session {
+namespace fs = std::filesystem;
+namespace {
+
+void say(const SessionRequest& request, const std::string& text) {
+  if (!request.progress)
+    return;
+  solver::ProgressEvent e;
+  e.kind = solver::ProgressEvent::Kind::kMessage;
+  e.text = text;
+  request.progress->event(e);
+}
+
+std::vector<oci::Platform> platforms_of(const SessionRequest& request) {
+  if (!request.platforms.empty())
+    return request.platforms;
+  return {oci::host_platform()};
+}
+
+frontend::BuildOptions build_options(const SessionRequest& request, const oci::Platform& platform) {
+  frontend::BuildOptions options;
+  options.build_args = request.build_args;
+  options.target = request.target;
+  options.named_contexts = request.named_contexts;
+  options.target_platform = platform;
+  return options;
+}
+
+// --no-cache-filter names stages the way --target does: an unknown one is an error.
+void check_no_cache_filter(const SessionRequest& request, const frontend::BuildPlan& plan) {
+  for (const std::string& filter : request.no_cache_filter) {
+    bool known = std::any_of(plan.stages.begin(), plan.stages.end(), [&](const auto& stage) {
+      return (!stage.name.empty() && stage.name == to_lower(filter)) ||
+             std::to_string(stage.index) == filter;
+    });
+    if (known)
+      continue;
+    std::vector<std::string> names;
+    for (const frontend::Stage& s : plan.stages)
+      names.push_back(s.name.empty() ? std::to_string(s.index) : s.name);
+    throw Error("--no-cache-filter " + quote(filter) + ": no such stage in " +
+                request.file->filename + " (stages: " + join(names, ", ") + ")");
+  }
+}
+
+frontend::OpGraph plan_one(const SessionRequest& request, const oci::Platform& platform,
+                           ImageResolver* images, bool first) {
+  frontend::BuildOptions options = build_options(request, platform);
+  if (images) {
+    options.base_image = [images](const std::string& ref, const oci::Platform& p) {
+      return images->base_image(ref, p);
+    };
+  }
+  frontend::BuildPlan plan = frontend::plan_build(*request.file, options);
+  if (first) {
+    for (const frontend::Warning& w : plan.warnings)
+      say(request,
+          "WARNING: " + (w.where.line ? w.where.to_string() + ": " : std::string()) + w.message);
+    check_no_cache_filter(request, plan);
+  }
+  frontend::LowerOptions lower = request.run;
+  lower.named_contexts = request.named_contexts;
+  return frontend::lower_plan(plan, lower);
+}
+
+// A local --build-context's own ignore file (.containerignore, else .dockerignore), as BuildKit
+// reads .dockerignore at a named context's root.
+frontend::IgnoreMatcher directory_context_ignore(const fs::path& dir) {
+  for (const char* name : {".containerignore", ".dockerignore"}) {
+    fs::path file = dir / name;
+    if (fs::exists(file))
+      return frontend::IgnoreMatcher::parse(read_file(file), file.string());
+  }
+  return {};
+}
+
+std::vector<std::shared_ptr<const solver::RemoteCache>> import_caches(
+    const SessionRequest& request) {
+  std::vector<std::shared_ptr<const solver::RemoteCache>> out;
+  for (const CacheLocation& c : request.cache_from) {
+    std::shared_ptr<solver::RemoteCache> remote;
+    try {
+      remote = c.type == CacheLocation::Type::kLocal
+                   ? solver::open_layout_cache(c.location)
+                   : solver::open_registry_cache(c.location, request.registry);
+    } catch (const Error& e) {
+      say(request, std::string("WARNING: ") + e.what() + "; building without it");
+      continue;
+    }
+    if (!remote) {
+      say(request, "No cache to import at " + c.location);
+      continue;
+    }
+    say(request, "Importing cache from " + remote->source() + ": " +
+                     std::to_string(remote->size()) + " records");
+    out.push_back(std::move(remote));
+  }
+  return out;
+}
+
+solver::BuildRequest solver_request(const SessionRequest& request, oci::Store& store,
+                                    std::shared_ptr<ImageResolver> images) {
+  solver::BuildRequest r;
+  r.context = request.context;
+  r.ignore = request.ignore;
+  for (const auto& [name, c] : request.named_contexts) {
+    if (c.local)
+      r.directory_ignores[c.value] = directory_context_ignore(c.value);
+  }
+  r.layers = request.layers;
+  r.source_date_epoch = request.source_date_epoch;
+  r.labels = request.labels;
+  r.progress = request.progress;
+  r.no_cache = request.no_cache;
+  r.no_cache_filter = request.no_cache_filter;
+  r.jobs = request.jobs;
+  r.cache_from = import_caches(request);
+  r.images = std::move(images);
+  r.shared_steps = solver::make_shared_steps();
+  for (const auto& [id, secret] : request.secrets)
+    r.secrets[id] = {secret.first, secret.second};
+  r.ssh_agents = request.ssh_agents;
+  r.snapshotter = request.snapshotter;
+  r.cache_mounts = store.root() / "cache-mounts";
+  r.runtime = request.runtime;
+  return r;
+}
+
+struct PlatformResult {
+  oci::Platform platform;
+  solver::BuiltImage built;
+  exporter::CommittedImage image;
+};
+
+// Runs every platform's graph at once; steps they share (a BUILDPLATFORM stage whose key does
+// not depend on the target) run once.
+// The builders stay with the caller: the images' root filesystems (local and tar outputs) live
+// as long as they do.
+std::vector<PlatformResult> build_all(oci::Store& store, const SessionRequest& request,
+                                      const solver::BuildRequest& base,
+                                      const std::vector<oci::Platform>& platforms,
+                                      const std::vector<frontend::OpGraph>& graphs,
+                                      std::vector<std::unique_ptr<solver::Builder>>& builders) {
+  bool multi = platforms.size() > 1;
+  for (const oci::Platform& platform : platforms) {
+    solver::BuildRequest r = base;
+    r.platform = platform;
+    if (multi)
+      r.step_prefix = platform.to_string() + " ";
+    builders.push_back(std::make_unique<solver::Builder>(store, std::move(r)));
+  }
+  std::vector<PlatformResult> results(platforms.size());
+  std::vector<std::exception_ptr> errors(platforms.size());
+  {
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < platforms.size(); ++i) {
+      threads.emplace_back([&, i] {
+        try {
+          results[i].platform = platforms[i];
+          results[i].built = builders[i]->build(graphs[i]);
+        } catch (...) {
+          errors[i] = std::current_exception();
+        }
+      });
+    }
+    for (std::thread& t : threads)
+      t.join();
+  }
+  std::vector<std::string> failures;
+  for (size_t i = 0; i < platforms.size(); ++i) {
+    if (!errors[i])
+      continue;
+    if (!multi)
+      std::rethrow_exception(errors[i]);
+    try {
+      std::rethrow_exception(errors[i]);
+    } catch (const std::exception& e) {
+      failures.push_back(platforms[i].to_string() + ": " + e.what());
+    }
+  }
+  if (failures.size() == 1) {
+    std::rethrow_exception(*std::find_if(errors.begin(), errors.end(),
+                                         [](const std::exception_ptr& e) { return bool(e); }));
+  }
+  if (!failures.empty())
+    throw Error(std::to_string(failures.size()) + " platforms failed:\n" + join(failures, "\n"));
+  for (PlatformResult& r : results) {
+    r.image = exporter::commit_image(store, r.built.config, r.built.layers, request.format,
+                                     request.manifest_annotations);
+  }
+  return results;
+}
+
+// "linux/arm64/v8" → "linux_arm64_v8", BuildKit's directory name for a platform's files.
+std::string platform_dir(const oci::Platform& p) {
+  std::string out = p.to_string();
+  std::replace(out.begin(), out.end(), '/', '_');
+  return out;
+}
+
+}  // namespace
+
+void validate(const SessionRequest& request, bool signing) {
+  if (request.platforms.size() > 1) {
+    for (const Output& o : request.outputs) {
+      if (o.type == Output::Type::kDockerArchive)
+        throw Error("-o type=docker cannot hold " + std::to_string(request.platforms.size()) +
+                    " platforms (a docker-archive has no index): choose one with --platform, or "
+                    "use -o type=oci");
+      if (o.type == Output::Type::kTar)
+        throw Error(
+            "-o type=tar writes one filesystem: choose one --platform, or use "
+            "-o type=local (a directory per platform)");
+    }
+  }
+  if ((signing || request.sign_key) && request.push.empty()) {
+    throw Error(
+        "--sign-key signs what the build pushes: add --push (or -o type=registry), or "
+        "sign a local image with `kiln sign`");
+  }
+  for (const std::string& target : request.push)
+    oci::parse_reference(target);  // a malformed name fails before the build
+  for (const std::string& tag : request.tags)
+    oci::Store::canonical_name(tag);
+}
+
+std::vector<frontend::OpGraph> plan(const SessionRequest& request) {
+  std::vector<frontend::OpGraph> graphs;
+  std::vector<oci::Platform> platforms = platforms_of(request);
+  for (size_t i = 0; i < platforms.size(); ++i)
+    graphs.push_back(plan_one(request, platforms[i], nullptr, i == 0));
+  return graphs;
+}
+
+SessionResult run(oci::Store& store, const SessionRequest& request) {
+  validate(request);
+  auto images =
+      std::make_shared<ImageResolver>(store, request.registry, request.pull, request.progress);
+  std::vector<oci::Platform> platforms = platforms_of(request);
+  std::vector<frontend::OpGraph> graphs;
+  for (size_t i = 0; i < platforms.size(); ++i)
+    graphs.push_back(plan_one(request, platforms[i], images.get(), i == 0));
+  // Every platform is checked before any of them starts a step.
+  for (const frontend::OpGraph& graph : graphs)
+    solver::Builder::check(graph);
+  solver::BuildRequest base = solver_request(request, store, images);
+  std::vector<std::unique_ptr<solver::Builder>> builders;
+  std::vector<PlatformResult> results =
+      build_all(store, request, base, platforms, graphs, builders);
+  bool multi = results.size() > 1;
+
+  // One platform: its manifest. Several: an index of them, which tags and outputs carry.
+  SessionResult out;
+  out.top = results.front().image.manifest;
+  out.image_id = results.front().image.config.str();
+  if (multi) {
+    oci::Index index;
+    index.media_type = request.format == exporter::ManifestFormat::kDocker
+                           ? oci::media_type::kDockerManifestList
+                           : oci::media_type::kOciIndex;
+    for (const PlatformResult& r : results) {
+      oci::Descriptor d = r.image.manifest;
+      d.platform = r.platform;
+      index.manifests.push_back(d);
+    }
+    index.annotations.insert(request.index_annotations.begin(), request.index_annotations.end());
+    std::string bytes = oci::serialize(index);
+    out.top = {};
+    out.top.media_type = index.media_type;
+    out.top.digest = store.put_blob(bytes);
+    out.top.size = static_cast<int64_t>(bytes.size());
+    out.image_id = out.top.digest.str();
+  }
+  for (const std::string& tag : request.tags) {
+    store.tag(out.top, tag);
+    say(request, "Tagged " + oci::Store::canonical_name(tag));
+  }
+  for (const Output& o : request.outputs) {
+    switch (o.type) {
+      case Output::Type::kOciLayout:
+        exporter::write_oci_layout(store, out.top, request.tags, o.dest);
+        break;
+      case Output::Type::kOciArchive:
+        exporter::write_oci_archive(store, out.top, request.tags, o.dest);
+        break;
+      case Output::Type::kDockerArchive:
+        exporter::write_docker_archive(store, results.front().image.manifest, request.tags, o.dest);
+        break;
+      case Output::Type::kLocal:
+        if (!multi) {
+          exporter::write_rootfs_directory(results.front().built.rootfs(), o.dest);
+        } else {
+          for (PlatformResult& r : results)
+            exporter::write_rootfs_directory(r.built.rootfs(), o.dest / platform_dir(r.platform));
+        }
+        break;
+      case Output::Type::kTar:
+        exporter::write_rootfs_tar(results.front().built.rootfs(), o.dest,
+                                   request.source_date_epoch);
+        break;
+    }
+    static constexpr const char* kNames[] = {"oci", "oci", "docker", "local", "tar"};
+    if (o.dest != "-")
+      say(request, std::string("Wrote ") + kNames[static_cast<int>(o.type)] + " output to " +
+                       o.dest.string());
+  }
+  for (const PlatformResult& r : results) {
+    out.steps_run += r.built.steps_run;
+    out.steps_cached += r.built.steps_cached;
+  }
+  for (const CacheLocation& c : request.cache_to) {
+    std::vector<solver::CacheRecord> records;
+    std::set<std::string> keys;
+    for (const PlatformResult& r : results) {
+      for (const solver::CacheRecord& record :
+           c.max ? r.built.all_records : r.built.target_records) {
+        if (keys.insert(record.key).second)
+          records.push_back(record);
+      }
+    }
+    oci::Descriptor cache = solver::write_cache_manifest(store, records);
+    if (c.type == CacheLocation::Type::kLocal) {
+      exporter::write_oci_layout(store, cache, {solver::kCacheRefName}, c.location);
+    } else {
+      oci::RegistryOptions options = request.registry;
+      options.log = [&](const std::string& line) { say(request, line); };
+      oci::push_image(store, cache, oci::parse_reference(c.location), options);
+    }
+    say(request, "Exported cache (" + std::to_string(records.size()) +
+                     " records, mode=" + (c.max ? "max" : "min") + ") to " + c.location);
+  }
+  for (const std::string& target : request.push) {
+    oci::RegistryOptions options = request.registry;
+    options.log = [&](const std::string& line) { say(request, line); };
+    oci::Reference ref = oci::parse_reference(target);
+    oci::Digest pushed = oci::push_image(store, out.top, ref, options);
+    say(request, "Pushed " + ref.familiar() + "@" + pushed.str());
+    if (request.sign_key) {
+      exporter::sign_registry_image(*request.sign_key, ref, pushed, options);
+      say(request, "Signed " + ref.familiar() + "@" + pushed.str());
+    }
+  }
+  if (!request.metadata_file.empty()) {
+    // What buildx writes for an image build, so CI scripts can read the digest.
+    nlohmann::ordered_json meta;
+    meta["containerimage.digest"] = out.top.digest.str();
+    meta["containerimage.descriptor"] = {{"mediaType", out.top.media_type},
+                                         {"digest", out.top.digest.str()},
+                                         {"size", out.top.size}};
+    if (!multi)
+      meta["containerimage.config.digest"] = results.front().image.config.str();
+    if (!request.tags.empty()) {
+      std::vector<std::string> names;
+      for (const std::string& tag : request.tags)
+        names.push_back(oci::Store::canonical_name(tag));
+      meta["image.name"] = join(names, ",");
+    }
+    oci::write_file_atomically(request.metadata_file, meta.dump(2) + "\n");
+  }
+  return out;
+}
+
+}  // namespace kiln::session

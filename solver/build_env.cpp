@@ -1,0 +1,312 @@
+#include "build_env.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "cache_key.hpp"
+#include "kiln/base/crash_point.hpp"
+#include "kiln/base/error.hpp"
+#include "kiln/base/strings.hpp"
+#include "kiln/oci/media_types.hpp"
+#include "kiln/snapshotter/layer_applier.hpp"
+
+namespace kiln::solver {
+namespace fs = std::filesystem;
+
+namespace {
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool in_initial_userns() {
+  try {
+    return read_file("/proc/self/uid_map").find("4294967295") != std::string::npos;
+  } catch (const Error&) {
+    return true;
+  }
+}
+
+}  // namespace
+
+std::string build_timestamp(const std::optional<int64_t>& source_date_epoch) {
+  return oci::format_rfc3339(source_date_epoch.value_or(now_seconds()));
+}
+
+BuildEnv::BuildEnv(oci::Store& s, BuildRequest r)
+    : store(s),
+      request(std::move(r)),
+      lease(store.root()),
+      cache(store.root() / "cache" / "records"),
+      snapshots(store.root() / "snapshots"),
+      hasher(store.root() / "cache" / "context", request.context) {
+  now = request.source_date_epoch.value_or(now_seconds());
+  created = oci::format_rfc3339(now);
+  salt = build_salt(request.layers, request.source_date_epoch);
+  shared = request.shared_steps ? request.shared_steps : make_shared_steps();
+}
+
+void BuildEnv::emit(ProgressEvent::Kind kind, size_t step, std::string name, std::string text,
+                    double seconds) {
+  if (!request.progress)
+    return;
+  ProgressEvent e;
+  e.kind = kind;
+  e.step = step;
+  e.name = std::move(name);
+  e.text = std::move(text);
+  e.seconds = seconds;
+  request.progress->event(e);
+}
+
+void BuildEnv::message(const std::string& text) {
+  emit(ProgressEvent::Kind::kMessage, 0, {}, text);
+}
+
+oci::ResolvedImage BuildEnv::image(const std::string& ref, const oci::Platform& platform) {
+  std::string key = ref + "|" + platform.to_string();
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = images_.find(key); it != images_.end())
+      return it->second;
+  }
+  if (!request.images)
+    throw Error("internal: the build has no image source for " + quote(ref));
+  oci::ResolvedImage resolved = request.images->resolve(ref, platform);
+  std::lock_guard lock(mutex_);
+  return images_.emplace(key, std::move(resolved)).first->second;
+}
+
+void BuildEnv::apply(const oci::Descriptor& layer, const fs::path& root) {
+  snapshotter::ApplyOptions options;
+  options.preserve_ownership = ::geteuid() == 0;
+  options.allow_devices = ::geteuid() == 0;
+  snapshotter::apply_layer(store.blob_path(layer.digest), root, options);
+}
+
+fs::path BuildEnv::snapshot(const std::vector<oci::Descriptor>& layers,
+                            const std::vector<oci::Digest>& diff_ids) {
+  if (layers.size() != diff_ids.size()) {
+    throw Error("image config lists " + std::to_string(diff_ids.size()) +
+                " layers but its manifest has " + std::to_string(layers.size()));
+  }
+  for (;;) {
+    fs::path dir = snapshots.get(diff_ids, [&](const fs::path& into) {
+      for (const oci::Descriptor& layer : layers)
+        apply(layer, into);
+      crash_point("snapshot-unpacked");
+    });
+    if (lease.hold("snapshot " + dir.filename().string(), dir))
+      return dir;
+    // A concurrent prune removed it between get() and hold(): unpack again.
+  }
+}
+
+fs::path BuildEnv::image_root(const std::string& ref, const oci::Platform& platform) {
+  oci::ResolvedImage img = image(ref, platform);
+  if (img.parsed.layers.empty()) {
+    std::lock_guard lock(mutex_);
+    fs::path dir = lease.temp_dir() / "empty-root";
+    fs::create_directories(dir);
+    return dir;
+  }
+  return snapshot(img.parsed.layers, img.config.diff_ids);
+}
+
+snapshotter::RunSnapshotter& BuildEnv::run_snapshotter() {
+  std::lock_guard lock(mutex_);
+  if (!run_snapshotter_) {
+    run_snapshotter_ = snapshotter::make_run_snapshotter(
+        request.snapshotter, lease.temp_dir(), [this](const std::string& why) { message(why); });
+  }
+  return *run_snapshotter_;
+}
+
+bool BuildEnv::stage_overlay() {
+  return run_snapshotter().overlay_roots();
+}
+
+// An overlay on the snapshot of the whole chain when one exists, else on the snapshot of the
+// base layers with the stage's own layers applied on top.
+fs::path BuildEnv::root(StageState& st) {
+  std::lock_guard lock(st.root_mutex);
+  const std::vector<oci::Digest>& ids = st.config.diff_ids;
+  bool prefix = st.root && st.root_ids.size() <= ids.size() &&
+                std::equal(st.root_ids.begin(), st.root_ids.end(), ids.begin());
+  if (!prefix)
+    st.root.reset();
+  if (!st.root) {
+    st.root_ids.clear();
+    std::optional<fs::path> whole = snapshots.find(ids);
+    bool userxattr = !in_initial_userns();
+    if (whole && lease.hold("snapshot " + whole->filename().string(), *whole)) {
+      st.root = std::make_unique<StageRoot>(lease.temp_dir(), *whole, stage_overlay(), userxattr);
+      st.root_ids = ids;
+    } else if (st.base_layers == 0) {
+      st.root = std::make_unique<StageRoot>(lease.temp_dir());
+    } else {
+      std::vector<oci::Descriptor> base(st.layers.begin(), st.layers.begin() + st.base_layers);
+      std::vector<oci::Digest> base_ids(ids.begin(), ids.begin() + st.base_layers);
+      st.root = std::make_unique<StageRoot>(lease.temp_dir(), snapshot(base, base_ids),
+                                            stage_overlay(), userxattr);
+      st.root_ids = base_ids;
+    }
+  }
+  for (size_t i = st.root_ids.size(); i < ids.size(); ++i) {
+    apply(st.layers[i], st.root->path());
+    st.root_ids.push_back(ids[i]);
+  }
+  return st.root->path();
+}
+
+void BuildEnv::finish(frontend::OpId result, std::shared_ptr<StageState> state) {
+  std::lock_guard lock(mutex_);
+  finished_[result] = std::move(state);
+}
+
+std::shared_ptr<StageState> BuildEnv::finished(frontend::OpId result) {
+  std::lock_guard lock(mutex_);
+  auto it = finished_.find(result);
+  if (it == finished_.end())
+    throw Error("internal: op " + std::to_string(result) + " is used before it was built");
+  return it->second;
+}
+
+bool BuildEnv::cache_allowed(const frontend::GraphStage& stage) const {
+  if (request.no_cache)
+    return false;
+  for (const std::string& f : request.no_cache_filter) {
+    if (to_lower(f) == stage.name || f == std::to_string(stage.index))
+      return false;
+  }
+  return true;
+}
+
+std::optional<CacheRecord> BuildEnv::lookup(const std::string& key) {
+  std::optional<CacheRecord> record = cache.get(key);
+  if (record && lease.hold("record " + key, cache.path_of(key)) &&
+      std::all_of(record->layers.begin(), record->layers.end(),
+                  [&](const oci::Descriptor& l) { return store.has_blob(l.digest); })) {
+    return record;
+  }
+  for (const std::shared_ptr<const RemoteCache>& remote : request.cache_from) {
+    std::optional<CacheRecord> imported;
+    try {
+      imported = remote->fetch(key, store);
+    } catch (const Error& e) {
+      // A broken or unreachable cache costs time, not the build: the step runs instead.
+      message(std::string("WARNING: ") + e.what() + "; running the step instead");
+    }
+    if (!imported)
+      continue;
+    cache.put(*imported);
+    if (lease.hold("record " + key, cache.path_of(key)))
+      return imported;
+  }
+  return std::nullopt;
+}
+
+void BuildEnv::used(size_t stage, const StageState& st) {
+  std::lock_guard lock(mutex_);
+  used_records_.emplace_back(stage, record_of(st));
+}
+
+std::vector<std::pair<size_t, CacheRecord>> BuildEnv::used_records() {
+  std::lock_guard lock(mutex_);
+  return used_records_;
+}
+
+void BuildEnv::add_layer(StageState& st, std::vector<snapshotter::LayerEntry> entries,
+                         bool applied) {
+  auto writer = store.begin_blob();
+  snapshotter::LayerResult result =
+      snapshotter::write_layer(std::move(entries), request.layers, *writer);
+  crash_point("layer-written");
+  writer->commit(result.digest);
+  crash_point("layer-committed");
+  const char* media =
+      result.compression == snapshotter::Compression::kGzip   ? oci::media_type::kOciLayerGzip
+      : result.compression == snapshotter::Compression::kZstd ? oci::media_type::kOciLayerZstd
+                                                              : oci::media_type::kOciLayer;
+  oci::Descriptor d;
+  d.media_type = media;
+  d.digest = result.digest;
+  d.size = result.size;
+  st.layers.push_back(d);
+  st.config.diff_ids.push_back(result.diff_id);
+  if (!applied) {
+    root(st);
+  } else {
+    std::lock_guard lock(st.root_mutex);
+    st.root_ids.push_back(result.diff_id);
+  }
+}
+
+size_t BuildEnv::next_step_id() {
+  return ++shared->next_step;
+}
+
+InputTree BuildEnv::input_tree(frontend::OpId id, bool for_key) {
+  InputTree tree;
+  const frontend::Op& op = graph->ops.at(id);
+  if (const auto* source = op.as<frontend::SourceOp>()) {
+    switch (source->kind) {
+      case frontend::SourceOp::Kind::kContext:
+        tree.root = request.context;
+        tree.from_context = true;
+        tree.ignore = &request.ignore;
+        return tree;
+      case frontend::SourceOp::Kind::kDirectory: {
+        tree.root = source->directory;
+        tree.from_context = true;
+        auto it = request.directory_ignores.find(source->directory);
+        tree.ignore = it == request.directory_ignores.end() ? nullptr : &it->second;
+        return tree;
+      }
+      case frontend::SourceOp::Kind::kImage:
+        tree.key = "image " + image(source->image, source->platform).manifest.digest.str();
+        if (!for_key)
+          tree.root = image_root(source->image, source->platform);
+        return tree;
+      case frontend::SourceOp::Kind::kScratch:
+        tree.key = "scratch";
+        if (!for_key) {
+          std::lock_guard lock(mutex_);
+          tree.root = lease.temp_dir() / "empty-root";
+          fs::create_directories(tree.root);
+        }
+        return tree;
+    }
+  }
+  std::shared_ptr<StageState> stage = finished(id);
+  tree.key = "stage " + stage->key;
+  if (!for_key)
+    tree.root = root(*stage);
+  return tree;
+}
+
+CacheRecord record_of(const StageState& st) {
+  CacheRecord r;
+  r.key = st.key;
+  r.config = st.config;
+  r.layers = st.layers;
+  r.cmd_set = st.cmd_set;
+  return r;
+}
+
+void take(StageState& st, const CacheRecord& r) {
+  st.key = r.key;
+  st.config = r.config;
+  st.layers = r.layers;
+  st.cmd_set = r.cmd_set;
+}
+
+std::string working_dir(const StageState& st) {
+  return st.config.config.working_dir.empty() ? "/" : st.config.config.working_dir;
+}
+
+}  // namespace kiln::solver
