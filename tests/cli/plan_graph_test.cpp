@@ -95,6 +95,20 @@ TEST_F(PlanGraph, ExecOpsCarryParsedMountsAndResolvedSettings) {
   EXPECT_EQ(op(g, 1, 1)["definition"]["network"], "sandbox");
 }
 
+// An image a mount or COPY --from names is for the stage's platform, not the build's.
+TEST_F(PlanGraph, ImagesReadByAStageAreForItsPlatform) {
+  Json g = plan(
+      "FROM --platform=linux/arm64 scratch\n"
+      "RUN --mount=type=bind,from=alpine:3.19,target=/a true\n"
+      "COPY --from=busybox:1 /bin/busybox /bb\n");
+  const Json& run = op(g, 0, 0);
+  size_t mount = run["inputs"][run["definition"]["mounts"][0]["input"].get<size_t>()];
+  EXPECT_EQ(g["ops"][mount]["definition"]["image"], "alpine:3.19");
+  EXPECT_EQ(g["ops"][mount]["definition"]["platform"], "linux/arm64");
+  size_t copy = op(g, 0, 1)["inputs"][1];
+  EXPECT_EQ(g["ops"][copy]["definition"]["platform"], "linux/arm64");
+}
+
 TEST_F(PlanGraph, FileOpsCarryParsedFlags) {
   Json g = plan(
       "FROM scratch\nWORKDIR app\n"
