@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 #include <sstream>
+#include <unordered_map>
 
 #include "kiln/base/strings.hpp"
 #include "kiln/frontend/parser.hpp"
@@ -50,35 +51,31 @@ bool is_platform_arg(std::string_view name) {
   return false;
 }
 
-// An ordered name → value list: the image environment, and the ARGs of a scope.
+// An ordered name → value list: the image environment, and the ARGs of a scope. Lookups are by
+// hash, so a file with 100,000 ENV lines plans in linear time.
 class VarList {
  public:
   void set(const std::string& name, std::optional<std::string> value) {
-    for (auto& [n, v] : vars_) {
-      if (n == name) {
-        v = std::move(value);
-        return;
-      }
+    auto [it, added] = index_.try_emplace(name, vars_.size());
+    if (added) {
+      vars_.emplace_back(name, std::move(value));
+    } else {
+      vars_[it->second].second = std::move(value);
     }
-    vars_.emplace_back(name, std::move(value));
   }
   // nullopt when absent or declared without a value.
   std::optional<std::string> get(std::string_view name) const {
-    for (const auto& [n, v] : vars_) {
-      if (n == name)
-        return v;
-    }
-    return std::nullopt;
+    auto it = index_.find(std::string(name));
+    return it == index_.end() ? std::nullopt : vars_[it->second].second;
   }
-  bool declared(std::string_view name) const {
-    return std::any_of(vars_.begin(), vars_.end(), [&](const auto& p) { return p.first == name; });
-  }
+  bool declared(std::string_view name) const { return index_.contains(std::string(name)); }
   const std::vector<std::pair<std::string, std::optional<std::string>>>& items() const {
     return vars_;
   }
 
  private:
   std::vector<std::pair<std::string, std::optional<std::string>>> vars_;
+  std::unordered_map<std::string, size_t> index_;
 };
 
 std::vector<std::string> to_env_list(const VarList& env) {
@@ -100,6 +97,9 @@ VarList from_env_list(const std::vector<std::string>& entries) {
   }
   return env;
 }
+
+// A build runs a thread per needed stage; real files have tens of stages.
+constexpr size_t kMaxStages = 1000;
 
 bool is_digits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -144,6 +144,7 @@ class Planner {
         add_op(ins);
       }
     }
+    finish_stage();
     for (Stage& stage : plan_.stages)
       finish_dependencies(stage);
     for (const auto& [name, value] : global_.items()) {
@@ -182,7 +183,10 @@ class Planner {
     try {
       return lexer_.expand_word(word, lookup);
     } catch (const ExpansionError& e) {
-      throw InputError(where, "cannot expand " + quote(word) + ": " + e.what());
+      // A hostile word can be megabytes long: the message shows its start.
+      std::string shown =
+          word.size() > 80 ? std::string(word.substr(0, 77)) + "..." : std::string(word);
+      throw InputError(where, "cannot expand " + quote(shown) + ": " + e.what());
     }
   }
 
@@ -238,7 +242,18 @@ class Planner {
     return std::nullopt;
   }
 
+  // The environment a stage ends with, kept for stages FROM it; set once, not per ENV line.
+  void finish_stage() {
+    if (!plan_.stages.empty())
+      current().env = to_env_list(env_);
+  }
+
   void start_stage(const Instruction& ins) {
+    finish_stage();
+    if (plan_.stages.size() >= kMaxStages) {
+      throw InputError(ins.where, "more than " + std::to_string(kMaxStages) +
+                                      " stages: kiln builds at most that many from one file");
+    }
     Stage stage;
     stage.index = plan_.stages.size();
     stage.where = ins.where;
@@ -310,7 +325,6 @@ class Planner {
     args_ = VarList{};
     stage_used_.emplace_back();
     plan_.stages.push_back(std::move(stage));
-    current().env = to_env_list(env_);
     // The base image's ONBUILD triggers run first, as if written right after this FROM.
     for (const Instruction* trigger : std::exchange(pending_triggers_, {})) {
       add_op(*trigger);
@@ -406,7 +420,8 @@ class Planner {
     op.json_form = ins.json_form;
     op.flags = ins.flags;
     op.heredocs = ins.heredocs;
-    op.visible_args = visible_args();
+    if (ins.kind == InstructionKind::kRun)
+      op.visible_args = visible_args();  // only RUN sees build args
     std::set<std::string>& used = stage_used_.back();
 
     switch (ins.kind) {
@@ -432,7 +447,6 @@ class Planner {
         for (const KeyValue& kv : expanded)
           env_.set(kv.key, kv.value);
         op.pairs = std::move(expanded);
-        current().env = to_env_list(env_);
         break;
       }
       case InstructionKind::kLabel:

@@ -131,12 +131,23 @@ Containerfile read_containerfile(const std::filesystem::path& path,
   if (!in) {
     throw Error("cannot read Containerfile " + path.string() + ": " + std::strerror(errno));
   }
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  if (in.bad()) {
-    throw Error("cannot read Containerfile " + path.string() + ": " + std::strerror(errno));
+  return parse_containerfile(read_bounded(in, path.string()),
+                             display_name.empty() ? path.string() : display_name);
+}
+
+std::string read_bounded(std::istream& in, const std::string& name) {
+  std::string bytes;
+  char buffer[65536];
+  while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
+    bytes.append(buffer, static_cast<size_t>(in.gcount()));
+    if (bytes.size() > kMaxContainerfileBytes) {
+      throw Error("cannot read Containerfile " + name + ": larger than " +
+                  std::to_string(kMaxContainerfileBytes >> 20) + " MiB");
+    }
   }
-  return parse_containerfile(bytes.str(), display_name.empty() ? path.string() : display_name);
+  if (in.bad())
+    throw Error("cannot read Containerfile " + name + ": " + std::strerror(errno));
+  return bytes;
 }
 
 }  // namespace kiln::frontend

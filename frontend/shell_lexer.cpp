@@ -595,6 +595,7 @@ class WordProcessor {
       if (c == '$') {
         const std::string value = process_dollar();
         result += value;
+        check_length(result);
         words.add_string(value);
         continue;
       }
@@ -689,6 +690,7 @@ class WordProcessor {
       }
       if (c == '$') {
         result += process_dollar();
+        check_length(result);
         continue;
       }
       c = next();
@@ -761,6 +763,16 @@ class WordProcessor {
   }
 
   std::string process_dollar() {
+    // Each ${...} inside another recurses; a hostile word must not exhaust the stack.
+    if (depth_ >= kMaxNesting) {
+      throw ExpansionError("variable references nested more than " + std::to_string(kMaxNesting) +
+                           " levels deep");
+    }
+    struct Level {
+      int& depth;
+      explicit Level(int& d) : depth(++d) {}
+      ~Level() { --depth; }
+    } level(depth_);
     next();  // the '$'
     if (peek() != '{') {
       std::string name = process_name();
@@ -882,10 +894,23 @@ class WordProcessor {
     return replace_pattern(pattern, value, replacement, replace_all);
   }
 
+  // Values built from values (ARG B=$A$A, ARG C=$B$B, ...) double at every step; a word may grow
+  // to this much beyond its own text before it is refused.
+  void check_length(const std::string& result) const {
+    if (result.size() > kMaxGrowth + text_.size()) {
+      throw ExpansionError("expands to more than " + std::to_string(kMaxGrowth >> 20) +
+                           " MiB beyond its own text");
+    }
+  }
+
+  static constexpr int kMaxNesting = 100;
+  static constexpr std::size_t kMaxGrowth = std::size_t{1} << 20;
+
   const ShellLexerOptions& options_;
   const EnvLookup& env_;
   std::string_view text_;
   std::size_t pos_ = 0;
+  int depth_ = 0;
   bool raw_escapes_;
   std::set<std::string> matched_;
   std::set<std::string> unmatched_;

@@ -167,5 +167,23 @@ TEST(BuildDryRun, ExamplesPlan) {
   }
 }
 
+TEST(BuildDryRun, ContainerfileReadsAreBounded) {
+  Context ctx;
+  ProcessResult zero = run_kiln({"build", "--dry-run", "-f", "/dev/zero", ctx.path()});
+  EXPECT_EQ(zero.exit_code, 1);
+  EXPECT_THAT(zero.err, HasSubstr("/dev/zero: larger than 16 MiB"));
+  // A Containerfile in the context may not lead out of it.
+  fs::create_symlink("/etc/passwd", ctx.file("Containerfile"));
+  ProcessResult link = run_kiln({"build", "--dry-run", ctx.path()});
+  EXPECT_EQ(link.exit_code, 1);
+  EXPECT_THAT(link.err, HasSubstr("is a symlink to /etc/passwd, outside the build context"));
+  EXPECT_THAT(link.err, ::testing::Not(HasSubstr("root:")));
+  // Inside the context it is followed.
+  fs::remove(ctx.file("Containerfile"));
+  ctx.write("real/Build", "FROM scratch\n");
+  fs::create_symlink("real/Build", ctx.file("Containerfile"));
+  EXPECT_EQ(run_kiln({"build", "--dry-run", ctx.path()}).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace kiln::test

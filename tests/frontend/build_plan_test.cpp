@@ -297,5 +297,49 @@ TEST(BuildPlan, DescribeAndJson) {
   EXPECT_EQ(json["order"], nlohmann::ordered_json({0, 1}));
 }
 
+TEST(BuildPlan, StageCountIsBounded) {
+  std::string text = "FROM scratch AS s0\n";
+  for (int i = 1; i < 1000; ++i)
+    text += "FROM s" + std::to_string(i - 1) + " AS s" + std::to_string(i) + "\n";
+  EXPECT_EQ(plan(text).plan.order.size(), 1000u);
+  text += "FROM s999\n";
+  Containerfile file = parse_containerfile(text, "Containerfile");
+  try {
+    plan_build(file, {});
+    ADD_FAILURE() << "1001 stages planned";
+  } catch (const InputError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("Containerfile:1001:1: more than 1000 stages"));
+  }
+}
+
+TEST(BuildPlan, DoublingArgsFailAtTheirLine) {
+  std::string text = "FROM scratch\nARG A0=xxxxxxxxxxxxxxxx\n";
+  for (int i = 1; i < 40; ++i) {
+    text += "ARG A" + std::to_string(i) + "=${A" + std::to_string(i - 1) + "}${A" +
+            std::to_string(i - 1) + "}\n";
+  }
+  Containerfile file = parse_containerfile(text, "Containerfile");
+  try {
+    plan_build(file, {});
+    ADD_FAILURE() << "planned";
+  } catch (const InputError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("Containerfile:19:5: cannot expand"));
+    EXPECT_THAT(e.what(), HasSubstr("expands to more than 1 MiB"));
+  }
+}
+
+// ENV lines are looked up by hash and the stage environment is kept once per stage.
+TEST(BuildPlan, ManyEnvLinesKeepTheirValues) {
+  std::string text = "FROM scratch AS a\n";
+  for (int i = 0; i < 20000; ++i)
+    text += "ENV V" + std::to_string(i % 5000) + "=" + std::to_string(i) + "\n";
+  text += "FROM a\nRUN echo $V4999 $V0\n";
+  Planned p = plan(text);
+  const std::vector<std::string>& env = p.plan.stages[0].env;
+  EXPECT_EQ(env.size(), 5001u);  // PATH and V0..V4999
+  EXPECT_NE(std::find(env.begin(), env.end(), "V4999=19999"), env.end());
+  EXPECT_NE(std::find(env.begin(), env.end(), "V0=15000"), env.end());
+}
+
 }  // namespace
 }  // namespace kiln::frontend

@@ -623,5 +623,26 @@ TEST(ShellPatternMatch, BracketExpressions) {
   }
 }
 
+// Hostile words end in a clear error, not a crash or an exhausted memory.
+TEST(ShellLexer, NestingIsBounded) {
+  std::string ok, deep;
+  for (int i = 0; i < 100; ++i)
+    ok += "${a:-";
+  ok += "x" + std::string(100, '}');
+  EXPECT_EQ(expand(ok), "x");
+  for (int i = 0; i < 10000; ++i)
+    deep += "${a:-";
+  deep += "x" + std::string(10000, '}');
+  EXPECT_NE(error_of(deep).find("nested more than 100 levels deep"), std::string::npos);
+}
+
+TEST(ShellLexer, GrowthIsBounded) {
+  Vars vars = {{"BIG", std::string(600 * 1024, 'x')}};
+  EXPECT_EQ(expand("$BIG", {}, vars).size(), 600u * 1024);
+  EXPECT_NE(error_of("$BIG$BIG", {}, vars).find("expands to more than 1 MiB"), std::string::npos);
+  EXPECT_NE(error_of("\"$BIG$BIG\"", {}, vars).find("expands to more than 1 MiB"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace kiln::frontend

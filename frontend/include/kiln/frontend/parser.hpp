@@ -6,12 +6,21 @@
 #pragma once
 
 #include <filesystem>
+#include <istream>
 #include <string>
 #include <string_view>
 
 #include "kiln/frontend/ast.hpp"
 
 namespace kiln::frontend {
+
+// The largest Containerfile kiln reads (a device or an endless pipe must not be read without
+// bound).
+inline constexpr size_t kMaxContainerfileBytes = size_t{16} << 20;
+
+// Reads a whole Containerfile from `in`; throws kiln::Error naming `name` when it is larger than
+// kMaxContainerfileBytes or cannot be read.
+std::string read_bounded(std::istream& in, const std::string& name);
 
 // Parses the bytes of a Containerfile. `filename` is used only in positions and messages.
 // Throws kiln::InputError ("FILE:LINE:COL: cause") on the first error in the file.
