@@ -66,6 +66,16 @@ void write_all(int fd, const void* data, size_t size, const std::string& what) {
   }
 }
 
+void write_user_file(const std::filesystem::path& path, std::string_view bytes) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw Error("write " + path.string() + ": " + std::strerror(errno));
+  UniqueFd owned(fd);
+  write_all(fd, bytes.data(), bytes.size(), path.string());
+  if (::close(owned.release()) != 0)
+    throw Error("write " + path.string() + ": " + std::strerror(errno));
+}
+
 TempDir::TempDir(const std::filesystem::path& parent, const std::string& prefix) {
   std::filesystem::path base = parent;
   if (base.empty()) {

@@ -16,6 +16,7 @@
 #include "build_options.hpp"
 #include "containerfile_input.hpp"
 #include "kiln/base/error.hpp"
+#include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/exporter/exporter.hpp"
 #include "kiln/exporter/signing.hpp"
@@ -235,12 +236,8 @@ int build_command(const std::vector<std::string>& args, Io io) {
   } finish{*progress, elapsed};
 
   session::SessionResult result = session::run(store, request);
-  if (!opts->iidfile.empty()) {
-    std::ofstream iid(opts->iidfile, std::ios::trunc);
-    iid << result.image_id;
-    if (!iid)
-      throw Error("cannot write --iidfile " + opts->iidfile);
-  }
+  if (!opts->iidfile.empty())
+    write_user_file(opts->iidfile, result.image_id);
   solver::ProgressEvent done;
   done.kind = solver::ProgressEvent::Kind::kBuildDone;
   done.text = result.image_id;

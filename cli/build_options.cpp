@@ -225,7 +225,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       labels, no_cache_filter, add_hosts, annotations, build_contexts, ssh;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
       format, snapshotter, runtime, tls_verify, creds, authfile, metadata_file, ignorefile, layers;
-  size_t jobs = 0;
+  long long jobs = 0;
   std::vector<std::string> allow;
   po::options_description visible("Options");
   // clang-format off
@@ -410,9 +410,9 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   }
   opts.metadata_file = metadata_file;
   opts.ignorefile = ignorefile;
-  if (vm.count("jobs") && jobs == 0)
-    usage("--jobs must be at least 1");
-  opts.jobs = jobs;
+  if (vm.count("jobs") && (jobs < 1 || jobs > 256))
+    usage("--jobs " + std::to_string(jobs) + ": expected a number of stages from 1 to 256");
+  opts.jobs = static_cast<size_t>(jobs);
   opts.sign_key = sign_key;
   require_one_of(compression, "--compression", {"gzip", "zstd", "none"});
   opts.compression = compression;

@@ -153,6 +153,8 @@ Json mount_json(const Mount& m) {
       j["size"] = m.size ? Json(*m.size) : Json(nullptr);
       break;
     case Mount::Type::kSecret:
+      j["env"] = m.env;
+      [[fallthrough]];
     case Mount::Type::kSsh:
       j["id"] = m.id;
       j["required"] = m.required;

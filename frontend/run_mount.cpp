@@ -109,6 +109,10 @@ MountSpec parse_run_mount(std::string_view spec) {
       m.gid = parse_number(key, value);
     } else if (key == "size" || key == "tmpfs-size") {
       m.size = parse_size(value);
+    } else if (key == "env" && m.type == Mount::Type::kSecret) {
+      if (value.empty() || value.find_first_of("= \t") != std::string::npos)
+        throw Error("--mount env=" + value + ": expected the name of an environment variable");
+      m.env = value;
     } else if (key == "required") {
       m.required = parse_bool(key, value);
     } else {
@@ -121,8 +125,11 @@ MountSpec parse_run_mount(std::string_view spec) {
     }
     if (m.id.empty())
       throw Error("--mount type=secret needs id=ID");
-    if (m.target.empty())
+    // env=VAR puts the secret in the step's environment; a file only when a target is given.
+    if (m.target.empty() && m.env.empty())
       m.target = "/run/secrets/" + m.id;
+    if (m.target.empty())
+      return spec_out;
   }
   if (m.type == Mount::Type::kSsh) {
     if (m.id.empty())

@@ -7,6 +7,7 @@
 
 #include "image_resolver.hpp"
 #include "kiln/base/error.hpp"
+#include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
@@ -371,7 +372,7 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
         names.push_back(oci::Store::canonical_name(tag));
       meta["image.name"] = join(names, ",");
     }
-    oci::write_file_atomically(request.metadata_file, meta.dump(2) + "\n");
+    write_user_file(request.metadata_file, meta.dump(2) + "\n");
   }
   return out;
 }

@@ -101,11 +101,6 @@ void RunMounts::add(runner::ProcessSpec& spec, const frontend::Op& op, const Mou
           throw Error("secret " + quote(m.id) + " is required but was not given with --secret");
         return;
       }
-      // The secret is copied to a private file with the requested owner and mode; it is
-      // mounted over the target and never lands in a layer (the target is a mountpoint).
-      auto dir = std::make_unique<TempDir>(env_.lease.temp_dir(), "secret-");
-      ::chmod(dir->path().c_str(), 0700);
-      fs::path file = dir->path() / "secret";
       std::string value;
       if (!it->second.env.empty()) {
         const char* env = std::getenv(it->second.env.c_str());
@@ -116,6 +111,17 @@ void RunMounts::add(runner::ProcessSpec& spec, const frontend::Op& op, const Mou
       } else {
         value = read_file(it->second.file);
       }
+      if (!m.env.empty()) {
+        std::erase_if(spec.env, [&](const std::string& e) { return e.starts_with(m.env + "="); });
+        spec.env.push_back(m.env + "=" + value);
+      }
+      if (target.empty())
+        return;
+      // The secret is copied to a private file with the requested owner and mode; it is
+      // mounted over the target and never lands in a layer (the target is a mountpoint).
+      auto dir = std::make_unique<TempDir>(env_.lease.temp_dir(), "secret-");
+      ::chmod(dir->path().c_str(), 0700);
+      fs::path file = dir->path() / "secret";
       {
         UniqueFd fd = open_or_throw(file, O_WRONLY | O_CREAT | O_TRUNC, m.mode);
         write_all(fd.get(), value.data(), value.size(), "secret " + m.id);

@@ -185,5 +185,22 @@ TEST(BuildDryRun, ContainerfileReadsAreBounded) {
   EXPECT_EQ(run_kiln({"build", "--dry-run", ctx.path()}).exit_code, 0);
 }
 
+// Files the user names are written in place with every write checked: a full disk fails the
+// build, and a device stays a device (an atomic rename would have replaced /dev/full).
+TEST(BuildOutputsFiles, WriteErrorsFailTheBuild) {
+  Context ctx;
+  ctx.write("Containerfile", "FROM scratch\nLABEL a=b\n");
+  std::vector<std::string> env = {"KILN_ROOT=" + ctx.file("store")};
+  for (const char* flag : {"--metadata-file", "--iidfile"}) {
+    ProcessResult r = run_kiln({"build", "-q", flag, "/dev/full", ctx.path()}, {}, {}, env);
+    EXPECT_EQ(r.exit_code, 1) << flag;
+    EXPECT_THAT(r.err, HasSubstr("write /dev/full: No space left on device")) << flag;
+    EXPECT_TRUE(fs::is_character_file("/dev/full"));
+  }
+  ProcessResult jobs = run_kiln({"build", "--jobs", "-1", ctx.path()}, {}, {}, env);
+  EXPECT_EQ(jobs.exit_code, 2);
+  EXPECT_THAT(jobs.err, HasSubstr("--jobs -1: expected a number of stages from 1 to 256"));
+}
+
 }  // namespace
 }  // namespace kiln::test

@@ -501,11 +501,15 @@ TEST_F(Interop, SecretsAreReadableButNeverStored) {
       // The command never spells the value: history must not contain it either.
       "FROM busybox:latest\nRUN --mount=type=secret,id=token md5sum < /run/secrets/token > /ok\n"
       "RUN --mount=type=secret,id=token,target=/etc/token,required=true cat /etc/token | wc -c > "
-      "/len\n",
+      "/len\n"
+      // env=: the value in the environment only (BuildKit), no file unless a target is given.
+      "RUN --mount=type=secret,id=token,env=TOKEN sh -c 'echo -n $TOKEN | md5sum > /env; "
+      "test ! -e /run/secrets/token'\n",
       out, {"--secret", "id=token,src=" + (dir() / "token.txt").string(), "-t", "secret:1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(read(out / "ok"), "e74a7345b906b2dd50c8e026a10bc02f  -\n");
   EXPECT_EQ(read(out / "len"), "12\n");
+  EXPECT_EQ(read(out / "env"), "e74a7345b906b2dd50c8e026a10bc02f  -\n");
   EXPECT_FALSE(fs::exists(out / "run/secrets/token"));
   EXPECT_FALSE(fs::exists(out / "etc/token"));
   fs::path copy = dir() / "secret-dir";

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace kiln {
@@ -46,6 +47,11 @@ std::string read_file(const std::filesystem::path& path);
 
 // Writes all of `size` bytes, retrying short writes and EINTR; throws kiln::Error naming `what`.
 void write_all(int fd, const void* data, size_t size, const std::string& what);
+
+// Writes `bytes` to a file the user named (--iidfile, --metadata-file): created 0644 or
+// truncated, written in place (a device stays a device), every write and the close checked.
+// Throws kiln::Error "write PATH: reason" (disk full, /dev/full, permission).
+void write_user_file(const std::filesystem::path& path, std::string_view bytes);
 
 // A directory created under `parent` (default: $TMPDIR or /tmp) with a unique name, removed with
 // everything in it on destruction unless release()d. Movable, not copyable.

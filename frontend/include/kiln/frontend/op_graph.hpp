@@ -99,6 +99,7 @@ struct Mount {
   uint32_t uid = 0, gid = 0;
   std::optional<uint64_t> size;  // tmpfs
   bool required = false;         // secret, ssh
+  std::string env;               // secret: also (or only, without a target) this variable
 };
 
 struct ExecOp {
