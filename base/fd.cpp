@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kiln/base/cleanup.hpp"
 #include "kiln/base/error.hpp"
 
 namespace kiln {
@@ -89,18 +90,26 @@ TempDir::TempDir(const std::filesystem::path& parent, const std::string& prefix)
     throw Error("create temporary directory in " + base.string() + ": " + std::strerror(errno));
   }
   path_ = buf.data();
+  register_cleanup(path_);
 }
 
 TempDir::~TempDir() {
   if (path_.empty())
     return;
+  unregister_cleanup(path_);
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+std::filesystem::path TempDir::release() {
+  unregister_cleanup(path_);
+  return std::exchange(path_, {});
 }
 
 TempDir& TempDir::operator=(TempDir&& other) noexcept {
   if (this != &other) {
     if (!path_.empty()) {
+      unregister_cleanup(path_);
       std::error_code ec;
       std::filesystem::remove_all(path_, ec);
     }

@@ -15,6 +15,7 @@
 #include "app.hpp"
 #include "build_options.hpp"
 #include "containerfile_input.hpp"
+#include "kiln/base/cleanup.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
@@ -211,6 +212,8 @@ int build_command(const std::vector<std::string>& args, Io io) {
   // user namespace (where the root default would apply).
   fs::path store_root = oci::Store::default_root();
   runner::enter_build_user_namespace([&](const std::string& notice) { io.err << notice << "\n"; });
+  // From here on, a Ctrl-C or kill removes the build's scratch directories (secrets among them).
+  remove_on_signals();
   oci::Store store(store_root);
   std::unique_ptr<solver::ProgressSink> progress = solver::make_progress_sink(
       solver::parse_progress_mode(opts->progress, ::isatty(STDERR_FILENO) == 1), io.err);

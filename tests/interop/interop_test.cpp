@@ -529,6 +529,37 @@ TEST_F(Interop, SecretsAreReadableButNeverStored) {
   EXPECT_THAT(missing.err, HasSubstr("secret \"nope\" is required"));
 }
 
+// A build stopped by SIGTERM or SIGINT while a step with a secret runs removes the secret's
+// plaintext copy (and every scratch directory) before it dies; nothing of the step is left
+// running.
+TEST_F(Interop, AStoppedBuildLeavesNoSecretBehind) {
+  fs::path ctx = dir() / "stopped-secret";
+  write(ctx / "Containerfile", "FROM busybox:latest\nRUN --mount=type=secret,id=tok sleep 47\n");
+  write(dir() / "tok.txt", "stopped-secret-value");
+  for (const char* signal : {"TERM", "INT"}) {
+    // The shell starts kiln, waits until the secret file exists, then stops it.
+    std::string script = "\"" + std::string(KILN_BINARY) +
+                         "\" build --secret id=tok,src=" + (dir() / "tok.txt").string() + " " +
+                         ctx.string() +
+                         " >/dev/null 2>&1 & pid=$!; "
+                         "for i in $(seq 100); do "
+                         "  grep -rl stopped-secret-value " +
+                         store() +
+                         "/tmp >/dev/null 2>&1 && break; sleep 0.1; done; "
+                         "kill -" +
+                         signal + " $pid; wait $pid; echo $?";
+    ProcessResult r =
+        run_program({"sh", "-c", script}, {}, {}, {"KILN_ROOT=" + store(), std::string(kEpoch)});
+    EXPECT_EQ(r.out, std::string(signal) == "TERM" ? "143\n" : "130\n") << r.err;
+    ProcessResult left = run_program(
+        {"sh", "-c", "grep -rl stopped-secret-value " + store() + "/tmp 2>/dev/null | wc -l"});
+    EXPECT_EQ(left.out, "0\n") << signal;
+    ProcessResult sleeping =
+        run_program({"sh", "-c", "pgrep -x 'sleep' -a | grep -c ' 47$' || true"});
+    EXPECT_EQ(sleeping.out, "0\n") << signal;
+  }
+}
+
 // A one-shot TCP server on 127.0.0.1: answers each connection with a line, stops by itself.
 class LoopbackServer {
  public:

@@ -66,7 +66,7 @@ class TempDir {
 
   const std::filesystem::path& path() const { return path_; }
   // Keeps the directory: the caller now owns it.
-  std::filesystem::path release() { return std::exchange(path_, {}); }
+  std::filesystem::path release();
 
  private:
   std::filesystem::path path_;
