@@ -1,44 +1,21 @@
-// Unpacked image filesystems, cached by chain ID and shared between builds, and the writable root
-// a stage builds on.
+// The writable root a stage builds on.
 //
-// ROOT/snapshots/CHAINID/ holds the whole filesystem of a layer chain, unpacked once (into a
-// temporary directory renamed into place, so a killed build never leaves a half-unpacked
-// snapshot visible). A stage's root is an overlay with that snapshot as its lower directory,
+// A stage's root is an overlay with a snapshot (oci/snapshot_cache.hpp) as its lower directory,
 // mounted in kiln's private mount namespace (so it disappears with the process), or, where
 // overlayfs cannot be mounted, a copy of it.
 #pragma once
 
 #include <filesystem>
-#include <functional>
 #include <memory>
-#include <optional>
-#include <vector>
 
 #include "kiln/base/fd.hpp"
-#include "kiln/oci/digest.hpp"
+#include "kiln/oci/snapshot_cache.hpp"
 
 namespace kiln::solver {
 
-// The OCI chain ID of the first n diff IDs: ChainID(L0) = DiffID(L0),
-// ChainID(L0..n) = sha256(ChainID(L0..n-1) + " " + DiffID(Ln)).
-oci::Digest chain_id(const std::vector<oci::Digest>& diff_ids);
-
-class SnapshotCache {
- public:
-  explicit SnapshotCache(std::filesystem::path dir);
-
-  // The snapshot directory for `diff_ids`, created with `unpack` (which writes the filesystem of
-  // the whole chain into the empty directory it is given) when missing. Safe against
-  // another kiln process creating the same snapshot at the same time. Never modify it.
-  std::filesystem::path get(const std::vector<oci::Digest>& diff_ids,
-                            const std::function<void(const std::filesystem::path&)>& unpack);
-  // The snapshot directory for `diff_ids` when it exists.
-  std::optional<std::filesystem::path> find(const std::vector<oci::Digest>& diff_ids) const;
-  std::filesystem::path path_of(const std::vector<oci::Digest>& diff_ids) const;
-
- private:
-  std::filesystem::path dir_;
-};
+// TEMPORARY: solver/builder.cpp names the snapshot cache unqualified. Remove once it says
+// oci::SnapshotCache.
+using oci::SnapshotCache;
 
 // A stage's writable root filesystem.
 class StageRoot {
