@@ -28,12 +28,13 @@
 
 #include "kiln/frontend/build_plan.hpp"
 #include "kiln/frontend/ignore.hpp"
+#include "kiln/oci/cache_index.hpp"
 #include "kiln/oci/descriptor.hpp"
 #include "kiln/oci/image_config.hpp"
 #include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/snapshotter/layer_writer.hpp"
-#include "kiln/solver/cache_index.hpp"
+#include "kiln/solver/cache_index.hpp"  // TEMPORARY: solver::CacheRecord for cli/build_command.cpp
 #include "kiln/solver/cache_transfer.hpp"
 #include "kiln/solver/progress.hpp"
 
@@ -100,7 +101,7 @@ struct BuiltImage {
   size_t steps_run = 0, steps_cached = 0;
   // The record of every step of the build (for --cache-to): the target stage's steps alone
   // (mode=min) and every stage's (mode=max), in the order they finished.
-  std::vector<CacheRecord> target_records, all_records;
+  std::vector<oci::CacheRecord> target_records, all_records;
 };
 
 class Builder {
