@@ -13,6 +13,7 @@
 #include "kiln/base/crash_point.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/oci/lease.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/oci/reference.hpp"
@@ -91,14 +92,10 @@ Digest BlobWriter::commit(const std::optional<Digest>& expected) {
   fd_.reset();
   fs::path final_path = layout_.blob(digest);
   {
-    // `kiln prune` sweeps under an exclusive gc.lock (kiln/solver/lease.hpp). Renaming under a
-    // shared one means a prune never removes a blob that was just (re)committed: the rename gives
-    // it a fresh mtime, newer than the start of the committing build's lease.
-    UniqueFd lock = open_or_throw(layout_.gc_lock(), O_RDWR | O_CREAT, 0644);
-    while (::flock(lock.get(), LOCK_SH) != 0) {
-      if (errno != EINTR)
-        throw Error("lock " + layout_.gc_lock().string() + ": " + errno_text());
-    }
+    // `kiln prune` sweeps under an exclusive gc.lock (lease.hpp). Renaming under a shared one
+    // means a prune never removes a blob that was just (re)committed: the rename gives it a fresh
+    // mtime, newer than the start of the committing build's lease.
+    GcLock lock(layout_.root(), /*exclusive=*/false);
     if (::rename(temp_.c_str(), final_path.c_str()) != 0) {
       throw Error("rename " + temp_.string() + " to " + final_path.string() + ": " + errno_text());
     }
@@ -181,11 +178,7 @@ Digest Store::put_blob(std::string_view bytes) {
     // An existing blob is touched instead of rewritten, under the same shared gc.lock a commit
     // takes: a concurrent prune then either removed it already (and it is written below) or sees
     // it as new and keeps it.
-    UniqueFd lock = open_or_throw(layout_.gc_lock(), O_RDWR | O_CREAT, 0644);
-    while (::flock(lock.get(), LOCK_SH) != 0) {
-      if (errno != EINTR)
-        throw Error("lock " + layout_.gc_lock().string() + ": " + errno_text());
-    }
+    GcLock lock(root(), /*exclusive=*/false);
     if (::utimensat(AT_FDCWD, blob_path(digest).c_str(), nullptr, 0) == 0)
       return digest;
   }
