@@ -1,6 +1,5 @@
 #include "stage_root.hpp"
 
-#include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,8 +9,6 @@
 
 #include "kiln/base/error.hpp"
 #include "kiln/snapshotter/diff.hpp"
-#include "kiln/snapshotter/layer_applier.hpp"
-#include "kiln/snapshotter/layer_writer.hpp"
 
 namespace kiln::solver {
 namespace fs = std::filesystem;
@@ -27,7 +24,7 @@ StageRoot::StageRoot(const fs::path& parent, const fs::path& snapshot, bool over
   root_ = dir_.path() / "root";
   fs::create_directory(root_);
   if (!overlay) {
-    copy_tree(snapshot, root_);
+    snapshotter::copy_tree(snapshot, root_);
     return;
   }
   fs::path upper = dir_.path() / "upper", work = dir_.path() / "work";
@@ -54,22 +51,6 @@ StageRoot::~StageRoot() {
     ::umount2(root_.c_str(), MNT_DETACH);
   // overlayfs leaves work/work with mode 000; make it removable for the TempDir.
   ::chmod((dir_.path() / "work" / "work").c_str(), 0700);
-}
-
-void copy_tree(const fs::path& from, const fs::path& to) {
-  TempDir scratch({}, "kiln-copy-");
-  fs::path tar = scratch.path() / "tree.tar";
-  {
-    UniqueFd fd = open_or_throw(tar, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    FdSink sink(fd.get(), tar.string());
-    snapshotter::LayerOptions options;
-    options.compression.algorithm = snapshotter::Compression::kNone;
-    snapshotter::write_layer(snapshotter::entries_from_directory(from), options, sink);
-  }
-  snapshotter::ApplyOptions apply;
-  apply.preserve_ownership = ::geteuid() == 0;
-  apply.allow_devices = ::geteuid() == 0;
-  snapshotter::apply_layer(tar, to, apply);
 }
 
 }  // namespace kiln::solver

@@ -10,12 +10,14 @@
 
 #include "kiln/base/fd.hpp"
 #include "kiln/oci/snapshot_cache.hpp"
+#include "kiln/snapshotter/copy_tree.hpp"
 
 namespace kiln::solver {
 
-// TEMPORARY: solver/builder.cpp names the snapshot cache unqualified. Remove once it says
-// oci::SnapshotCache.
+// TEMPORARY: solver/builder.cpp names these unqualified. Remove once it says
+// oci::SnapshotCache and snapshotter::copy_tree.
 using oci::SnapshotCache;
+using snapshotter::copy_tree;
 
 // A stage's writable root filesystem.
 class StageRoot {
@@ -36,9 +38,5 @@ class StageRoot {
   std::filesystem::path root_;
   bool mounted_ = false;
 };
-
-// Copies a tree with everything the layer format keeps (owners when privileged, modes, times,
-// links, xattrs) through the layer writer and applier.
-void copy_tree(const std::filesystem::path& from, const std::filesystem::path& to);
 
 }  // namespace kiln::solver
