@@ -15,12 +15,12 @@
 #include "kiln/base/strings.hpp"
 #include "kiln/exporter/exporter.hpp"
 #include "kiln/frontend/duration.hpp"
+#include "kiln/oci/gc.hpp"
 #include "kiln/oci/image_config.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/runner/userns.hpp"
-#include "kiln/solver/gc.hpp"
 
 namespace fs = std::filesystem;
 namespace po = boost::program_options;
@@ -301,7 +301,7 @@ int prune_command(const std::vector<std::string>& args, Io io) {
   po::variables_map vm;
   if (!parse_command(spec, args, flags, operands, io, &vm))
     return kExitOk;
-  solver::PruneOptions options;
+  oci::PruneOptions options;
   options.all = vm.count("all") > 0;
   if (vm.count("keep-storage")) {
     std::string size = vm["keep-storage"].as<std::string>();
@@ -334,7 +334,7 @@ int prune_command(const std::vector<std::string>& args, Io io) {
   fs::path root = oci::Store::default_root();
   oci::Store created_when_missing(root);
   runner::enter_build_user_namespace({});
-  solver::PruneReport report = solver::prune(root, options);
+  oci::PruneReport report = oci::prune(root, options);
   io.out << "Deleted " << count_of(report.blobs, "blob") << ", "
          << count_of(report.snapshots, "snapshot") << ", "
          << count_of(report.records, "cache record") << ", "
@@ -362,7 +362,7 @@ int check_command(const std::vector<std::string>& args, Io io) {
   std::vector<std::string> operands;
   if (!parse_command(spec, args, flags, operands, io))
     return kExitOk;
-  solver::CheckReport report = solver::check(oci::Store::default_root());
+  oci::CheckReport report = oci::check(oci::Store::default_root());
   for (const std::string& problem : report.problems)
     io.out << "problem: " << problem << "\n";
   for (const std::string& leftover : report.leftovers)

@@ -17,7 +17,7 @@
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/oci/reference.hpp"
-#include "kiln/snapshotter/layer_applier.hpp"
+#include "kiln/snapshotter/copy_tree.hpp"
 #include "kiln/snapshotter/layer_writer.hpp"
 
 namespace kiln::exporter {
@@ -301,20 +301,7 @@ void write_docker_archive(oci::Store& store, const oci::Descriptor& manifest_des
 }
 
 void write_rootfs_directory(const fs::path& rootfs, const fs::path& dest) {
-  TempDir scratch;
-  fs::path tar_path = scratch.path() / "rootfs.tar";
-  {
-    UniqueFd fd = open_or_throw(tar_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    FdSink sink(fd.get(), tar_path.string());
-    snapshotter::LayerOptions options;
-    options.compression.algorithm = snapshotter::Compression::kNone;
-    snapshotter::write_layer(snapshotter::entries_from_directory(rootfs), options, sink);
-  }
-  fs::create_directories(dest);
-  snapshotter::ApplyOptions apply;
-  apply.preserve_ownership = ::geteuid() == 0;
-  apply.allow_devices = ::geteuid() == 0;
-  snapshotter::apply_layer(tar_path, dest, apply);
+  snapshotter::copy_tree(rootfs, dest);
 }
 
 void write_rootfs_tar(const fs::path& rootfs, const std::string& dest,

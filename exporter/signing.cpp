@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "kiln/base/base64.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
@@ -75,29 +76,16 @@ std::string write_to_string(const std::string& what, const Write& write) {
   return std::string(data, static_cast<size_t>(size));
 }
 
-std::string base64_encode(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(bytes.data()),
-                          static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
-// Standard base64 with padding, as Go's base64.StdEncoding writes it; nullopt when malformed.
-std::optional<std::string> base64_decode(std::string_view text) {
-  if (text.empty() || text.size() % 4 != 0 || text.size() > INT_MAX)
-    return std::nullopt;
-  std::string out(text.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(text.data()),
-                          static_cast<int>(text.size()));
-  if (n < 0)
-    return std::nullopt;
-  // EVP_DecodeBlock counts the padding as zero bytes.
-  size_t padding = text.ends_with("==") ? 2 : text.ends_with("=") ? 1 : 0;
-  out.resize(static_cast<size_t>(n) - padding);
-  return out;
+// The signature a cosign signature annotation carries (base64 of its ASN.1 DER); nullopt when the
+// annotation is not base64 of anything.
+std::optional<std::string> decode_signature(std::string_view annotation) {
+  try {
+    std::string der = base64_decode(annotation);
+    if (!der.empty())
+      return der;
+  } catch (const Error&) {
+  }
+  return std::nullopt;
 }
 
 // Echo off on a terminal for as long as it lives.
@@ -276,7 +264,7 @@ std::string check_layer(SignatureTarget& target, const oci::Descriptor& layer,
   auto annotation = layer.annotations.find(kSignatureAnnotation);
   if (annotation == layer.annotations.end())
     return std::string("the layer has no ") + kSignatureAnnotation + " annotation";
-  std::optional<std::string> signature = base64_decode(annotation->second);
+  std::optional<std::string> signature = decode_signature(annotation->second);
   if (!signature)
     return "the signature annotation is not base64";
   std::string payload;
@@ -754,7 +742,7 @@ bool sign_image(SignatureTarget& target, const oci::Digest& subject, const Signi
     auto signature = d.annotations.find(kSignatureAnnotation);
     if (d.digest != layer.digest || signature == d.annotations.end())
       continue;
-    std::optional<std::string> der = base64_decode(signature->second);
+    std::optional<std::string> der = decode_signature(signature->second);
     if (der && public_key.verifies(payload, *der))
       return false;
   }

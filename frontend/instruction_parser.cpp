@@ -255,8 +255,10 @@ JsonResult parse_json_strings(std::string_view s, std::vector<std::string>& out)
 const char* const kNotStringArray =
     "when using JSON array syntax, arrays must be comprised of strings only";
 
-// Exec form when the arguments are a JSON array of strings, else the whole text as a shell command.
-void decode_maybe_json(Instruction& ins, std::string_view rest) {
+// The arguments as a JSON array of strings (json_form), else as `other_form` reads the text. An
+// array with anything but strings in it is an error, not the other form.
+template <typename OtherForm>
+void decode_json_or(Instruction& ins, std::string_view rest, const OtherForm& other_form) {
   std::vector<std::string> items;
   switch (parse_json_strings(rest, items)) {
     case JsonResult::kStrings:
@@ -266,26 +268,22 @@ void decode_maybe_json(Instruction& ins, std::string_view rest) {
     case JsonResult::kNotStrings:
       throw InputError(ins.args_where, kNotStringArray);
     case JsonResult::kNotJson:
-      if (!rest.empty())
-        ins.args = {std::string(rest)};
+      ins.args = other_form(rest);
       return;
   }
 }
 
+// Exec form when the arguments are a JSON array of strings, else the whole text as a shell command.
+void decode_maybe_json(Instruction& ins, std::string_view rest) {
+  decode_json_or(ins, rest, [](std::string_view command) {
+    return command.empty() ? std::vector<std::string>{}
+                           : std::vector<std::string>{std::string(command)};
+  });
+}
+
 // A JSON list of strings, else whitespace-separated words (COPY, ADD, VOLUME).
 void decode_maybe_json_list(Instruction& ins, std::string_view rest) {
-  std::vector<std::string> items;
-  switch (parse_json_strings(rest, items)) {
-    case JsonResult::kStrings:
-      ins.args = std::move(items);
-      ins.json_form = true;
-      return;
-    case JsonResult::kNotStrings:
-      throw InputError(ins.args_where, kNotStringArray);
-    case JsonResult::kNotJson:
-      ins.args = texts(split_whitespace(rest));
-      return;
-  }
+  decode_json_or(ins, rest, [](std::string_view words) { return texts(split_whitespace(words)); });
 }
 
 std::string requires_message(const Instruction& ins, const char* what) {

@@ -1,7 +1,6 @@
 #include "kiln/oci/auth_config.hpp"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +11,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "kiln/base/base64.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
@@ -71,22 +71,13 @@ std::string normalize_registry(const std::string& registry) {
   return registry_of_key(text).value_or(registry);
 }
 
-std::string base64_decode(std::string_view text, const fs::path& file) {
-  std::string_view trimmed = trim(text);
-  if (trimmed.size() % 4 != 0)
+// The "auth" value of an entry, decoded. The error does not quote the value: it is a secret.
+std::string decode_auth(std::string_view text, const fs::path& file) {
+  try {
+    return base64_decode(trim(text));
+  } catch (const Error&) {
     throw Error("auth file " + file.string() + ": an \"auth\" value is not valid base64");
-  std::string out(trimmed.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(trimmed.data()),
-                          static_cast<int>(trimmed.size()));
-  if (n < 0)
-    throw Error("auth file " + file.string() + ": an \"auth\" value is not valid base64");
-  // EVP_DecodeBlock counts the bytes the padding stands for.
-  size_t padding = 0;
-  for (size_t i = trimmed.size(); i > 0 && trimmed[i - 1] == '='; --i)
-    ++padding;
-  out.resize(static_cast<size_t>(n) - padding);
-  return out;
+  }
 }
 
 // The file as JSON; an empty object when it does not exist.
@@ -123,7 +114,7 @@ std::optional<Credentials> decode_entry(const Json& entry, const fs::path& file,
   if (std::string token = text("identitytoken"); !token.empty())
     return Credentials{"<token>", token};
   if (std::string auth = text("auth"); !auth.empty()) {
-    std::string decoded = base64_decode(auth, file);
+    std::string decoded = decode_auth(auth, file);
     size_t colon = decoded.find(':');
     if (colon == std::string::npos) {
       throw Error("auth file " + file.string() + ": auths." + key +
@@ -169,13 +160,7 @@ void write_auth_file(const fs::path& file, const Json& json) {
 }  // namespace
 
 std::string encode_basic_auth(const Credentials& credentials) {
-  std::string plain = credentials.username + ":" + credentials.password;
-  std::string out(4 * ((plain.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(plain.data()),
-                          static_cast<int>(plain.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
+  return base64_encode(credentials.username + ":" + credentials.password);
 }
 
 std::vector<fs::path> auth_files(const std::optional<fs::path>& explicit_file) {

@@ -329,4 +329,14 @@ Platform platform_of(const ImageConfig& config) {
   return Platform{config.os, config.architecture, config.variant};
 }
 
+Digest chain_id(const std::vector<Digest>& diff_ids) {
+  if (diff_ids.empty())
+    return {};
+  Digest chain = diff_ids.front();
+  for (size_t i = 1; i < diff_ids.size(); ++i) {
+    chain = sha256_of(chain.str() + " " + diff_ids[i].str());
+  }
+  return chain;
+}
+
 }  // namespace kiln::oci

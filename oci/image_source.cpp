@@ -109,19 +109,10 @@ Descriptor choose_platform(const Descriptor& top, const ReadBlob& read, const Pl
   if (!media_type::is_index(top.media_type))
     return top;
   Index index = parse_index(read(top.digest));
-  std::vector<std::string> available;
-  for (const Descriptor& d : index.manifests) {
-    if (!d.platform)
-      continue;
-    Platform have = normalize(*d.platform);
-    if (have.os == "unknown")
-      continue;  // attestation manifests
-    available.push_back(have.to_string());
-    if (platform_matches(platform, have))
-      return choose_platform(d, read, platform, what);
-  }
-  throw Error(what + " has no image for platform " + platform.to_string() + " (it has: " +
-              (available.empty() ? std::string("none") : join(available, ", ")) + ")");
+  if (std::optional<Descriptor> chosen = find_platform_manifest(index, platform))
+    return choose_platform(*chosen, read, platform, what);
+  throw Error(what + " has no image for platform " + platform.to_string() +
+              " (it has: " + platforms_in(index) + ")");
 }
 
 ResolvedImage finish(Store& store, std::string source, Descriptor manifest) {
@@ -241,14 +232,6 @@ ResolvedImage from_docker_archive(Store& store, const fs::path& file, const std:
 bool has_transport(std::string_view ref) {
   return starts_with(ref, "oci:") || starts_with(ref, "oci-archive:") ||
          starts_with(ref, "docker-archive:");
-}
-
-bool platform_matches(const Platform& want, const Platform& have) {
-  Platform w = normalize(want);
-  Platform h = normalize(have);
-  if (w.os != h.os || w.architecture != h.architecture)
-    return false;
-  return w.variant.empty() || h.variant.empty() || w.variant == h.variant;
 }
 
 ResolvedImage resolve_image(Store& store, std::string_view ref, const Platform& platform) {

@@ -76,6 +76,17 @@ ordered_json descriptors_json(const std::vector<Descriptor>& list) {
   return array;
 }
 
+// The platform of an entry that stands for an image: nullopt for entries without one and for
+// attestation manifests.
+std::optional<Platform> image_platform(const Descriptor& entry) {
+  if (!entry.platform)
+    return std::nullopt;
+  Platform platform = normalize(*entry.platform);
+  if (platform.os == "unknown")
+    return std::nullopt;
+  return platform;
+}
+
 }  // namespace
 
 std::string serialize(const Manifest& m) {
@@ -158,6 +169,24 @@ Index parse_index(std::string_view text) {
   index.annotations = std::move(c.annotations);
   index.manifests = parse_descriptors(j, "manifests", kIndexDoc);
   return index;
+}
+
+std::optional<Descriptor> find_platform_manifest(const Index& index, const Platform& platform) {
+  for (const Descriptor& entry : index.manifests) {
+    std::optional<Platform> have = image_platform(entry);
+    if (have && platform_matches(platform, *have))
+      return entry;
+  }
+  return std::nullopt;
+}
+
+std::string platforms_in(const Index& index) {
+  std::vector<std::string> platforms;
+  for (const Descriptor& entry : index.manifests) {
+    if (std::optional<Platform> have = image_platform(entry))
+      platforms.push_back(have->to_string());
+  }
+  return platforms.empty() ? std::string("none") : join(platforms, ", ");
 }
 
 }  // namespace kiln::oci

@@ -110,4 +110,12 @@ Platform host_platform() {
   return normalize({"linux", machine, ""});
 }
 
+bool platform_matches(const Platform& want, const Platform& have) {
+  Platform w = normalize(want);
+  Platform h = normalize(have);
+  if (w.os != h.os || w.architecture != h.architecture)
+    return false;
+  return w.variant.empty() || h.variant.empty() || w.variant == h.variant;
+}
+
 }  // namespace kiln::oci

@@ -1074,22 +1074,6 @@ void fetch_blob(RegistryClient& client, Store& store, const std::string& repo,
            "pulled blob " + blob.digest.str() + " (" + std::to_string(blob.size) + " bytes)");
 }
 
-// The manifest of an index for `platform`, as the index's descriptor for it.
-std::optional<Descriptor> choose_platform(const Index& index, const Platform& platform,
-                                          std::vector<std::string>& available) {
-  for (const Descriptor& entry : index.manifests) {
-    if (!entry.platform)
-      continue;
-    Platform have = normalize(*entry.platform);
-    if (have.os == "unknown")
-      continue;  // attestation manifests
-    available.push_back(have.to_string());
-    if (platform_matches(platform, have))
-      return entry;
-  }
-  return std::nullopt;
-}
-
 class Pusher {
  public:
   Pusher(Store& store, RegistryClient& client, const Reference& ref,
@@ -1182,12 +1166,11 @@ ResolvedImage pull_image(Store& store, const Reference& ref, const Platform& pla
   for (int depth = 0; media_type::is_index(manifest.media_type); ++depth) {
     if (depth >= kMaxIndexDepth)
       throw Error(what + ": indexes are nested too deep");
-    std::vector<std::string> available;
-    std::optional<Descriptor> chosen =
-        choose_platform(parse_index(document.bytes), platform, available);
+    Index index = parse_index(document.bytes);
+    std::optional<Descriptor> chosen = find_platform_manifest(index, platform);
     if (!chosen) {
-      throw Error(what + ": no image for platform " + platform.to_string() + " (it has: " +
-                  (available.empty() ? std::string("none") : join(available, ", ")) + ")");
+      throw Error(what + ": no image for platform " + platform.to_string() +
+                  " (it has: " + platforms_in(index) + ")");
     }
     document = client.get_manifest(ref.path, chosen->digest.str());
     manifest = *chosen;

@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +13,7 @@
 #include "kiln/base/crash_point.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/oci/lease.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/oci/reference.hpp"
@@ -34,16 +34,10 @@ void fsync_dir(const fs::path& dir) {
   }
 }
 
-// A unique temporary name beside `target`'s directory.
-fs::path temp_name(const fs::path& dir, const std::string& stem) {
-  static std::atomic<unsigned> counter{0};
-  return dir / (stem + "." + std::to_string(::getpid()) + "." + std::to_string(counter++) + ".tmp");
-}
-
 }  // namespace
 
 void write_file_atomically(const fs::path& path, std::string_view bytes) {
-  fs::path temp = temp_name(path.parent_path(), path.filename().string());
+  fs::path temp = path.parent_path() / temp_file_name(path.filename().string());
   {
     UniqueFd fd = open_or_throw(temp, O_WRONLY | O_CREAT | O_EXCL, 0644);
     try {
@@ -68,8 +62,8 @@ void write_file_atomically(const fs::path& path, std::string_view bytes) {
 
 // ---- BlobWriter ---------------------------------------------------------------------------
 
-BlobWriter::BlobWriter(const fs::path& ingest_dir, fs::path blobs_dir)
-    : blobs_dir_(std::move(blobs_dir)), temp_(temp_name(ingest_dir, "blob")) {
+BlobWriter::BlobWriter(StoreLayout layout)
+    : layout_(std::move(layout)), temp_(layout_.ingest() / temp_file_name("blob")) {
   fd_ = open_or_throw(temp_, O_WRONLY | O_CREAT | O_EXCL, 0644);
 }
 
@@ -96,36 +90,31 @@ Digest BlobWriter::commit(const std::optional<Digest>& expected) {
   if (::fsync(fd_.get()) != 0)
     throw Error("fsync " + temp_.string() + ": " + errno_text());
   fd_.reset();
-  fs::path final_path = blobs_dir_ / digest.hex();
+  fs::path final_path = layout_.blob(digest);
   {
-    // `kiln prune` sweeps under an exclusive ROOT/gc.lock (kiln/solver/lease.hpp). Renaming
-    // under a shared one means a prune never removes a blob that was just (re)committed: the
-    // rename gives it a fresh mtime, newer than the start of the committing build's lease.
-    fs::path gc_lock = blobs_dir_.parent_path().parent_path() / "gc.lock";
-    UniqueFd lock = open_or_throw(gc_lock, O_RDWR | O_CREAT, 0644);
-    while (::flock(lock.get(), LOCK_SH) != 0) {
-      if (errno != EINTR)
-        throw Error("lock " + gc_lock.string() + ": " + errno_text());
-    }
+    // `kiln prune` sweeps under an exclusive gc.lock (lease.hpp). Renaming under a shared one
+    // means a prune never removes a blob that was just (re)committed: the rename gives it a fresh
+    // mtime, newer than the start of the committing build's lease.
+    GcLock lock(layout_.root(), /*exclusive=*/false);
     if (::rename(temp_.c_str(), final_path.c_str()) != 0) {
       throw Error("rename " + temp_.string() + " to " + final_path.string() + ": " + errno_text());
     }
   }
   committed_ = true;
-  fsync_dir(blobs_dir_);
+  fsync_dir(final_path.parent_path());
   return digest;
 }
 
 // ---- Store --------------------------------------------------------------------------------
 
-// Exclusive flock on ROOT/index.lock for the lifetime of the object.
+// Exclusive flock on index.lock for the lifetime of the object.
 class Store::IndexLock {
  public:
-  explicit IndexLock(const fs::path& root) {
-    fd_ = open_or_throw(root / "index.lock", O_RDWR | O_CREAT, 0644);
+  explicit IndexLock(const StoreLayout& layout) {
+    fd_ = open_or_throw(layout.index_lock(), O_RDWR | O_CREAT, 0644);
     while (::flock(fd_.get(), LOCK_EX) != 0) {
       if (errno != EINTR)
-        throw Error("lock " + (root / "index.lock").string() + ": " + errno_text());
+        throw Error("lock " + layout.index_lock().string() + ": " + errno_text());
     }
   }
 
@@ -133,21 +122,21 @@ class Store::IndexLock {
   UniqueFd fd_;
 };
 
-Store::Store(fs::path root) : root_(std::move(root)) {
+Store::Store(fs::path root) : layout_(std::move(root)) {
   std::error_code ec;
-  for (const fs::path& dir : {root_, root_ / "blobs" / "sha256", root_ / "ingest"}) {
+  for (const fs::path& dir : {layout_.root(), layout_.blobs("sha256"), layout_.ingest()}) {
     fs::create_directories(dir, ec);
     if (ec)
       throw Error("cannot create store directory " + dir.string() + ": " + ec.message());
   }
-  IndexLock lock(root_);
-  if (!fs::exists(root_ / "oci-layout")) {
-    write_file_atomically(root_ / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
+  IndexLock lock(layout_);
+  if (!fs::exists(layout_.oci_layout())) {
+    write_file_atomically(layout_.oci_layout(), R"({"imageLayoutVersion":"1.0.0"})");
   }
-  if (!fs::exists(root_ / "index.json")) {
+  if (!fs::exists(layout_.index())) {
     Index empty;
     empty.media_type = media_type::kOciIndex;
-    write_file_atomically(root_ / "index.json", serialize(empty));
+    write_file_atomically(layout_.index(), serialize(empty));
   }
 }
 
@@ -169,13 +158,13 @@ bool Store::has_blob(const Digest& digest) const {
 }
 
 fs::path Store::blob_path(const Digest& digest) const {
-  return root_ / "blobs" / digest.algorithm() / digest.hex();
+  return layout_.blob(digest);
 }
 
 std::string Store::read_blob(const Digest& digest) const {
   fs::path path = blob_path(digest);
   if (!fs::exists(path))
-    throw Error("blob " + digest.str() + " is not in the store " + root_.string());
+    throw Error("blob " + digest.str() + " is not in the store " + root().string());
   std::string bytes = read_file(path);
   if (sha256_of(bytes) != digest) {
     throw Error("blob " + path.string() + " is corrupt: its content does not match its digest");
@@ -189,12 +178,7 @@ Digest Store::put_blob(std::string_view bytes) {
     // An existing blob is touched instead of rewritten, under the same shared gc.lock a commit
     // takes: a concurrent prune then either removed it already (and it is written below) or sees
     // it as new and keeps it.
-    fs::path gc_lock = root_ / "gc.lock";
-    UniqueFd lock = open_or_throw(gc_lock, O_RDWR | O_CREAT, 0644);
-    while (::flock(lock.get(), LOCK_SH) != 0) {
-      if (errno != EINTR)
-        throw Error("lock " + gc_lock.string() + ": " + errno_text());
-    }
+    GcLock lock(root(), /*exclusive=*/false);
     if (::utimensat(AT_FDCWD, blob_path(digest).c_str(), nullptr, 0) == 0)
       return digest;
   }
@@ -204,7 +188,7 @@ Digest Store::put_blob(std::string_view bytes) {
 }
 
 std::unique_ptr<BlobWriter> Store::begin_blob() {
-  return std::make_unique<BlobWriter>(root_ / "ingest", root_ / "blobs" / "sha256");
+  return std::make_unique<BlobWriter>(layout_);
 }
 
 std::string Store::canonical_name(std::string_view name) {
@@ -212,7 +196,7 @@ std::string Store::canonical_name(std::string_view name) {
 }
 
 std::vector<TaggedImage> Store::read_index() const {
-  Index index = parse_index(read_file(root_ / "index.json"));
+  Index index = parse_index(read_file(layout_.index()));
   std::vector<TaggedImage> images;
   for (Descriptor& d : index.manifests) {
     auto it = d.annotations.find(kRefNameAnnotation);
@@ -231,11 +215,11 @@ void Store::write_index(const std::vector<TaggedImage>& images) {
       d.annotations[kRefNameAnnotation] = image.name;
     index.manifests.push_back(std::move(d));
   }
-  write_file_atomically(root_ / "index.json", serialize(index));
+  write_file_atomically(layout_.index(), serialize(index));
 }
 
 std::vector<TaggedImage> Store::images() const {
-  IndexLock lock(root_);
+  IndexLock lock(layout_);
   return read_index();
 }
 
@@ -277,7 +261,7 @@ std::optional<TaggedImage> Store::find(std::string_view ref) const {
 
 void Store::tag(const Descriptor& descriptor, std::string_view name) {
   std::string canonical = canonical_name(name);
-  IndexLock lock(root_);
+  IndexLock lock(layout_);
   std::vector<TaggedImage> all = read_index();
   std::erase_if(all, [&](const TaggedImage& image) { return image.name == canonical; });
   Descriptor d = descriptor;
@@ -288,7 +272,7 @@ void Store::tag(const Descriptor& descriptor, std::string_view name) {
 
 bool Store::untag(std::string_view name) {
   std::string canonical = canonical_name(name);
-  IndexLock lock(root_);
+  IndexLock lock(layout_);
   std::vector<TaggedImage> all = read_index();
   size_t removed =
       std::erase_if(all, [&](const TaggedImage& image) { return image.name == canonical; });

@@ -1,5 +1,6 @@
 #include "common.hpp"
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <climits>
@@ -25,6 +26,16 @@ std::string hosts_file_content(const ProcessSpec& spec) {
   for (const auto& [host, ip] : spec.extra_hosts)
     text += ip + "\t" + host + "\n";
   return text;
+}
+
+RunResult exit_result(int wait_status, RunResult result) {
+  if (WIFSIGNALED(wait_status)) {
+    result.signal = WTERMSIG(wait_status);
+    result.exit_code = 128 + result.signal;
+  } else {
+    result.exit_code = WEXITSTATUS(wait_status);
+  }
+  return result;
 }
 
 }  // namespace kiln::runner::detail

@@ -33,4 +33,8 @@ void check_process_spec(const ProcessSpec& spec);
 // The /etc/hosts a RUN step sees: localhost, the step's hostname, then spec.extra_hosts.
 std::string hosts_file_content(const ProcessSpec& spec);
 
+// `result` with the exit of a process whose waitpid(2) status is `wait_status`: exit_code is its
+// exit status, or 128 + the signal that ended it (as a shell reports it), with `signal` set.
+RunResult exit_result(int wait_status, RunResult result = {});
+
 }  // namespace kiln::runner::detail

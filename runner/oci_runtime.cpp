@@ -744,13 +744,7 @@ RunResult OciRuntime::run(const ProcessSpec& spec) {
   std::string errors = logged_errors(log);
   if (!errors.empty())
     throw Error(runtime_ + ": " + errors);
-  if (WIFSIGNALED(status)) {
-    result.signal = WTERMSIG(status);
-    result.exit_code = 128 + result.signal;
-  } else {
-    result.exit_code = WEXITSTATUS(status);
-  }
-  return result;
+  return detail::exit_result(status, std::move(result));
 }
 
 }  // namespace kiln::runner

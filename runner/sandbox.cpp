@@ -1206,16 +1206,6 @@ ChildPlan make_plan(const ProcessSpec& spec, const fs::path& hosts_file, const I
   return plan;
 }
 
-RunResult exit_result(int status, RunResult result) {
-  if (WIFSIGNALED(status)) {
-    result.signal = WTERMSIG(status);
-    result.exit_code = 128 + result.signal;
-  } else {
-    result.exit_code = WEXITSTATUS(status);
-  }
-  return result;
-}
-
 }  // namespace
 
 RunResult Sandbox::run(const ProcessSpec& spec) {
@@ -1265,7 +1255,7 @@ RunResult Sandbox::run(const ProcessSpec& spec) {
     if (spec.output)
       spec.output(std::string_view(data, size));
   });
-  return exit_result(child.wait(), std::move(result));
+  return detail::exit_result(child.wait(), std::move(result));
 }
 
 }  // namespace kiln::runner

@@ -12,6 +12,7 @@
 #include <optional>
 #include <vector>
 
+#include "common.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
@@ -71,12 +72,12 @@ void run_helper(const std::vector<std::string>& argv) {
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw Error(
-        join(argv, " ") + " failed" +
-        (WIFEXITED(status) && WEXITSTATUS(status) == 127
-             ? std::string(" (is the uidmap package installed?)")
-             : " with status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1)));
+  RunResult exit = detail::exit_result(status);
+  if (exit.exit_code != 0) {
+    bool not_found = exit.signal == 0 && exit.exit_code == 127;  // execvp failed
+    throw Error(join(argv, " ") + " failed" +
+                (not_found ? std::string(" (is the uidmap package installed?)")
+                           : " with status " + std::to_string(exit.signal ? -1 : exit.exit_code)));
   }
 }
 
@@ -142,7 +143,7 @@ UserNamespaceResult enter_build_user_namespace(
     int status = 0;
     while (::waitpid(helper, &status, 0) < 0 && errno == EINTR) {
     }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (detail::exit_result(status).exit_code != 0) {
       throw Error("could not map /etc/subuid and /etc/subgid ranges with newuidmap/newgidmap");
     }
     result.mapped_ids = static_cast<unsigned>(uids->count + 1);

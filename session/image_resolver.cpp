@@ -32,7 +32,7 @@ oci::ResolvedImage ImageResolver::resolve(const std::string& ref, const oci::Pla
   oci::ResolvedImage resolved =
       from_registry(ref) ? pull(ref, platform) : oci::resolve_image(store_, ref, platform);
   // A single-platform image (no index to choose from) must be for the platform asked for.
-  oci::Platform have{resolved.config.os, resolved.config.architecture, resolved.config.variant};
+  oci::Platform have = oci::platform_of(resolved.config);
   if (!have.os.empty() && !have.architecture.empty() &&
       !oci::platform_matches(platform, oci::normalize(have))) {
     throw Error("image " + quote(ref) + " is for " + oci::normalize(have).to_string() + ", not " +
@@ -40,11 +40,10 @@ oci::ResolvedImage ImageResolver::resolve(const std::string& ref, const oci::Pla
                 platform.to_string() + ", or a multi-platform index)");
   }
   // Keep the image's blobs while this build runs, even if its tag goes away meanwhile.
-  lease_.hold("blob " + resolved.manifest.digest.str(), store_.blob_path(resolved.manifest.digest));
-  lease_.hold("blob " + resolved.parsed.config.digest.str(),
-              store_.blob_path(resolved.parsed.config.digest));
+  lease_.hold_blob(resolved.manifest.digest);
+  lease_.hold_blob(resolved.parsed.config.digest);
   for (const oci::Descriptor& layer : resolved.parsed.layers)
-    lease_.hold("blob " + layer.digest.str(), store_.blob_path(layer.digest));
+    lease_.hold_blob(layer.digest);
   return images_.emplace(key, std::move(resolved)).first->second;
 }
 

@@ -9,10 +9,10 @@
 #include <string>
 
 #include "kiln/frontend/build_plan.hpp"
+#include "kiln/oci/lease.hpp"
 #include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/solver/image_source.hpp"
-#include "kiln/solver/lease.hpp"
 #include "kiln/solver/progress.hpp"
 
 namespace kiln::session {
@@ -35,7 +35,7 @@ class ImageResolver final : public solver::ImageSource {
   oci::RegistryOptions registry_;
   bool pull_;
   solver::ProgressSink* progress_;
-  solver::Lease lease_;
+  oci::Lease lease_;
   std::mutex mutex_;  // one lookup at a time: the same image is never pulled twice at once
   std::map<std::string, oci::ResolvedImage> images_;  // by "ref|platform"
 };

@@ -115,7 +115,7 @@ std::vector<std::shared_ptr<const solver::RemoteCache>> import_caches(
   return out;
 }
 
-solver::BuildRequest solver_request(const SessionRequest& request, oci::Store& store,
+solver::BuildRequest solver_request(const SessionRequest& request,
                                     std::shared_ptr<ImageResolver> images) {
   solver::BuildRequest r;
   r.context = request.context;
@@ -138,7 +138,6 @@ solver::BuildRequest solver_request(const SessionRequest& request, oci::Store& s
     r.secrets[id] = {secret.first, secret.second};
   r.ssh_agents = request.ssh_agents;
   r.snapshotter = request.snapshotter;
-  r.cache_mounts = store.root() / "cache-mounts";
   r.runtime = request.runtime;
   return r;
 }
@@ -260,7 +259,7 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
   // Every platform is checked before any of them starts a step.
   for (const frontend::OpGraph& graph : graphs)
     solver::Builder::check(graph);
-  solver::BuildRequest base = solver_request(request, store, images);
+  solver::BuildRequest base = solver_request(request, images);
   std::vector<std::unique_ptr<solver::Builder>> builders;
   std::vector<PlatformResult> results =
       build_all(store, request, base, platforms, graphs, builders);
@@ -326,11 +325,10 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
     out.steps_cached += r.built.steps_cached;
   }
   for (const CacheLocation& c : request.cache_to) {
-    std::vector<solver::CacheRecord> records;
+    std::vector<oci::CacheRecord> records;
     std::set<std::string> keys;
     for (const PlatformResult& r : results) {
-      for (const solver::CacheRecord& record :
-           c.max ? r.built.all_records : r.built.target_records) {
+      for (const oci::CacheRecord& record : c.max ? r.built.all_records : r.built.target_records) {
         if (keys.insert(record.key).second)
           records.push_back(record);
       }

@@ -161,64 +161,13 @@ LayerEntry whiteout_entry(const std::string& rel) {
   return marker_entry(join_path(parent_of(rel), std::string(kWhiteoutPrefix) + base_of(rel)));
 }
 
-struct Item {
-  LayerEntry entry;
-  dev_t dev = 0;
-  ino_t ino = 0;
-  bool linkable = false;  // a regular file with more than one link
-};
+using detail::HostEntry;
 
-Item entry_item(const fs::path& host, std::string rel, const struct stat& st,
-                std::vector<std::pair<std::string, std::string>> xattrs) {
-  Item item;
-  LayerEntry& e = item.entry;
-  e.path = std::move(rel);
-  e.mode = st.st_mode;
-  e.uid = st.st_uid;
-  e.gid = st.st_gid;
-  e.mtime_sec = st.st_mtim.tv_sec;
-  e.mtime_nsec = st.st_mtim.tv_nsec;
-  if (S_ISREG(st.st_mode)) {
-    e.source = host;
-    item.linkable = st.st_nlink > 1;
-  } else if (S_ISLNK(st.st_mode)) {
-    e.link_target = detail::read_link_target(host);
-  } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
-    e.dev_major = major(st.st_rdev);
-    e.dev_minor = minor(st.st_rdev);
-  } else if (!S_ISDIR(st.st_mode) && !S_ISFIFO(st.st_mode)) {
-    throw Error(host.string() + ": unsupported file type");
-  }
-  e.xattrs = std::move(xattrs);
-  item.dev = st.st_dev;
-  item.ino = st.st_ino;
+HostEntry entry_item(const fs::path& host, std::string rel, const struct stat& st,
+                     std::vector<std::pair<std::string, std::string>> xattrs) {
+  HostEntry item = detail::host_entry(host, std::move(rel), st);
+  item.entry.xattrs = std::move(xattrs);
   return item;
-}
-
-// Sorts by path and turns every later path of a multiply-linked regular file into a tar hard
-// link to the first, so the target precedes its links as write_layer requires. Only regular
-// files: the applier refuses hard links to anything else, and a second copy of a symlink, fifo
-// or device is the same thing to a reader.
-std::vector<LayerEntry> finish(std::vector<Item> items) {
-  std::sort(items.begin(), items.end(),
-            [](const Item& a, const Item& b) { return a.entry.path < b.entry.path; });
-  std::map<std::pair<dev_t, ino_t>, std::string> first_link;
-  std::vector<LayerEntry> entries;
-  entries.reserve(items.size());
-  for (Item& item : items) {
-    LayerEntry& e = item.entry;
-    if (item.linkable) {
-      auto [it, inserted] = first_link.try_emplace({item.dev, item.ino}, e.path);
-      if (!inserted) {
-        e.hardlink = true;
-        e.link_target = it->second;
-        e.source.clear();
-        e.xattrs.clear();  // they belong to the shared inode, already on the target
-      }
-    }
-    entries.push_back(std::move(e));
-  }
-  return entries;
 }
 
 // In-container paths as the sandbox names its mountpoints: "/etc/hosts", "./etc/hosts/" and
@@ -394,8 +343,8 @@ bool only_mountpoints(const fs::path& host, const std::string& rel,
   return true;
 }
 
-Item node_item(const fs::path& host, const std::string& rel, const TreeIndex::Node& n) {
-  Item item;
+HostEntry node_item(const fs::path& host, const std::string& rel, const TreeIndex::Node& n) {
+  HostEntry item;
   LayerEntry& e = item.entry;
   e.path = rel;
   e.mode = n.mode;
@@ -412,7 +361,6 @@ Item node_item(const fs::path& host, const std::string& rel, const TreeIndex::No
   e.mtime_nsec = nsec;
   if (S_ISREG(n.mode)) {
     e.source = host;
-    item.linkable = n.nlink > 1;
   } else if (S_ISLNK(n.mode)) {
     e.link_target = n.link_target;
   } else if (S_ISCHR(n.mode) || S_ISBLK(n.mode)) {
@@ -425,6 +373,7 @@ Item node_item(const fs::path& host, const std::string& rel, const TreeIndex::No
     e.xattrs = read_xattrs(host, false).kept;
   item.dev = n.dev;
   item.ino = n.ino;
+  item.nlink = n.nlink;
   return item;
 }
 
@@ -479,7 +428,7 @@ std::vector<LayerEntry> diff_overlay_upper(const fs::path& upper, const fs::path
     // a whiteout in it has nothing to hide.
     bool hides_nothing = false;
   };
-  std::vector<Item> items;
+  std::vector<HostEntry> items;
   std::vector<Dir> todo;
   todo.push_back({upper, "", false});
   while (!todo.empty()) {
@@ -529,7 +478,7 @@ std::vector<LayerEntry> diff_overlay_upper(const fs::path& upper, const fs::path
       }
     }
   }
-  return finish(std::move(items));
+  return detail::sorted_with_hard_links(std::move(items));
 }
 
 TreeIndex TreeIndex::scan(const fs::path& root) {
@@ -593,7 +542,7 @@ std::vector<LayerEntry> diff_tree(const TreeIndex& before, const fs::path& root,
     add_parents(rel);
   emit.insert(parents.begin(), parents.end());
 
-  std::vector<Item> items;
+  std::vector<HostEntry> items;
   items.reserve(emit.size() + deleted.size());
   for (const std::string& rel : emit) {
     const fs::path host = root / rel;
@@ -602,7 +551,7 @@ std::vector<LayerEntry> diff_tree(const TreeIndex& before, const fs::path& root,
   }
   for (const std::string& rel : deleted)
     items.push_back({whiteout_entry(rel)});
-  return finish(std::move(items));
+  return detail::sorted_with_hard_links(std::move(items));
 }
 
 bool overlay_available(const fs::path& scratch, bool userxattr) noexcept {

@@ -444,13 +444,6 @@ std::vector<std::pair<std::string, std::string>> read_xattrs(const fs::path& pat
   return xattrs;
 }
 
-struct Found {
-  LayerEntry entry;
-  dev_t dev = 0;
-  ino_t ino = 0;
-  nlink_t nlink = 0;
-};
-
 }  // namespace
 
 LayerResult write_layer(std::vector<LayerEntry> entries, const LayerOptions& options,
@@ -495,7 +488,7 @@ std::vector<LayerEntry> entries_from_directory(const fs::path& root, const std::
   if (!S_ISDIR(root_st.st_mode))
     throw Error(root.string() + " is not a directory");
 
-  std::vector<Found> found;
+  std::vector<detail::HostEntry> found;
   // Directories still to read: (host path, in-layer path). An explicit stack, not recursion, so a
   // deep tree cannot overflow the thread's stack.
   std::vector<std::pair<fs::path, std::string>> todo;
@@ -517,45 +510,56 @@ std::vector<LayerEntry> entries_from_directory(const fs::path& root, const std::
       }
       if (S_ISSOCK(st.st_mode))
         continue;  // sockets cannot be stored in a tar
-      Found f;
-      LayerEntry& e = f.entry;
-      e.path = std::move(layer_path);
-      e.mode = st.st_mode;
-      e.uid = st.st_uid;
-      e.gid = st.st_gid;
-      e.mtime_sec = st.st_mtim.tv_sec;
-      e.mtime_nsec = st.st_mtim.tv_nsec;
-      f.dev = st.st_dev;
-      f.ino = st.st_ino;
-      f.nlink = st.st_nlink;
-      if (S_ISDIR(st.st_mode)) {
-        todo.emplace_back(host, e.path);
-      } else if (S_ISREG(st.st_mode)) {
-        e.source = host;
-      } else if (S_ISLNK(st.st_mode)) {
-        e.link_target = detail::read_link_target(host);
-      } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
-        e.dev_major = major(st.st_rdev);
-        e.dev_minor = minor(st.st_rdev);
-      } else if (!S_ISFIFO(st.st_mode)) {
-        throw Error(host.string() + ": unsupported file type");
-      }
-      e.xattrs = read_xattrs(host);
+      detail::HostEntry f = detail::host_entry(host, std::move(layer_path), st);
+      if (S_ISDIR(st.st_mode))
+        todo.emplace_back(host, f.entry.path);
+      f.entry.xattrs = read_xattrs(host);
       found.push_back(std::move(f));
     }
     if (ec)
       throw Error("read directory " + dir.string() + ": " + ec.message());
   }
+  return detail::sorted_with_hard_links(std::move(found));
+}
 
+LayerEntry entry_from_lstat(const fs::path& host, std::string path, const struct stat& st) {
+  LayerEntry e;
+  e.path = std::move(path);
+  e.mode = st.st_mode;
+  e.uid = st.st_uid;
+  e.gid = st.st_gid;
+  e.mtime_sec = st.st_mtim.tv_sec;
+  e.mtime_nsec = st.st_mtim.tv_nsec;
+  if (S_ISREG(st.st_mode)) {
+    e.source = host;
+  } else if (S_ISLNK(st.st_mode)) {
+    e.link_target = detail::read_link_target(host);
+  } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+    e.dev_major = major(st.st_rdev);
+    e.dev_minor = minor(st.st_rdev);
+  } else if (!S_ISDIR(st.st_mode) && !S_ISFIFO(st.st_mode)) {
+    throw Error(host.string() + ": unsupported file type");
+  }
+  return e;
+}
+
+namespace detail {
+
+HostEntry host_entry(const fs::path& host, std::string path, const struct stat& st) {
+  return {entry_from_lstat(host, std::move(path), st), st.st_dev, st.st_ino, st.st_nlink};
+}
+
+std::vector<LayerEntry> sorted_with_hard_links(std::vector<HostEntry> found) {
   std::sort(found.begin(), found.end(),
-            [](const Found& a, const Found& b) { return a.entry.path < b.entry.path; });
+            [](const HostEntry& a, const HostEntry& b) { return a.entry.path < b.entry.path; });
   // The first path (in write order) of each multiply-linked inode carries the content; the others
   // link to it, so the target always precedes its links in the tar. Only regular files: appliers
-  // (ours, containerd's) accept hard links to nothing else, and overlayfs whiteouts share inodes.
+  // (ours, containerd's) accept hard links to nothing else, overlayfs whiteouts share inodes, and
+  // a second copy of a symlink, fifo or device is the same thing to a reader.
   std::map<std::pair<dev_t, ino_t>, std::string> first_link;
   std::vector<LayerEntry> entries;
   entries.reserve(found.size());
-  for (Found& f : found) {
+  for (HostEntry& f : found) {
     LayerEntry& e = f.entry;
     if (S_ISREG(e.mode) && f.nlink > 1) {
       auto [it, inserted] = first_link.try_emplace({f.dev, f.ino}, e.path);
@@ -571,8 +575,6 @@ std::vector<LayerEntry> entries_from_directory(const fs::path& root, const std::
   }
   return entries;
 }
-
-namespace detail {
 
 std::string relative_path(std::string_view path) {
   for (;;) {

@@ -41,9 +41,9 @@ BuildEnv::BuildEnv(oci::Store& s, BuildRequest r)
     : store(s),
       request(std::move(r)),
       lease(store.root()),
-      cache(store.root() / "cache" / "records"),
-      snapshots(store.root() / "snapshots"),
-      hasher(store.root() / "cache" / "context", request.context) {
+      cache(store.layout().records()),
+      snapshots(store.layout().snapshots()),
+      hasher(store.layout().context_caches(), request.context) {
   now = request.source_date_epoch.value_or(now_seconds());
   created = oci::format_rfc3339(now);
   salt = build_salt(request.layers, request.source_date_epoch);
@@ -100,7 +100,7 @@ fs::path BuildEnv::snapshot(const std::vector<oci::Descriptor>& layers,
         apply(layer, into);
       crash_point("snapshot-unpacked");
     });
-    if (lease.hold("snapshot " + dir.filename().string(), dir))
+    if (lease.hold_snapshot(dir.filename().string()))
       return dir;
     // A concurrent prune removed it between get() and hold(): unpack again.
   }
@@ -143,7 +143,7 @@ fs::path BuildEnv::root(StageState& st) {
     st.root_ids.clear();
     std::optional<fs::path> whole = snapshots.find(ids);
     bool userxattr = !in_initial_userns();
-    if (whole && lease.hold("snapshot " + whole->filename().string(), *whole)) {
+    if (whole && lease.hold_snapshot(whole->filename().string())) {
       st.root = std::make_unique<StageRoot>(lease.temp_dir(), *whole, stage_overlay(), userxattr);
       st.root_ids = ids;
     } else if (st.base_layers == 0) {
@@ -186,15 +186,15 @@ bool BuildEnv::cache_allowed(const frontend::GraphStage& stage) const {
   return true;
 }
 
-std::optional<CacheRecord> BuildEnv::lookup(const std::string& key) {
-  std::optional<CacheRecord> record = cache.get(key);
-  if (record && lease.hold("record " + key, cache.path_of(key)) &&
+std::optional<oci::CacheRecord> BuildEnv::lookup(const std::string& key) {
+  std::optional<oci::CacheRecord> record = cache.get(key);
+  if (record && lease.hold_record(key) &&
       std::all_of(record->layers.begin(), record->layers.end(),
                   [&](const oci::Descriptor& l) { return store.has_blob(l.digest); })) {
     return record;
   }
   for (const std::shared_ptr<const RemoteCache>& remote : request.cache_from) {
-    std::optional<CacheRecord> imported;
+    std::optional<oci::CacheRecord> imported;
     try {
       imported = remote->fetch(key, store);
     } catch (const Error& e) {
@@ -204,7 +204,7 @@ std::optional<CacheRecord> BuildEnv::lookup(const std::string& key) {
     if (!imported)
       continue;
     cache.put(*imported);
-    if (lease.hold("record " + key, cache.path_of(key)))
+    if (lease.hold_record(key))
       return imported;
   }
   return std::nullopt;
@@ -215,7 +215,7 @@ void BuildEnv::used(size_t stage, const StageState& st) {
   used_records_.emplace_back(stage, record_of(st));
 }
 
-std::vector<std::pair<size_t, CacheRecord>> BuildEnv::used_records() {
+std::vector<std::pair<size_t, oci::CacheRecord>> BuildEnv::used_records() {
   std::lock_guard lock(mutex_);
   return used_records_;
 }
@@ -289,8 +289,8 @@ InputTree BuildEnv::input_tree(frontend::OpId id, bool for_key) {
   return tree;
 }
 
-CacheRecord record_of(const StageState& st) {
-  CacheRecord r;
+oci::CacheRecord record_of(const StageState& st) {
+  oci::CacheRecord r;
   r.key = st.key;
   r.config = st.config;
   r.layers = st.layers;
@@ -298,7 +298,7 @@ CacheRecord record_of(const StageState& st) {
   return r;
 }
 
-void take(StageState& st, const CacheRecord& r) {
+void take(StageState& st, const oci::CacheRecord& r) {
   st.key = r.key;
   st.config = r.config;
   st.layers = r.layers;

@@ -17,11 +17,12 @@
 #include "content_hasher.hpp"
 #include "copy.hpp"
 #include "kiln/frontend/op_graph.hpp"
+#include "kiln/oci/cache_index.hpp"
+#include "kiln/oci/lease.hpp"
+#include "kiln/oci/snapshot_cache.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/snapshotter/run_snapshot.hpp"
 #include "kiln/solver/builder.hpp"
-#include "kiln/solver/cache_index.hpp"
-#include "kiln/solver/lease.hpp"
 #include "metadata.hpp"
 #include "stage_root.hpp"
 
@@ -43,7 +44,7 @@ struct StageState : ImageState {
 class SharedSteps {
  public:
   std::mutex mutex;
-  std::map<std::string, std::shared_future<CacheRecord>> in_flight;
+  std::map<std::string, std::shared_future<oci::CacheRecord>> in_flight;
   std::atomic<size_t> next_step{0};  // step ids are unique across the Builders
 };
 
@@ -67,9 +68,9 @@ class BuildEnv {
   int64_t now = 0;
   std::string created;  // RFC 3339 of `now`
   std::string salt;     // cache_key.hpp
-  Lease lease;
-  CacheIndex cache;
-  SnapshotCache snapshots;
+  oci::Lease lease;
+  oci::CacheIndex cache;
+  oci::SnapshotCache snapshots;
   ContentHasher hasher;
   std::shared_ptr<SharedSteps> shared;
   std::atomic<size_t> steps_run{0}, steps_cached{0};
@@ -105,10 +106,10 @@ class BuildEnv {
   bool cache_allowed(const frontend::GraphStage& stage) const;
   // A usable record for `key`: local, else from a --cache-from cache (then joins the local
   // index); held for this build.
-  std::optional<CacheRecord> lookup(const std::string& key);
+  std::optional<oci::CacheRecord> lookup(const std::string& key);
   // Remembers every step's record for --cache-to.
   void used(size_t stage, const StageState& st);
-  std::vector<std::pair<size_t, CacheRecord>> used_records();
+  std::vector<std::pair<size_t, oci::CacheRecord>> used_records();
 
   // Writes a layer into the store and appends it to the state; brings the stage's root up to
   // date unless the change is already there (`applied`).
@@ -126,11 +127,11 @@ class BuildEnv {
   std::map<frontend::OpId, std::shared_ptr<StageState>> finished_;
   std::unique_ptr<snapshotter::RunSnapshotter> run_snapshotter_;
   std::optional<bool> stage_overlay_usable_;
-  std::vector<std::pair<size_t, CacheRecord>> used_records_;
+  std::vector<std::pair<size_t, oci::CacheRecord>> used_records_;
 };
 
-CacheRecord record_of(const StageState& st);
-void take(StageState& st, const CacheRecord& r);
+oci::CacheRecord record_of(const StageState& st);
+void take(StageState& st, const oci::CacheRecord& r);
 
 // The working directory ops of a state run in: the config's, else "/".
 std::string working_dir(const StageState& st);

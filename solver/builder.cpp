@@ -90,11 +90,11 @@ struct Builder::Impl {
       } catch (const Error& e) {
         throw InputError(op.where, keyword(op) + ": " + e.what());
       }
-      std::optional<CacheRecord> record;
+      std::optional<oci::CacheRecord> record;
       if (env.cache_allowed(stage))
         record = env.lookup(key);
-      std::promise<CacheRecord> promise;
-      std::shared_future<CacheRecord> other;
+      std::promise<oci::CacheRecord> promise;
+      std::shared_future<oci::CacheRecord> other;
       if (!record) {
         std::lock_guard lock(env.shared->mutex);
         auto it = env.shared->in_flight.find(key);
@@ -116,7 +116,7 @@ struct Builder::Impl {
       try {
         executor.run(step);
         st.key = key;
-        CacheRecord result = record_of(st);
+        oci::CacheRecord result = record_of(st);
         crash_point("before-record");
         env.cache.put(result);
         crash_point("after-record");

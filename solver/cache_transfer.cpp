@@ -13,7 +13,8 @@
 namespace kiln::solver {
 namespace fs = std::filesystem;
 
-oci::Descriptor write_cache_manifest(oci::Store& store, const std::vector<CacheRecord>& records) {
+oci::Descriptor write_cache_manifest(oci::Store& store,
+                                     const std::vector<oci::CacheRecord>& records) {
   oci::Manifest manifest;
   manifest.media_type = oci::media_type::kOciManifest;
   manifest.artifact_type = kCacheArtifactType;
@@ -21,7 +22,7 @@ oci::Descriptor write_cache_manifest(oci::Store& store, const std::vector<CacheR
   nlohmann::ordered_json config;
   config["version"] = 1;
   config["records"] = nlohmann::ordered_json::array();
-  for (const CacheRecord& r : records) {
+  for (const oci::CacheRecord& r : records) {
     nlohmann::ordered_json positions = nlohmann::ordered_json::array();
     for (const oci::Descriptor& layer : r.layers) {
       auto [it, added] = index_of.emplace(layer.digest.str(), manifest.layers.size());
@@ -47,9 +48,9 @@ oci::Descriptor write_cache_manifest(oci::Store& store, const std::vector<CacheR
   return d;
 }
 
-std::vector<CacheRecord> parse_cache_manifest(const std::string& manifest_json,
-                                              const std::string& config_json,
-                                              const std::string& source) {
+std::vector<oci::CacheRecord> parse_cache_manifest(const std::string& manifest_json,
+                                                   const std::string& config_json,
+                                                   const std::string& source) {
   oci::Manifest manifest;
   try {
     manifest = oci::parse_manifest(manifest_json);
@@ -60,14 +61,14 @@ std::vector<CacheRecord> parse_cache_manifest(const std::string& manifest_json,
     throw Error("cache " + source + " is not a kiln cache (its config is " +
                 manifest.config.media_type + ")");
   }
-  std::vector<CacheRecord> out;
+  std::vector<oci::CacheRecord> out;
   try {
     nlohmann::json config = nlohmann::json::parse(config_json);
     if (config.at("version").get<int>() != 1) {
       throw Error("version " + config.at("version").dump() + " is not supported");
     }
     for (const nlohmann::json& r : config.at("records")) {
-      CacheRecord record;
+      oci::CacheRecord record;
       record.key = r.at("key").get<std::string>();
       record.config = oci::parse_image_config(r.at("config").get<std::string>());
       record.cmd_set = r.value("cmd_set", false);
@@ -92,13 +93,15 @@ std::vector<CacheRecord> parse_cache_manifest(const std::string& manifest_json,
   return out;
 }
 
-RemoteCache::RemoteCache(std::string source, const std::vector<CacheRecord>& records, Fetch fetch)
+RemoteCache::RemoteCache(std::string source, const std::vector<oci::CacheRecord>& records,
+                         Fetch fetch)
     : source_(std::move(source)), fetch_(std::move(fetch)) {
-  for (const CacheRecord& r : records)
+  for (const oci::CacheRecord& r : records)
     records_[r.key] = r;
 }
 
-std::optional<CacheRecord> RemoteCache::fetch(const std::string& key, oci::Store& store) const {
+std::optional<oci::CacheRecord> RemoteCache::fetch(const std::string& key,
+                                                   oci::Store& store) const {
   auto it = records_.find(key);
   if (it == records_.end())
     return std::nullopt;
@@ -136,7 +139,8 @@ std::shared_ptr<RemoteCache> open_layout_cache(const fs::path& dir) {
     std::string config_json = read_file(blob(manifest.config.digest));
     if (oci::sha256_of(config_json) != manifest.config.digest)
       throw Error("cache " + source + ": config " + manifest.config.digest.str() + " is corrupt");
-    std::vector<CacheRecord> records = parse_cache_manifest(manifest_json, config_json, source);
+    std::vector<oci::CacheRecord> records =
+        parse_cache_manifest(manifest_json, config_json, source);
     auto fetch = [dir, source, blob](const oci::Descriptor& layer, oci::Store& store) {
       auto writer = store.begin_blob();
       UniqueFd fd = open_or_throw(blob(layer.digest), O_RDONLY);
@@ -170,7 +174,8 @@ std::shared_ptr<RemoteCache> open_registry_cache(const std::string& reference,
     }
   } config;
   client->get_blob(ref.path, parsed.config, config);
-  std::vector<CacheRecord> records = parse_cache_manifest(manifest.bytes, config.bytes, source);
+  std::vector<oci::CacheRecord> records =
+      parse_cache_manifest(manifest.bytes, config.bytes, source);
   std::string repo = ref.path;
   auto fetch = [client, repo](const oci::Descriptor& layer, oci::Store& store) {
     std::unique_ptr<oci::BlobWriter> writer = store.begin_blob();

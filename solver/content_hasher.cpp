@@ -12,6 +12,7 @@
 #include "kiln/base/fd.hpp"
 #include "kiln/oci/digest.hpp"
 #include "kiln/oci/store.hpp"
+#include "kiln/oci/store_layout.hpp"
 
 namespace kiln::solver {
 namespace fs = std::filesystem;
@@ -34,7 +35,8 @@ std::string hex128(const XXH128_hash_t& h) {
 ContentHasher::ContentHasher(const fs::path& cache_dir, const fs::path& context) {
   std::error_code ec;
   fs::path absolute = fs::absolute(context, ec);
-  file_ = cache_dir / (oci::sha256_of(absolute.lexically_normal().string()).hex() + ".statcache");
+  file_ = cache_dir / (oci::sha256_of(absolute.lexically_normal().string()).hex() +
+                       std::string(oci::kStatCacheExtension));
   racy_after_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count() -

@@ -1,7 +1,8 @@
 // Content hashes of build-context files with a persistent stat cache, so an unchanged large
 // context is stat()ed, not re-read.
 //
-//   ROOT/cache/context/SHA256(CONTEXT PATH).statcache   one line per file:
+//   cache/context/SHA256(CONTEXT PATH).statcache   one line per file (the directory is the
+//                                                  store's context_caches(), store_layout.hpp):
 //       HASH SIZE MTIME_NS CTIME_NS INODE DEVICE PATH
 //
 // A file's cached hash is used when size, mtime, ctime, inode and device all match what lstat()

@@ -3,7 +3,6 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -348,31 +347,15 @@ class Planner {
   void add_entry(const fs::path& host, const struct stat& st, const std::string& target) {
     if (S_ISSOCK(st.st_mode))
       return;
-    LayerEntry e;
-    e.path = target;
-    e.mode = st.st_mode;
-    e.mtime_sec = st.st_mtim.tv_sec;
-    e.mtime_nsec = st.st_mtim.tv_nsec;
-    e.uid = r_.from_context ? 0 : st.st_uid;
-    e.gid = r_.from_context ? 0 : st.st_gid;
+    LayerEntry e = snapshotter::entry_from_lstat(host, target, st);
+    if (r_.from_context)
+      e.uid = e.gid = 0;
     if (r_.chown) {
       e.uid = r_.chown->uid;
       e.gid = r_.chown->gid;
     }
     if (r_.chmod && !S_ISLNK(st.st_mode)) {
       e.mode = (st.st_mode & S_IFMT) | r_.chmod->apply(st.st_mode, S_ISDIR(st.st_mode));
-    }
-    if (S_ISLNK(st.st_mode)) {
-      std::vector<char> buf(static_cast<size_t>(st.st_size) + 1);
-      ssize_t n = ::readlink(host.c_str(), buf.data(), buf.size());
-      if (n < 0)
-        throw Error("readlink " + host.string() + ": " + std::strerror(errno));
-      e.link_target.assign(buf.data(), static_cast<size_t>(n));
-    } else if (S_ISREG(st.st_mode)) {
-      e.source = host;
-    } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
-      e.dev_major = major(st.st_rdev);
-      e.dev_minor = minor(st.st_rdev);
     }
     entries_[target] = std::move(e);
   }

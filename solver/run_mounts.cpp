@@ -10,8 +10,8 @@
 
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/snapshotter/copy_tree.hpp"
 #include "rootfs.hpp"
-#include "stage_root.hpp"
 
 namespace kiln::solver {
 namespace fs = std::filesystem;
@@ -61,7 +61,7 @@ void RunMounts::add(runner::ProcessSpec& spec, const frontend::Op& op, const Mou
         fs::path copy = dir->path() / "source";
         if (fs::is_directory(source)) {
           fs::create_directory(copy);
-          copy_tree(source, copy);
+          snapshotter::copy_tree(source, copy);
         } else {
           fs::copy(source, copy, fs::copy_options::copy_symlinks);
         }
@@ -79,7 +79,9 @@ void RunMounts::add(runner::ProcessSpec& spec, const frontend::Op& op, const Mou
       fs::path dir = cache_dir(resolved);
       // locked (and private, which kiln treats the same way) serialise users of the cache;
       // shared ones hold it shared, so `kiln prune --all` can tell the cache is in use.
-      UniqueFd lock = open_or_throw(dir.string() + ".lock", O_RDWR | O_CREAT, 0600);
+      UniqueFd lock =
+          open_or_throw(env_.store.layout().cache_mount_lock(oci::sha256_of(resolved.id).hex()),
+                        O_RDWR | O_CREAT, 0600);
       int operation = m.sharing == Mount::Sharing::kShared ? LOCK_SH : LOCK_EX;
       while (::flock(lock.get(), operation) != 0 && errno == EINTR) {
       }
@@ -149,7 +151,7 @@ void RunMounts::add_script(runner::ProcessSpec& spec, const std::string& script)
 
 // Host directory holding a RUN --mount=type=cache, created with the requested owner and mode.
 fs::path RunMounts::cache_dir(const Mount& m) {
-  fs::path dir = env_.request.cache_mounts / oci::sha256_of(m.id).hex();
+  fs::path dir = env_.store.layout().cache_mount(oci::sha256_of(m.id).hex());
   if (!fs::exists(dir)) {
     fs::create_directories(dir);
     ::chmod(dir.c_str(), m.mode);

@@ -1,73 +1,17 @@
 #include "stage_root.hpp"
 
-#include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 
 #include "kiln/base/error.hpp"
 #include "kiln/snapshotter/diff.hpp"
-#include "kiln/snapshotter/layer_applier.hpp"
-#include "kiln/snapshotter/layer_writer.hpp"
 
 namespace kiln::solver {
 namespace fs = std::filesystem;
-
-oci::Digest chain_id(const std::vector<oci::Digest>& diff_ids) {
-  if (diff_ids.empty())
-    return {};
-  oci::Digest chain = diff_ids.front();
-  for (size_t i = 1; i < diff_ids.size(); ++i) {
-    chain = oci::sha256_of(chain.str() + " " + diff_ids[i].str());
-  }
-  return chain;
-}
-
-SnapshotCache::SnapshotCache(fs::path dir) : dir_(std::move(dir)) {}
-
-fs::path SnapshotCache::path_of(const std::vector<oci::Digest>& diff_ids) const {
-  return dir_ / chain_id(diff_ids).hex();
-}
-
-std::optional<fs::path> SnapshotCache::find(const std::vector<oci::Digest>& diff_ids) const {
-  fs::path dir = path_of(diff_ids);
-  if (diff_ids.empty() || !fs::exists(dir))
-    return std::nullopt;
-  return dir;
-}
-
-fs::path SnapshotCache::get(const std::vector<oci::Digest>& diff_ids,
-                            const std::function<void(const fs::path&)>& unpack) {
-  fs::path final_dir = path_of(diff_ids);
-  if (fs::exists(final_dir))
-    return final_dir;
-  fs::create_directories(dir_);
-  static std::atomic<unsigned> counter{0};
-  fs::path temp = dir_ / (".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-  fs::create_directory(temp);
-  try {
-    ::chmod(temp.c_str(), 0755);
-    unpack(temp);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(temp, ec);
-    throw;
-  }
-  if (::rename(temp.c_str(), final_dir.c_str()) != 0) {
-    int err = errno;
-    std::error_code ec;
-    fs::remove_all(temp, ec);
-    // Another build made the same snapshot first: theirs is as good as ours.
-    if (err != EEXIST && err != ENOTEMPTY) {
-      throw Error("rename snapshot " + temp.string() + ": " + std::strerror(err));
-    }
-  }
-  return final_dir;
-}
 
 StageRoot::StageRoot(const fs::path& parent) : dir_(parent, "kiln-stage-") {
   root_ = dir_.path() / "root";
@@ -80,7 +24,7 @@ StageRoot::StageRoot(const fs::path& parent, const fs::path& snapshot, bool over
   root_ = dir_.path() / "root";
   fs::create_directory(root_);
   if (!overlay) {
-    copy_tree(snapshot, root_);
+    snapshotter::copy_tree(snapshot, root_);
     return;
   }
   fs::path upper = dir_.path() / "upper", work = dir_.path() / "work";
@@ -107,22 +51,6 @@ StageRoot::~StageRoot() {
     ::umount2(root_.c_str(), MNT_DETACH);
   // overlayfs leaves work/work with mode 000; make it removable for the TempDir.
   ::chmod((dir_.path() / "work" / "work").c_str(), 0700);
-}
-
-void copy_tree(const fs::path& from, const fs::path& to) {
-  TempDir scratch({}, "kiln-copy-");
-  fs::path tar = scratch.path() / "tree.tar";
-  {
-    UniqueFd fd = open_or_throw(tar, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    FdSink sink(fd.get(), tar.string());
-    snapshotter::LayerOptions options;
-    options.compression.algorithm = snapshotter::Compression::kNone;
-    snapshotter::write_layer(snapshotter::entries_from_directory(from), options, sink);
-  }
-  snapshotter::ApplyOptions apply;
-  apply.preserve_ownership = ::geteuid() == 0;
-  apply.allow_devices = ::geteuid() == 0;
-  snapshotter::apply_layer(tar, to, apply);
 }
 
 }  // namespace kiln::solver

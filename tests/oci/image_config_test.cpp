@@ -281,5 +281,15 @@ TEST(FormatRfc3339, FormatsUtcSeconds) {
   EXPECT_THAT(error_of([] { format_rfc3339(253402300800); }), HasSubstr("outside 0000..9999"));
 }
 
+TEST(ChainId, FollowsTheOciDefinition) {
+  Digest a = sha256_of("a"), b = sha256_of("b"), c = sha256_of("c");
+  EXPECT_EQ(chain_id({a}), a);
+  Digest ab = sha256_of(a.str() + " " + b.str());
+  EXPECT_EQ(chain_id({a, b}), ab);
+  EXPECT_EQ(chain_id({a, b, c}), sha256_of(ab.str() + " " + c.str()));
+  EXPECT_NE(chain_id({b, a}), chain_id({a, b}));
+  EXPECT_FALSE(chain_id({}).valid());
+}
+
 }  // namespace
 }  // namespace kiln::oci

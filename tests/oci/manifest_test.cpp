@@ -205,6 +205,22 @@ TEST(Index, ParsesMultiPlatformIndexWithAttestations) {
   EXPECT_EQ(serialize(parse_index(bytes)), bytes);
 }
 
+TEST(Index, FindsThePlatformManifestAndNeverAnAttestation) {
+  Index index = parse_index(buildkit_index());
+  EXPECT_EQ(find_platform_manifest(index, parse_platform("linux/amd64"))->digest, digest_of('1'));
+  EXPECT_EQ(find_platform_manifest(index, parse_platform("linux/arm"))->digest, digest_of('2'));
+  // "arm64/v8" in the index is the normalised arm64.
+  EXPECT_EQ(find_platform_manifest(index, parse_platform("linux/arm64"))->digest, digest_of('3'));
+  EXPECT_FALSE(find_platform_manifest(index, parse_platform("linux/arm/v6")));
+  EXPECT_FALSE(find_platform_manifest(index, Platform{"unknown", "unknown", ""}));
+  EXPECT_EQ(platforms_in(index), "linux/amd64, linux/arm/v7, linux/arm64");
+
+  index.manifests[0].platform.reset();  // an entry without a platform is no image for any
+  EXPECT_FALSE(find_platform_manifest(index, parse_platform("linux/amd64")));
+  EXPECT_EQ(platforms_in(index), "linux/arm/v7, linux/arm64");
+  EXPECT_EQ(platforms_in(Index{}), "none");
+}
+
 TEST(Index, ParsesDockerManifestListAndWindowsOsVersion) {
   Index index = parse_index(R"({"schemaVersion":2,
     "mediaType":"application/vnd.docker.distribution.manifest.list.v2+json",

@@ -28,6 +28,15 @@ TEST(Platform, RejectsMalformedSpecifiers) {
   EXPECT_THROW(parse_platform("beos/amd64"), Error);
 }
 
+TEST(Platform, MatchesOnOsArchitectureAndAVariantBothName) {
+  EXPECT_TRUE(platform_matches(parse_platform("linux/arm64"), {"linux", "arm64", "v8"}));
+  EXPECT_TRUE(platform_matches(parse_platform("linux/amd64"), {"linux", "x86_64", ""}));
+  EXPECT_TRUE(platform_matches(parse_platform("linux/amd64"), {"linux", "amd64", "v3"}));
+  EXPECT_FALSE(platform_matches(parse_platform("linux/arm/v7"), {"linux", "arm", "v6"}));
+  EXPECT_FALSE(platform_matches(parse_platform("linux/amd64"), {"windows", "amd64", ""}));
+  EXPECT_FALSE(platform_matches(parse_platform("linux/amd64"), {"linux", "arm64", ""}));
+}
+
 TEST(Platform, HostIsLinux) {
   Platform host = host_platform();
   EXPECT_EQ(host.os, "linux");

@@ -21,6 +21,7 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/io.hpp"
+#include "kiln/snapshotter/copy_tree.hpp"
 #include "kiln/snapshotter/layer_applier.hpp"
 #include "kiln/snapshotter/layer_writer.hpp"
 
@@ -62,15 +63,6 @@ void write_layer_file(std::vector<LayerEntry> entries, const fs::path& file) {
   LayerOptions options;
   options.compression.algorithm = Compression::kNone;
   write_layer(std::move(entries), options, sink);
-}
-
-// A faithful copy of `src` at `dst` (modes, owners, mtimes, user xattrs, hard links), made with
-// the layer writer and applier themselves.
-void copy_tree(const fs::path& src, const fs::path& dst, const fs::path& scratch) {
-  const fs::path layer = scratch / ("copy-" + dst.filename().string() + ".tar");
-  write_layer_file(entries_from_directory(src), layer);
-  make_dir(dst);
-  apply_layer(layer, dst);
 }
 
 // Everything the comparison cares about, one line per path: type, mode, owner, mtime (not for
@@ -260,7 +252,8 @@ fs::path apply_onto_copy(std::vector<LayerEntry> entries, const fs::path& origin
   const fs::path layer = scratch / "diff.tar";
   write_layer_file(std::move(entries), layer);
   const fs::path applied = scratch / "applied";
-  copy_tree(original, applied, scratch);
+  make_dir(applied);
+  copy_tree(original, applied);
   apply_layer(layer, applied);
   return applied;
 }
@@ -527,7 +520,8 @@ class CopyDiffTest : public ::testing::Test {
  protected:
   void SetUp() override {
     build_lower(original_);
-    copy_tree(original_, root_, dir_.path());
+    make_dir(root_);
+    copy_tree(original_, root_);
   }
 
   TempDir dir_;

@@ -598,6 +598,18 @@ TEST_F(LayerWriterTest, SinkErrorsNameTheEntry) {
   }
 }
 
+// A unix socket bound at `path` (and closed: the file stays).
+void make_socket(const fs::path& path) {
+  int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string name = path.string();
+  ASSERT_LT(name.size(), sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, name.c_str(), name.size() + 1);
+  ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ::close(s);
+}
+
 TEST_F(LayerWriterTest, EntriesFromDirectory) {
   fs::path root = dir_.path() / "tree";
   fs::create_directories(root / "bin");
@@ -611,16 +623,7 @@ TEST_F(LayerWriterTest, EntriesFromDirectory) {
   fs::create_symlink("/does/not/exist", root / "dangling");
   ASSERT_EQ(::chmod((root / "bin/sh").c_str(), 04755), 0);
   ASSERT_EQ(::mkfifo((root / "fifo").c_str(), 0640), 0);
-  {
-    int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::string sock = (root / "sock").string();
-    ASSERT_LT(sock.size(), sizeof addr.sun_path);
-    std::memcpy(addr.sun_path, sock.c_str(), sock.size() + 1);
-    ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    ::close(s);
-  }
+  make_socket(root / "sock");
   bool xattrs = ::setxattr((root / "etc/passwd").c_str(), "user.kiln", "v1", 2, 0) == 0;
   struct timespec times[2] = {{0, UTIME_OMIT}, {1234567890, 987654321}};
   ASSERT_EQ(::utimensat(AT_FDCWD, (root / "etc/passwd").c_str(), times, AT_SYMLINK_NOFOLLOW), 0);
@@ -679,6 +682,54 @@ TEST_F(LayerWriterTest, EntriesFromDirectory) {
   EXPECT_THROW(entries_from_directory(root / "etc/passwd"), Error);
   EXPECT_THROW(entries_from_directory(root, "../escape"), Error);
   EXPECT_EQ(entries_from_directory(root, "./").front().path, "bin");
+}
+
+TEST_F(LayerWriterTest, EntryFromLstatTakesMetadataButLeavesXattrsAndHardLinksToTheCaller) {
+  fs::path root = dir_.path() / "files";
+  fs::create_directories(root);
+  write_file(root / "file", "content");
+  fs::create_hard_link(root / "file", root / "other-name");
+  ::setxattr((root / "file").c_str(), "user.kiln", "v1", 2, 0);  // when supported: not taken
+  fs::create_symlink("a/long/target", root / "link");
+  ASSERT_EQ(::mkfifo((root / "fifo").c_str(), 0600), 0);
+  auto lstat_of = [](const fs::path& path) {
+    struct stat st {};
+    EXPECT_EQ(::lstat(path.c_str(), &st), 0) << path;
+    return st;
+  };
+
+  struct stat st = lstat_of(root / "file");
+  LayerEntry file = entry_from_lstat(root / "file", "in/layer/file", st);
+  EXPECT_EQ(file.path, "in/layer/file");
+  EXPECT_EQ(file.mode, st.st_mode);
+  EXPECT_EQ(file.uid, st.st_uid);
+  EXPECT_EQ(file.gid, st.st_gid);
+  EXPECT_EQ(file.mtime_sec, st.st_mtim.tv_sec);
+  EXPECT_EQ(file.mtime_nsec, st.st_mtim.tv_nsec);
+  EXPECT_EQ(file.source, root / "file");
+  EXPECT_FALSE(file.hardlink);
+  EXPECT_TRUE(file.xattrs.empty());
+
+  LayerEntry link = entry_from_lstat(root / "link", "link", lstat_of(root / "link"));
+  EXPECT_EQ(link.link_target, "a/long/target");
+  EXPECT_TRUE(link.source.empty());
+  LayerEntry fifo = entry_from_lstat(root / "fifo", "fifo", lstat_of(root / "fifo"));
+  EXPECT_EQ(fifo.mode, S_IFIFO | 0600);
+  EXPECT_TRUE(fifo.source.empty());
+  if (fs::exists("/dev/null")) {
+    LayerEntry null = entry_from_lstat("/dev/null", "dev/null", lstat_of("/dev/null"));
+    EXPECT_EQ(null.dev_major, 1u);
+    EXPECT_EQ(null.dev_minor, 3u);
+  }
+
+  fs::path sock = root / "sock";
+  make_socket(sock);
+  try {
+    entry_from_lstat(sock, "sock", lstat_of(sock));
+    ADD_FAILURE() << "a socket became an entry";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(sock.string()), std::string::npos) << e.what();
+  }
 }
 
 int64_t status_kib(const char* field) {

@@ -94,6 +94,11 @@ ImageConfig parse_image_config(std::string_view json);
 // comparing with a requested platform).
 Platform platform_of(const ImageConfig& config);
 
+// The OCI chain ID of a layer chain, base first (image-spec config.md): ChainID(L0) =
+// DiffID(L0), ChainID(L0..n) = sha256(ChainID(L0..n-1) + " " + DiffID(Ln)). An empty Digest
+// (valid() is false) for an empty chain.
+Digest chain_id(const std::vector<Digest>& diff_ids);
+
 // UTC RFC 3339 with second precision: format_rfc3339(0) == "1970-01-01T00:00:00Z". Throws
 // kiln::Error when the year falls outside 0000..9999, which RFC 3339 cannot express.
 std::string format_rfc3339(int64_t unix_seconds);

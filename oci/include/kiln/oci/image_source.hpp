@@ -35,8 +35,4 @@ ResolvedImage resolve_image(Store& store, std::string_view ref, const Platform& 
 // Whether `ref` names a transport (oci:, oci-archive:, docker-archive:) rather than a name.
 bool has_transport(std::string_view ref);
 
-// True when an image for `have` can serve a request for `want` (same OS and architecture; the
-// variant must match when both name one).
-bool platform_matches(const Platform& want, const Platform& have);
-
 }  // namespace kiln::oci

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kiln/oci/descriptor.hpp"
+#include "kiln/oci/platform.hpp"
 
 namespace kiln::oci {
 
@@ -53,5 +54,14 @@ Manifest parse_manifest(std::string_view json);
 // JSON object, schemaVersion is not 2, manifests is missing or malformed, or the document is an
 // image manifest.
 Index parse_index(std::string_view json);
+
+// The entry of `index` for `platform`: the first whose platform matches (platform_matches()).
+// Entries without a platform, and attestation manifests (os "unknown"), are never chosen.
+// nullopt when no entry matches.
+std::optional<Descriptor> find_platform_manifest(const Index& index, const Platform& platform);
+
+// The platforms `index` offers (the entries find_platform_manifest() may choose), for messages:
+// "linux/amd64, linux/arm64", or "none".
+std::string platforms_in(const Index& index);
 
 }  // namespace kiln::oci

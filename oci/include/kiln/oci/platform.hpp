@@ -28,4 +28,8 @@ Platform normalize(Platform platform);
 // The platform this process runs on (Linux, with the architecture from uname).
 Platform host_platform();
 
+// True when an image for `have` can serve a request for `want` (same OS and architecture; the
+// variant must match when both name one).
+bool platform_matches(const Platform& want, const Platform& have);
+
 }  // namespace kiln::oci

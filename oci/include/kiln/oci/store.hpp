@@ -1,4 +1,5 @@
 // The local content store: an OCI image layout on disk that skopeo and umoci read as-is.
+// store_layout.hpp names every path under the root; the image layout part is:
 //
 //   ROOT/oci-layout            {"imageLayoutVersion":"1.0.0"}
 //   ROOT/index.json            an image index; each tagged image is one descriptor whose
@@ -26,6 +27,7 @@
 #include "kiln/base/io.hpp"
 #include "kiln/oci/descriptor.hpp"
 #include "kiln/oci/digest.hpp"
+#include "kiln/oci/store_layout.hpp"
 
 namespace kiln::oci {
 
@@ -35,7 +37,9 @@ inline constexpr const char* kRefNameAnnotation = "org.opencontainers.image.ref.
 // is destroyed without commit() removes its temporary file.
 class BlobWriter : public ByteSink {
  public:
-  BlobWriter(const std::filesystem::path& ingest_dir, std::filesystem::path blobs_dir);
+  // A new temporary file in the store's ingest/. Throws kiln::Error naming it when it cannot be
+  // created.
+  explicit BlobWriter(StoreLayout layout);
   ~BlobWriter() override;
   BlobWriter(const BlobWriter&) = delete;
   BlobWriter& operator=(const BlobWriter&) = delete;
@@ -48,7 +52,7 @@ class BlobWriter : public ByteSink {
   int64_t size() const { return size_; }
 
  private:
-  std::filesystem::path blobs_dir_;
+  StoreLayout layout_;
   std::filesystem::path temp_;
   UniqueFd fd_;
   Sha256 hash_;
@@ -70,7 +74,8 @@ class Store {
   // $KILN_ROOT when set; /var/lib/kiln for root; else $XDG_DATA_HOME/kiln or ~/.local/share/kiln.
   static std::filesystem::path default_root();
 
-  const std::filesystem::path& root() const { return root_; }
+  const std::filesystem::path& root() const { return layout_.root(); }
+  const StoreLayout& layout() const { return layout_; }
 
   bool has_blob(const Digest& digest) const;
   std::filesystem::path blob_path(const Digest& digest) const;
@@ -101,7 +106,7 @@ class Store {
   std::vector<TaggedImage> read_index() const;
   void write_index(const std::vector<TaggedImage>& images);
 
-  std::filesystem::path root_;
+  StoreLayout layout_;
 };
 
 // Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename, fsync of the

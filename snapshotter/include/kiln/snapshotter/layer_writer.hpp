@@ -9,6 +9,7 @@
 // libarchive, zlib and libzstd versions.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -82,6 +83,14 @@ struct LayerResult {
 // and the caller must discard them.
 LayerResult write_layer(std::vector<LayerEntry> entries, const LayerOptions& options,
                         kiln::ByteSink& out);
+
+// The entry for the host file `host` at the in-layer path `path`, from its lstat(2) `st`: type and
+// permission bits, owner and mtime, and by type: a regular file's content source (`host`), a
+// symlink's target (read now) or a device's numbers. Xattrs and hard links are left to the
+// caller. Throws kiln::Error naming `host` when the symlink cannot be read or the type cannot be
+// in a layer (a socket: callers skip those).
+LayerEntry entry_from_lstat(const std::filesystem::path& host, std::string path,
+                            const struct stat& st);
 
 // Collects entries for the directory tree under `root` (which is not itself an entry), with
 // lstat(2) metadata; symlinks are recorded, never followed. Files sharing (st_dev, st_ino) become

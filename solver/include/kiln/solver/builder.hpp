@@ -27,11 +27,11 @@
 
 #include "kiln/frontend/ignore.hpp"
 #include "kiln/frontend/op_graph.hpp"
+#include "kiln/oci/cache_index.hpp"
 #include "kiln/oci/descriptor.hpp"
 #include "kiln/oci/image_config.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/snapshotter/layer_writer.hpp"
-#include "kiln/solver/cache_index.hpp"
 #include "kiln/solver/cache_transfer.hpp"
 #include "kiln/solver/image_source.hpp"
 #include "kiln/solver/progress.hpp"
@@ -80,7 +80,6 @@ struct BuildRequest {
   // --ssh ID=SOCKET: SSH agent sockets for RUN --mount=type=ssh, by id.
   std::map<std::string, std::filesystem::path> ssh_agents;
   std::string snapshotter = "auto";    // auto | overlay | copy
-  std::filesystem::path cache_mounts;  // where RUN --mount=type=cache directories persist
   std::string runtime;                 // --runtime runc|crun|PATH; empty: the built-in sandbox
 };
 
@@ -93,7 +92,7 @@ struct BuiltImage {
   size_t steps_run = 0, steps_cached = 0;
   // The record of every step of the build (for --cache-to): the target stage's steps alone
   // (mode=min) and every stage's (mode=max), in the order they finished.
-  std::vector<CacheRecord> target_records, all_records;
+  std::vector<oci::CacheRecord> target_records, all_records;
 };
 
 class Builder {

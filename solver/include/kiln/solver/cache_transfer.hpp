@@ -20,10 +20,10 @@
 #include <string>
 #include <vector>
 
+#include "kiln/oci/cache_index.hpp"
 #include "kiln/oci/descriptor.hpp"
 #include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
-#include "kiln/solver/cache_index.hpp"
 
 namespace kiln::solver {
 
@@ -33,30 +33,31 @@ inline constexpr const char* kCacheRefName = "kiln-cache";  // its name in an ex
 
 // Writes the config and the manifest for `records` into `store` (whose blobs already hold the
 // records' layers) and returns the manifest's descriptor, ready to push or write as a layout.
-oci::Descriptor write_cache_manifest(oci::Store& store, const std::vector<CacheRecord>& records);
+oci::Descriptor write_cache_manifest(oci::Store& store,
+                                     const std::vector<oci::CacheRecord>& records);
 
 // The records of a cache manifest. Throws kiln::Error naming `source` when either document is
 // malformed or a record points at a layer the manifest does not have.
-std::vector<CacheRecord> parse_cache_manifest(const std::string& manifest_json,
-                                              const std::string& config_json,
-                                              const std::string& source);
+std::vector<oci::CacheRecord> parse_cache_manifest(const std::string& manifest_json,
+                                                   const std::string& config_json,
+                                                   const std::string& source);
 
 // An imported cache: the records by key and a way to bring a blob into the store.
 class RemoteCache {
  public:
   // `fetch` copies one blob into the store, verified against its descriptor.
   using Fetch = std::function<void(const oci::Descriptor& blob, oci::Store& store)>;
-  RemoteCache(std::string source, const std::vector<CacheRecord>& records, Fetch fetch);
+  RemoteCache(std::string source, const std::vector<oci::CacheRecord>& records, Fetch fetch);
 
   const std::string& source() const { return source_; }
   size_t size() const { return records_.size(); }
   // The record for `key` with every layer it needs now in `store`; nullopt when this cache does
   // not have the key. Throws kiln::Error when a layer cannot be fetched.
-  std::optional<CacheRecord> fetch(const std::string& key, oci::Store& store) const;
+  std::optional<oci::CacheRecord> fetch(const std::string& key, oci::Store& store) const;
 
  private:
   std::string source_;
-  std::map<std::string, CacheRecord> records_;
+  std::map<std::string, oci::CacheRecord> records_;
   Fetch fetch_;
 };
 

@@ -1,11 +1,5 @@
 // Garbage collection and consistency checking of a kiln store (`kiln prune`, `kiln check`).
-//
-// What lives in ROOT besides the OCI layout (see oci/store.hpp, lease.hpp, cache_index.hpp):
-//   snapshots/CHAINHEX/       unpacked filesystems of layer chains (solver/stage_root.hpp),
-//                             .tmp-* beside them while being unpacked
-//   cache/records/KEYHEX.json cache index records
-//   cache/context/*.statcache stat caches of build contexts (content_hasher)
-//   cache-mounts/HEX(.lock)   RUN --mount=type=cache directories
+// What lives under the store root, and who writes it, is in store_layout.hpp.
 //
 // Prune, under an exclusive gc.lock:
 //  1. removes stale leases (unlocked lease files) with their tmp/ID directories;
@@ -29,7 +23,7 @@
 #include <string>
 #include <vector>
 
-namespace kiln::solver {
+namespace kiln::oci {
 
 struct PruneOptions {
   bool all = false;
@@ -42,6 +36,9 @@ struct PruneReport {
   uint64_t reclaimed_bytes = 0;
 };
 
+// Prunes the store at `root` as described above; a root that does not exist is left alone (an
+// empty report). Throws kiln::Error when index.json cannot be read (it is then unknown which
+// blobs images need, so nothing is removed) or something cannot be removed.
 PruneReport prune(const std::filesystem::path& root, const PruneOptions& options);
 
 struct CheckReport {
@@ -50,10 +47,11 @@ struct CheckReport {
   size_t blobs = 0, images = 0, records = 0, snapshots = 0;
 };
 
-// Verifies the store without changing it: every blob's content matches its name; index.json
-// parses and every blob an image needs is present; every cache record parses, matches its name
-// and has its layers; snapshots directories are complete (no .tmp-* is a problem, only a
-// leftover).
+// Verifies the store at `root` without changing it: every blob's content matches its name;
+// index.json parses and every blob an image needs is present; every cache record parses, matches
+// its name and has its layers; snapshots directories are complete (no .tmp-* is a problem, only
+// a leftover). A root that does not exist gives an empty report. Holds gc.lock shared while it
+// looks, when it can open it.
 CheckReport check(const std::filesystem::path& root);
 
-}  // namespace kiln::solver
+}  // namespace kiln::oci

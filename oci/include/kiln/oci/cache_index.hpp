@@ -1,6 +1,7 @@
 // The build cache index: cache key → the state a stage has after the keyed step.
 //
-//   ROOT/cache/records/KEYHEX.json   one record per key (KEYHEX: the sha256 cache key, 64 hex)
+//   cache/records/KEYHEX.json   one record per key (KEYHEX: the sha256 cache key, 64 hex), in
+//                               the directory StoreLayout::records() names
 //
 // A record holds the whole stage state after the step: its image config (history and rootfs
 // included) and the layer descriptors in order, so a hit at step N needs nothing from steps
@@ -19,18 +20,18 @@
 #include "kiln/oci/descriptor.hpp"
 #include "kiln/oci/image_config.hpp"
 
-namespace kiln::solver {
+namespace kiln::oci {
 
 struct CacheRecord {
   std::string key;  // 64 hex digits
-  oci::ImageConfig config;
-  std::vector<oci::Descriptor> layers;
+  ImageConfig config;
+  std::vector<Descriptor> layers;
   bool cmd_set = false;  // the stage set CMD itself (ENTRYPOINT then keeps it)
 };
 
 class CacheIndex {
  public:
-  // `dir` is ROOT/cache/records; created on the first put().
+  // `dir` is the store's records() directory; created on the first put().
   explicit CacheIndex(std::filesystem::path dir);
 
   const std::filesystem::path& dir() const { return dir_; }
@@ -51,4 +52,4 @@ class CacheIndex {
   std::filesystem::path dir_;
 };
 
-}  // namespace kiln::solver
+}  // namespace kiln::oci

@@ -1,4 +1,4 @@
-#include "kiln/solver/cache_index.hpp"
+#include "kiln/oci/cache_index.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,7 +11,7 @@
 #include "kiln/base/fd.hpp"
 #include "kiln/oci/store.hpp"
 
-namespace kiln::solver {
+namespace kiln::oci {
 namespace fs = std::filesystem;
 
 namespace {
@@ -27,9 +27,9 @@ std::optional<CacheRecord> parse_record(const std::string& key, const std::strin
     r.key = j.at("key").get<std::string>();
     if (r.key != key)
       return std::nullopt;
-    r.config = oci::parse_image_config(j.at("config").get<std::string>());
+    r.config = parse_image_config(j.at("config").get<std::string>());
     for (const nlohmann::json& layer : j.at("layers"))
-      r.layers.push_back(oci::descriptor_from_json(layer));
+      r.layers.push_back(descriptor_from_json(layer));
     r.cmd_set = j.value("cmd_set", false);
     if (r.layers.size() != r.config.diff_ids.size())
       return std::nullopt;
@@ -72,13 +72,13 @@ void CacheIndex::put(const CacheRecord& record) const {
   nlohmann::ordered_json j;
   j["key"] = record.key;
   // The config is kept as its canonical serialisation, so a hit rebuilds the identical blob.
-  j["config"] = oci::serialize(record.config);
+  j["config"] = serialize(record.config);
   j["layers"] = nlohmann::ordered_json::array();
-  for (const oci::Descriptor& layer : record.layers)
-    j["layers"].push_back(oci::to_json(layer));
+  for (const Descriptor& layer : record.layers)
+    j["layers"].push_back(to_json(layer));
   j["cmd_set"] = record.cmd_set;
   fs::create_directories(dir_);
-  oci::write_file_atomically(path_of(record.key), j.dump());
+  write_file_atomically(path_of(record.key), j.dump());
 }
 
 std::vector<std::string> CacheIndex::keys() const {
@@ -99,4 +99,4 @@ bool CacheIndex::remove(const std::string& key) const {
   return ::unlink(path_of(key).c_str()) == 0;
 }
 
-}  // namespace kiln::solver
+}  // namespace kiln::oci

@@ -1,6 +1,6 @@
 // prune and check on a store built by hand: images tagged in index.json, cache records,
 // snapshots, cache mounts, leases and the leftovers of killed builds.
-#include "kiln/solver/gc.hpp"
+#include "kiln/oci/gc.hpp"
 
 #include <fcntl.h>
 #include <gmock/gmock.h>
@@ -17,15 +17,15 @@
 
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
+#include "kiln/oci/cache_index.hpp"
 #include "kiln/oci/image_config.hpp"
+#include "kiln/oci/lease.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/oci/store.hpp"
-#include "kiln/solver/cache_index.hpp"
-#include "kiln/solver/lease.hpp"
-#include "stage_root.hpp"
+#include "kiln/oci/store_layout.hpp"
 
-namespace kiln::solver {
+namespace kiln::oci {
 namespace {
 
 namespace fs = std::filesystem;
@@ -40,34 +40,35 @@ constexpr int64_t kDay = 24 * 3600;
 constexpr const char* kDeadPid = "999999999";
 
 struct Layer {
-  oci::Descriptor descriptor;
-  oci::Digest diff_id;
+  Descriptor descriptor;
+  Digest diff_id;
 };
 
 struct Image {
-  oci::Descriptor manifest;
-  oci::Digest config;
+  Descriptor manifest;
+  Digest config;
   std::vector<Layer> layers;
 };
 
 class Gc : public ::testing::Test {
  protected:
   fs::path root() const { return dir_.path() / "store"; }
+  const StoreLayout& layout() const { return store_.layout(); }
 
-  fs::path blob(const oci::Digest& digest) const { return store_.blob_path(digest); }
+  fs::path blob(const Digest& digest) const { return store_.blob_path(digest); }
 
   // A layer blob with `content` (its diff ID is made up: nothing here unpacks layers).
   Layer layer(const std::string& content) {
     Layer l;
-    l.descriptor.media_type = oci::media_type::kOciLayerGzip;
+    l.descriptor.media_type = media_type::kOciLayerGzip;
     l.descriptor.digest = store_.put_blob(content);
     l.descriptor.size = static_cast<int64_t>(content.size());
-    l.diff_id = oci::sha256_of("diff of " + content);
+    l.diff_id = sha256_of("diff of " + content);
     return l;
   }
 
-  static oci::ImageConfig config_of(const std::vector<Layer>& layers) {
-    oci::ImageConfig config;
+  static ImageConfig config_of(const std::vector<Layer>& layers) {
+    ImageConfig config;
     config.architecture = "amd64";
     config.os = "linux";
     for (const Layer& l : layers)
@@ -79,21 +80,16 @@ class Gc : public ::testing::Test {
   Image image(const std::vector<Layer>& layers, const std::string& name = {}) {
     Image img;
     img.layers = layers;
-    std::string config = oci::serialize(config_of(layers));
+    std::string config = serialize(config_of(layers));
     img.config = store_.put_blob(config);
-    oci::Manifest manifest;
-    manifest.media_type = oci::media_type::kOciManifest;
-    manifest.config = {oci::media_type::kOciConfig,
-                       img.config,
-                       static_cast<int64_t>(config.size()),
-                       {},
-                       {},
-                       {},
-                       {}};
+    Manifest manifest;
+    manifest.media_type = media_type::kOciManifest;
+    manifest.config = {
+        media_type::kOciConfig, img.config, static_cast<int64_t>(config.size()), {}, {}, {}, {}};
     for (const Layer& l : layers)
       manifest.layers.push_back(l.descriptor);
-    std::string bytes = oci::serialize(manifest);
-    img.manifest = {oci::media_type::kOciManifest,
+    std::string bytes = serialize(manifest);
+    img.manifest = {media_type::kOciManifest,
                     store_.put_blob(bytes),
                     static_cast<int64_t>(bytes.size()),
                     {},
@@ -108,7 +104,7 @@ class Gc : public ::testing::Test {
   // Puts a cache record for `layers` under a key made from `name`.
   std::string record(const std::string& name, const std::vector<Layer>& layers) {
     CacheRecord r;
-    r.key = oci::sha256_of(name).hex();
+    r.key = sha256_of(name).hex();
     r.config = config_of(layers);
     for (const Layer& l : layers)
       r.layers.push_back(l.descriptor);
@@ -119,7 +115,7 @@ class Gc : public ::testing::Test {
   fs::path record_path(const std::string& key) const { return index_.path_of(key); }
 
   static std::string chain(const std::vector<Layer>& layers) {
-    std::vector<oci::Digest> diff_ids;
+    std::vector<Digest> diff_ids;
     for (const Layer& l : layers)
       diff_ids.push_back(l.diff_id);
     return chain_id(diff_ids).hex();
@@ -127,7 +123,7 @@ class Gc : public ::testing::Test {
 
   // An unpacked snapshot directory for `chain_hex`, with a file in it.
   fs::path snapshot(const std::string& chain_hex) {
-    fs::path dir = root() / "snapshots" / chain_hex;
+    fs::path dir = layout().snapshots() / chain_hex;
     fs::create_directories(dir / "etc");
     write(dir / "etc" / "hostname", "snapshot\n");
     return dir;
@@ -150,15 +146,15 @@ class Gc : public ::testing::Test {
   static bool exists(const fs::path& path) { return fs::exists(fs::symlink_status(path)); }
 
   TempDir dir_{{}, "kiln-gc-"};
-  oci::Store store_{root()};
-  CacheIndex index_{root() / "cache" / "records"};
+  Store store_{root()};
+  CacheIndex index_{layout().records()};
 };
 
 // ---- prune ---------------------------------------------------------------------------------
 
 TEST_F(Gc, PruneKeepsTaggedImagesAndRemovesUnreferencedBlobs) {
   Image app = image({layer("base layer"), layer("app layer")}, "app:1");
-  oci::Digest stray = store_.put_blob("nobody needs this");
+  Digest stray = store_.put_blob("nobody needs this");
   Image untagged = image({layer("untagged layer")});
 
   PruneReport report = prune(root(), {});
@@ -179,15 +175,14 @@ TEST_F(Gc, PruneKeepsTaggedImagesAndRemovesUnreferencedBlobs) {
 TEST_F(Gc, PruneFollowsIndexesToTheirManifests) {
   Image arm = image({layer("arm layer")});
   Image amd = image({layer("amd layer")});
-  oci::Index index;
-  index.media_type = oci::media_type::kOciIndex;
+  Index index;
+  index.media_type = media_type::kOciIndex;
   index.manifests = {arm.manifest, amd.manifest};
-  std::string bytes = oci::serialize(index);
-  oci::Digest digest = store_.put_blob(bytes);
-  store_.tag(
-      {oci::media_type::kOciIndex, digest, static_cast<int64_t>(bytes.size()), {}, {}, {}, {}},
-      "multi:1");
-  oci::Digest stray = store_.put_blob("stray");
+  std::string bytes = serialize(index);
+  Digest digest = store_.put_blob(bytes);
+  store_.tag({media_type::kOciIndex, digest, static_cast<int64_t>(bytes.size()), {}, {}, {}, {}},
+             "multi:1");
+  Digest stray = store_.put_blob("stray");
 
   PruneReport report = prune(root(), {});
 
@@ -211,7 +206,7 @@ TEST_F(Gc, PruneSkipsMissingBlobsOfImages) {
 
 TEST_F(Gc, PruneRefusesAStoreWhoseIndexCannotBeRead) {
   Image app = image({layer("base")}, "app:1");
-  write(root() / "index.json", "{not json");
+  write(layout().index(), "{not json");
   EXPECT_THROW(prune(root(), {}), Error);
   EXPECT_TRUE(exists(blob(app.layers[0].descriptor.digest)));
 }
@@ -304,8 +299,8 @@ TEST_F(Gc, KeepStorageZeroDropsEveryRecordButKeepsImages) {
 }
 
 TEST_F(Gc, ALiveLeaseProtectsWhatItHoldsAndWhatIsNewerThanItsStart) {
-  oci::Digest held = store_.put_blob("held by the build");
-  oci::Digest old = store_.put_blob("old and unreferenced");
+  Digest held = store_.put_blob("held by the build");
+  Digest old = store_.put_blob("old and unreferenced");
   age(blob(held), 2 * kDay);
   age(blob(old), 2 * kDay);
   Layer held_layer = layer("layer of a held record");
@@ -314,9 +309,9 @@ TEST_F(Gc, ALiveLeaseProtectsWhatItHoldsAndWhatIsNewerThanItsStart) {
   age(record_path(held_key), 2 * kDay);
 
   Lease lease(root());
-  ASSERT_TRUE(lease.hold("blob " + held.str(), blob(held)));
-  ASSERT_TRUE(lease.hold("record " + held_key, record_path(held_key)));
-  oci::Digest fresh = store_.put_blob("just written by the build");
+  ASSERT_TRUE(lease.hold_blob(held));
+  ASSERT_TRUE(lease.hold_record(held_key));
+  Digest fresh = store_.put_blob("just written by the build");
   write(lease.temp_dir() / "scratch", "in use");
 
   PruneOptions options;
@@ -333,25 +328,46 @@ TEST_F(Gc, ALiveLeaseProtectsWhatItHoldsAndWhatIsNewerThanItsStart) {
   EXPECT_EQ(report.leases, 0u);
 }
 
+TEST_F(Gc, HoldsAreWrittenToTheLeaseFileAndFailForWhatIsGone) {
+  Layer held = layer("held");
+  std::string key = record("held", {held});
+  std::string chain_hex = chain({held});
+  snapshot(chain_hex);
+  Lease lease(root());
+  EXPECT_TRUE(lease.hold_blob(held.descriptor.digest));
+  EXPECT_TRUE(lease.hold_record(key));
+  EXPECT_TRUE(lease.hold_snapshot(chain_hex));
+  EXPECT_FALSE(lease.hold_snapshot(sha256_of("pruned meanwhile").hex()));
+
+  std::optional<LeaseContents> contents = parse_lease(read_file(layout().lease(lease.id())));
+  ASSERT_TRUE(contents);
+  EXPECT_GT(contents->started, 0);
+  EXPECT_THAT(contents->blobs, Contains(held.descriptor.digest.str()));
+  EXPECT_THAT(contents->records, Contains(key));
+  EXPECT_THAT(contents->snapshots, Contains(chain_hex));
+  EXPECT_FALSE(parse_lease("started 12")) << "the first line is not complete yet";
+  EXPECT_EQ(parse_lease("started 12\n")->started, 12);
+}
+
 TEST_F(Gc, AStaleLeaseIsRemovedWithItsScratchSpaceAndProtectsNothing) {
-  write(root() / "leases" / "dead-1", "started 1000\nblob sha256:" + std::string(64, 'a') + "\n");
-  write(root() / "tmp" / "dead-1" / "stage" / "file", "left behind");
-  write(root() / "tmp" / "orphan" / "file", "no lease at all");
-  oci::Digest old = store_.put_blob("old");
+  write(layout().lease("dead-1"), "started 1000\nblob sha256:" + std::string(64, 'a') + "\n");
+  write(layout().lease_tmp("dead-1") / "stage" / "file", "left behind");
+  write(layout().lease_tmp("orphan") / "file", "no lease at all");
+  Digest old = store_.put_blob("old");
   age(blob(old), 2 * kDay);
 
   PruneReport report = prune(root(), {});
 
   EXPECT_EQ(report.leases, 1u);
-  EXPECT_FALSE(exists(root() / "leases" / "dead-1"));
-  EXPECT_FALSE(exists(root() / "tmp" / "dead-1"));
-  EXPECT_FALSE(exists(root() / "tmp" / "orphan"));
+  EXPECT_FALSE(exists(layout().lease("dead-1")));
+  EXPECT_FALSE(exists(layout().lease_tmp("dead-1")));
+  EXPECT_FALSE(exists(layout().lease_tmp("orphan")));
   EXPECT_FALSE(exists(blob(old)));
 }
 
 TEST_F(Gc, ALeaseFileWithoutItsFirstLineIsBeingCreatedUntilItIsOld) {
-  fs::path young = root() / "leases" / "young";
-  fs::path old = root() / "leases" / "old";
+  fs::path young = layout().lease("young");
+  fs::path old = layout().lease("old");
   write(young, "");
   write(old, "");
   age(old, 3600);
@@ -363,23 +379,23 @@ TEST_F(Gc, ALeaseFileWithoutItsFirstLineIsBeingCreatedUntilItIsOld) {
 
 TEST_F(Gc, LeftoversOfInterruptedWritesAreRemoved) {
   std::string dead = kDeadPid;
-  write(root() / "ingest" / ("blob." + dead + ".0.tmp"), "half a blob");
-  write(root() / "ingest" / "junk", "unknown");
-  write(root() / "snapshots" / (".tmp-" + dead + "-0") / "usr" / "bin" / "sh", "half unpacked");
+  write(layout().ingest() / ("blob." + dead + ".0.tmp"), "half a blob");
+  write(layout().ingest() / "junk", "unknown");
+  write(layout().snapshots() / (".tmp-" + dead + "-0") / "usr" / "bin" / "sh", "half unpacked");
   write(root() / ("index.json." + dead + ".3.tmp"), "{");
   write(index_.dir() / (std::string(64, 'c') + ".json." + dead + ".1.tmp"), "{");
   // Still being written by a process that runs: this one.
-  fs::path running = root() / "ingest" / ("blob." + std::to_string(::getpid()) + ".9.tmp");
+  fs::path running = layout().ingest() / ("blob." + std::to_string(::getpid()) + ".9.tmp");
   write(running, "being written");
 
   PruneReport report = prune(root(), {});
 
   EXPECT_EQ(report.temp_files, 5u);
-  EXPECT_TRUE(fs::is_empty(root() / "snapshots"));
+  EXPECT_TRUE(fs::is_empty(layout().snapshots()));
   EXPECT_TRUE(fs::is_empty(index_.dir()));
   EXPECT_FALSE(exists(root() / ("index.json." + dead + ".3.tmp")));
   EXPECT_TRUE(exists(running));
-  EXPECT_TRUE(exists(root() / "index.json"));
+  EXPECT_TRUE(exists(layout().index()));
 }
 
 TEST_F(Gc, SnapshotsOfSurvivingChainsStayAndOthersGo) {
@@ -389,7 +405,7 @@ TEST_F(Gc, SnapshotsOfSurvivingChainsStayAndOthersGo) {
   fs::path image_snapshot = snapshot(chain({base, app_layer}));
   fs::path record_snapshot = snapshot(chain({base, cached}));
   fs::path prefix_snapshot = snapshot(chain({base}));  // not the full chain of anything
-  fs::path orphan_snapshot = snapshot(oci::sha256_of("nothing").hex());
+  fs::path orphan_snapshot = snapshot(sha256_of("nothing").hex());
 
   PruneReport report = prune(root(), {});
 
@@ -401,7 +417,7 @@ TEST_F(Gc, SnapshotsOfSurvivingChainsStayAndOthersGo) {
 }
 
 TEST_F(Gc, ReadOnlyDirectoriesInSnapshotsAreRemoved) {
-  fs::path dir = snapshot(oci::sha256_of("read-only").hex());
+  fs::path dir = snapshot(sha256_of("read-only").hex());
   write(dir / "ro" / "file", "x");
   write(dir / "locked" / "file", "y");
   ASSERT_EQ(::chmod((dir / "ro").c_str(), 0555), 0);
@@ -416,43 +432,42 @@ TEST_F(Gc, ReadOnlyDirectoriesInSnapshotsAreRemoved) {
 }
 
 TEST_F(Gc, CacheMountsAndStatCachesGoOnlyWithAllAndWhenNobodyHoldsThem) {
-  fs::path mounts = root() / "cache-mounts";
-  std::string free_id = oci::sha256_of("free").hex(), held_id = oci::sha256_of("held").hex();
-  write(mounts / free_id / "pkg.tar", "cached download");
-  write(mounts / (free_id + ".lock"), "");
-  write(mounts / held_id / "pkg.tar", "in use");
-  write(mounts / (held_id + ".lock"), "");
-  fs::path statcache = root() / "cache" / "context" / (std::string(64, 'd') + ".statcache");
+  std::string free_id = sha256_of("free").hex(), held_id = sha256_of("held").hex();
+  write(layout().cache_mount(free_id) / "pkg.tar", "cached download");
+  write(layout().cache_mount_lock(free_id), "");
+  write(layout().cache_mount(held_id) / "pkg.tar", "in use");
+  write(layout().cache_mount_lock(held_id), "");
+  fs::path statcache = layout().context_caches() / (std::string(64, 'd') + ".statcache");
   write(statcache, "hash 1 2 3 4 5 file\n");
 
   PruneReport normal = prune(root(), {});
   EXPECT_EQ(normal.cache_mounts, 0u);
-  EXPECT_TRUE(exists(mounts / free_id));
+  EXPECT_TRUE(exists(layout().cache_mount(free_id)));
   EXPECT_TRUE(exists(statcache));
 
-  UniqueFd holder = open_or_throw(mounts / (held_id + ".lock"), O_RDWR);
+  UniqueFd holder = open_or_throw(layout().cache_mount_lock(held_id), O_RDWR);
   ASSERT_EQ(::flock(holder.get(), LOCK_EX), 0);
   PruneOptions options;
   options.all = true;
   PruneReport all = prune(root(), options);
   EXPECT_EQ(all.cache_mounts, 1u);
-  EXPECT_FALSE(exists(mounts / free_id));
-  EXPECT_FALSE(exists(mounts / (free_id + ".lock")));
-  EXPECT_TRUE(exists(mounts / held_id / "pkg.tar"));
+  EXPECT_FALSE(exists(layout().cache_mount(free_id)));
+  EXPECT_FALSE(exists(layout().cache_mount_lock(free_id)));
+  EXPECT_TRUE(exists(layout().cache_mount(held_id) / "pkg.tar"));
   EXPECT_FALSE(exists(statcache));
 }
 
 TEST_F(Gc, BlobCommitsWaitForARunningPrune) {
   auto lock = std::make_unique<GcLock>(root(), /*exclusive=*/true);  // as prune holds it
   std::atomic<bool> committed{false};
-  oci::Digest digest;
+  Digest digest;
   std::thread writer([&] {
     digest = store_.put_blob("committed during a prune");
     committed = true;
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_FALSE(committed);
-  EXPECT_TRUE(fs::is_empty(root() / "blobs" / "sha256"));
+  EXPECT_TRUE(fs::is_empty(layout().blobs("sha256")));
   lock.reset();
   writer.join();
   EXPECT_TRUE(committed);
@@ -508,9 +523,9 @@ TEST_F(Gc, CheckFindsARecordWhoseLayerIsMissing) {
 
 TEST_F(Gc, CheckFindsAnUnparsableRecordAndOneUnderAnotherName) {
   std::string key = record("step", {layer("l")});
-  std::string other = oci::sha256_of("other").hex();
+  std::string other = sha256_of("other").hex();
   fs::copy_file(record_path(key), record_path(other));
-  write(record_path(oci::sha256_of("broken").hex()), "{\"key\":");
+  write(record_path(sha256_of("broken").hex()), "{\"key\":");
   CheckReport report = check(root());
   EXPECT_EQ(report.records, 3u);
   ASSERT_EQ(report.problems.size(), 2u);
@@ -519,15 +534,15 @@ TEST_F(Gc, CheckFindsAnUnparsableRecordAndOneUnderAnotherName) {
 }
 
 TEST_F(Gc, CheckFindsAnUnparsableIndex) {
-  write(root() / "index.json", "{\"schemaVersion\": 2, \"manifests\": [");
+  write(layout().index(), "{\"schemaVersion\": 2, \"manifests\": [");
   CheckReport report = check(root());
   ASSERT_EQ(report.problems.size(), 1u);
   EXPECT_THAT(report.problems[0], HasSubstr("index.json"));
 }
 
 TEST_F(Gc, CheckFindsATagWhoseManifestIsMissing) {
-  oci::Digest missing = oci::sha256_of("never stored");
-  store_.tag({oci::media_type::kOciManifest, missing, 123, {}, {}, {}, {}}, "ghost:1");
+  Digest missing = sha256_of("never stored");
+  store_.tag({media_type::kOciManifest, missing, 123, {}, {}, {}, {}}, "ghost:1");
   CheckReport report = check(root());
   EXPECT_EQ(report.images, 1u);
   ASSERT_EQ(report.problems.size(), 1u);
@@ -548,10 +563,10 @@ TEST_F(Gc, CheckFindsMissingLayersAndConfigsOfImages) {
 
 TEST_F(Gc, CheckReportsLeftoversWithoutCallingThemProblems) {
   std::string dead = kDeadPid;
-  write(root() / "ingest" / ("blob." + dead + ".0.tmp"), "half");
-  write(root() / "snapshots" / (".tmp-" + dead + "-0") / "file", "half");
-  write(root() / "leases" / "dead-1", "started 1000\n");
-  write(root() / "tmp" / "dead-1" / "file", "scratch");
+  write(layout().ingest() / ("blob." + dead + ".0.tmp"), "half");
+  write(layout().snapshots() / (".tmp-" + dead + "-0") / "file", "half");
+  write(layout().lease("dead-1"), "started 1000\n");
+  write(layout().lease_tmp("dead-1") / "file", "scratch");
 
   CheckReport report = check(root());
 
@@ -561,7 +576,7 @@ TEST_F(Gc, CheckReportsLeftoversWithoutCallingThemProblems) {
   EXPECT_THAT(report.leftovers, Contains(HasSubstr(".tmp-" + dead + "-0")));
   EXPECT_THAT(report.leftovers, Contains(HasSubstr("dead-1")));
   // check changes nothing; prune then removes them.
-  EXPECT_TRUE(exists(root() / "leases" / "dead-1"));
+  EXPECT_TRUE(exists(layout().lease("dead-1")));
   prune(root(), {});
   EXPECT_THAT(check(root()).leftovers, IsEmpty());
 }
@@ -572,4 +587,4 @@ TEST_F(Gc, CheckDoesNotCountALiveLeaseAsALeftover) {
 }
 
 }  // namespace
-}  // namespace kiln::solver
+}  // namespace kiln::oci
