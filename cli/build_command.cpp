@@ -141,12 +141,14 @@ int build_command(const std::vector<std::string>& args, Io io) {
 
   session::SessionRequest request;
   request.file = &file;
-  request.context = context;
+  request.solve.context = context;
   if (!opts->ignorefile.empty()) {
-    request.ignore = frontend::IgnoreMatcher::parse(read_file(opts->ignorefile), opts->ignorefile);
+    request.solve.ignore =
+        frontend::IgnoreMatcher::parse(read_file(opts->ignorefile), opts->ignorefile);
   } else if (opts->file != "-") {
     // Read now so that a malformed ignore file fails the build before anything runs.
-    request.ignore = frontend::load_ignore_rules(context, containerfile_path(opts->file, context));
+    request.solve.ignore =
+        frontend::load_ignore_rules(context, containerfile_path(opts->file, context));
   }
   request.build_args = opts->build_args;
   request.target = opts->target;
@@ -157,7 +159,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
                                                   : frontend::ExecOp::Network::kSandbox;
   request.run.extra_hosts = opts->add_hosts;
   request.run.allow_insecure = !opts->allow.empty();
-  request.no_cache_filter = opts->no_cache_filter;
+  request.solve.no_cache_filter = opts->no_cache_filter;
 
   if (opts->dry_run) {
     frontend::BuildOptions build;
@@ -183,13 +185,13 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.push = push_targets(*opts);
   request.registry = registry_options(*opts);
   request.pull = opts->pull;
-  request.no_cache = opts->no_cache;
+  request.solve.no_cache = opts->no_cache;
   request.cache_from = caches_of(opts->cache_from, /*from=*/true);
   request.cache_to = caches_of(opts->cache_to, /*from=*/false);
-  request.layers.compression.algorithm = snapshotter::parse_compression(opts->compression);
-  request.source_date_epoch = source_date_epoch();
-  request.layers.source_date_epoch = request.source_date_epoch;
-  request.labels = opts->labels;
+  request.solve.layers.compression.algorithm = snapshotter::parse_compression(opts->compression);
+  request.solve.source_date_epoch = source_date_epoch();
+  request.solve.layers.source_date_epoch = request.solve.source_date_epoch;
+  request.solve.labels = opts->labels;
   request.format =
       opts->format == "docker" ? exporter::ManifestFormat::kDocker : exporter::ManifestFormat::kOci;
   request.manifest_annotations.insert(opts->manifest_annotations.begin(),
@@ -197,12 +199,12 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.index_annotations.insert(opts->index_annotations.begin(), opts->index_annotations.end());
   request.metadata_file = opts->metadata_file;
   for (const SecretSpec& secret : opts->secrets)
-    request.secrets[secret.id] = {secret.src, secret.env};
+    request.solve.secrets[secret.id] = {secret.src, secret.env};
   for (const auto& [id, socket] : opts->ssh)
-    request.ssh_agents[id] = socket;
-  request.snapshotter = opts->snapshotter;
-  request.runtime = opts->runtime;
-  request.jobs = opts->jobs;
+    request.solve.ssh_agents[id] = socket;
+  request.solve.snapshotter = opts->snapshotter;
+  request.solve.runtime = opts->runtime;
+  request.solve.jobs = opts->jobs;
   session::validate(request, !opts->sign_key.empty());
   // Loaded (and its password asked for) before anything runs.
   if (!opts->sign_key.empty())
@@ -217,7 +219,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
   oci::Store store(store_root);
   std::unique_ptr<solver::ProgressSink> progress = solver::make_progress_sink(
       solver::parse_progress_mode(opts->progress, ::isatty(STDERR_FILENO) == 1), io.err);
-  request.progress = progress.get();
+  request.solve.progress = progress.get();
   auto started = std::chrono::steady_clock::now();
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

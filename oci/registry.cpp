@@ -67,6 +67,11 @@ std::string escape(const std::string& text) {
   return out;
 }
 
+// The stall and deadline limits of every request (README, "Security").
+constexpr long kStallBytes = 1024;
+constexpr long kStallSeconds = 30;
+constexpr long kSmallRequestSeconds = 120;
+
 std::string host_of_url(std::string_view url) {
   size_t scheme = url.find("://");
   if (scheme != std::string_view::npos)
@@ -314,13 +319,22 @@ Exchange perform(HandlePool& pool, Request& request, const std::string& authoriz
     add_header("Authorization: " + authorization);
 
   curl_easy_setopt(h, CURLOPT_URL, request.url.c_str());
+  // Registries, token servers and redirects speak HTTP: a realm or Location naming gopher://,
+  // file:// or dict:// must not make kiln talk to anything else.
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_USERAGENT, "kiln");
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
-  // A transfer that moves nothing for a minute is dead.
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+  // A transfer slower than kStallBytes a second for kStallSeconds is stalled (a registry
+  // answering a byte at a time must not hold a build forever); small requests (ping, token,
+  // manifest, HEAD, mount) also have an overall deadline.
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, kStallBytes);
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, kStallSeconds);
+  bool bulk = request.sink || (request.body && request.body->length > 0 &&
+                               static_cast<size_t>(request.body->length) > kMaxSmallBody);
+  if (!bulk)
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, kSmallRequestSeconds);
   if (!verify_tls) {
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -691,6 +705,28 @@ struct RegistryClient::Impl {
     return false;
   }
 
+  // A token realm is an http(s) URL; on another host than the registry it must be https, unless
+  // the registry itself is plain HTTP on loopback (a test or a local mirror with its token
+  // server beside it). Credentials go to the realm, so a lying registry must not be able to
+  // send them in the clear elsewhere.
+  void check_realm(const std::string& realm, const std::string& what) {
+    std::string lower = to_lower(realm);
+    bool https = starts_with(lower, "https://");
+    if (!https && !starts_with(lower, "http://")) {
+      throw RegistryError(what,
+                          "refused the token realm " + realm + ": only http and https are allowed",
+                          401, false);
+    }
+    std::string realm_host = host_of_url(realm);
+    bool local_plain = is_loopback(host) && starts_with(base_url(), "http://");
+    if (!https && realm_host != host && !local_plain) {
+      throw RegistryError(what,
+                          "refused the token realm " + realm + ": a realm on another host than " +
+                              host + " must use https",
+                          401, false);
+    }
+  }
+
   // Gets a token for `scopes` from the challenge's realm and caches it under `key`.
   std::string fetch_token(const Challenge& offered, const std::vector<std::string>& scopes,
                           const std::string& key, const std::string& what) {
@@ -702,6 +738,7 @@ struct RegistryClient::Impl {
     std::string service = param("service");
     if (realm.empty())
       throw RegistryError(what, "the registry asked for a token but named no realm", 401, false);
+    check_realm(realm, what);
     std::optional<Credentials> creds = find_credentials_once();
     Request request;
     std::string form;

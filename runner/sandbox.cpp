@@ -630,7 +630,14 @@ int open_or_create_target(const Child& child, const char* destination, TargetTyp
         // in place of the prefix.
         Text next;
         if (!symlink_target(child, parent, name, next)) {
-          int error = errno == EINVAL ? EEXIST : errno;
+          if (errno == EINVAL) {
+            // Not a symlink: a sandbox sharing this rootfs created it a moment ago. Look again.
+            ::close(parent);
+            p[end] = saved;
+            followed_link = true;
+            continue;
+          }
+          int error = errno;
           ::close(parent);
           errno = error;
           return -1;

@@ -20,12 +20,12 @@ namespace fs = std::filesystem;
 namespace {
 
 void say(const SessionRequest& request, const std::string& text) {
-  if (!request.progress)
+  if (!request.solve.progress)
     return;
   solver::ProgressEvent e;
   e.kind = solver::ProgressEvent::Kind::kMessage;
   e.text = text;
-  request.progress->event(e);
+  request.solve.progress->event(e);
 }
 
 std::vector<oci::Platform> platforms_of(const SessionRequest& request) {
@@ -45,7 +45,7 @@ frontend::BuildOptions build_options(const SessionRequest& request, const oci::P
 
 // --no-cache-filter names stages the way --target does: an unknown one is an error.
 void check_no_cache_filter(const SessionRequest& request, const frontend::BuildPlan& plan) {
-  for (const std::string& filter : request.no_cache_filter) {
+  for (const std::string& filter : request.solve.no_cache_filter) {
     bool known = std::any_of(plan.stages.begin(), plan.stages.end(), [&](const auto& stage) {
       return (!stage.name.empty() && stage.name == to_lower(filter)) ||
              std::to_string(stage.index) == filter;
@@ -117,28 +117,14 @@ std::vector<std::shared_ptr<const solver::RemoteCache>> import_caches(
 
 solver::BuildRequest solver_request(const SessionRequest& request,
                                     std::shared_ptr<ImageResolver> images) {
-  solver::BuildRequest r;
-  r.context = request.context;
-  r.ignore = request.ignore;
+  solver::BuildRequest r = request.solve;
   for (const auto& [name, c] : request.named_contexts) {
     if (c.local)
       r.directory_ignores[c.value] = directory_context_ignore(c.value);
   }
-  r.layers = request.layers;
-  r.source_date_epoch = request.source_date_epoch;
-  r.labels = request.labels;
-  r.progress = request.progress;
-  r.no_cache = request.no_cache;
-  r.no_cache_filter = request.no_cache_filter;
-  r.jobs = request.jobs;
   r.cache_from = import_caches(request);
   r.images = std::move(images);
   r.shared_steps = solver::make_shared_steps();
-  for (const auto& [id, secret] : request.secrets)
-    r.secrets[id] = {secret.first, secret.second};
-  r.ssh_agents = request.ssh_agents;
-  r.snapshotter = request.snapshotter;
-  r.runtime = request.runtime;
   return r;
 }
 
@@ -250,8 +236,8 @@ std::vector<frontend::OpGraph> plan(const SessionRequest& request) {
 
 SessionResult run(oci::Store& store, const SessionRequest& request) {
   validate(request);
-  auto images =
-      std::make_shared<ImageResolver>(store, request.registry, request.pull, request.progress);
+  auto images = std::make_shared<ImageResolver>(store, request.registry, request.pull,
+                                                request.solve.progress);
   std::vector<oci::Platform> platforms = platforms_of(request);
   std::vector<frontend::OpGraph> graphs;
   for (size_t i = 0; i < platforms.size(); ++i)
@@ -312,7 +298,7 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
         break;
       case Output::Type::kTar:
         exporter::write_rootfs_tar(results.front().built.rootfs(), o.dest,
-                                   request.source_date_epoch);
+                                   request.solve.source_date_epoch);
         break;
     }
     static constexpr const char* kNames[] = {"oci", "oci", "docker", "local", "tar"};

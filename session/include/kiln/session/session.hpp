@@ -22,6 +22,7 @@
 #include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/snapshotter/layer_writer.hpp"
+#include "kiln/solver/builder.hpp"
 #include "kiln/solver/progress.hpp"
 
 namespace kiln::session {
@@ -43,34 +44,28 @@ struct CacheLocation {
 };
 
 struct SessionRequest {
+  // What every platform's Builder is given: the context and its ignore rules, layer options,
+  // SOURCE_DATE_EPOCH, labels, progress, --no-cache(-filter) (unknown stages are errors here),
+  // jobs, secrets, SSH agents, snapshotter, runtime. The session adds the platform, the images,
+  // the imported caches and the directory contexts' ignore rules.
+  solver::BuildRequest solve;
+
   // What to build.
   const frontend::Containerfile* file = nullptr;
-  std::filesystem::path context;
-  frontend::IgnoreMatcher ignore;
   std::vector<std::pair<std::string, std::string>> build_args;
   std::optional<std::string> target;
   std::vector<oci::Platform> platforms;  // empty: the host's
   std::map<std::string, frontend::NamedContext> named_contexts;
 
-  // RUN.
-  frontend::LowerOptions run;  // network, extra hosts, insecure (named contexts are set here)
-  std::map<std::string, std::pair<std::filesystem::path, std::string>> secrets;  // id: file, env
-  std::map<std::string, std::filesystem::path> ssh_agents;
-  std::string snapshotter = "auto";
-  std::string runtime;
-  size_t jobs = 0;
+  // RUN settings that become part of exec ops: network, extra hosts, insecure.
+  frontend::LowerOptions run;
 
   // Images and cache.
   oci::RegistryOptions registry;
   bool pull = false;  // pull registry bases again
-  bool no_cache = false;
-  std::vector<std::string> no_cache_filter;  // stage names or indexes; unknown ones are errors
   std::vector<CacheLocation> cache_from, cache_to;
 
   // The result.
-  snapshotter::LayerOptions layers;
-  std::optional<int64_t> source_date_epoch;
-  std::vector<std::pair<std::string, std::string>> labels;
   exporter::ManifestFormat format = exporter::ManifestFormat::kOci;
   std::map<std::string, std::string> manifest_annotations, index_annotations;
   std::vector<std::string> tags;
@@ -78,8 +73,6 @@ struct SessionRequest {
   std::vector<std::string> push;                 // references to push the image to
   std::optional<exporter::SigningKey> sign_key;  // signs what is pushed
   std::filesystem::path metadata_file;           // buildx's --metadata-file
-
-  solver::ProgressSink* progress = nullptr;
 };
 
 struct SessionResult {
