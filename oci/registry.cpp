@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <map>
@@ -67,10 +68,19 @@ std::string escape(const std::string& text) {
   return out;
 }
 
-// The stall and deadline limits of every request (README, "Security").
+// The stall and deadline limits of every request (README, "Security"). KILN_REGISTRY_STALL_SECONDS
+// shortens the stall time (tests of a registry that answers a byte a second).
 constexpr long kStallBytes = 1024;
-constexpr long kStallSeconds = 30;
 constexpr long kSmallRequestSeconds = 120;
+
+long stall_seconds() {
+  static const long seconds = [] {
+    const char* value = std::getenv("KILN_REGISTRY_STALL_SECONDS");
+    long n = value ? std::atol(value) : 0;
+    return n > 0 ? n : 30L;
+  }();
+  return seconds;
+}
 
 std::string host_of_url(std::string_view url) {
   size_t scheme = url.find("://");
@@ -330,7 +340,7 @@ Exchange perform(HandlePool& pool, Request& request, const std::string& authoriz
   // answering a byte at a time must not hold a build forever); small requests (ping, token,
   // manifest, HEAD, mount) also have an overall deadline.
   curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, kStallBytes);
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, kStallSeconds);
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, stall_seconds());
   bool bulk = request.sink || (request.body && request.body->length > 0 &&
                                static_cast<size_t>(request.body->length) > kMaxSmallBody);
   if (!bulk)
@@ -931,6 +941,7 @@ void RegistryClient::get_blob(const std::string& repo, const Descriptor& blob, B
     throw RegistryError(what, "only sha256 digests are supported", 0, false);
   Sha256 hash;
   int64_t received = 0;
+  std::string broke_off;  // why the last attempt ended early
   for (int resumes = 0;; ++resumes) {
     Request request;
     request.url = impl_->repo_url(repo, "blobs/" + blob.digest.str());
@@ -942,7 +953,8 @@ void RegistryClient::get_blob(const std::string& repo, const Descriptor& blob, B
       if (resume_at > 0 && status != 206) {
         throw RegistryError(what,
                             "the download broke off after " + std::to_string(resume_at) +
-                                " bytes and the registry cannot resume it (it ignored Range)",
+                                " bytes (" + broke_off +
+                                ") and the registry cannot resume it (it ignored Range)",
                             0, false);
       }
       if (received + static_cast<int64_t>(size) > blob.size) {
@@ -964,6 +976,7 @@ void RegistryClient::get_blob(const std::string& repo, const Descriptor& blob, B
       // send() retried what broke before any byte came; a break-off later resumes here.
       if (!e.retriable() || received == 0 || resumes >= impl_->options.retries)
         throw;
+      broke_off = e.cause();
       impl_->wait_before_retry(resumes, "", what,
                                e.cause() + " after " + std::to_string(received) + " bytes");
     }
@@ -1218,6 +1231,13 @@ ResolvedImage pull_image(Store& store, const Reference& ref, const Platform& pla
   }
   Manifest parsed = parse_manifest(document.bytes);
   fetch_blob(client, store, ref.path, parsed.config, options);
+  // A config that is not one (its digest can be right) must not become a tagged image.
+  ImageConfig config;
+  try {
+    config = parse_image_config(store.read_blob(parsed.config.digest));
+  } catch (const Error& e) {
+    throw Error(what + ": " + e.what());
+  }
   for_each_parallel(parsed.layers, options.parallel_downloads, [&](const Descriptor& layer) {
     fetch_blob(client, store, ref.path, layer, options);
   });
@@ -1232,7 +1252,7 @@ ResolvedImage pull_image(Store& store, const Reference& ref, const Platform& pla
   image.source = ref.familiar();
   image.manifest = manifest;
   image.parsed = std::move(parsed);
-  image.config = parse_image_config(store.read_blob(image.parsed.config.digest));
+  image.config = std::move(config);
   return image;
 }
 
