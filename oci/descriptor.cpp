@@ -48,7 +48,8 @@ nlohmann::json parse_json_object(std::string_view text, std::string_view doc) {
   nlohmann::json v;
   try {
     v = nlohmann::json::parse(text.begin(), text.end());
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (
+      const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number overflow
     json_fail(doc, "", "not valid JSON: " + strip_exception_id(e.what()));
   }
   if (!v.is_object())

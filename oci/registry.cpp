@@ -26,6 +26,7 @@
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/oci/registries_conf.hpp"
+#include "kiln/oci/www_authenticate.hpp"
 
 namespace kiln::oci {
 namespace fs = std::filesystem;
@@ -98,47 +99,6 @@ bool is_loopback(const std::string& host_port) {
     host = host.substr(0, colon);
   }
   return host == "localhost" || host == "[::1]" || starts_with(host, "127.");
-}
-
-// One challenge of a WWW-Authenticate header: `Bearer realm="…",service="…",scope="…"`.
-struct Challenge {
-  std::string scheme;  // lower case: "bearer", "basic"
-  std::map<std::string, std::string> params;
-};
-
-Challenge parse_challenge(std::string_view header) {
-  Challenge challenge;
-  header = trim(header);
-  size_t space = header.find(' ');
-  challenge.scheme = to_lower(header.substr(0, space));
-  if (space == std::string_view::npos)
-    return challenge;
-  std::string_view rest = header.substr(space + 1);
-  size_t i = 0;
-  while (i < rest.size()) {
-    while (i < rest.size() && (rest[i] == ' ' || rest[i] == ','))
-      ++i;
-    size_t eq = rest.find('=', i);
-    if (eq == std::string_view::npos)
-      break;
-    std::string key = to_lower(trim(rest.substr(i, eq - i)));
-    i = eq + 1;
-    std::string value;
-    if (i < rest.size() && rest[i] == '"') {
-      for (++i; i < rest.size() && rest[i] != '"'; ++i) {
-        if (rest[i] == '\\' && i + 1 < rest.size())
-          ++i;
-        value += rest[i];
-      }
-      ++i;
-    } else {
-      size_t end = rest.find(',', i);
-      value = std::string(trim(rest.substr(i, end == std::string_view::npos ? end : end - i)));
-      i = end == std::string_view::npos ? rest.size() : end;
-    }
-    challenge.params[key] = value;
-  }
-  return challenge;
 }
 
 std::string strip_parameters(const std::string& content_type) {

@@ -69,6 +69,7 @@ TEST(HostileRegistry, EveryLieEndsInAClearErrorAndAConsistentStore) {
       {"realm-file", "refused the token realm file:///etc/passwd"},
       {"realm-dict", "refused the token realm dict://"},
       {"malformed-json", "the manifest is not a JSON object"},
+      {"number-overflow", "the manifest is not a JSON object"},
       {"huge-json", "the answer is larger than"},
       {"schema1", "unsupported manifest type"},
       {"nested-index", "no image for platform"},

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "kiln/base/error.hpp"
+#include "kiln/oci/image_config.hpp"
 #include "kiln/oci/media_types.hpp"
 
 namespace kiln::oci {
@@ -381,6 +382,16 @@ TEST(Descriptor, SerializeRejectsIncompleteDescriptorsAndBadUtf8) {
   // Non-ASCII UTF-8 is written as is, not \u-escaped.
   m.annotations["bad"] = "caf\xc3\xa9";
   EXPECT_THAT(serialize(m), HasSubstr("\"bad\":\"caf\xc3\xa9\""));
+}
+
+// Found by the registry fuzzer: nlohmann reports a number no double holds as out_of_range, not
+// as a parse error; it must still be a kiln::Error, never an escaping exception.
+TEST(Manifest, ANumberOverflowIsAnError) {
+  for (std::string_view text : {R"({"schemaVersion":1e999})", "7e9649e94"}) {
+    EXPECT_THROW((void)parse_manifest(text), Error) << text;
+    EXPECT_THROW((void)parse_index(text), Error) << text;
+    EXPECT_THROW((void)parse_image_config(text), Error) << text;
+  }
 }
 
 }  // namespace

@@ -20,6 +20,7 @@ name `CASE/img`, tag `1`, and lies the way CASE says:
   realm-file         401 with a token realm file:///etc/passwd
   realm-dict         401 with a token realm dict://127.0.0.1:S/HELLO
   malformed-json     the manifest is not JSON
+  number-overflow    the manifest's schemaVersion is 1e999 (a number no double holds)
   huge-json          the manifest is 64 MiB of JSON
   schema1            a Docker schema-1 manifest
   nested-index       an index whose entry is another index
@@ -143,6 +144,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         index = [("Content-Type", "application/vnd.oci.image.index.v1+json")]
         if case == "malformed-json":
             return self.send(200, b"{not json", oci)
+        if case == "number-overflow":
+            return self.send(200, b'{"schemaVersion":1e999}', oci)
         if case == "huge-json":
             body = b'{"schemaVersion":2,"pad":"' + b"x" * (64 << 20) + b'"}'
             return self.send(200, body, oci)
