@@ -51,6 +51,12 @@ bool parse_command(const CommandSpec& spec, const std::vector<std::string>& args
   return true;
 }
 
+bool parse_command(const CommandSpec& spec, const std::vector<std::string>& args,
+                   std::vector<std::string>& operands, Io io) {
+  po::options_description flags("Options");
+  return parse_command(spec, args, flags, operands, io);
+}
+
 void add_registry_flags(po::options_description& flags) {
   flags.add_options()("tls-verify", po::value<bool>()->implicit_value(true),
                       "verify the registry's TLS certificate and refuse plain HTTP (default "

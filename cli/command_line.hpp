@@ -51,6 +51,10 @@ bool parse_command(const CommandSpec& spec, const std::vector<std::string>& args
                    std::vector<std::string>& operands, Io io,
                    boost::program_options::variables_map* vm = nullptr);
 
+// parse_command for a command whose only flag is --help.
+bool parse_command(const CommandSpec& spec, const std::vector<std::string>& args,
+                   std::vector<std::string>& operands, Io io);
+
 // --tls-verify, --creds USER:PASSWORD and --authfile, for commands that talk to a registry.
 void add_registry_flags(boost::program_options::options_description& flags);
 // The registry options those flags give. Throws UsageError for a malformed --creds.
