@@ -9,6 +9,7 @@
 #include <ostream>
 
 #include "app.hpp"
+#include "command_line.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/reference.hpp"
@@ -297,25 +298,12 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("plan-format", po::value(&plan_format)->default_value("text"),
        "with --dry-run: text or json");
   // clang-format on
-  po::options_description hidden;
-  hidden.add_options()("context", po::value(&context));
-  po::options_description all;
-  all.add(visible).add(hidden);
-  po::positional_options_description positional;
-  positional.add("context", 1);
-
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
-    po::notify(vm);
-  } catch (const po::too_many_positional_options_error&) {
-    usage("too many arguments: give exactly one CONTEXT directory");
-  } catch (const po::error& e) {
-    usage(e.what());
-  }
+  po::variables_map vm = parse_arguments(
+      args, visible,
+      {"context", po::value(&context), 1, "too many arguments: give exactly one CONTEXT directory"},
+      kBuildUsage);
   if (vm.count("help")) {
-    help_out << "Usage: " << kBuildUsage << "\n\nBuild an image from a Containerfile.\n\n"
-             << visible << "\n";
+    print_command_help(help_out, kBuildUsage, "Build an image from a Containerfile.", visible);
     return std::nullopt;
   }
   if (context.empty())

@@ -5,25 +5,40 @@
 namespace kiln::cli {
 namespace po = boost::program_options;
 
-bool parse_command(const CommandSpec& spec, const std::vector<std::string>& args,
-                   po::options_description& flags, std::vector<std::string>& operands, Io io,
-                   po::variables_map* out) {
-  flags.add_options()("help,h", "print this help");
+po::variables_map parse_arguments(const std::vector<std::string>& args,
+                                  const po::options_description& flags,
+                                  const OperandOption& operand, const char* usage) {
   po::options_description hidden;
-  hidden.add_options()("operand", po::value(&operands));
+  hidden.add_options()(operand.name, operand.value);
   po::options_description all;
   all.add(flags).add(hidden);
   po::positional_options_description positional;
-  positional.add("operand", -1);
+  positional.add(operand.name, operand.max);
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
     po::notify(vm);
+  } catch (const po::too_many_positional_options_error&) {
+    throw UsageError(operand.too_many, usage);
   } catch (const po::error& e) {
-    throw UsageError(e.what(), spec.usage);
+    throw UsageError(e.what(), usage);
   }
+  return vm;
+}
+
+void print_command_help(std::ostream& out, const char* usage, const char* summary,
+                        const po::options_description& flags) {
+  out << "Usage: " << usage << "\n\n" << summary << "\n\n" << flags << "\n";
+}
+
+bool parse_command(const CommandSpec& spec, const std::vector<std::string>& args,
+                   po::options_description& flags, std::vector<std::string>& operands, Io io,
+                   po::variables_map* out) {
+  flags.add_options()("help,h", "print this help");
+  po::variables_map vm = parse_arguments(
+      args, flags, {"operand", po::value(&operands), -1, "too many arguments"}, spec.usage);
   if (vm.count("help")) {
-    io.out << "Usage: " << spec.usage << "\n\n" << spec.summary << "\n\n" << flags << "\n";
+    print_command_help(io.out, spec.usage, spec.summary, flags);
     return false;
   }
   auto count = static_cast<int>(operands.size());
@@ -34,6 +49,12 @@ bool parse_command(const CommandSpec& spec, const std::vector<std::string>& args
   if (out)
     *out = std::move(vm);
   return true;
+}
+
+bool parse_command(const CommandSpec& spec, const std::vector<std::string>& args,
+                   std::vector<std::string>& operands, Io io) {
+  po::options_description flags("Options");
+  return parse_command(spec, args, flags, operands, io);
 }
 
 void add_registry_flags(po::options_description& flags) {

@@ -2,6 +2,7 @@
 #include <ostream>
 
 #include "app.hpp"
+#include "command_line.hpp"
 #include "containerfile_input.hpp"
 #include "kiln/frontend/ast_json.hpp"
 #include "kiln/frontend/build_plan.hpp"
@@ -26,26 +27,15 @@ int parse_command(const std::vector<std::string>& args, Io io) {
       "--target) and print nothing on success")("build-arg", po::value(&build_args),
                                                 "with --check: a build argument K=V")(
       "target", po::value(&target), "with --check: the stage to build");
-  po::options_description hidden;
-  hidden.add_options()("positional-file", po::value<std::string>());
-  po::options_description all;
-  all.add(visible).add(hidden);
-  po::positional_options_description positional;
-  positional.add("positional-file", 1);
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
-    po::notify(vm);
-  } catch (const po::too_many_positional_options_error&) {
-    throw UsageError("too many arguments: give one Containerfile", kParseUsage);
-  } catch (const po::error& e) {
-    throw UsageError(e.what(), kParseUsage);
-  }
+  po::variables_map vm = parse_arguments(args, visible,
+                                         {"positional-file", po::value<std::string>(), 1,
+                                          "too many arguments: give one Containerfile"},
+                                         kParseUsage);
   if (vm.count("help")) {
-    io.out << "Usage: " << kParseUsage
-           << "\n\nParse a Containerfile and print its syntax tree as JSON (one object per "
-              "instruction with its flags, arguments, here-documents and lines).\n\n"
-           << visible << "\n";
+    print_command_help(io.out, kParseUsage,
+                       "Parse a Containerfile and print its syntax tree as JSON (one object per "
+                       "instruction with its flags, arguments, here-documents and lines).",
+                       visible);
     return kExitOk;
   }
   if (vm.count("positional-file")) {

@@ -2,6 +2,7 @@
 #include <boost/program_options.hpp>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <ostream>
 
 #include "app.hpp"
@@ -34,6 +35,30 @@ std::map<std::string, std::string> annotations(const std::vector<std::string>& f
     out[flag.substr(0, equals)] = flag.substr(equals + 1);
   }
   return out;
+}
+
+// What sign and verify are given besides their own flags.
+struct SigningCommandLine {
+  std::string image;
+  std::string key;  // --key: the private key for sign, the public key for verify
+  po::variables_map flags;
+};
+
+// Parses the arguments of sign or verify: `flags` (which declare --key), the registry flags,
+// one IMAGE and a --key that must be given. Returns nullopt after printing the help for --help.
+std::optional<SigningCommandLine> parse_signing_command(const CommandSpec& spec,
+                                                        const std::vector<std::string>& args,
+                                                        po::options_description& flags, Io io) {
+  add_registry_flags(flags);
+  std::vector<std::string> operands;
+  SigningCommandLine line;
+  if (!parse_command(spec, args, flags, operands, io, &line.flags))
+    return std::nullopt;
+  line.image = operands.front();
+  if (!line.flags.count("key"))
+    throw UsageError("missing --key", spec.usage);
+  line.key = line.flags["key"].as<std::string>();
+  return line;
 }
 
 int key_generate(const std::vector<std::string>& args, Io io) {
@@ -106,23 +131,19 @@ int sign_command(const std::vector<std::string>& args, Io io) {
       "annotation,a", po::value<std::vector<std::string>>()->composing(),
       "add K=V to the signed payload's optional section (repeatable)")(
       "recursive", po::bool_switch(), "also sign every manifest of an index");
-  add_registry_flags(flags);
-  std::vector<std::string> operands;
-  po::variables_map vm;
-  if (!parse_command(spec, args, flags, operands, io, &vm))
+  std::optional<SigningCommandLine> line = parse_signing_command(spec, args, flags, io);
+  if (!line)
     return kExitOk;
-  std::string image = operands.front();
-  if (!vm.count("key"))
-    throw UsageError("missing --key", spec.usage);
+  const po::variables_map& vm = line->flags;
   std::map<std::string, std::string> extra =
       annotations(vm.count("annotation") ? vm["annotation"].as<std::vector<std::string>>()
                                          : std::vector<std::string>{},
                   spec);
   oci::RegistryOptions options = registry_options(vm, spec);
 
-  exporter::SigningKey key = exporter::load_signing_key(vm["key"].as<std::string>());
+  exporter::SigningKey key = exporter::load_signing_key(line->key);
   std::unique_ptr<exporter::SignatureTarget> target =
-      exporter::open_signature_target(image, options);
+      exporter::open_signature_target(line->image, options);
   oci::Descriptor top = target->resolve();
   for (const oci::Descriptor& subject :
        exporter::signing_subjects(*target, top, vm["recursive"].as<bool>())) {
@@ -150,20 +171,15 @@ int verify_command(const std::vector<std::string>& args, Io io) {
       summary.c_str(), 1, 1};
   po::options_description flags("Options");
   flags.add_options()("key", po::value<std::string>(), "the public key (PEM, as cosign.pub)");
-  add_registry_flags(flags);
-  std::vector<std::string> operands;
-  po::variables_map vm;
-  if (!parse_command(spec, args, flags, operands, io, &vm))
+  std::optional<SigningCommandLine> line = parse_signing_command(spec, args, flags, io);
+  if (!line)
     return kExitOk;
-  std::string image = operands.front();
-  if (!vm.count("key"))
-    throw UsageError("missing --key", spec.usage);
-  std::string key_name = vm["key"].as<std::string>();
-  oci::RegistryOptions options = registry_options(vm, spec);
+  const std::string& key_name = line->key;
+  oci::RegistryOptions options = registry_options(line->flags, spec);
 
   exporter::PublicKey key = exporter::load_public_key(key_name);
   std::unique_ptr<exporter::SignatureTarget> target =
-      exporter::open_signature_target(image, options);
+      exporter::open_signature_target(line->image, options);
   oci::Digest digest = target->resolve().digest;
   exporter::VerifyResult result = exporter::verify_image(*target, digest, key, key_name);
   std::string what = target->name() + " (" + digest.str() + ")";

@@ -162,9 +162,8 @@ int images_command(const std::vector<std::string>& args, Io io) {
 int inspect_command(const std::vector<std::string>& args, Io io) {
   static const CommandSpec spec{"inspect", "kiln inspect IMAGE",
                                 "Show an image's manifest (or index) and config as JSON.", 1, 1};
-  po::options_description flags("Options");
   std::vector<std::string> operands;
-  if (!parse_command(spec, args, flags, operands, io))
+  if (!parse_command(spec, args, operands, io))
     return kExitOk;
   oci::Store store = open_store();
   oci::TaggedImage image = find_image(store, operands[0]);
@@ -204,9 +203,8 @@ int inspect_command(const std::vector<std::string>& args, Io io) {
 int tag_command(const std::vector<std::string>& args, Io io) {
   static const CommandSpec spec{"tag", "kiln tag IMAGE NEW-NAME...", "Add names to an image.", 2,
                                 -1};
-  po::options_description flags("Options");
   std::vector<std::string> operands;
-  if (!parse_command(spec, args, flags, operands, io))
+  if (!parse_command(spec, args, operands, io))
     return kExitOk;
   oci::Store store = open_store();
   oci::TaggedImage image = find_image(store, operands[0]);
@@ -358,9 +356,8 @@ int check_command(const std::vector<std::string>& args, Io io) {
       "their layers. Lists problems and leftovers of interrupted builds (which\n"
       "'kiln prune' removes); exits 1 when there are problems.",
       0, 0};
-  po::options_description flags("Options");
   std::vector<std::string> operands;
-  if (!parse_command(spec, args, flags, operands, io))
+  if (!parse_command(spec, args, operands, io))
     return kExitOk;
   oci::CheckReport report = oci::check(oci::Store::default_root());
   for (const std::string& problem : report.problems)

@@ -413,6 +413,50 @@ bool step(const Program& program, const std::uint8_t* from, std::uint8_t* to, ch
   return alive;
 }
 
+// A program's tokens run as an NFA over a text read from the start of the path: the live states,
+// advanced one character at a time.
+class NfaRun {
+ public:
+  explicit NfaRun(const Program& program)
+      : program_(program),
+        sets_(program.tokens.size() + 1),
+        cur_(sets_.first()),
+        next_(sets_.second()) {
+    start(program_, cur_);
+  }
+  NfaRun(const NfaRun&) = delete;
+  NfaRun& operator=(const NfaRun&) = delete;
+
+  // Consumes the characters of `text`. False as soon as no state survives; the run is then over.
+  bool consume(std::string_view text) {
+    for (std::size_t i = 0; i < text.size();) {
+      const Rune r = decode(text, i);
+      if (!step(program_, cur_, next_, r.value))
+        return false;
+      std::swap(cur_, next_);
+      i += r.size;
+    }
+    return true;
+  }
+
+  // Whether the pattern matches all that has been consumed.
+  bool matched() const { return cur_[program_.tokens.size()] != 0; }
+
+  // Whether the pattern may match a longer text. Every token but an anchor can consume a
+  // character, so a live position short of the end can be completed (unless only an anchor, dead
+  // past the start, lies ahead: rare enough to answer conservatively).
+  bool may_go_on() const {
+    return std::any_of(cur_, cur_ + program_.tokens.size(),
+                       [](std::uint8_t live) { return live != 0; });
+  }
+
+ private:
+  const Program& program_;
+  StateSets sets_;
+  std::uint8_t* cur_;
+  std::uint8_t* next_;
+};
+
 // moby's MatchesOrParentMatches for one pattern: the path itself or one of its parent
 // directories ("a", "a/b" for "a/b/c") matches. `path` is clean and relative.
 bool matches_self_or_parent(const Program& program, std::string_view path) {
@@ -442,22 +486,19 @@ bool matches_self_or_parent(const Program& program, std::string_view path) {
     case Shape::kGlob:
       break;
   }
-  const std::size_t m = program.tokens.size();
-  StateSets sets(m + 1);
-  std::uint8_t* cur = sets.first();
-  std::uint8_t* next = sets.second();
-  start(program, cur);
-  for (std::size_t i = 0; i < path.size();) {
-    const Rune r = decode(path, i);
-    // What has been read so far is a parent directory of the path.
-    if (r.value == U'/' && cur[m])
-      return true;
-    if (!step(program, cur, next, r.value))
+  // What precedes each '/' is a parent directory of the path. No multi-byte character holds a
+  // '/' byte, so reading the path piece by piece decodes it as reading it whole does.
+  NfaRun run(program);
+  std::size_t begin = 0;
+  for (std::size_t slash = path.find('/'); slash != std::string_view::npos;
+       slash = path.find('/', slash + 1)) {
+    if (!run.consume(path.substr(begin, slash - begin)))
       return false;
-    std::swap(cur, next);
-    i += r.size;
+    if (run.matched())
+      return true;
+    begin = slash;  // the '/' is read with the next piece
   }
-  return cur[m] != 0;
+  return run.consume(path.substr(begin)) && run.matched();
 }
 
 // Whether the pattern matches some path that starts with `prefix` ("dir/", or "" for the root)
@@ -473,22 +514,8 @@ bool matches_below(const Program& program, std::string_view prefix) {
     case Shape::kGlob:
       break;
   }
-  const std::size_t m = program.tokens.size();
-  StateSets sets(m + 1);
-  std::uint8_t* cur = sets.first();
-  std::uint8_t* next = sets.second();
-  start(program, cur);
-  for (std::size_t i = 0; i < prefix.size();) {
-    const Rune r = decode(prefix, i);
-    if (!step(program, cur, next, r.value))
-      return false;
-    std::swap(cur, next);
-    i += r.size;
-  }
-  // Every token but an anchor can consume a character, so a live position short of the end can
-  // be completed by a longer path (unless only an anchor, dead past the start, lies ahead: rare
-  // enough to answer conservatively).
-  return std::any_of(cur, cur + m, [](std::uint8_t live) { return live != 0; });
+  NfaRun run(program);
+  return run.consume(prefix) && run.may_go_on();
 }
 
 // A relpath as callers usually pass it needs no cleaning; checking is cheaper than cleaning.

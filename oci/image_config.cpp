@@ -131,6 +131,12 @@ ordered_json string_array(const std::vector<std::string>& values) {
   return a;
 }
 
+// Go's omitempty on a string field, the writing side of optional_string.
+void put_nonempty(ordered_json& j, const char* key, const std::string& value) {
+  if (!value.empty())
+    j[key] = value;
+}
+
 // {"key": {}, ...}: the Go map[string]struct{} encoding Docker uses for ports and volumes.
 ordered_json empty_object_map(const std::set<std::string>& keys) {
   ordered_json j = ordered_json::object();
@@ -159,8 +165,7 @@ ordered_json health_json(const HealthConfig& h) {
 
 ordered_json container_config_json(const ContainerConfig& c) {
   ordered_json j = ordered_json::object();
-  if (!c.user.empty())
-    j["User"] = c.user;
+  put_nonempty(j, "User", c.user);
   if (!c.exposed_ports.empty())
     j["ExposedPorts"] = empty_object_map(c.exposed_ports);
   if (!c.env.empty())
@@ -171,16 +176,14 @@ ordered_json container_config_json(const ContainerConfig& c) {
     j["Cmd"] = string_array(*c.cmd);
   if (!c.volumes.empty())
     j["Volumes"] = empty_object_map(c.volumes);
-  if (!c.working_dir.empty())
-    j["WorkingDir"] = c.working_dir;
+  put_nonempty(j, "WorkingDir", c.working_dir);
   if (!c.labels.empty()) {
     ordered_json labels = ordered_json::object();
     for (const auto& [key, value] : c.labels)
       labels[key] = value;
     j["Labels"] = std::move(labels);
   }
-  if (!c.stop_signal.empty())
-    j["StopSignal"] = c.stop_signal;
+  put_nonempty(j, "StopSignal", c.stop_signal);
   if (c.args_escaped)
     j["ArgsEscaped"] = true;
   if (c.healthcheck)
@@ -194,14 +197,10 @@ ordered_json container_config_json(const ContainerConfig& c) {
 
 ordered_json history_json(const HistoryEntry& h) {
   ordered_json j = ordered_json::object();
-  if (!h.created.empty())
-    j["created"] = h.created;
-  if (!h.created_by.empty())
-    j["created_by"] = h.created_by;
-  if (!h.author.empty())
-    j["author"] = h.author;
-  if (!h.comment.empty())
-    j["comment"] = h.comment;
+  put_nonempty(j, "created", h.created);
+  put_nonempty(j, "created_by", h.created_by);
+  put_nonempty(j, "author", h.author);
+  put_nonempty(j, "comment", h.comment);
   if (h.empty_layer)
     j["empty_layer"] = true;
   return j;
@@ -252,16 +251,12 @@ std::string serialize(const ImageConfig& c) {
         std::string("cannot serialize image config: unknown fields must be an object, got ") +
         c.unknown.type_name());
   ordered_json j = ordered_json::object();
-  if (!c.created.empty())
-    j["created"] = c.created;
-  if (!c.author.empty())
-    j["author"] = c.author;
+  put_nonempty(j, "created", c.created);
+  put_nonempty(j, "author", c.author);
   j["architecture"] = c.architecture;
   j["os"] = c.os;
-  if (!c.os_version.empty())
-    j["os.version"] = c.os_version;
-  if (!c.variant.empty())
-    j["variant"] = c.variant;
+  put_nonempty(j, "os.version", c.os_version);
+  put_nonempty(j, "variant", c.variant);
   j["config"] = container_config_json(c.config);
   ordered_json diff_ids = ordered_json::array();
   for (size_t i = 0; i < c.diff_ids.size(); ++i) {
