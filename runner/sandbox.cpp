@@ -725,13 +725,18 @@ void make_symlink(const Child& child, const MountStep& step) {
   ::close(parent);
 }
 
-void mask_path(const Child& child, const MountStep& step) {
+// The target of a step that applies only where the path exists: -1 when it does not.
+int open_existing_target(const Child& child, const MountStep& step) {
   int target = open_in_root(child, step.destination.c_str());
-  if (target < 0) {
-    if (errno == ENOENT)
-      return;
+  if (target < 0 && errno != ENOENT)
     fail(child, step.what);
-  }
+  return target;
+}
+
+void mask_path(const Child& child, const MountStep& step) {
+  int target = open_existing_target(child, step);
+  if (target < 0)
+    return;
   struct stat status {};
   if (::fstat(target, &status) != 0)
     fail(child, step.what);
@@ -745,12 +750,9 @@ void mask_path(const Child& child, const MountStep& step) {
 }
 
 void make_read_only(const Child& child, const MountStep& step) {
-  int target = open_in_root(child, step.destination.c_str());
-  if (target < 0) {
-    if (errno == ENOENT)
-      return;
-    fail(child, step.what);
-  }
+  int target = open_existing_target(child, step);
+  if (target < 0)
+    return;
   FdPath path(target);
   if (::mount(path.c_str(), path.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
     fail(child, step.what);

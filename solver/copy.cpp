@@ -56,13 +56,13 @@ class Planner {
   // In key mode the plan never looks at the destination filesystem and treats ADD archives as
   // plain files: what it selects depends on the sources alone (see copy_source_digest).
   Planner(const CopyRequest& r, bool key_mode) : r_(r), key_mode_(key_mode) {
-    if (!r.exclude.empty()) {
-      exclude_ = frontend::IgnoreMatcher::parse(join(r.exclude, "\n"), "--exclude");
+    if (!r.file.exclude.empty()) {
+      exclude_ = frontend::IgnoreMatcher::parse(join(r.file.exclude, "\n"), "--exclude");
     }
   }
 
   CopyPlan run() {
-    std::string dest_text = r_.dest;
+    std::string dest_text = r_.file.dest;
     bool dest_has_slash = dest_text.ends_with('/') || dest_text == "." || dest_text.ends_with("/.");
     std::string dest_abs = starts_with(dest_text, "/") ? dest_text : r_.workdir + "/" + dest_text;
     // The destination lives inside the stage's filesystem: resolve its symlinks there (BuildKit
@@ -72,9 +72,9 @@ class Planner {
     std::vector<std::pair<Source, bool>> sources;  // source, is_heredoc
     size_t heredoc_index = 0;
     size_t named = 0;
-    for (const std::string& arg : r_.sources) {
-      if (is_heredoc_word(arg) && heredoc_index < r_.heredocs.size()) {
-        heredocs_.push_back(&r_.heredocs[heredoc_index++]);
+    for (const std::string& arg : r_.file.sources) {
+      if (is_heredoc_word(arg) && heredoc_index < r_.file.heredocs.size()) {
+        heredocs_.push_back(&r_.file.heredocs[heredoc_index++]);
         ++named;
         continue;
       }
@@ -94,7 +94,7 @@ class Planner {
       dest_is_existing_dir = st && S_ISDIR(st->st_mode);
     }
     if (named > 1 && !dest_has_slash && !dest_is_existing_dir && !key_mode_) {
-      throw Error("when using " + std::string(r_.add ? "ADD" : "COPY") +
+      throw Error("when using " + std::string(r_.add() ? "ADD" : "COPY") +
                   " with more than one source file, the destination must be a directory and end "
                   "with a /");
     }
@@ -155,7 +155,7 @@ class Planner {
     std::string text = arg;
     // --parents keeps the path below a "/./" marker (or the whole relative path).
     std::string keep_from;
-    if (r_.parents) {
+    if (r_.file.parents) {
       size_t marker = text.find("/./");
       if (marker != std::string::npos)
         keep_from = clean_in_root(text.substr(0, marker));
@@ -195,7 +195,7 @@ class Planner {
       Source s;
       s.rel = resolved;
       s.is_dir = S_ISDIR(st->st_mode);
-      if (r_.parents) {
+      if (r_.file.parents) {
         std::string parents = parent_of(match);
         if (!keep_from.empty() && (parents == keep_from || starts_with(parents, keep_from + "/"))) {
           parents = parents.substr(std::min(parents.size(), keep_from.size() + 1));
@@ -265,18 +265,18 @@ class Planner {
   // --- copying --------------------------------------------------------------------------------
 
   void copy_source(const Source& s, bool into_dir) {
-    if (r_.add && !s.is_dir && !key_mode_ && is_archive(s.rel)) {
-      extract_archive(s.rel, r_.parents ? join_rel(dest_, s.keep) : dest_);
+    if (r_.add() && !s.is_dir && !key_mode_ && is_archive(s.rel)) {
+      extract_archive(s.rel, r_.file.parents ? join_rel(dest_, s.keep) : dest_);
       return;
     }
     std::string target;
     if (s.is_dir) {
       // A directory's contents go into the destination (the directory itself is not recreated).
-      target = r_.parents ? join_rel(dest_, s.keep) : dest_;
+      target = r_.file.parents ? join_rel(dest_, s.keep) : dest_;
       add_tree(r_.source_root, s.rel, target, s.rel, /*top=*/true);
       return;
     }
-    if (r_.parents) {
+    if (r_.file.parents) {
       target = join_rel(join_rel(dest_, s.keep), base_name(s.rel));
     } else {
       target = into_dir ? join_rel(dest_, base_name(s.rel)) : dest_;
@@ -354,8 +354,8 @@ class Planner {
       e.uid = r_.chown->uid;
       e.gid = r_.chown->gid;
     }
-    if (r_.chmod && !S_ISLNK(st.st_mode)) {
-      e.mode = (st.st_mode & S_IFMT) | r_.chmod->apply(st.st_mode, S_ISDIR(st.st_mode));
+    if (r_.file.chmod && !S_ISLNK(st.st_mode)) {
+      e.mode = (st.st_mode & S_IFMT) | r_.file.chmod->apply(st.st_mode, S_ISDIR(st.st_mode));
     }
     entries_[target] = std::move(e);
   }
@@ -374,8 +374,8 @@ class Planner {
     e.mtime_sec = source_st.st_mtim.tv_sec;
     e.uid = r_.chown ? r_.chown->uid : (r_.from_context ? 0 : source_st.st_uid);
     e.gid = r_.chown ? r_.chown->gid : (r_.from_context ? 0 : source_st.st_gid);
-    if (r_.chmod)
-      e.mode = S_IFDIR | r_.chmod->apply(e.mode, true);
+    if (r_.file.chmod)
+      e.mode = S_IFDIR | r_.file.chmod->apply(e.mode, true);
     entries_[target] = std::move(e);
   }
 
@@ -384,8 +384,8 @@ class Planner {
       e.uid = r_.chown->uid;
       e.gid = r_.chown->gid;
     }
-    if (r_.chmod)
-      e.mode = (e.mode & S_IFMT) | r_.chmod->apply(e.mode, S_ISDIR(e.mode));
+    if (r_.file.chmod)
+      e.mode = (e.mode & S_IFMT) | r_.file.chmod->apply(e.mode, S_ISDIR(e.mode));
     entries_[e.path] = std::move(e);
   }
 
@@ -498,7 +498,7 @@ class Planner {
     scratch_.push_back(std::move(dir));
   }
 
-  bool looks_at_dest() const { return !r_.link && !key_mode_; }
+  bool looks_at_dest() const { return !r_.file.link && !key_mode_; }
 
   const CopyRequest& r_;
   bool key_mode_;

@@ -28,11 +28,11 @@ struct DownloadedSource {
 };
 
 struct CopyRequest {
-  bool add = false;                  // ADD: local tar archives are extracted into the destination
-  std::vector<std::string> sources;  // as expanded, without the destination
-  std::string dest;                  // as expanded
-  std::string workdir = "/";         // relative destinations are relative to it
-  std::vector<frontend::InlineFile> heredocs;
+  // What the op says: sources as expanded (URLs only with ADD) and the destination, here-docs,
+  // --link, --parents, --exclude, --chmod. (Its --chown is resolved into `chown` below.)
+  frontend::FileOp file;
+  bool add() const { return file.action == frontend::FileOp::Action::kAdd; }
+  std::string workdir = "/";                          // relative destinations are relative to it
   std::map<std::string, DownloadedSource> downloads;  // ADD: URL sources, by URL (mode 0600)
 
   // Where sources come from: the build context (ignore rules apply, ownership becomes 0:0) or
@@ -42,12 +42,8 @@ struct CopyRequest {
   const frontend::IgnoreMatcher* ignore = nullptr;
 
   std::filesystem::path dest_root;  // the stage's root filesystem before this step
-  bool link = false;                // --link: the destination does not look at dest_root
-  bool parents = false;             // --parents
-  std::optional<Owner> chown;
-  std::optional<frontend::ChmodSpec> chmod;
-  std::vector<std::string> exclude;  // --exclude patterns
-  int64_t now = 0;                   // mtime for what the copy creates (directories, here-docs)
+  std::optional<Owner> chown;       // --chown, looked up in dest_root
+  int64_t now = 0;                  // mtime for what the copy creates (directories, here-docs)
 };
 
 struct CopyPlan {

@@ -76,8 +76,8 @@ class ExecExecutor final : public Executor {
         continue;
       }
       CopyRequest req;
-      req.sources = {m.source.empty() ? "." : m.source};
-      req.dest = "/";
+      req.file.sources = {m.source.empty() ? "." : m.source};
+      req.file.dest = "/";
       req.source_root = tree.root;
       req.ignore = tree.ignore;
       mounts.push_back(target + " " +

@@ -63,19 +63,12 @@ class FileExecutor final : public Executor {
   // looked at (--chown names are not resolved, no destination root).
   CopyRequest request(Step& step, const FileOp& f, const InputTree& tree, bool for_key) {
     CopyRequest req;
-    req.add = f.action == FileOp::Action::kAdd;
-    req.sources = f.sources;
-    req.dest = f.dest;
+    req.file = f;
     req.workdir = working_dir(step.state);
-    req.heredocs = f.heredocs;
     req.now = step.env.now;
     req.source_root = tree.root;
     req.from_context = tree.from_context;
     req.ignore = tree.ignore;
-    req.link = f.link;
-    req.parents = f.parents;
-    req.exclude = f.exclude;
-    req.chmod = f.chmod;
     for (const std::string& source : f.sources) {
       if (is_url(source))
         req.downloads[source] = download(step.env, source, f.checksum);
