@@ -37,6 +37,14 @@ class Checker {
   explicit Checker(const fs::path& root) : layout_(root) {}
 
   CheckReport run() {
+    // The store writes index.json, then oci-layout as the mark of a finished initialization: a
+    // first build killed before that leaves a store the next kiln command completes, not a
+    // broken one (as long as nothing else is in it).
+    if (!lexists(layout_.oci_layout()) && list_dir(layout_.blobs("sha256")).empty()) {
+      leftover(layout_.root().string() + ": initialization interrupted (no oci-layout yet)");
+      check_leftovers();
+      return std::move(report_);
+    }
     check_layout();
     check_blobs();
     check_images();

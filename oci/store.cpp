@@ -130,13 +130,15 @@ Store::Store(fs::path root) : layout_(std::move(root)) {
       throw Error("cannot create store directory " + dir.string() + ": " + ec.message());
   }
   IndexLock lock(layout_);
-  if (!fs::exists(layout_.oci_layout())) {
-    write_file_atomically(layout_.oci_layout(), R"({"imageLayoutVersion":"1.0.0"})");
-  }
+  // index.json first, oci-layout last: oci-layout marks a finished initialization (kiln check
+  // reads a store without it as an interrupted first build).
   if (!fs::exists(layout_.index())) {
     Index empty;
     empty.media_type = media_type::kOciIndex;
     write_file_atomically(layout_.index(), serialize(empty));
+  }
+  if (!fs::exists(layout_.oci_layout())) {
+    write_file_atomically(layout_.oci_layout(), R"({"imageLayoutVersion":"1.0.0"})");
   }
 }
 

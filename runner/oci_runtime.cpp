@@ -329,6 +329,11 @@ void create_target(const Rootfs& root, const std::string& destination, bool file
       // Something is there that does not resolve: a dangling symlink. Continue from its target.
       char link[PATH_MAX];
       ssize_t n = ::readlinkat(parent.get(), name.c_str(), link, sizeof link);
+      if (n < 0 && errno == EINVAL && open_in_root(root, current)) {
+        // Not a symlink: a run sharing this rootfs created it a moment ago.
+        prefix = current;
+        continue;
+      }
       if (n < 0 || static_cast<size_t>(n) >= sizeof link)
         target_error(destination, n < 0 && errno != EINVAL ? errno : EEXIST);
       std::string target(link, static_cast<size_t>(n));

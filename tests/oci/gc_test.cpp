@@ -586,5 +586,26 @@ TEST_F(Gc, CheckDoesNotCountALiveLeaseAsALeftover) {
   EXPECT_THAT(check(root()).leftovers, IsEmpty());
 }
 
+// A first build killed while the store initialized itself (reproduced with kill -9 within
+// ~30 ms of the start) left blobs/ and an oci-layout temp file but no oci-layout: kiln check
+// called that a broken store. It is an interrupted initialization, which the next Store
+// completes.
+TEST(GcCheck, AnInterruptedInitializationIsALeftoverNotAProblem) {
+  TempDir dir;
+  fs::path root = dir.path() / "store";
+  fs::create_directories(root / "blobs" / "sha256");
+  std::ofstream(root / "oci-layout.123.0.tmp") << "{";
+  CheckReport report = check(root);
+  EXPECT_THAT(report.problems, IsEmpty());
+  EXPECT_THAT(report.leftovers, Contains(HasSubstr("initialization interrupted")));
+  Store completed(root);
+  EXPECT_THAT(check(root).problems, IsEmpty());
+  EXPECT_TRUE(fs::exists(root / "oci-layout"));
+  // With blobs in it, a store without oci-layout is broken, not new.
+  fs::remove(root / "oci-layout");
+  completed.put_blob("x");
+  EXPECT_THAT(check(root).problems, Contains(HasSubstr("oci-layout: missing")));
+}
+
 }  // namespace
 }  // namespace kiln::oci
