@@ -28,7 +28,12 @@ struct DownloadedSource {
 };
 
 struct CopyRequest {
-  bool add = false;                  // ADD: local tar archives are extracted into the destination
+  // ADD: local tar archives are extracted into the destination. Archives are hostile input: an
+  // absolute name is taken inside the destination; a ".." component, writing through a symlink
+  // and a hard link to anything outside the archive are errors; directories the archive only
+  // implies (it has "tmp/x" but no "tmp/") keep an existing directory's metadata; every write is
+  // checked (a full disk fails the step); expansion is bounded by oci::expansion_limit().
+  bool add = false;
   std::vector<std::string> sources;  // as expanded, without the destination
   std::string dest;                  // as expanded
   std::string workdir = "/";         // relative destinations are relative to it
