@@ -15,6 +15,7 @@
 #include "kiln/oci/cache_index.hpp"
 #include "kiln/oci/gc.hpp"
 #include "kiln/oci/image_config.hpp"
+#include "kiln/oci/layer_blob.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/oci/store.hpp"
@@ -33,6 +34,13 @@ using detail::read_if_present;
 using detail::writer_running;
 
 class Checker {
+  // Layers with the diff IDs their config gives them: an image's or a cache record's.
+  struct LayerChain {
+    std::string owner;
+    std::vector<Descriptor> layers;
+    std::vector<Digest> diff_ids;
+  };
+
  public:
   explicit Checker(const fs::path& root) : layout_(root) {}
 
@@ -179,6 +187,8 @@ class Checker {
           problem(owner + ": config " + manifest.config.digest.str() + " lists " +
                   std::to_string(config.diff_ids.size()) + " diff IDs for " +
                   std::to_string(manifest.layers.size()) + " layers");
+        } else {
+          chains_.push_back({owner, manifest.layers, config.diff_ids});
         }
       } catch (const Error& e) {
         problem(owner + ": config " + manifest.config.digest.str() + ": " + e.what());
@@ -226,11 +236,53 @@ class Checker {
       }
       for (const Descriptor& layer : record->layers)
         blob_present(layer, "cache record " + path.string(), "layer");
+      if (record->layers.size() == record->config.diff_ids.size())
+        chains_.push_back(
+            {"cache record " + path.string(), record->layers, record->config.diff_ids});
     }
   }
 
+  // Why the first `count` layers of `chain` do not verify; nullopt when they all do.
+  struct ChainFault {
+    bool mismatch = false;  // a layer's content is not its diff ID (rather than unreadable)
+    std::string text;
+  };
+  std::optional<ChainFault> chain_fault(const LayerChain& chain, size_t count) {
+    for (size_t i = 0; i < count; ++i) {
+      const Descriptor& layer = chain.layers[i];
+      std::string found;  // its diff ID, or why it has none
+      auto known = diff_ids_.find(layer.digest.str());
+      if (known != diff_ids_.end()) {
+        found = known->second;
+      } else if (!blob_sizes_.count(layer.digest.str()) || corrupt_.count(layer.digest.str())) {
+        found = "missing or corrupt";
+      } else {
+        try {
+          UniqueFd fd = open_or_throw(layout_.blob(layer.digest), O_RDONLY);
+          found = uncompressed_digest(fd.get(), layout_.blob(layer.digest).string()).str();
+        } catch (const Error& e) {
+          found = e.what();
+        }
+      }
+      diff_ids_[layer.digest.str()] = found;
+      if (found == chain.diff_ids[i].str())
+        continue;
+      bool mismatch = starts_with(found, "sha256:");
+      return ChainFault{mismatch, chain.owner + ": layer " + layer.digest.str() +
+                                      " should have diff ID " + chain.diff_ids[i].str() +
+                                      (mismatch ? " but its uncompressed content is " + found
+                                                : " but it cannot be read: " + found)};
+    }
+    return std::nullopt;
+  }
+
+  // A snapshot is trusted when its name is the chain ID of (a prefix of) the layers of an image
+  // or cache record whose blobs are present and decompress to the diff IDs their config claims,
+  // and of no image or record whose layers do not: see gc.hpp. One that no image or record
+  // accounts for cannot be verified; prune removes it.
   void check_snapshots() {
     fs::path dir = layout_.snapshots();
+    std::set<std::string> names;
     for (const std::string& name : list_dir(dir)) {
       fs::path path = dir / name;
       if (is_temp_snapshot_name(name)) {
@@ -240,6 +292,48 @@ class Checker {
         problem(path.string() + ": not a snapshot (snapshots are directories named by chain ID)");
       } else {
         ++report_.snapshots;
+        names.insert(name);
+      }
+    }
+    // Chain ID → the chains (and how many of their layers) that name it.
+    std::map<std::string, std::vector<std::pair<const LayerChain*, size_t>>> backers;
+    for (const LayerChain& chain : chains_) {
+      Digest id;
+      for (size_t i = 0; i < chain.diff_ids.size(); ++i) {
+        id = i == 0 ? chain.diff_ids[0] : sha256_of(id.str() + " " + chain.diff_ids[i].str());
+        if (names.count(id.hex()))
+          backers[id.hex()].push_back({&chain, i + 1});
+      }
+    }
+    for (const std::string& name : names) {
+      fs::path path = dir / name;
+      auto it = backers.find(name);
+      if (it == backers.end()) {
+        leftover(path.string() +
+                 ": snapshot of a layer chain no image or cache record names (it cannot be "
+                 "verified; prune removes it)");
+        continue;
+      }
+      // Trusted when some chain naming it verifies and none lies: an image whose layer is not
+      // the diff ID its config claims may have made the snapshot (a kiln before unpacks were
+      // verified would have let it).
+      std::optional<ChainFault> lie, unreadable;
+      bool verified = false;
+      for (const auto& [chain, count] : it->second) {
+        std::optional<ChainFault> fault = chain_fault(*chain, count);
+        if (!fault)
+          verified = true;
+        else if (fault->mismatch && !lie)
+          lie = fault;
+        else if (!fault->mismatch && !unreadable)
+          unreadable = fault;
+      }
+      if (lie) {
+        problem(path.string() + ": cannot be trusted: " + lie->text +
+                " (the snapshot may hold that layer's files under another image's chain ID; "
+                "remove it)");
+      } else if (!verified) {
+        problem(path.string() + ": cannot be verified: " + unreadable->text);
       }
     }
   }
@@ -272,6 +366,8 @@ class Checker {
 
   StoreLayout layout_;
   CheckReport report_;
+  std::vector<LayerChain> chains_;
+  std::map<std::string, std::string> diff_ids_;  // layer digest → its diff ID, or why unknown
   std::map<std::string, int64_t> blob_sizes_;  // by "sha256:HEX"
   std::set<std::string> corrupt_;
 };

@@ -3,13 +3,20 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/oci/layer_blob.hpp"
 #include "kiln/oci/media_types.hpp"
 
 namespace kiln::oci {
@@ -17,42 +24,85 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Copies a file into the store, verifying it against `expected` when given.
-Digest import_file(Store& store, const fs::path& path, const std::optional<Digest>& expected,
-                   const std::string& what) {
+// A path an archive or layout names (manifest.json's Config and Layers, blobs/ALG/HEX), opened
+// for reading beneath `dir` and nowhere else: an absolute name, a ".." that climbs out, or a
+// symlink that leads out (absolute, or through "..") is an error naming the path, and so is
+// anything but a regular file. Archives are hostile input; the host's files must not become
+// image content.
+UniqueFd open_beneath(const fs::path& dir, const std::string& rel, const std::string& what) {
+  if (rel.empty() || rel.front() == '/') {
+    throw Error(what + ": " + quote(rel) + " is not a path inside the archive");
+  }
+  UniqueFd dirfd = open_or_throw(dir, O_PATH | O_DIRECTORY);
+  open_how how{};
+  how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  long fd;
+  do {
+    fd = ::syscall(SYS_openat2, dirfd.get(), rel.c_str(), &how, sizeof how);
+  } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+  if (fd < 0) {
+    if (errno == EXDEV || errno == ELOOP) {
+      throw Error(what + ": " + quote(rel) +
+                  " leads outside the archive (through \"..\" or a symbolic link)");
+    }
+    throw Error(what + ": " + quote(rel) + ": " + std::strerror(errno));
+  }
+  UniqueFd file(static_cast<int>(fd));
+  struct stat st {};
+  if (::fstat(file.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    throw Error(what + ": " + quote(rel) + " is not a regular file in the archive");
+  // O_NONBLOCK only kept a fifo from blocking the open.
+  ::fcntl(file.get(), F_SETFL, 0);
+  return file;
+}
+
+// Copies a file of an archive or layout into the store, verifying it against `expected` when
+// given.
+Digest import_file(Store& store, const fs::path& dir, const std::string& rel,
+                   const std::optional<Digest>& expected, const std::string& what) {
   if (expected && store.has_blob(*expected))
     return *expected;
-  UniqueFd fd = open_or_throw(path, O_RDONLY);
+  UniqueFd fd = open_beneath(dir, rel, what);
   auto writer = store.begin_blob();
-  read_chunks(fd.get(), what + ": " + path.string(),
+  read_chunks(fd.get(), what + ": " + rel,
               [&](const char* data, size_t size) { writer->write(data, size); });
   try {
     return writer->commit(expected);
   } catch (const Error& e) {
-    throw Error(what + ": " + path.string() + ": " + e.what());
+    throw Error(what + ": " + rel + ": " + e.what());
   }
 }
 
-// Extracts a tar archive (any compression) into `dir`, refusing entries that leave it.
+std::string read_beneath(const fs::path& dir, const std::string& rel, const std::string& what) {
+  UniqueFd fd = open_beneath(dir, rel, what);
+  return read_all(fd.get(), what + ": " + rel);
+}
+
+// Extracts a tar archive (any compression) into `dir`, refusing entries that leave it and an
+// archive that expands past expansion_limit() of its size (layer_blob.hpp).
 void extract_archive(const fs::path& archive_path, const fs::path& dir, const std::string& what) {
-  struct archive* a = archive_read_new();
-  archive_read_support_filter_all(a);
-  archive_read_support_format_tar(a);
-  struct archive* out = archive_write_disk_new();
-  archive_write_disk_set_options(out,
-                                 ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS);
-  auto cleanup = [&] {
-    archive_read_free(a);
-    archive_write_free(out);
+  std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), archive_read_free);
+  std::unique_ptr<archive, decltype(&archive_write_free)> out(archive_write_disk_new(),
+                                                              archive_write_free);
+  auto fail = [&](archive* from, const char* fallback) {
+    const char* msg = from ? archive_error_string(from) : nullptr;
+    throw Error(what + ": " + archive_path.string() + ": " + (msg ? msg : fallback));
   };
-  if (archive_read_open_filename(a, archive_path.c_str(), 1 << 16) != ARCHIVE_OK) {
-    std::string err = archive_error_string(a) ? archive_error_string(a) : "cannot open";
-    cleanup();
-    throw Error(what + ": " + archive_path.string() + ": " + err);
-  }
-  struct archive_entry* entry = nullptr;
+  if (!a || !out)
+    fail(nullptr, "out of memory");
+  archive_read_support_filter_all(a.get());
+  archive_read_support_format_tar(a.get());
+  archive_write_disk_set_options(out.get(),
+                                 ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS);
+  if (archive_read_open_filename(a.get(), archive_path.c_str(), 1 << 16) != ARCHIVE_OK)
+    fail(a.get(), "cannot open");
+  std::error_code ec;
+  const uint64_t limit = expansion_limit(fs::file_size(archive_path, ec));
+  uint64_t declared = 0;
+  archive_entry* entry = nullptr;
   int r;
-  while ((r = archive_read_next_header(a, &entry)) == ARCHIVE_OK) {
+  while ((r = archive_read_next_header(a.get(), &entry)) == ARCHIVE_OK) {
     // Absolute names are taken relative to `dir`; ".." is refused by SECURE_NODOTDOT.
     auto inside = [&](const char* name) {
       std::string_view n(name);
@@ -60,39 +110,38 @@ void extract_archive(const fs::path& archive_path, const fs::path& dir, const st
         n.remove_prefix(1);
       return (dir / n).string();
     };
+    if (archive_entry_size_is_set(entry))
+      declared += static_cast<uint64_t>(std::max<la_int64_t>(archive_entry_size(entry), 0));
+    if (declared > limit) {
+      throw Error(what + ": " + archive_path.string() + ": its files claim more than " +
+                  std::to_string(limit) +
+                  " bytes, the limit for the archive's size (a compression bomb?)");
+    }
     std::string path = inside(archive_entry_pathname(entry));
     archive_entry_set_pathname(entry, path.c_str());
     if (const char* link = archive_entry_hardlink(entry)) {
       std::string target = inside(link);
       archive_entry_set_hardlink(entry, target.c_str());
     }
-    if (archive_write_header(out, entry) != ARCHIVE_OK) {
-      std::string err = archive_error_string(out) ? archive_error_string(out) : "cannot extract";
-      cleanup();
-      throw Error(what + ": " + archive_path.string() + ": " + err);
-    }
+    if (archive_write_header(out.get(), entry) != ARCHIVE_OK)
+      fail(out.get(), "cannot extract");
     const void* buf;
     size_t size;
     la_int64_t offset;
     int data;
-    while ((data = archive_read_data_block(a, &buf, &size, &offset)) == ARCHIVE_OK) {
-      if (archive_write_data_block(out, buf, size, offset) != ARCHIVE_OK) {
-        data = ARCHIVE_FATAL;
-        break;
-      }
+    while ((data = archive_read_data_block(a.get(), &buf, &size, &offset)) == ARCHIVE_OK) {
+      if (archive_write_data_block(out.get(), buf, size, offset) != ARCHIVE_OK)
+        fail(out.get(), "cannot write extracted data");
     }
-    if (data != ARCHIVE_EOF || archive_write_finish_entry(out) != ARCHIVE_OK) {
-      std::string err = archive_error_string(a) ? archive_error_string(a) : "cannot extract data";
-      cleanup();
-      throw Error(what + ": " + archive_path.string() + ": " + err);
-    }
+    if (data != ARCHIVE_EOF)
+      fail(a.get(), "cannot read archive data");
+    if (archive_write_finish_entry(out.get()) != ARCHIVE_OK)
+      fail(out.get(), "cannot finish extracted entry");
   }
-  if (r != ARCHIVE_EOF) {
-    std::string err = archive_error_string(a) ? archive_error_string(a) : "corrupt archive";
-    cleanup();
-    throw Error(what + ": " + archive_path.string() + ": " + err);
-  }
-  cleanup();
+  if (r != ARCHIVE_EOF)
+    fail(a.get(), "corrupt archive");
+  if (archive_write_close(out.get()) != ARCHIVE_OK)
+    fail(out.get(), "cannot finish extraction");
 }
 
 std::pair<std::string, std::string> split_path_and_tag(std::string_view rest) {
@@ -126,10 +175,10 @@ ResolvedImage finish(Store& store, std::string source, Descriptor manifest) {
 
 ResolvedImage from_layout(Store& store, const fs::path& dir, const std::string& tag,
                           const Platform& platform, const std::string& what) {
-  if (!fs::exists(dir / "index.json")) {
+  if (!fs::exists(fs::symlink_status(dir / "index.json"))) {
     throw Error(what + ": " + dir.string() + " is not an OCI image layout (no index.json)");
   }
-  Index index = parse_index(read_file(dir / "index.json"));
+  Index index = parse_index(read_beneath(dir, "index.json", what));
   std::optional<Descriptor> top;
   std::vector<std::string> names;
   for (const Descriptor& d : index.manifests) {
@@ -148,16 +197,16 @@ ResolvedImage from_layout(Store& store, const fs::path& dir, const std::string& 
     throw Error(what + ": no image tagged " + quote(tag) + " in " + dir.string() +
                 " (tags: " + join(names, ", ") + ")");
   }
-  auto blob = [&](const Digest& d) { return dir / "blobs" / d.algorithm() / d.hex(); };
+  auto blob = [&](const Digest& d) { return "blobs/" + d.algorithm() + "/" + d.hex(); };
   auto read = [&](const Digest& d) {
-    Digest copied = import_file(store, blob(d), d, what);
+    Digest copied = import_file(store, dir, blob(d), d, what);
     return store.read_blob(copied);
   };
   Descriptor manifest = choose_platform(*top, read, platform, what);
   Manifest parsed = parse_manifest(read(manifest.digest));
-  import_file(store, blob(parsed.config.digest), parsed.config.digest, what);
+  import_file(store, dir, blob(parsed.config.digest), parsed.config.digest, what);
   for (const Descriptor& layer : parsed.layers)
-    import_file(store, blob(layer.digest), layer.digest, what);
+    import_file(store, dir, blob(layer.digest), layer.digest, what);
   return finish(store, what, manifest);
 }
 
@@ -167,7 +216,7 @@ ResolvedImage from_docker_archive(Store& store, const fs::path& file, const std:
   extract_archive(file, dir.path(), what);
   nlohmann::json entries;
   try {
-    entries = nlohmann::json::parse(read_file(dir.path() / "manifest.json"));
+    entries = nlohmann::json::parse(read_beneath(dir.path(), "manifest.json", what));
   } catch (const nlohmann::json::exception& e) {
     throw Error(what + ": manifest.json is not valid JSON: " + e.what());
   }
@@ -187,25 +236,46 @@ ResolvedImage from_docker_archive(Store& store, const fs::path& file, const std:
     if (!chosen)
       throw Error(what + ": no image tagged " + quote(name));
   }
-  if (!chosen->contains("Config") || !(*chosen)["Config"].is_string() ||
+  if (!chosen->is_object() || !chosen->contains("Config") || !(*chosen)["Config"].is_string() ||
       !chosen->contains("Layers") || !(*chosen)["Layers"].is_array()) {
     throw Error(what + ": manifest.json entry lacks Config or Layers");
   }
+  std::string config_path = (*chosen)["Config"].get<std::string>();
+  std::vector<std::string> layer_paths;
+  for (const auto& layer : (*chosen)["Layers"]) {
+    if (!layer.is_string())
+      throw Error(what + ": manifest.json lists a layer that is not a path");
+    layer_paths.push_back(layer.get<std::string>());
+  }
+  // Everything is checked before anything enters the store: the config parses, and each layer's
+  // uncompressed content is the diff ID the config gives it.
+  std::string config_bytes = read_beneath(dir.path(), config_path, what);
+  ImageConfig parsed_config;
+  try {
+    parsed_config = parse_image_config(config_bytes);
+  } catch (const Error& e) {
+    throw Error(what + ": config " + quote(config_path) + ": " + e.what());
+  }
+  if (layer_paths.size() != parsed_config.diff_ids.size()) {
+    throw Error(what + ": the config lists " + std::to_string(parsed_config.diff_ids.size()) +
+                " layers but manifest.json has " + std::to_string(layer_paths.size()));
+  }
+  for (size_t i = 0; i < layer_paths.size(); ++i) {
+    UniqueFd fd = open_beneath(dir.path(), layer_paths[i], what);
+    Digest actual = uncompressed_digest(fd.get(), what + ": layer " + quote(layer_paths[i]));
+    if (actual != parsed_config.diff_ids[i]) {
+      throw Error(what + ": layer " + quote(layer_paths[i]) + " has diff ID " + actual.str() +
+                  ", but the config says " + parsed_config.diff_ids[i].str() +
+                  "; nothing was imported");
+    }
+  }
   Manifest manifest;
   manifest.media_type = media_type::kOciManifest;
-  Digest config =
-      import_file(store, dir.path() / (*chosen)["Config"].get<std::string>(), std::nullopt, what);
-  manifest.config = {media_type::kOciConfig,
-                     config,
-                     static_cast<int64_t>(fs::file_size(store.blob_path(config))),
-                     {},
-                     {},
-                     {},
-                     {}};
-  ImageConfig parsed_config = parse_image_config(store.read_blob(config));
-  for (const auto& layer : (*chosen)["Layers"]) {
-    fs::path path = dir.path() / layer.get<std::string>();
-    Digest digest = import_file(store, path, std::nullopt, what);
+  Digest config = store.put_blob(config_bytes);
+  manifest.config = {
+      media_type::kOciConfig, config, static_cast<int64_t>(config_bytes.size()), {}, {}, {}, {}};
+  for (const std::string& path : layer_paths) {
+    Digest digest = import_file(store, dir.path(), path, std::nullopt, what);
     // Layers in a docker archive are uncompressed tars (newer docker writes them as OCI blobs,
     // still uncompressed); the media type says so.
     manifest.layers.push_back({media_type::kOciLayer,
@@ -215,10 +285,6 @@ ResolvedImage from_docker_archive(Store& store, const fs::path& file, const std:
                                {},
                                {},
                                {}});
-  }
-  if (manifest.layers.size() != parsed_config.diff_ids.size()) {
-    throw Error(what + ": the config lists " + std::to_string(parsed_config.diff_ids.size()) +
-                " layers but manifest.json has " + std::to_string(manifest.layers.size()));
   }
   std::string bytes = serialize(manifest);
   Digest digest = store.put_blob(bytes);

@@ -122,9 +122,39 @@ class Store::IndexLock {
   UniqueFd fd_;
 };
 
-Store::Store(fs::path root) : layout_(std::move(root)) {
+namespace {
+
+// The store holds unpacked image filesystems - setuid-root binaries, file capabilities and
+// device nodes included - and builds' scratch space: any path into it would let another local
+// user run those with the privileges the image gives them. Like containers/storage and Docker,
+// the root is private to its owner, created 0700 and tightened to 0700 when an older kiln left it
+// open. A root owned by someone else (root reading a user's store) is not ours to change.
+void make_private(const fs::path& root) {
   std::error_code ec;
-  for (const fs::path& dir : {layout_.root(), layout_.blobs("sha256"), layout_.ingest()}) {
+  if (root.has_parent_path())
+    fs::create_directories(root.parent_path(), ec);
+  if (::mkdir(root.c_str(), 0700) != 0 && errno != EEXIST) {
+    throw Error("cannot create store directory " + root.string() + ": " + errno_text());
+  }
+  struct stat st {};
+  if (::stat(root.c_str(), &st) != 0)
+    throw Error("cannot open store directory " + root.string() + ": " + errno_text());
+  if (!S_ISDIR(st.st_mode))
+    throw Error("store " + root.string() + " is not a directory");
+  if (st.st_uid != ::geteuid() || (st.st_mode & 07777) == 0700)
+    return;
+  if (::chmod(root.c_str(), 0700) != 0) {
+    throw Error("cannot make store directory " + root.string() +
+                " private to its owner (chmod 0700): " + errno_text());
+  }
+}
+
+}  // namespace
+
+Store::Store(fs::path root) : layout_(std::move(root)) {
+  make_private(layout_.root());
+  std::error_code ec;
+  for (const fs::path& dir : {layout_.blobs("sha256"), layout_.ingest()}) {
     fs::create_directories(dir, ec);
     if (ec)
       throw Error("cannot create store directory " + dir.string() + ": " + ec.message());

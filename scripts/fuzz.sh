@@ -2,8 +2,9 @@
 # Builds a libFuzzer target with clang-16 (the ANTLR 4.9 runtime's headers need it; the main
 # build stays on g++) and runs it for a bounded time, seeded with a corpus.
 # Usage: scripts/fuzz.sh [SECONDS] [BUILD_DIR] [TARGET]      exits non-zero on a crash
-#   TARGET: parser (default; seeded with the Containerfile corpus) or registry (seeded with
-#   manifests, indexes, configs and WWW-Authenticate headers).
+#   TARGET: parser (default; seeded with the Containerfile corpus), registry (seeded with
+#   manifests, indexes, configs and WWW-Authenticate headers) or layer (the layer applier, seeded
+#   with hostile layers from tests/support/hostile_archives.py).
 set -euo pipefail
 seconds=${1:-60}
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,8 +34,24 @@ case "$target" in
       printf '%s' "$seed" > "$work/corpus/seed$((i++))"
     done
     ;;
+  layer)
+    # Seeds that name what the fuzzer guards: ../outside/sentinel beside the root, absolute paths,
+    # symlinks and hard links out, whiteouts, devices, in each compression.
+    seed() { python3 "$src/tests/support/hostile_archives.py" tar "$work/corpus/$1" "$2"; }
+    hostile='[{"name":"d","type":"dir","mode":1023},{"name":"d/f","data":"x","mode":2541},
+      {"name":"../outside/sentinel","data":"pwned"},{"name":"/abs","data":"a"},
+      {"name":"esc","type":"symlink","linkname":"../outside"},{"name":"esc/sentinel","data":"p"},
+      {"name":"up","type":"symlink","linkname":"../../../.."},{"name":"up/x","data":"u"},
+      {"name":"h","type":"hardlink","linkname":"d/f"},{"name":"h2","type":"hardlink","linkname":"esc/sentinel"},
+      {"name":"d/.wh.f"},{"name":"d/.wh..wh..opq"},{"name":"../.wh.outside"},
+      {"name":"c","type":"chr","devmajor":1,"devminor":3},{"name":"p","type":"fifo"}]'
+    for compression in none gzip zstd; do
+      seed "hostile-$compression.tar" "{\"entries\":$hostile,\"compression\":\"$compression\"}"
+    done
+    seed plain.tar '{"entries":[{"name":"etc/hostname","data":"kiln\n"}],"compression":"none"}'
+    ;;
   *)
-    echo "unknown fuzz target $target (parser, registry)" >&2
+    echo "unknown fuzz target $target (parser, registry, layer)" >&2
     exit 2
     ;;
 esac

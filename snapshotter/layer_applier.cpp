@@ -28,6 +28,7 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/oci/layer_blob.hpp"
 
 namespace kiln::snapshotter {
 namespace {
@@ -461,18 +462,129 @@ void Applier::purge_lower(int dirfd, const std::string& display, int depth) {
   }
 }
 
+// The uncompressed tar stream of a layer. A "raw" libarchive reader undoes the compression; the
+// tar reader pulls from it through read(), which hashes and counts every byte on the way, so the
+// diff ID and the expansion are known without a second pass or a copy of the layer.
+class UncompressedStream {
+ public:
+  UncompressedStream(int fd, const ApplyOptions& options) : fd_(fd), options_(options) {
+    struct stat st {};
+    off_t at = ::lseek(fd, 0, SEEK_CUR);
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && at >= 0 && st.st_size > at)
+      known_compressed_ = static_cast<uint64_t>(st.st_size - at);
+  }
+
+  uint64_t bytes() const { return bytes_; }
+
+  // Opens the decompressing reader; returns its error text on failure.
+  std::optional<std::string> open() {
+    if (!raw_)
+      return "out of memory";
+    archive_read_support_filter_all(raw_.get());
+    archive_read_support_format_raw(raw_.get());
+    if (archive_read_open_fd(raw_.get(), fd_, 64 * 1024) != ARCHIVE_OK ||
+        archive_read_next_header(raw_.get(), &entry_) != ARCHIVE_OK) {
+      const char* msg = archive_error_string(raw_.get());
+      return msg ? msg : "cannot read the layer";
+    }
+    return std::nullopt;
+  }
+
+  // The most the layer may expand to, given what is known of its compressed size so far.
+  uint64_t limit() const {
+    if (options_.max_expanded_bytes)
+      return *options_.max_expanded_bytes;
+    la_int64_t read = archive_filter_bytes(raw_.get(), -1);
+    return oci::expansion_limit(
+        std::max(known_compressed_, static_cast<uint64_t>(std::max<la_int64_t>(read, 0))));
+  }
+
+  // libarchive's read callback for the tar reader `tar`.
+  static la_ssize_t read(archive* tar, void* self, const void** buffer) {
+    return static_cast<UncompressedStream*>(self)->next(tar, buffer);
+  }
+
+  // Hashes what the tar reader left unread (the padding after its end marker belongs to the
+  // diff ID too) and returns the diff ID; nullopt with `error` set when the rest is unreadable.
+  std::optional<oci::Digest> finish(std::string& error) {
+    for (;;) {
+      const void* block = nullptr;
+      size_t size = 0;
+      int r = take_block(&block, &size);
+      if (r == ARCHIVE_EOF)
+        return hash_.finish();
+      if (r != ARCHIVE_OK) {
+        const char* msg = archive_error_string(raw_.get());
+        error = msg ? msg : "cannot read the layer";
+        return std::nullopt;
+      }
+    }
+  }
+
+ private:
+  la_ssize_t next(archive* tar, const void** buffer) {
+    const void* block = nullptr;
+    size_t size = 0;
+    int r = take_block(&block, &size);
+    if (r == ARCHIVE_EOF)
+      return 0;
+    if (r != ARCHIVE_OK) {
+      const char* msg = archive_error_string(raw_.get());
+      archive_set_error(tar, EIO, "%s", msg ? msg : "cannot decompress the layer");
+      return -1;
+    }
+    if (bytes_ > limit()) {
+      archive_set_error(tar, EFBIG,
+                        "the layer expands to more than %llu bytes (the limit for its compressed "
+                        "size; a compression bomb?)",
+                        static_cast<unsigned long long>(limit()));
+      return -1;
+    }
+    *buffer = block;
+    return static_cast<la_ssize_t>(size);
+  }
+
+  // One block of uncompressed bytes, hashed and counted.
+  int take_block(const void** block, size_t* size) {
+    la_int64_t offset = 0;
+    int r;
+    do {
+      r = archive_read_data_block(raw_.get(), block, size, &offset);
+    } while (r == ARCHIVE_OK && *size == 0);
+    if (r == ARCHIVE_OK) {
+      hash_.update(*block, *size);
+      bytes_ += *size;
+    }
+    return r == ARCHIVE_WARN ? ARCHIVE_OK : r;
+  }
+
+  int fd_;
+  const ApplyOptions& options_;
+  std::unique_ptr<archive, decltype(&archive_read_free)> raw_{archive_read_new(),
+                                                              archive_read_free};
+  archive_entry* entry_ = nullptr;
+  uint64_t known_compressed_ = 0;
+  uint64_t bytes_ = 0;
+  oci::Sha256 hash_;
+};
+
 ApplyStats Applier::run(int fd) {
   Utf8ThreadLocale utf8;
+  UncompressedStream stream(fd, options_);
+  if (std::optional<std::string> error = stream.open())
+    fail("read archive: " + *error);
   std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), archive_read_free);
   if (!a)
     fail("out of memory");
-  archive_read_support_filter_all(a.get());
-  // Only tar: a layer is a tar, and every other reader is attack surface we do not need.
+  // Only tar, uncompressed (the stream above decompressed it): a layer is a tar, and every other
+  // reader is attack surface we do not need.
   archive_read_support_format_tar(a.get());
-  if (archive_read_open_fd(a.get(), fd, 64 * 1024) != ARCHIVE_OK) {
+  if (archive_read_open(a.get(), &stream, nullptr, &UncompressedStream::read, nullptr) !=
+      ARCHIVE_OK) {
     fail("read archive: " + archive_error(a.get()));
   }
   std::string last;
+  uint64_t declared = 0;  // sizes regular files claim, sparse holes included
   for (;;) {
     archive_entry* e = nullptr;
     entry_.clear();
@@ -495,9 +607,28 @@ ApplyStats Applier::run(int fd) {
     last = entry_;
     if (r == ARCHIVE_WARN)
       warn(archive_error(a.get()));
+    if (archive_entry_filetype(e) == AE_IFREG && !archive_entry_hardlink(e) &&
+        archive_entry_size_is_set(e)) {
+      declared += static_cast<uint64_t>(std::max<la_int64_t>(archive_entry_size(e), 0));
+      if (declared > stream.limit()) {
+        fail("its files claim more than " + std::to_string(stream.limit()) +
+             " bytes, the limit for the layer's compressed size (a compression bomb?)");
+      }
+    }
     apply_entry(a.get(), e);
   }
   entry_.clear();
+  std::string error;
+  std::optional<oci::Digest> diff_id = stream.finish(error);
+  if (!diff_id)
+    fail("read archive: " + error);
+  stats_.uncompressed = stream.bytes();
+  stats_.diff_id = *diff_id;
+  if (options_.expected_diff_id && *options_.expected_diff_id != *diff_id) {
+    fail("its uncompressed content has digest " + diff_id->str() + ", but the image config says " +
+         options_.expected_diff_id->str() +
+         " (diff ID mismatch: the layer is not the one the image claims)");
+  }
   finish_dirs();
   return stats_;
 }

@@ -31,6 +31,23 @@ bool in_initial_userns() {
   }
 }
 
+// The directory a context path names. A context given as a symlink to a directory means that
+// directory: resolved once, when the build starts, so that `COPY . /` copies its contents (not the
+// link) and every step reads the same directory even if the link changes meanwhile. A path that
+// does not resolve is kept as it is, for the step that reads it to report.
+fs::path resolved_directory(const fs::path& path) {
+  if (path.empty())
+    return path;
+  std::error_code ec;
+  fs::path real = fs::canonical(path, ec);
+  return ec ? path : real;
+}
+
+BuildRequest with_resolved_context(BuildRequest request) {
+  request.context = resolved_directory(request.context);
+  return request;
+}
+
 }  // namespace
 
 std::string build_timestamp(const std::optional<int64_t>& source_date_epoch) {
@@ -39,7 +56,7 @@ std::string build_timestamp(const std::optional<int64_t>& source_date_epoch) {
 
 BuildEnv::BuildEnv(oci::Store& s, BuildRequest r)
     : store(s),
-      request(std::move(r)),
+      request(with_resolved_context(std::move(r))),
       lease(store.root()),
       cache(store.layout().records()),
       snapshots(store.layout().snapshots()),
@@ -81,10 +98,15 @@ oci::ResolvedImage BuildEnv::image(const std::string& ref, const oci::Platform& 
   return images_.emplace(key, std::move(resolved)).first->second;
 }
 
-void BuildEnv::apply(const oci::Descriptor& layer, const fs::path& root) {
+void BuildEnv::apply(const oci::Descriptor& layer, const oci::Digest& diff_id,
+                     const fs::path& root) {
   snapshotter::ApplyOptions options;
   options.preserve_ownership = ::geteuid() == 0;
-  options.allow_devices = ::geteuid() == 0;
+  // Root of a user namespace (rootless) may chown to its mapped ids, but no kernel lets it
+  // mknod a device: skipped, with a warning, rather than failing the image.
+  options.allow_devices = ::geteuid() == 0 && in_initial_userns();
+  options.warn = [this](const std::string& warning) { message("WARNING: " + warning); };
+  options.expected_diff_id = diff_id;
   snapshotter::apply_layer(store.blob_path(layer.digest), root, options);
 }
 
@@ -95,9 +117,11 @@ fs::path BuildEnv::snapshot(const std::vector<oci::Descriptor>& layers,
                 " layers but its manifest has " + std::to_string(layers.size()));
   }
   for (;;) {
+    // A snapshot is named by the diff IDs the config claims: each layer is verified against its
+    // own while it is unpacked, before the snapshot becomes visible to other builds.
     fs::path dir = snapshots.get(diff_ids, [&](const fs::path& into) {
-      for (const oci::Descriptor& layer : layers)
-        apply(layer, into);
+      for (size_t i = 0; i < layers.size(); ++i)
+        apply(layers[i], diff_ids[i], into);
       crash_point("snapshot-unpacked");
     });
     if (lease.hold_snapshot(dir.filename().string()))
@@ -157,7 +181,7 @@ fs::path BuildEnv::root(StageState& st) {
     }
   }
   for (size_t i = st.root_ids.size(); i < ids.size(); ++i) {
-    apply(st.layers[i], st.root->path());
+    apply(st.layers[i], ids[i], st.root->path());
     st.root_ids.push_back(ids[i]);
   }
   return st.root->path();
@@ -261,7 +285,13 @@ InputTree BuildEnv::input_tree(frontend::OpId id, bool for_key) {
         tree.ignore = &request.ignore;
         return tree;
       case frontend::SourceOp::Kind::kDirectory: {
-        tree.root = source->directory;
+        {
+          std::lock_guard lock(mutex_);
+          auto [it, added] = directories_.try_emplace(source->directory);
+          if (added)
+            it->second = resolved_directory(source->directory);
+          tree.root = it->second;
+        }
         tree.from_context = true;
         auto it = request.directory_ignores.find(source->directory);
         tree.ignore = it == request.directory_ignores.end() ? nullptr : &it->second;

@@ -93,8 +93,10 @@ class BuildEnv {
   std::filesystem::path image_root(const std::string& ref, const oci::Platform& platform);
   // The stage's root filesystem for its current state, made or brought up to date on demand.
   std::filesystem::path root(StageState& st);
-  // Applies a layer blob to a directory.
-  void apply(const oci::Descriptor& layer, const std::filesystem::path& root);
+  // Applies a layer blob to a directory; throws kiln::Error when its uncompressed content does
+  // not hash to `diff_id`.
+  void apply(const oci::Descriptor& layer, const oci::Digest& diff_id,
+             const std::filesystem::path& root);
   // How RUN steps get a writable view of a root: overlay or copy (chosen once per build).
   snapshotter::RunSnapshotter& run_snapshotter();
 
@@ -125,6 +127,8 @@ class BuildEnv {
   std::mutex mutex_;                                  // guards what follows
   std::map<std::string, oci::ResolvedImage> images_;  // by "ref|platform"
   std::map<frontend::OpId, std::shared_ptr<StageState>> finished_;
+  // --build-context directories, symlinks resolved once (like request.context, in the constructor)
+  std::map<std::string, std::filesystem::path> directories_;
   std::unique_ptr<snapshotter::RunSnapshotter> run_snapshotter_;
   std::optional<bool> stage_overlay_usable_;
   std::vector<std::pair<size_t, oci::CacheRecord>> used_records_;

@@ -9,11 +9,14 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <set>
 
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/frontend/shell_lexer.hpp"
 #include "kiln/oci/digest.hpp"
+#include "kiln/oci/layer_blob.hpp"
 #include "rootfs.hpp"
 
 namespace kiln::solver {
@@ -433,58 +436,86 @@ class Planner {
     return ok;
   }
 
+  // Extracts a local archive with libarchive's disk writer (which refuses ".." and writing through
+  // symlinks), checking every write: a full disk must fail the step, never leave a truncated file
+  // in the layer. The archive may expand to oci::expansion_limit() of its size.
   void extract_archive(const std::string& rel, const std::string& target) {
     TempDir dir;
     fs::path host = r_.source_root / rel;
-    struct archive* a = archive_read_new();
-    archive_read_support_filter_all(a);
-    archive_read_support_format_tar(a);
-    struct archive* out = archive_write_disk_new();
+    std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), archive_read_free);
+    std::unique_ptr<archive, decltype(&archive_write_free)> out(archive_write_disk_new(),
+                                                                archive_write_free);
+    auto fail = [&](archive* from, const std::string& fallback) {
+      std::string text = from && archive_error_string(from) ? archive_error_string(from) : fallback;
+      if (from && archive_errno(from) > 0 &&
+          text.find(std::strerror(archive_errno(from))) == std::string::npos) {
+        text += std::string(": ") + std::strerror(archive_errno(from));
+      }
+      throw Error("ADD " + describe(rel) + ": cannot extract archive: " + text);
+    };
+    if (!a || !out)
+      fail(nullptr, "out of memory");
+    archive_read_support_filter_all(a.get());
+    archive_read_support_format_tar(a.get());
     int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
                 ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_XATTR;
     if (::geteuid() == 0)
       flags |= ARCHIVE_EXTRACT_OWNER;
-    archive_write_disk_set_options(out, flags);
-    std::string error;
-    if (archive_read_open_filename(a, host.c_str(), 1 << 16) != ARCHIVE_OK) {
-      error = archive_error_string(a) ? archive_error_string(a) : "cannot open";
-    }
-    struct archive_entry* entry = nullptr;
-    while (error.empty()) {
-      int r = archive_read_next_header(a, &entry);
+    archive_write_disk_set_options(out.get(), flags);
+    if (archive_read_open_filename(a.get(), host.c_str(), 1 << 16) != ARCHIVE_OK)
+      fail(a.get(), "cannot open");
+    std::error_code ec;
+    const uint64_t limit = oci::expansion_limit(fs::file_size(host, ec));
+    uint64_t declared = 0;
+    std::set<std::string> listed_dirs;  // directories the archive has entries for
+    for (;;) {
+      archive_entry* entry = nullptr;
+      int r = archive_read_next_header(a.get(), &entry);
       if (r == ARCHIVE_EOF)
         break;
-      if (r != ARCHIVE_OK) {
-        error = archive_error_string(a) ? archive_error_string(a) : "corrupt archive";
-        break;
+      if (r != ARCHIVE_OK)
+        fail(a.get(), "corrupt archive");
+      // Absolute names are taken inside the destination (as Docker does); ".." is refused, like
+      // the layer applier refuses it: no honest archive climbs out of where it is extracted.
+      for (const char* named : {archive_entry_pathname(entry), archive_entry_hardlink(entry)}) {
+        if (named && has_dotdot(named)) {
+          fail(nullptr, "entry " + quote(archive_entry_pathname(entry)) +
+                            " climbs out of the archive with \"..\" (" + quote(named) + ")");
+        }
       }
-      std::string name = (dir.path() / clean_in_root(archive_entry_pathname(entry))).string();
-      archive_entry_set_pathname(entry, name.c_str());
+      std::string name = clean_in_root(archive_entry_pathname(entry));
+      if (archive_entry_filetype(entry) == AE_IFDIR && !archive_entry_hardlink(entry))
+        listed_dirs.insert(name);
+      if (archive_entry_size_is_set(entry))
+        declared += static_cast<uint64_t>(std::max<la_int64_t>(archive_entry_size(entry), 0));
+      if (declared > limit) {
+        fail(nullptr, "its files claim more than " + std::to_string(limit) +
+                          " bytes, the limit for the archive's size (a compression bomb?)");
+      }
+      std::string path = (dir.path() / name).string();
+      archive_entry_set_pathname(entry, path.c_str());
       if (const char* link = archive_entry_hardlink(entry)) {
         std::string link_path = (dir.path() / clean_in_root(link)).string();
         archive_entry_set_hardlink(entry, link_path.c_str());
       }
-      if (archive_write_header(out, entry) != ARCHIVE_OK) {
-        error = archive_error_string(out) ? archive_error_string(out) : "cannot extract";
-        break;
-      }
+      if (archive_write_header(out.get(), entry) != ARCHIVE_OK)
+        fail(out.get(), "cannot extract");
       const void* buf;
       size_t size;
       la_int64_t offset;
       int data;
-      while ((data = archive_read_data_block(a, &buf, &size, &offset)) == ARCHIVE_OK) {
-        archive_write_data_block(out, buf, size, offset);
+      while ((data = archive_read_data_block(a.get(), &buf, &size, &offset)) == ARCHIVE_OK) {
+        if (archive_write_data_block(out.get(), buf, size, offset) != ARCHIVE_OK)
+          fail(out.get(), "write failed");
       }
-      if (data != ARCHIVE_EOF) {
-        error = archive_error_string(a) ? archive_error_string(a) : "corrupt archive data";
-        break;
-      }
-      archive_write_finish_entry(out);
+      if (data != ARCHIVE_EOF)
+        fail(a.get(), "corrupt archive data");
+      if (archive_write_finish_entry(out.get()) != ARCHIVE_OK)
+        fail(out.get(), "cannot finish writing an entry");
     }
-    archive_read_free(a);
-    archive_write_free(out);
-    if (!error.empty())
-      throw Error("ADD " + describe(rel) + ": cannot extract archive: " + error);
+    // Sets the directories' deferred modes and times: its failures count too.
+    if (archive_write_close(out.get()) != ARCHIVE_OK)
+      fail(out.get(), "cannot finish extracting");
     // The archive's own ownership is kept (unless --chown): walk it like another stage's files.
     CopyRequest inner = r_;
     inner.from_context = false;
@@ -493,9 +524,44 @@ class Planner {
     Planner sub(inner, false);
     sub.dest_ = dest_;
     sub.add_tree(dir.path(), "", target, "", /*top=*/true);
-    for (auto& [path, e] : sub.entries_)
+    for (auto& [path, e] : sub.entries_) {
+      std::string within =
+          path == target ? std::string() : path.substr(target.empty() ? 0 : target.size() + 1);
+      if (S_ISDIR(e.mode) && !listed_dirs.count(within))
+        implied_dir(e);
       entries_[path] = std::move(e);
+    }
     scratch_.push_back(std::move(dir));
+  }
+
+  static bool has_dotdot(std::string_view path) {
+    for (const std::string& component : split(path, '/')) {
+      if (component == "..")
+        return true;
+    }
+    return false;
+  }
+
+  // A directory an ADD archive implies (it holds entries) but has no entry for: it must not
+  // change an existing directory (an image's /tmp 1777 stays so), and a new one is made as
+  // add_parents() makes them, not with whatever the extraction happened to give it.
+  void implied_dir(LayerEntry& e) const {
+    std::optional<struct stat> st;
+    if (looks_at_dest())
+      st = lstat_in_root(r_.dest_root, e.path);
+    if (st && S_ISDIR(st->st_mode)) {
+      e.mode = st->st_mode;
+      e.uid = st->st_uid;
+      e.gid = st->st_gid;
+      e.mtime_sec = st->st_mtim.tv_sec;
+      e.mtime_nsec = st->st_mtim.tv_nsec;
+      return;
+    }
+    e.mode = S_IFDIR | 0755;
+    e.uid = r_.chown ? r_.chown->uid : 0;
+    e.gid = r_.chown ? r_.chown->gid : 0;
+    e.mtime_sec = r_.now;
+    e.mtime_nsec = 0;
   }
 
   bool looks_at_dest() const { return !r_.file.link && !key_mode_; }

@@ -30,6 +30,11 @@ struct DownloadedSource {
 struct CopyRequest {
   // What the op says: sources as expanded (URLs only with ADD) and the destination, here-docs,
   // --link, --parents, --exclude, --chmod. (Its --chown is resolved into `chown` below.)
+  // ADD extracts local tar archives into the destination. Archives are hostile input: an
+  // absolute name is taken inside the destination; a ".." component, writing through a symlink
+  // and a hard link to anything outside the archive are errors; directories the archive only
+  // implies (it has "tmp/x" but no "tmp/") keep an existing directory's metadata; every write is
+  // checked (a full disk fails the step); expansion is bounded by oci::expansion_limit().
   frontend::FileOp file;
   bool add() const { return file.action == frontend::FileOp::Action::kAdd; }
   std::string workdir = "/";                          // relative destinations are relative to it

@@ -57,13 +57,14 @@ class Gc : public ::testing::Test {
 
   fs::path blob(const Digest& digest) const { return store_.blob_path(digest); }
 
-  // A layer blob with `content` (its diff ID is made up: nothing here unpacks layers).
+  // A layer blob with `content`. It is no tar (nothing here unpacks layers), but check hashes
+  // it as a layer: uncompressed, its diff ID is its own digest.
   Layer layer(const std::string& content) {
     Layer l;
-    l.descriptor.media_type = media_type::kOciLayerGzip;
+    l.descriptor.media_type = media_type::kOciLayer;
     l.descriptor.digest = store_.put_blob(content);
     l.descriptor.size = static_cast<int64_t>(content.size());
-    l.diff_id = sha256_of("diff of " + content);
+    l.diff_id = sha256_of(content);
     return l;
   }
 
@@ -579,6 +580,52 @@ TEST_F(Gc, CheckReportsLeftoversWithoutCallingThemProblems) {
   EXPECT_TRUE(exists(layout().lease("dead-1")));
   prune(root(), {});
   EXPECT_THAT(check(root()).leftovers, IsEmpty());
+}
+
+// Snapshot cache poisoning: an image whose config claims another image's diff IDs. A snapshot
+// under that chain ID may hold the impostor's files, even though the real image verifies; check
+// names the layer that gives it away.
+TEST_F(Gc, CheckFindsASnapshotWhoseLayersAreNotTheirDiffIds) {
+  Layer real = layer("the real base");
+  Layer impostor = layer("something else");
+  impostor.diff_id = real.diff_id;  // its config lies
+  image({real}, "real:1");
+  image({impostor}, "impostor:1");
+  fs::path poisoned = snapshot(chain({real}));
+
+  CheckReport report = check(root());
+
+  ASSERT_EQ(report.problems.size(), 1u) << ::testing::PrintToString(report.problems);
+  EXPECT_THAT(report.problems[0],
+              AllOf(HasSubstr(poisoned.string()), HasSubstr("impostor:1"),
+                    HasSubstr(impostor.descriptor.digest.str()), HasSubstr(real.diff_id.str())));
+}
+
+// The same chain also named by an image whose layers verify: the snapshot is what that image
+// unpacks to, so it is trusted (the liar is still reported when its own snapshot exists).
+TEST_F(Gc, CheckTrustsASnapshotThatSomeVerifiedChainNames) {
+  Layer base = layer("base"), top = layer("top");
+  image({base, top}, "app:1");
+  fs::path prefix = snapshot(chain({base}));  // the base alone: a prefix of app's chain
+  record("step", {base, top, layer("cached")});
+  fs::path whole = snapshot(chain({base, top}));
+
+  CheckReport report = check(root());
+
+  EXPECT_THAT(report.problems, IsEmpty());
+  EXPECT_THAT(report.leftovers, IsEmpty());
+  EXPECT_EQ(report.snapshots, 2u);
+  EXPECT_TRUE(exists(prefix));
+  EXPECT_TRUE(exists(whole));
+}
+
+TEST_F(Gc, CheckCallsASnapshotNothingNamesALeftover) {
+  fs::path orphan = snapshot(sha256_of("no image has this chain").hex());
+  CheckReport report = check(root());
+  EXPECT_THAT(report.problems, IsEmpty());
+  ASSERT_EQ(report.leftovers.size(), 1u);
+  EXPECT_THAT(report.leftovers[0],
+              AllOf(HasSubstr(orphan.string()), HasSubstr("cannot be verified")));
 }
 
 TEST_F(Gc, CheckDoesNotCountALiveLeaseAsALeftover) {

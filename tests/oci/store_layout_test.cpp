@@ -1,6 +1,7 @@
 #include "kiln/oci/store_layout.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kiln/base/fd.hpp"
@@ -61,6 +62,31 @@ TEST(StoreLayout, TemporaryNamesCarryTheirWritersPid) {
   for (const char* other : {"index.json", "blob.tmp", "x.0.1.tmp", ".tmp-", ".tmp-abc-1"})
     EXPECT_FALSE(temp_name_writer(other)) << other;
   EXPECT_FALSE(is_temp_name(std::string(64, 'a')));
+}
+
+// Snapshots keep images' setuid binaries and devices: the root is private to its owner.
+TEST(StoreLayout, ANewStoreRootIsPrivateToItsOwner) {
+  TempDir dir;
+  mode_t umask = ::umask(022);
+  Store store(dir.path() / "a" / "store");
+  ::umask(umask);
+  struct stat st {};
+  ASSERT_EQ(::stat(store.root().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  // Its parents are the user's business.
+  ASSERT_EQ(::stat((dir.path() / "a").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+}
+
+TEST(StoreLayout, AnOpenStoreRootIsTightenedWhenOpened) {
+  TempDir dir;
+  fs::path root = dir.path() / "store";
+  { Store made(root); }
+  ASSERT_EQ(::chmod(root.c_str(), 0755), 0);  // as a kiln before this one left it
+  Store store(root);
+  struct stat st {};
+  ASSERT_EQ(::stat(root.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
 }
 
 }  // namespace

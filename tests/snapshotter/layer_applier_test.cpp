@@ -20,6 +20,8 @@
 
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
+#include "kiln/oci/digest.hpp"
+#include "kiln/oci/layer_blob.hpp"
 
 namespace kiln::snapshotter {
 namespace {
@@ -752,6 +754,96 @@ TEST_F(LayerApply, RootEntryIsIgnoredAndFilesAtRootAreErrors) {
   Layer m;
   m.file(".", "x");
   ApplyFails(m, "root directory");
+}
+
+// The diff ID is the digest of the uncompressed tar, whatever compression carried it.
+TEST_F(LayerApply, DiffIdIsTheDigestOfTheUncompressedTar) {
+  Layer l;
+  l.dir("d/");
+  l.file("d/f", std::string(70000, 'q'));
+  l.write(layer_);
+  const oci::Digest expected = oci::sha256_of_file(layer_);
+  const uint64_t tar_size = fs::file_size(layer_);
+  for (Filter filter : {Filter::kNone, Filter::kGzip, Filter::kZstd}) {
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+    l.write(layer_, filter);
+    ApplyOptions options;
+    options.expected_diff_id = expected;
+    ApplyStats stats = apply_layer(layer_, root_, options);
+    EXPECT_EQ(stats.diff_id, expected);
+    EXPECT_EQ(stats.uncompressed, tar_size);
+    EXPECT_EQ(fs::file_size(root_ / "d/f"), 70000u);
+  }
+}
+
+// Snapshot cache poisoning: a layer that is not the one the config names is refused, naming both
+// digests, after it was read whole (callers discard the partly applied root).
+TEST_F(LayerApply, ADiffIdMismatchIsAnErrorNamingBothDigests) {
+  Layer l;
+  l.file("f", "not what the config says");
+  l.write(layer_, Filter::kGzip);
+  const oci::Digest claimed = oci::sha256_of("another layer");
+  ApplyOptions options;
+  options.expected_diff_id = claimed;
+  try {
+    apply_layer(layer_, root_, options);
+    ADD_FAILURE() << "a layer with another diff ID applied";
+  } catch (const Error& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find(layer_.string()), std::string::npos) << what;
+    EXPECT_NE(what.find(claimed.str()), std::string::npos) << what;
+    EXPECT_NE(what.find("diff ID mismatch"), std::string::npos) << what;
+  }
+  ExpectOutsideUntouched();
+}
+
+// A compression bomb: a file claiming more than the limit is refused at its header, before any
+// of its data is written; many entries that together pass it are refused as the stream grows.
+TEST_F(LayerApply, ExpansionPastTheLimitIsRefused) {
+  ApplyOptions options;
+  options.max_expanded_bytes = 16 * 1024;
+  Layer big;
+  big.file("small", "s");
+  big.file("big", std::string(1 << 20, '0'));
+  big.write(layer_);
+  // Only the header of "big" survives: what a sparse entry claiming a huge size looks like to
+  // the reader, a header whose size no data backs.
+  std::string tar = read_file(layer_);
+  size_t header = tar.find(std::string("big\0", 4));
+  ASSERT_NE(header, std::string::npos);
+  fs::resize_file(layer_, header + 512);
+  try {
+    apply_layer(layer_, root_, options);
+    ADD_FAILURE() << "a layer past its expansion limit applied";
+  } catch (const Error& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("\"big\""), std::string::npos) << what;
+    EXPECT_NE(what.find("compression bomb"), std::string::npos) << what;
+  }
+  EXPECT_TRUE(exists_nofollow(root_ / "small"));
+  EXPECT_FALSE(exists_nofollow(root_ / "big"));
+
+  Layer many;
+  for (int i = 0; i < 100; ++i)
+    many.dir("d" + std::to_string(i) + "/");
+  many.write(layer_, Filter::kGzip);
+  fs::remove_all(root_);
+  fs::create_directories(root_);
+  try {
+    apply_layer(layer_, root_, options);
+    ADD_FAILURE() << "a stream past its expansion limit applied";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("compression bomb"), std::string::npos) << e.what();
+  }
+  ExpectOutsideUntouched();
+}
+
+TEST(ExpansionLimit, IsTheFloorOrTheRatioOfTheCompressedSize) {
+  EXPECT_EQ(oci::expansion_limit(0), oci::kExpansionFloor);
+  EXPECT_EQ(oci::expansion_limit(1 << 20), oci::kExpansionFloor);
+  EXPECT_EQ(oci::expansion_limit(uint64_t{1} << 30), (uint64_t{1} << 30) * oci::kMaxExpansionRatio);
+  EXPECT_EQ(oci::expansion_limit(~uint64_t{0}), ~uint64_t{0});
 }
 
 // Rootless: an unprivileged caller (nobody) applies with ownership and devices off. The child

@@ -52,6 +52,19 @@ struct CheckReport {
 // its name and has its layers; snapshots directories are complete (no .tmp-* is a problem, only
 // a leftover). A root that does not exist gives an empty report. Holds gc.lock shared while it
 // looks, when it can open it.
+//
+// Snapshots are verified by provenance. They are named by the diff IDs an image's config claims,
+// so each snapshot's chain ID is looked up among the chains of (prefixes of) the diff IDs of the
+// images in index.json and the cache records, and each layer of those chains is decompressed and
+// hashed (once, layer_blob.hpp). The snapshot is trusted when one such chain verifies - its blobs
+// are present and are the diff IDs their config claims - and none lies: a chain with a layer
+// whose content is not the diff ID its config claims, the mark of an image that poisons the
+// snapshots of others, makes the snapshot a problem naming that layer, as does a snapshot whose
+// chains all have unreadable layers. One that no image or record names cannot be verified and is
+// a leftover, which prune removes. Snapshots are only created after their layers verified while
+// unpacking (snapshot_cache.hpp). What check cannot do is compare a snapshot's files with its
+// layers: one unpacked without verification (by a kiln before it verified) is caught only while
+// the image that poisoned it is still in the store.
 CheckReport check(const std::filesystem::path& root);
 
 }  // namespace kiln::oci

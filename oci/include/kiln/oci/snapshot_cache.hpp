@@ -5,9 +5,15 @@
 //
 // A snapshot is unpacked once, into a temporary directory (temp_snapshot_name(), in
 // store_layout.hpp) that is renamed into place, so a killed build never leaves a half-unpacked
-// snapshot visible. Snapshots are shared: never modify one. A build that uses an existing
-// snapshot holds it with its Lease (lease.hpp) so that prune keeps it. Several threads and
-// processes may use one cache directory at once.
+// snapshot visible. Its name is only as good as the unpack: `unpack` must verify every layer
+// against its diff ID while unpacking (snapshotter::ApplyOptions::expected_diff_id) and throw on
+// a mismatch, so that the rename never happens - otherwise an image whose config claims another
+// image's diff IDs would plant its files under that image's chain ID for every later build.
+// `kiln check` verifies existing snapshots against the store's layers (gc.hpp).
+//
+// Snapshots are shared: never modify one. A build that uses an existing snapshot holds it with
+// its Lease (lease.hpp) so that prune keeps it. Several threads and processes may use one cache
+// directory at once.
 #pragma once
 
 #include <filesystem>

@@ -67,8 +67,10 @@ struct TaggedImage {
 
 class Store {
  public:
-  // Opens (creating when missing) the store at `root`. Throws kiln::Error naming the root when
-  // it cannot be created or is not a kiln/OCI layout.
+  // Opens (creating when missing) the store at `root`. The root is private to its owner: created
+  // 0700, and tightened to 0700 when it is ours and more open (an older kiln made it 0755), since
+  // snapshots under it keep the setuid binaries and devices of images. Throws kiln::Error naming
+  // the root when it cannot be created or made private, or is not a kiln/OCI layout.
   explicit Store(std::filesystem::path root);
 
   // $KILN_ROOT when set; /var/lib/kiln for root; else $XDG_DATA_HOME/kiln or ~/.local/share/kiln.

@@ -32,6 +32,9 @@
 // Files written atomically, and unpacked snapshots, have temporary names first (below): prune
 // removes them once their writer is gone, check reports them as leftovers.
 //
+// The root is 0700 (Store): nothing under it is reachable by other users, so the modes inside
+// (snapshots keep images' setuid bits and devices) need not be trusted.
+//
 // Store creates oci-layout, index.json, blobs/ and ingest/; the others are created by their
 // writers when first needed, so a reader must accept any of them missing.
 #pragma once

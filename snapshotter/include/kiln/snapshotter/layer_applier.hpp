@@ -51,6 +51,19 @@
 // ENOTSUP/EOPNOTSUPP for any name, EPERM for user.* on something other than a regular file or
 // directory. Any other failure is an error.
 //
+// Integrity: every uncompressed byte of the tar stream is hashed on its way to the tar reader, so
+// the layer's diff ID (the sha256 of its uncompressed tar, OCI image-spec config.md) is known once
+// the archive is read; with ApplyOptions::expected_diff_id a different one is an error. The check
+// can only come after the last entry: callers that must not keep an unverified tree (the snapshot
+// cache) apply into a temporary directory and discard it when apply throws.
+//
+// Expansion (compression bombs): a layer may expand to at most oci::expansion_limit() of its
+// compressed size (layer_blob.hpp: the larger of 4 GiB and 2048 times the compressed size). Both
+// the uncompressed tar stream and the sum of the sizes its regular files declare (sparse holes
+// included) are held to it; a file whose declared size would pass the limit is refused at its
+// header, before any of its data is written. Memory does not grow with the layer: the stream is
+// read and written 64 KiB at a time.
+//
 // On error the root is left partly applied (but never touched outside): callers apply into a
 // fresh snapshot and discard it on failure. Not thread-safe for the same root; independent roots
 // can be applied concurrently.
@@ -59,7 +72,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
+
+#include "kiln/oci/digest.hpp"
 
 namespace kiln::snapshotter {
 
@@ -73,19 +89,26 @@ struct ApplyOptions {
   // Receives non-fatal notes (a skipped device, an unsupported xattr, an archive warning), one
   // complete line each, naming the layer and the entry. May be empty.
   std::function<void(const std::string&)> warn;
+  // The diff ID the layer must have (from the image config); unset: not checked.
+  std::optional<oci::Digest> expected_diff_id;
+  // Overrides oci::expansion_limit() (tests use small values).
+  std::optional<uint64_t> max_expanded_bytes;
 };
 
 struct ApplyStats {
   uint64_t entries = 0;    // tar entries read, including whiteouts and skipped entries
   uint64_t bytes = 0;      // regular-file content bytes written
   uint64_t whiteouts = 0;  // `.wh.NAME` and `.wh..wh..opq` entries applied (including no-ops)
+  uint64_t uncompressed = 0;  // bytes of the uncompressed tar stream
+  oci::Digest diff_id;        // sha256 of the uncompressed tar stream
 };
 
 // Applies the layer in the file `layer` (a tar, plain or compressed with anything libarchive
 // auto-detects: gzip, zstd, xz, bzip2, ...) on top of the existing directory `root`, following
 // the rules above. Throws kiln::Error "apply layer LAYER: entry "NAME": CAUSE" (or
 // "apply layer LAYER: CAUSE" when no entry is involved) on a corrupt or truncated archive, an
-// I/O error, or an entry the rules above reject.
+// I/O error (a full disk included), an entry the rules above reject, a layer that expands past
+// its limit, or a diff ID other than options.expected_diff_id (naming both digests).
 ApplyStats apply_layer(const std::filesystem::path& layer, const std::filesystem::path& root,
                        const ApplyOptions& options = {});
 

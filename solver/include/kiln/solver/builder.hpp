@@ -44,7 +44,9 @@ class SharedSteps;
 std::shared_ptr<SharedSteps> make_shared_steps();
 
 struct BuildRequest {
-  std::filesystem::path context;   // the build context directory
+  // The build context directory; a symlink to one means that directory (resolved once, when
+  // the build starts; so are --build-context directories).
+  std::filesystem::path context;
   frontend::IgnoreMatcher ignore;  // rules for the context
   // The ignore rules of each local --build-context directory, by directory.
   std::map<std::string, frontend::IgnoreMatcher> directory_ignores;
