@@ -368,7 +368,7 @@ class Checker {
   CheckReport report_;
   std::vector<LayerChain> chains_;
   std::map<std::string, std::string> diff_ids_;  // layer digest → its diff ID, or why unknown
-  std::map<std::string, int64_t> blob_sizes_;  // by "sha256:HEX"
+  std::map<std::string, int64_t> blob_sizes_;    // by "sha256:HEX"
   std::set<std::string> corrupt_;
 };
 

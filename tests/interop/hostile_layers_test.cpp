@@ -249,8 +249,8 @@ TEST_F(HostileLayers, EveryCaseHolds) {
       refused("layer: a/../../ climbing out",
               base(layout("dotdot-mid", {{{"name", "a/../../escaped"}, {"data", pwned}}})),
               {"\"..\" component"}));
-  cases.push_back(
-      safe("layer: absolute name", base(layout("absolute", json::array({file_at_sentinel}))), rerooted));
+  cases.push_back(safe("layer: absolute name",
+                       base(layout("absolute", json::array({file_at_sentinel}))), rerooted));
   cases.push_back(refused(
       "layer: symlink to a host directory, then a file through it",
       base(layout("symlink-abs", {symlink_out, {{"name", "esc/sentinel"}, {"data", pwned}}})),
@@ -375,8 +375,9 @@ TEST_F(HostileLayers, EveryCaseHolds) {
       refused("ADD: ../ climbing out",
               add(context_tar("dotdot.tar", {{{"name", "../../escaped"}, {"data", pwned}}})),
               {"climbs out of the archive"}));
-  cases.push_back(
-      safe("ADD: absolute name", add(context_tar("absolute.tar", json::array({file_at_sentinel}))), rerooted));
+  cases.push_back(safe("ADD: absolute name",
+                       add(context_tar("absolute.tar", json::array({file_at_sentinel}))),
+                       rerooted));
   cases.push_back(refused(
       "ADD: symlink to a host directory, then a file through it",
       add(context_tar("symlink.tar", {symlink_out, {{"name", "esc/sentinel"}, {"data", pwned}}})),

@@ -96,9 +96,9 @@ struct ApplyOptions {
 };
 
 struct ApplyStats {
-  uint64_t entries = 0;    // tar entries read, including whiteouts and skipped entries
-  uint64_t bytes = 0;      // regular-file content bytes written
-  uint64_t whiteouts = 0;  // `.wh.NAME` and `.wh..wh..opq` entries applied (including no-ops)
+  uint64_t entries = 0;       // tar entries read, including whiteouts and skipped entries
+  uint64_t bytes = 0;         // regular-file content bytes written
+  uint64_t whiteouts = 0;     // `.wh.NAME` and `.wh..wh..opq` entries applied (including no-ops)
   uint64_t uncompressed = 0;  // bytes of the uncompressed tar stream
   oci::Digest diff_id;        // sha256 of the uncompressed tar stream
 };

@@ -81,8 +81,8 @@ struct BuildRequest {
   std::map<std::string, Secret> secrets;  // by id
   // --ssh ID=SOCKET: SSH agent sockets for RUN --mount=type=ssh, by id.
   std::map<std::string, std::filesystem::path> ssh_agents;
-  std::string snapshotter = "auto";    // auto | overlay | copy
-  std::string runtime;                 // --runtime runc|crun|PATH; empty: the built-in sandbox
+  std::string snapshotter = "auto";  // auto | overlay | copy
+  std::string runtime;               // --runtime runc|crun|PATH; empty: the built-in sandbox
 };
 
 // An image that is built but not yet exported: its layers are blobs in the store.
