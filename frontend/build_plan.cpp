@@ -302,6 +302,12 @@ class Planner {
       if (!stage.platform_explicit)
         stage.platform = plan_.stages[*earlier].platform;
       env = from_env_list(plan_.stages[*earlier].env);
+      // The stage's own ONBUILD instructions are its image's triggers: they run here, as a base
+      // image's would (its base's triggers already ran in it and are not passed on).
+      for (const StageOp& op : plan_.stages[*earlier].ops) {
+        if (op.kind == InstructionKind::kOnbuild && !op.instruction->trigger.empty())
+          pending_triggers_.push_back(&op.instruction->trigger.front());
+      }
     } else {
       stage.base_kind = BaseKind::kImage;
       stage.base_image = base;

@@ -646,7 +646,7 @@ json OciRuntime::make_config(const ProcessSpec& spec, const std::string& rootfs)
                {"env", spec.env},
                {"cwd", spec.cwd},
                {"capabilities", capabilities(spec)},
-               {"noNewPrivileges", !spec.privileged}};
+               {"noNewPrivileges", spec.no_new_privs && !spec.privileged}};
 
   json namespaces =
       json::array({{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}});

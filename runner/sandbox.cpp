@@ -102,7 +102,7 @@ struct ChildPlan {
 
   std::vector<cap_value_t> bounding_drop;
   cap_t capabilities = nullptr;  // effective, permitted, inheritable after the id switch
-  bool no_new_privs = true;
+  bool no_new_privs = false;
   const sock_fprog* seccomp = nullptr;  // null: no filter
 
   std::string program;                       // args[0], for messages
@@ -875,9 +875,32 @@ void redirect_stdio(const Child& child) {
     fail(child, "redirect stdio");
 }
 
+// A working directory that does not exist (an earlier step removed WORKDIR) is created, 0755
+// and owned by the process's user, as BuildKit's executor does; it becomes part of the step's
+// change like anything else the step writes.
 void change_directory(const Child& child) {
-  if (::chdir(child.plan.cwd.c_str()) != 0)
-    fail(child, "chdir", child.plan.cwd);
+  const std::string& cwd = child.plan.cwd;
+  if (::chdir(cwd.c_str()) == 0)
+    return;
+  if (errno != ENOENT || cwd.size() >= PATH_MAX)
+    fail(child, "chdir", cwd);
+  char path[PATH_MAX];
+  std::memcpy(path, cwd.c_str(), cwd.size() + 1);
+  for (size_t i = 1; i <= cwd.size(); ++i) {
+    if (path[i] != '/' && path[i] != '\0')
+      continue;
+    char saved = path[i];
+    path[i] = '\0';
+    if (::mkdir(path, 0755) == 0) {
+      if (::chown(path, child.plan.uid, child.plan.gid) != 0)
+        fail(child, "chown the working directory", path);
+    } else if (errno != EEXIST) {
+      fail(child, "create the working directory", path);
+    }
+    path[i] = saved;
+  }
+  if (::chdir(cwd.c_str()) != 0)
+    fail(child, "chdir", cwd);
 }
 
 void drop_bounding_set(const Child& child) {
@@ -924,7 +947,7 @@ void close_inherited_fds(const Child& child) {
     fail(child, "close_range");
 }
 
-// Last, so that everything above may use syscalls the profile denies.
+// With no_new_privs: last, so that everything before may use syscalls the profile denies.
 void apply_seccomp(const Child& child) {
   if (child.plan.seccomp &&
       ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, child.plan.seccomp) != 0)
@@ -972,13 +995,19 @@ int child_main(void* argument) {
     bring_up_loopback(child);
   redirect_stdio(child);
   change_directory(child);
+  // Without no_new_privs the kernel only lets a process with CAP_SYS_ADMIN load a filter: load
+  // it while the process still has every capability of its user namespace (as runc does). The
+  // profile allows what follows.
+  if (!plan.no_new_privs)
+    apply_seccomp(child);
   drop_bounding_set(child);
   switch_user(child);
   apply_capabilities(child);
   set_no_new_privs(child);
   ::umask(022);
   close_inherited_fds(child);
-  apply_seccomp(child);
+  if (plan.no_new_privs)
+    apply_seccomp(child);
   exec_program(child);
 }
 
@@ -1196,7 +1225,10 @@ ChildPlan make_plan(const ProcessSpec& spec, const fs::path& hosts_file, const I
     throw Error("run as uid " + std::to_string(spec.uid) + ", gid " + std::to_string(spec.gid) +
                 ": without CAP_SETUID and CAP_SETGID (newuidmap) only the caller's own ids " +
                 "can be mapped, as 0");
-  if (!maps.may_setgroups && !spec.groups.empty())
+  // The primary group is in the list too (as BuildKit passes it); alone, it needs no setgroups.
+  bool other_groups = std::any_of(spec.groups.begin(), spec.groups.end(),
+                                  [&](uint32_t g) { return g != spec.gid; });
+  if (!maps.may_setgroups && other_groups)
     throw Error("run with supplementary groups: setgroups is denied in the caller's user " +
                 std::string("namespace"));
   plan.uid = spec.uid;
@@ -1205,7 +1237,7 @@ ChildPlan make_plan(const ProcessSpec& spec, const fs::path& hosts_file, const I
   plan.may_setgroups = maps.may_setgroups;
 
   plan.bounding_drop = bounding_drop(kept_capabilities(spec));
-  plan.no_new_privs = !spec.privileged;
+  plan.no_new_privs = spec.no_new_privs && !spec.privileged;
   plan.seccomp = spec.privileged ? nullptr : &detail::default_seccomp_program();
 
   plan.program = spec.args[0];

@@ -110,6 +110,10 @@ class ExecExecutor final : public Executor {
       spec.uid = user.uid;
       spec.gid = user.gid;
       spec.groups = user.groups;
+      // HOME from the user's passwd entry unless the image or a build arg sets it (runc's rule,
+      // so BuildKit's).
+      if (!has_env(spec.env, "HOME"))
+        spec.env.push_back("HOME=" + user.home);
       for (const Mount& m : e.mounts)
         mounts.add(spec, step.op, m);
       if (script)

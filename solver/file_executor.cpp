@@ -6,6 +6,7 @@
 #include "executors.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
+#include "ownership.hpp"
 #include "rootfs.hpp"
 #include "url_fetch.hpp"
 
@@ -98,7 +99,8 @@ class FileExecutor final : public Executor {
   }
 
   // WORKDIR: the directory (and its missing parents) is created as a layer when it does not
-  // exist; the config's working directory changes either way.
+  // exist, 0755 and owned by the current USER (BuildKit's mkdir with parents and the user); the
+  // config's working directory changes either way.
   static void workdir(Step& step, const FileOp& f) {
     StageState& st = step.state;
     std::string joined = starts_with(f.dest, "/") ? f.dest : working_dir(st) + "/" + f.dest;
@@ -110,6 +112,14 @@ class FileExecutor final : public Executor {
     if (resolved.empty() || (existing && S_ISDIR(existing->st_mode))) {
       add_history(st, step.env.created, step.op.text, true);
       return;
+    }
+    Owner owner;
+    if (!st.config.config.user.empty()) {
+      try {
+        owner = resolve_owner(st.config.config.user, rootfs);
+      } catch (const Error& e) {
+        throw InputError(step.op.where, std::string("WORKDIR: ") + e.what());
+      }
     }
     std::vector<snapshotter::LayerEntry> entries;
     for (std::string p = resolved; !p.empty();) {
@@ -123,6 +133,8 @@ class FileExecutor final : public Executor {
         e.mtime_sec = parent->st_mtim.tv_sec;
       } else {
         e.mode = S_IFDIR | 0755;
+        e.uid = owner.uid;
+        e.gid = owner.gid;
         e.mtime_sec = step.env.now;
       }
       entries.push_back(std::move(e));

@@ -41,7 +41,7 @@ Owner resolve_owner(std::string_view spec, const std::filesystem::path& root) {
   std::optional<std::string_view> group;
   if (colon != std::string_view::npos)
     group = spec.substr(colon + 1);
-  if (user.empty())
+  if (user.empty() && !group)
     throw Error("invalid --chown " + quote(spec) + ": the user is empty");
 
   Owner owner;
@@ -53,7 +53,9 @@ Owner resolve_owner(std::string_view spec, const std::filesystem::path& root) {
     passwd_read = true;
     return passwd;
   };
-  if (auto uid = parse_id(user)) {
+  if (user.empty()) {
+    // ":group": root and the group.
+  } else if (auto uid = parse_id(user)) {
     owner.uid = *uid;
     owner.gid = *uid;
   } else {
@@ -91,7 +93,7 @@ Owner resolve_owner(std::string_view spec, const std::filesystem::path& root) {
 ProcessUser resolve_process_user(std::string_view spec, const std::filesystem::path& root) {
   ProcessUser user;
   if (spec.empty())
-    return user;
+    spec = "0";  // root, looked up like any user (its home, its groups)
   size_t colon = spec.find(':');
   std::string_view name = spec.substr(0, colon);
   std::optional<std::string> passwd = read_in_root(root, "etc/passwd");
@@ -115,6 +117,8 @@ ProcessUser resolve_process_user(std::string_view spec, const std::filesystem::p
   }
   if (entry && entry->size() >= 4)
     user.gid = parse_id((*entry)[3]).value_or(0);
+  if (entry && entry->size() >= 6 && !(*entry)[5].empty())
+    user.home = (*entry)[5];
   std::optional<std::string> group_file = read_in_root(root, "etc/group");
   if (colon != std::string_view::npos) {
     std::string_view group = spec.substr(colon + 1);
@@ -129,7 +133,9 @@ ProcessUser resolve_process_user(std::string_view spec, const std::filesystem::p
       }
       user.gid = *gid_field;
     }
-  } else if (entry && group_file) {
+  }
+  user.groups.push_back(user.gid);
+  if (colon == std::string_view::npos && entry && group_file) {
     // Supplementary groups only when the group was not given explicitly, as runc does.
     const std::string& user_name = (*entry)[0];
     for (const std::string& line : split(*group_file, '\n')) {

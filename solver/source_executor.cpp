@@ -34,6 +34,8 @@ void start_stage(BuildEnv& env, StageState& st, const frontend::GraphStage& stag
   } else {
     std::shared_ptr<StageState> from = env.finished(stage.base);
     st.config = from->config;
+    // Its ONBUILD triggers ran as ops of this stage (build_plan.hpp); they are not inherited.
+    st.config.config.on_build.clear();
     st.layers = from->layers;
     st.key = stage_base_key(from->key);
   }

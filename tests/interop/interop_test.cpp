@@ -475,6 +475,45 @@ TEST_F(Interop, RunFormsUserWorkdirAndEnvironment) {
   EXPECT_EQ(read(out / "out/vars"), "argvalue envvalue\n");
 }
 
+// What a RUN sees and what WORKDIR and FROM <stage> do, as under docker build (BuildKit): HOME
+// from passwd, the primary group among the groups, no no_new_privs, WORKDIR made as the USER, a
+// removed working directory made again, and a stage's ONBUILD triggers run in a stage FROM it.
+TEST_F(Interop, RunWorkdirAndStageTriggersFollowBuildKit) {
+  fs::path ctx = dir() / "buildkit-run";
+  fs::path out = dir() / "buildkit-run-fs";
+  ProcessResult r = build_fs(ctx,
+                             "FROM busybox:latest AS base\n"
+                             "ONBUILD RUN echo from-stage > /stage-triggered\n"
+                             "FROM base\n"
+                             "RUN mkdir -m 1777 /out\n"
+                             "RUN echo \"$HOME\" > /out/home-root && id -G > /out/groups-root && "
+                             "grep NoNewPrivs /proc/self/status > /out/nnp\n"
+                             "USER nobody\n"
+                             "WORKDIR /work/deep\n"
+                             "RUN echo \"$HOME\" > /out/home-nobody && id -G > /out/groups-nobody\n"
+                             "USER root\n"
+                             "WORKDIR /gone\n"
+                             "RUN rmdir /gone\n"
+                             "RUN pwd > /out/pwd\n",
+                             out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read(out / "stage-triggered"), "from-stage\n");
+  EXPECT_EQ(read(out / "out/home-root"), "/root\n");
+  EXPECT_EQ(read(out / "out/groups-root"), "0\n");
+  EXPECT_EQ(read(out / "out/nnp"), "NoNewPrivs:\t0\n");
+  EXPECT_EQ(read(out / "out/home-nobody"), "/nonexistent\n");
+  EXPECT_EQ(read(out / "out/groups-nobody"), "65534\n");
+  EXPECT_EQ(read(out / "out/pwd"), "/gone\n");
+  for (const char* created : {"work", "work/deep"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat((out / created).c_str(), &st), 0) << created;
+    EXPECT_EQ(st.st_uid, 65534u) << created;
+    EXPECT_EQ(st.st_gid, 65534u) << created;
+    EXPECT_EQ(st.st_mode & 07777, 0755u) << created;
+  }
+  EXPECT_TRUE(fs::is_directory(out / "gone"));
+}
+
 TEST_F(Interop, CacheMountsPersistAndStayOutOfTheImage) {
   fs::path ctx = dir() / "run-cache";
   ProcessResult first = build_fs(

@@ -239,12 +239,12 @@ TEST_F(SandboxTest, SetupFailuresNameTheStep) {
   }
 
   ProcessSpec bad_cwd = spec({"/bin/true"});
-  bad_cwd.cwd = "/nope";
+  bad_cwd.cwd = "/bin/true/sub";  // a missing directory is made; one under a file cannot be
   try {
     run(bad_cwd);
     FAIL() << "expected kiln::Error";
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "chdir /nope: No such file or directory");
+    EXPECT_STREQ(e.what(), "chdir /bin/true/sub: Not a directory");
   }
 }
 
@@ -270,8 +270,9 @@ TEST_F(SandboxTest, RunsAsTheGivenUserGroupAndSupplementaryGroups) {
             "CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n");
 }
 
-// Docker's default set is 0xa80425fb; nothing inheritable or ambient (CVE-2022-24769).
-TEST_F(SandboxTest, RootHasTheDefaultCapabilitiesNoNewPrivsAndSeccomp) {
+// Docker's default set is 0xa80425fb; nothing inheritable or ambient (CVE-2022-24769). Like
+// BuildKit and docker run, no no_new_privs: setuid programs (su, sudo) work.
+TEST_F(SandboxTest, RootHasTheDefaultCapabilitiesAndSeccomp) {
   sh("grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status");
   EXPECT_EQ(out_,
             "CapInh:\t0000000000000000\n"
@@ -279,8 +280,39 @@ TEST_F(SandboxTest, RootHasTheDefaultCapabilitiesNoNewPrivsAndSeccomp) {
             "CapEff:\t00000000a80425fb\n"
             "CapBnd:\t00000000a80425fb\n"
             "CapAmb:\t0000000000000000\n"
-            "NoNewPrivs:\t1\n"
+            "NoNewPrivs:\t0\n"
             "Seccomp:\t2\n");
+}
+
+TEST_F(SandboxTest, NoNewPrivsWhenAsked) {
+  ProcessSpec s = spec({"/bin/sh", "-c", "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"});
+  s.no_new_privs = true;
+  run(s);
+  EXPECT_EQ(out_, "NoNewPrivs:\t1\nSeccomp:\t2\n");
+}
+
+// A non-root process still gets the filter although it loses CAP_SYS_ADMIN before exec.
+TEST_F(SandboxTest, ANonRootUserGetsSeccompWithoutNoNewPrivs) {
+  ProcessSpec s = spec({"/bin/sh", "-c", "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"});
+  s.uid = 1000;
+  s.gid = 1000;
+  run(s);
+  EXPECT_EQ(out_, "NoNewPrivs:\t0\nSeccomp:\t2\n");
+}
+
+// An earlier step may have removed WORKDIR: it is made again, owned by the user (BuildKit).
+TEST_F(SandboxTest, CreatesAMissingWorkingDirectoryOwnedByTheUser) {
+  ProcessSpec s = spec({"/bin/sh", "-c", "pwd"});
+  s.cwd = "/made/for/you";
+  s.uid = 1000;
+  s.gid = 1001;
+  run(s);
+  EXPECT_EQ(out_, "/made/for/you\n");
+  struct stat st {};
+  ASSERT_EQ(::stat((rootfs_ / "made/for/you").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  EXPECT_EQ(st.st_uid, 1000u);
+  EXPECT_EQ(st.st_gid, 1001u);
 }
 
 TEST_F(SandboxTest, StartsInTheWorkingDirectory) {

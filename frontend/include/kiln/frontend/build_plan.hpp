@@ -74,7 +74,7 @@ enum class BaseKind { kScratch, kStage, kImage };
 struct StageOp {
   InstructionKind kind = InstructionKind::kRun;
   const Instruction* instruction = nullptr;  // into the Containerfile (or BuildPlan::triggers)
-  bool from_onbuild = false;                 // a base image's ONBUILD trigger
+  bool from_onbuild = false;                 // an ONBUILD trigger of the base (image or stage)
   SourceLocation where;
   std::vector<std::string> args;
   bool json_form = false;

@@ -7,8 +7,9 @@
 // spec may ask for no other ids. Inside, the process sees `rootfs` as "/", a new /proc with
 // runc's masked and read-only paths, a minimal /dev, the host's /sys read-only, a generated
 // /etc/hosts and the host's resolv.conf, then the caller's mounts. It runs with Docker's default
-// capability set (effective only for uid 0), no_new_privs and moby's default seccomp profile,
-// unless `privileged`. Mount targets are resolved inside the rootfs (openat2 RESOLVE_IN_ROOT):
+// capability set (effective only for uid 0) and moby's default seccomp profile, unless
+// `privileged`; like BuildKit (and `docker run`) it does not set no_new_privs unless asked, so
+// setuid programs such as su and sudo work inside. Mount targets are resolved inside the rootfs (openat2 RESOLVE_IN_ROOT):
 // an image's symlinks cannot make the sandbox mount or create anything outside it.
 //
 // The sandbox is built from data: run() turns a ProcessSpec into a list of setup steps before
@@ -55,9 +56,11 @@ struct ProcessSpec {
   // `env` has none) inside the container.
   std::vector<std::string> args;
   std::vector<std::string> env;  // exactly this environment ("NAME=value")
-  std::string cwd = "/";         // must exist: the caller creates WORKDIR
+  std::string cwd = "/";         // created (0755, owned by uid:gid) when missing
   uint32_t uid = 0, gid = 0;     // in-container ids the process runs as
-  std::vector<uint32_t> groups;  // supplementary groups (none when empty)
+  // Supplementary groups (none when empty). Only the caller's own ids can be mapped without
+  // newuidmap: then any group but `gid` is an error.
+  std::vector<uint32_t> groups;
   std::string hostname = "kiln";
   // Extra /etc/hosts entries (host, IP address), after localhost and the hostname.
   std::vector<std::pair<std::string, std::string>> extra_hosts;
@@ -68,6 +71,9 @@ struct ProcessSpec {
   // --security=insecure: every capability, no seccomp filter, no no_new_privs, /proc without the
   // masked and read-only paths. Still namespaced: the process is root of its user namespace only.
   bool privileged = false;
+  // Set no_new_privs: setuid and file capabilities no longer raise privileges (BuildKit and
+  // Docker leave it off; so does kiln's RUN).
+  bool no_new_privs = false;
   // Host file bind-mounted read-only at /etc/resolv.conf; empty: none.
   std::string resolv_conf = "/etc/resolv.conf";
   // Receives the process's stdout and stderr (one pipe, so their order is kept), in chunks, on
