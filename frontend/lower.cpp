@@ -88,6 +88,10 @@ class Lowering {
     for (size_t index : plan_.order)
       lower_stage(plan_.stages[index]);
     graph_.target = slot_.at(plan_.target);
+    for (const Stage& stage : plan_.stages) {
+      if (!stage.name.empty())
+        graph_.stage_names.push_back(stage.name);
+    }
     return std::move(graph_);
   }
 

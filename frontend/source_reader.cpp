@@ -101,13 +101,18 @@ bool is_known_directive(std::string_view name) {
   return name == "syntax" || name == "escape" || name == "check";
 }
 
-// A line ends in a continuation when its last non-blank character is the escape character.
-// Returns the line without the escape character and the blanks after it.
+// A line ends in a continuation when its last non-blank character is the escape character and
+// the character before it is not another one: `a\\b\\` ends in an escaped escape and does not
+// continue (BuildKit's rule; like BuildKit, an escaped escape before a continuation, three at
+// the end, is not told apart). Returns the line without the escape character and the blanks
+// after it.
 std::optional<std::string_view> strip_continuation(std::string_view line, char escape) {
   size_t end = line.size();
   while (end > 0 && is_blank(line[end - 1]))
     --end;
   if (end == 0 || line[end - 1] != escape)
+    return std::nullopt;
+  if (end >= 2 && line[end - 2] == escape)
     return std::nullopt;
   return line.substr(0, end - 1);
 }

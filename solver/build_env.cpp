@@ -274,6 +274,21 @@ size_t BuildEnv::next_step_id() {
   return ++shared->next_step;
 }
 
+std::string BuildEnv::no_stage_or_image(const std::string& ref, const std::string& error) const {
+  // A plain name (no registry, tag, digest or transport) that is no image is most likely a
+  // stage name mistyped: say which stages there are.
+  if (ref.find_first_of(":/@") != std::string::npos)
+    return error;
+  std::string message = "no stage or image " + quote(ref);
+  std::string closest = closest_match(to_lower(ref), graph->stage_names);
+  if (!closest.empty()) {
+    message += "; did you mean stage " + quote(closest) + "?";
+  } else if (!graph->stage_names.empty()) {
+    message += " (the stages are " + join(graph->stage_names, ", ") + ")";
+  }
+  return message + " (looking it up as an image: " + error + ")";
+}
+
 InputTree BuildEnv::input_tree(frontend::OpId id, bool for_key) {
   InputTree tree;
   const frontend::Op& op = graph->ops.at(id);
@@ -298,9 +313,13 @@ InputTree BuildEnv::input_tree(frontend::OpId id, bool for_key) {
         return tree;
       }
       case frontend::SourceOp::Kind::kImage:
-        tree.key = "image " + image(source->image, source->platform).manifest.digest.str();
-        if (!for_key)
-          tree.root = image_root(source->image, source->platform);
+        try {
+          tree.key = "image " + image(source->image, source->platform).manifest.digest.str();
+          if (!for_key)
+            tree.root = image_root(source->image, source->platform);
+        } catch (const Error& e) {
+          throw Error(no_stage_or_image(source->image, e.what()));
+        }
         return tree;
       case frontend::SourceOp::Kind::kScratch:
         tree.key = "scratch";

@@ -93,6 +93,9 @@ class BuildEnv {
   std::filesystem::path image_root(const std::string& ref, const oci::Platform& platform);
   // The stage's root filesystem for its current state, made or brought up to date on demand.
   std::filesystem::path root(StageState& st);
+  // The error for an image reference (COPY --from, RUN --mount from) that could not be
+  // resolved: for a plain name, that it is neither a stage nor an image, with the closest stage.
+  std::string no_stage_or_image(const std::string& ref, const std::string& error) const;
   // Applies a layer blob to a directory; throws kiln::Error when its uncompressed content does
   // not hash to `diff_id`.
   void apply(const oci::Descriptor& layer, const oci::Digest& diff_id,

@@ -49,7 +49,8 @@ std::string parent_of(const std::string& rel) {
 
 // One thing a source argument names, relative to the source root.
 struct Source {
-  std::string rel;   // path under source_root ("" is the root itself)
+  std::string rel;   // path under source_root ("" is the root itself), symlinks resolved
+  std::string name;  // the last component as named: a symlinked file keeps the link's name
   std::string keep;  // with --parents: the part of rel recreated under the destination
   bool is_dir = false;
 };
@@ -91,6 +92,11 @@ class Planner {
       for (Source& s : found)
         sources.emplace_back(std::move(s), false);
     }
+    if (named == 0 && !empty_wildcards_.empty()) {
+      throw Error("no source files were specified: " + quote(empty_wildcards_.front()) +
+                  " matches nothing in " +
+                  (r_.from_context ? "the build context" : "the source stage"));
+    }
     bool dest_is_existing_dir = false;
     if (looks_at_dest() && !dest_.empty()) {
       auto st = lstat_in_root(r_.dest_root, dest_);
@@ -128,6 +134,7 @@ class Planner {
       add_created(std::move(entry));
     }
     add_parents();
+    link_hard_links();
     CopyPlan plan;
     for (auto& [path, entry] : entries_)
       plan.entries.push_back(std::move(entry));
@@ -163,40 +170,37 @@ class Planner {
       if (marker != std::string::npos)
         keep_from = clean_in_root(text.substr(0, marker));
     }
-    if (r_.from_context) {
-      std::string cleaned = fs::path(text).lexically_normal().generic_string();
-      while (starts_with(cleaned, "/"))
-        cleaned.erase(0, 1);
-      if (cleaned == ".." || starts_with(cleaned, "../")) {
-        throw Error("source " + quote(arg) + " is outside the build context");
-      }
-    }
+    // The context is a root of its own, as for BuildKit: "../x" and "/x" are "x" inside it.
     std::string rel = clean_in_root(text);
     std::vector<std::string> matches;
     if (has_wildcard(rel)) {
       matches = glob(rel);
-      if (matches.empty()) {
-        throw Error("no source files were specified: " + quote(arg) + " matches nothing in " +
-                    (r_.from_context ? "the build context" : "the source stage"));
-      }
+      if (matches.empty())
+        empty_wildcards_.push_back(arg);  // allowed beside other sources (BuildKit)
     } else {
       matches.push_back(rel);
     }
     std::vector<Source> out;
     for (const std::string& match : matches) {
       // The named source itself is followed when it is a symlink (BuildKit's FollowSymlinks).
-      std::string resolved =
-          r_.from_context ? resolve_context(match, arg) : resolve_in_root(r_.source_root, match);
+      std::string resolved = resolve_in_root(r_.source_root, match);
       if (excluded_by_ignore(match)) {
         throw Error(
             "source " + describe(match) + " is excluded by " +
             (r_.ignore->source().empty() ? std::string("the ignore file") : r_.ignore->source()));
       }
       auto st = lstat_in_root(r_.source_root, resolved);
-      if (!st)
-        throw Error("source " + describe(match) + " not found");
+      if (!st) {
+        std::string why;
+        if (resolved != match) {
+          why = " (a symbolic link on the way resolves to " + quote("/" + resolved) + " inside " +
+                (r_.from_context ? "the build context" : "the source") + ", which does not exist)";
+        }
+        throw Error("source " + describe(match) + " not found" + why);
+      }
       Source s;
       s.rel = resolved;
+      s.name = base_name(match);
       s.is_dir = S_ISDIR(st->st_mode);
       if (r_.file.parents) {
         std::string parents = parent_of(match);
@@ -210,26 +214,6 @@ class Planner {
       out.push_back(std::move(s));
     }
     return out;
-  }
-
-  // A context path with symlinks followed, which must stay inside the context.
-  std::string resolve_context(const std::string& rel, const std::string& arg) const {
-    std::error_code ec;
-    fs::path root = fs::canonical(r_.source_root, ec);
-    if (ec)
-      throw Error("build context " + r_.source_root.string() + ": " + ec.message());
-    fs::path host = rel.empty() ? root : root / rel;
-    if (!fs::exists(fs::symlink_status(host)))
-      return rel;  // reported as missing by the caller
-    fs::path real = fs::weakly_canonical(host, ec);
-    if (ec)
-      return rel;
-    std::string real_s = real.string();
-    std::string root_s = root.string();
-    if (real_s != root_s && !starts_with(real_s, root_s + "/")) {
-      throw Error("source " + quote(arg) + " is a symlink that points outside the build context");
-    }
-    return real_s == root_s ? std::string() : real_s.substr(root_s.size() + 1);
   }
 
   // Paths under the source root matching a pattern, component by component, sorted.
@@ -280,9 +264,9 @@ class Planner {
       return;
     }
     if (r_.file.parents) {
-      target = join_rel(join_rel(dest_, s.keep), base_name(s.rel));
+      target = join_rel(join_rel(dest_, s.keep), s.name);
     } else {
-      target = into_dir ? join_rel(dest_, base_name(s.rel)) : dest_;
+      target = into_dir ? join_rel(dest_, s.name) : dest_;
     }
     add_file(r_.source_root, s.rel, target, s.rel);
   }
@@ -305,7 +289,7 @@ class Planner {
     if (!top) {
       add_entry(host, st, target);
     } else if (!target.empty()) {
-      add_dest_dir(target, st);
+      add_dest_dir(target);
     }
     std::error_code ec;
     std::vector<std::string> names;
@@ -351,6 +335,10 @@ class Planner {
     if (S_ISSOCK(st.st_mode))
       return;
     LayerEntry e = snapshotter::entry_from_lstat(host, target, st);
+    if (S_ISREG(st.st_mode) && st.st_nlink > 1)
+      inodes_[target] = {st.st_dev, st.st_ino};
+    else
+      inodes_.erase(target);
     if (r_.from_context)
       e.uid = e.gid = 0;
     if (r_.chown) {
@@ -363,22 +351,24 @@ class Planner {
     entries_[target] = std::move(e);
   }
 
-  // The destination directory of a directory copy: it keeps its metadata when it exists, else it
-  // takes the source directory's (as `cp -a src/. dest` would).
-  void add_dest_dir(const std::string& target, const struct stat& source_st) {
+  // The destination directory of a directory copy. BuildKit makes it first (mkdir -p, 0755,
+  // owned by --chown's user or root) and copies only the contents: an existing one keeps its
+  // mode and owner, a new one never takes the source directory's. One that exists as anything
+  // but a directory is an error.
+  void add_dest_dir(const std::string& target) {
     std::optional<struct stat> existing;
     if (looks_at_dest())
       existing = lstat_in_root(r_.dest_root, target);
     if (existing && S_ISDIR(existing->st_mode))
       return;  // added with the parents, unchanged
+    if (existing)
+      throw Error("cannot copy to non-directory: " + quote("/" + target));
     LayerEntry e;
     e.path = target;
-    e.mode = S_IFDIR | (source_st.st_mode & 07777);
-    e.mtime_sec = source_st.st_mtim.tv_sec;
-    e.uid = r_.chown ? r_.chown->uid : (r_.from_context ? 0 : source_st.st_uid);
-    e.gid = r_.chown ? r_.chown->gid : (r_.from_context ? 0 : source_st.st_gid);
-    if (r_.file.chmod)
-      e.mode = S_IFDIR | r_.file.chmod->apply(e.mode, true);
+    e.mode = S_IFDIR | 0755;
+    e.mtime_sec = r_.now;
+    e.uid = r_.chown ? r_.chown->uid : 0;
+    e.gid = r_.chown ? r_.chown->gid : 0;
     entries_[target] = std::move(e);
   }
 
@@ -393,7 +383,7 @@ class Planner {
   }
 
   // Every parent of an entry appears in the layer: with its metadata from the stage when it
-  // exists there (so applying the layer changes nothing about it), else created 0755 root:root.
+  // exists there (so applying the layer changes nothing about it), else created 0755.
   void add_parents() {
     std::vector<std::string> parents;
     for (const auto& [path, entry] : entries_) {
@@ -415,10 +405,32 @@ class Planner {
         e.mtime_sec = st->st_mtim.tv_sec;
         e.mtime_nsec = st->st_mtim.tv_nsec;
       } else {
+        // Made as BuildKit's mkdir -p makes them: 0755, owned by --chown's user (or root).
         e.mode = S_IFDIR | 0755;
         e.mtime_sec = r_.now;
+        e.uid = r_.chown ? r_.chown->uid : 0;
+        e.gid = r_.chown ? r_.chown->gid : 0;
       }
       entries_[p] = std::move(e);
+    }
+  }
+
+  // Files the copy found hard-linked together stay linked at the destination, as BuildKit keeps
+  // them: the first (in path order) carries the content, the others are links to it.
+  void link_hard_links() {
+    std::map<std::pair<dev_t, ino_t>, std::string> first;
+    for (const auto& [target, inode] : inodes_) {
+      auto it = entries_.find(target);
+      if (it == entries_.end() || !S_ISREG(it->second.mode))
+        continue;
+      auto [seen, added] = first.emplace(inode, target);
+      if (added)
+        continue;
+      LayerEntry& e = it->second;
+      e.hardlink = true;
+      e.link_target = seen->second;
+      e.source.clear();
+      e.content.reset();
     }
   }
 
@@ -531,6 +543,7 @@ class Planner {
         implied_dir(e);
       entries_[path] = std::move(e);
     }
+    inodes_.insert(sub.inodes_.begin(), sub.inodes_.end());
     scratch_.push_back(std::move(dir));
   }
 
@@ -573,6 +586,8 @@ class Planner {
   std::vector<const frontend::InlineFile*> heredocs_;
   std::vector<const DownloadedSource*> downloads_;
   std::map<std::string, LayerEntry> entries_;
+  std::map<std::string, std::pair<dev_t, ino_t>> inodes_;  // entries of hard-linked source files
+  std::vector<std::string> empty_wildcards_;               // source arguments matching nothing
   std::vector<TempDir> scratch_;
 };
 
@@ -591,7 +606,9 @@ std::string copy_source_digest(const CopyRequest& request, const FileHasher& fil
     std::string line = e.path;
     line += '\0';
     line += std::to_string(e.mode) + " " + std::to_string(e.uid) + ":" + std::to_string(e.gid);
-    if (S_ISLNK(e.mode)) {
+    if (e.hardlink) {
+      line += " link " + e.link_target;
+    } else if (S_ISLNK(e.mode)) {
       line += " -> " + e.link_target;
     } else if (S_ISCHR(e.mode) || S_ISBLK(e.mode)) {
       line += " dev " + std::to_string(e.dev_major) + "," + std::to_string(e.dev_minor);

@@ -40,6 +40,9 @@ void start_stage(BuildEnv& env, StageState& st, const frontend::GraphStage& stag
     st.key = stage_base_key(from->key);
   }
   st.base_layers = st.layers.size();
+  // BuildKit writes "/" for an image without a working directory.
+  if (st.config.config.working_dir.empty())
+    st.config.config.working_dir = "/";
   if (!has_env(st.config.config.env, "PATH"))
     set_env(st.config.config.env, "PATH", kDefaultPath);
 }

@@ -267,6 +267,19 @@ TEST(Parser, LineContinuations) {
   expect_error("FROM a\nRUN \\\n", 2, 5, "unexpected end of file after line continuation");
 }
 
+// BuildKit's "trailing-backslash" case: an escaped escape character at the end of a line is
+// text, not a continuation; a single one still continues.
+TEST(Parser, AnEscapedEscapeAtTheEndOfALineDoesNotContinueIt) {
+  Containerfile file = parse("FROM a\nENV C a\\\\b\\\\\nENV D x \\\n  y\n");
+  ASSERT_EQ(file.instructions.size(), 3u);
+  ASSERT_EQ(file.instructions[1].pairs.size(), 1u);
+  EXPECT_EQ(file.instructions[1].pairs[0].value, "a\\\\b\\\\");
+  EXPECT_EQ(file.instructions[2].where.line, 3);
+  EXPECT_EQ(file.instructions[2].end_line, 4);
+  Containerfile backtick = parse("# escape=`\nFROM a\nENV C a``\nENV D x\n");
+  EXPECT_EQ(backtick.instructions.size(), 3u);
+}
+
 TEST(Parser, BacktickEscape) {
   Containerfile file = parse(
       "# escape=`\nFROM mcr.microsoft.com/windows/servercore\n"

@@ -31,6 +31,14 @@ bool ends_with(std::string_view s, std::string_view suffix);
 // Joins parts with sep between them.
 std::string join(const std::vector<std::string>& parts, std::string_view sep);
 
+// The Levenshtein distance between a and b (insertions, deletions and substitutions of bytes).
+size_t edit_distance(std::string_view a, std::string_view b);
+
+// The candidate closest to `name` by edit_distance when it is close enough to be a likely typo
+// (at most a third of the longer name's length, and at least 1 apart from nothing); ties go to
+// the first. Empty when none is.
+std::string closest_match(std::string_view name, const std::vector<std::string>& candidates);
+
 // Quotes s for a one-line message: "..." with ", \ and control characters escaped.
 std::string quote(std::string_view s);
 

@@ -188,6 +188,9 @@ struct OpGraph {
   std::vector<Op> ops;             // op i has id i; inputs point to earlier ops
   std::vector<GraphStage> stages;  // the stages the target needs, dependencies first
   size_t target = 0;               // index into stages: the image the build produces
+  // The names of every stage of the Containerfile, needed or not (for messages: a --from that
+  // names no stage and no image suggests the closest).
+  std::vector<std::string> stage_names;
 };
 
 // An op's definition: everything of it that its cache key is made of (kind, the op's data and
