@@ -93,8 +93,9 @@ class ExecExecutor final : public Executor {
     BuildEnv& env = step.env;
     StageState& st = step.state;
     std::optional<std::string> script;
+    std::string script_name;
     runner::ProcessSpec spec;
-    spec.args = argv(e, st, script);
+    spec.args = argv(e, st, script, script_name);
     spec.env = environment(e, st);
     spec.cwd = working_dir(st);
     spec.hostname = "kiln";
@@ -117,7 +118,7 @@ class ExecExecutor final : public Executor {
       for (const Mount& m : e.mounts)
         mounts.add(spec, step.op, m);
       if (script)
-        mounts.add_script(spec, *script);
+        mounts.add_script(spec, script_name, *script);
     } catch (const InputError&) {
       throw;
     } catch (const Error& err) {
@@ -139,15 +140,15 @@ class ExecExecutor final : public Executor {
     }
     if (result.exit_code != 0) {
       view->remove_mountpoints(result.created_mountpoints);
-      std::string message = "RUN at " + step.op.where.file + ":" +
-                            std::to_string(step.op.where.line) + " (" + join(spec.args, " ") +
-                            "): " +
+      // BuildKit's words, at the RUN's FILE:LINE:COL like every other build error.
+      std::string message = "RUN: process " + quote(join(spec.args, " ")) +
+                            " did not complete successfully: " +
                             (result.signal ? "killed by signal " + std::to_string(result.signal)
-                                           : "exit code " + std::to_string(result.exit_code));
+                                           : "exit code: " + std::to_string(result.exit_code));
       std::string last = tail.text();
       if (!last.empty())
         message += "; last output:" + last;
-      throw Error(message);
+      throw InputError(step.op.where, message);
     }
     std::set<std::string> exclude;
     for (const std::string& p : result.created_mountpoints)
@@ -172,7 +173,8 @@ class ExecExecutor final : public Executor {
   // them (a lone `<<EOF` is the script; otherwise the bodies follow the command line so the
   // shell reads them itself).
   static std::vector<std::string> argv(const ExecOp& e, const StageState& st,
-                                       std::optional<std::string>& script) {
+                                       std::optional<std::string>& script,
+                                       std::string& script_name) {
     if (!e.shell_form)
       return e.command;
     std::string cmd = e.command.empty() ? std::string() : e.command.front();
@@ -184,8 +186,14 @@ class ExecExecutor final : public Executor {
       if (alone) {
         const std::string& body = e.heredocs.front().content;
         if (body.starts_with("#!")) {
-          script = body;  // run as an executable file, its shebang picks the interpreter
-          return {"/dev/pipes/kiln-script"};
+          // Run as an executable file named after its delimiter (BuildKit: /dev/pipes/EOF); its
+          // shebang picks the interpreter.
+          script = body;
+          const std::string& name = e.heredocs.front().name;
+          bool plain =
+              !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos;
+          script_name = plain ? name : "kiln-script";
+          return {"/dev/pipes/" + script_name};
         }
         out.push_back(body);
         return out;

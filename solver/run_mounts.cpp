@@ -138,9 +138,10 @@ void RunMounts::add(runner::ProcessSpec& spec, const frontend::Op& op, const Mou
   }
 }
 
-void RunMounts::add_script(runner::ProcessSpec& spec, const std::string& script) {
+void RunMounts::add_script(runner::ProcessSpec& spec, const std::string& name,
+                           const std::string& script) {
   auto dir = std::make_unique<TempDir>(env_.lease.temp_dir(), "script-");
-  fs::path file = dir->path() / "kiln-script";
+  fs::path file = dir->path() / name;
   {
     UniqueFd fd = open_or_throw(file, O_WRONLY | O_CREAT | O_TRUNC, 0755);
     write_all(fd.get(), script.data(), script.size(), file.string());

@@ -27,8 +27,9 @@ class RunMounts {
   // was not given.
   void add(runner::ProcessSpec& spec, const frontend::Op& op, const frontend::Mount& mount);
 
-  // A file the step runs as its script (a here-document with a #! line), at /dev/pipes/NAME.
-  void add_script(runner::ProcessSpec& spec, const std::string& script);
+  // A file the step runs as its script (a here-document with a #! line), at /dev/pipes/NAME;
+  // NAME is a plain file name (exec_executor.cpp picks it).
+  void add_script(runner::ProcessSpec& spec, const std::string& name, const std::string& script);
 
  private:
   std::filesystem::path cache_dir(const frontend::Mount& m);

@@ -282,9 +282,9 @@ TEST_F(Cache, AFailureCancelsItsDependentsAndEveryFailureIsReported) {
   Outcome o = build();
   EXPECT_EQ(o.process.exit_code, 1);
   EXPECT_THAT(o.process.err, HasSubstr("Containerfile:2"));
-  EXPECT_THAT(o.process.err, HasSubstr("exit code 3"));
+  EXPECT_THAT(o.process.err, HasSubstr("exit code: 3"));
   EXPECT_THAT(o.process.err, HasSubstr("Containerfile:4"));
-  EXPECT_THAT(o.process.err, HasSubstr("exit code 4"));
+  EXPECT_THAT(o.process.err, HasSubstr("exit code: 4"));
   EXPECT_EQ(o.steps["fine RUN echo fine > /fine"], "done");
   // Nothing of the failed build is tagged, and the successful stage is cached for next time.
   write("Containerfile", "FROM busybox:latest AS fine\nRUN echo fine > /fine\n");

@@ -442,8 +442,9 @@ TEST_F(Interop, RunFailureShowsExitCodeAndLastOutput) {
                dir() / "run-fails-fs");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err,
-              HasSubstr("RUN at " + (ctx / "Containerfile").string() +
-                        ":2 (/bin/sh -c echo compiling; echo oops >&2; exit 3): exit code 3"));
+              HasSubstr((ctx / "Containerfile").string() +
+                        ":2:1: RUN: process \"/bin/sh -c echo compiling; echo oops >&2; exit 3\" "
+                        "did not complete successfully: exit code: 3"));
   EXPECT_THAT(r.err, HasSubstr("  compiling"));
   EXPECT_THAT(r.err, HasSubstr("  oops"));
 }
@@ -798,7 +799,7 @@ TEST_F(Interop, RootlessBuildKeepsInContainerOwners) {
   ASSERT_EQ(run_program({"chown", "-R", user, (home / "fail").string()}).exit_code, 0);
   ProcessResult fail = as_user({"build", (home / "fail").string()});
   EXPECT_EQ(fail.exit_code, 1);
-  EXPECT_THAT(fail.err, HasSubstr("exit code 7"));
+  EXPECT_THAT(fail.err, HasSubstr("exit code: 7"));
   EXPECT_THAT(fail.err, HasSubstr("  nope"));
 }
 
