@@ -613,7 +613,9 @@ TEST_F(OciRuntimeNested, RunsInAUserNamespaceWithTheCallersIdsMapped) {
   fs::path data = dir_.path() / "data";
   fs::create_directories(data);
   ProcessSpec s = spec({"/bin/sh", "-c",
-                        "id -u; wc -l < /proc/self/uid_map; echo x > /data/out; touch /sys/x; "
+                        // One stream: runc may hand stdout and stderr over separately.
+                        "exec 2>&1; id -u; wc -l < /proc/self/uid_map; echo x > /data/out; "
+                        "touch /sys/x; "
                         "grep -c '^Seccomp:.2' /proc/self/status"});
   s.mounts = {{"/data", "bind", data.string(), {"rbind"}}};
   json config = runner::OciRuntime::make_config(s, rootfs_.string());
