@@ -92,11 +92,6 @@ class Planner {
       for (Source& s : found)
         sources.emplace_back(std::move(s), false);
     }
-    if (named == 0 && !empty_wildcards_.empty()) {
-      throw Error("no source files were specified: " + quote(empty_wildcards_.front()) +
-                  " matches nothing in " +
-                  (r_.from_context ? "the build context" : "the source stage"));
-    }
     bool dest_is_existing_dir = false;
     if (looks_at_dest() && !dest_.empty()) {
       auto st = lstat_in_root(r_.dest_root, dest_);
@@ -175,8 +170,10 @@ class Planner {
     std::vector<std::string> matches;
     if (has_wildcard(rel)) {
       matches = glob(rel);
+      // A wildcard matching nothing copies nothing, alone or not: BuildKit allows empty
+      // wildcards (its COPY sets AllowEmptyWildcard).
       if (matches.empty())
-        empty_wildcards_.push_back(arg);  // allowed beside other sources (BuildKit)
+        return {};
     } else {
       matches.push_back(rel);
     }
@@ -587,7 +584,6 @@ class Planner {
   std::vector<const DownloadedSource*> downloads_;
   std::map<std::string, LayerEntry> entries_;
   std::map<std::string, std::pair<dev_t, ino_t>> inodes_;  // entries of hard-linked source files
-  std::vector<std::string> empty_wildcards_;               // source arguments matching nothing
   std::vector<TempDir> scratch_;
 };
 
