@@ -22,7 +22,9 @@ void check_process_spec(const ProcessSpec& spec) {
 }
 
 std::string hosts_file_content(const ProcessSpec& spec) {
-  std::string text = "127.0.0.1 localhost\n::1 localhost\n127.0.1.1 " + spec.hostname + "\n";
+  // BuildKit's hosts file, so a step that reads or copies it sees the same.
+  std::string text =
+      "127.0.0.1\tlocalhost " + spec.hostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n";
   for (const auto& [host, ip] : spec.extra_hosts)
     text += ip + "\t" + host + "\n";
   return text;

@@ -98,7 +98,7 @@ class ExecExecutor final : public Executor {
     spec.args = argv(e, st, script, script_name);
     spec.env = environment(e, st);
     spec.cwd = working_dir(st);
-    spec.hostname = "kiln";
+    spec.hostname = "buildkitsandbox";  // BuildKit's, which build scripts may print or check
     spec.extra_hosts = e.extra_hosts;
     spec.privileged = e.insecure;
     spec.network =

@@ -678,7 +678,7 @@ TEST_F(Interop, RunIsIsolated) {
           " && echo visible > /r/host || echo hidden > /r/host) && "
           "(echo x > /dev/null && echo ok > /r/devnull) && "
           "(touch /sys/kiln 2>/dev/null && echo writable > /r/sys || echo readonly > /r/sys) && "
-          "(grep -q kiln /etc/hosts && echo yes > /r/hosts || echo no > /r/hosts)\n",
+          "(grep -q buildkitsandbox /etc/hosts && echo yes > /r/hosts || echo no > /r/hosts)\n",
       out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_LE(std::stoi(read(out / "r/procs")), 4);
@@ -1068,7 +1068,7 @@ TEST_F(Interop, CompatibleBuildFlags) {
        (ctx / "my.ignore").string(), "--layers", "--rm", "--force-rm=true", "--jobs", "1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string hosts = read(out / "hosts");
-  EXPECT_THAT(hosts, HasSubstr("127.0.0.1 localhost"));
+  EXPECT_THAT(hosts, HasSubstr("127.0.0.1\tlocalhost buildkitsandbox\n"));
   EXPECT_THAT(hosts, HasSubstr("10.1.2.3\tdb.internal\n"));
   EXPECT_THAT(hosts, HasSubstr("fd00::1\tv6.internal\n"));
   EXPECT_TRUE(fs::exists(out / "ctx/kept.txt"));

@@ -384,7 +384,7 @@ TEST_F(OciRuntime, ReportsTheMountTargetsItCreatedInTheRootfs) {
               {"/mnt/t", "tmpfs", "tmpfs", {}},
               {"/mnt/t/inside-tmpfs", "tmpfs", "tmpfs", {}}};
   RunResult result = run(s);
-  EXPECT_EQ(out_, "127.0.0.1 localhost\n::1 localhost\n127.0.1.1 kiln\nfile\n");
+  EXPECT_EQ(out_, "127.0.0.1\tlocalhost kiln\n::1\tlocalhost ip6-localhost ip6-loopback\nfile\n");
   EXPECT_EQ(result.created_mountpoints,
             (std::vector<std::string>{"/proc", "/etc", "/etc/hosts", "/etc/resolv.conf", "/a",
                                       "/a/b", "/opt", "/opt/file", "/mnt/t"}));

@@ -326,7 +326,8 @@ TEST_F(SandboxTest, HasItsOwnHostnameAndEtcHosts) {
   ProcessSpec host = spec({"/bin/sh", "-c", "hostname; cat /etc/hosts"});
   host.hostname = "builder";
   run(host);
-  EXPECT_EQ(out_, "builder\n127.0.0.1 localhost\n::1 localhost\n127.0.1.1 builder\n");
+  EXPECT_EQ(out_,
+            "builder\n127.0.0.1\tlocalhost builder\n::1\tlocalhost ip6-localhost ip6-loopback\n");
 }
 
 TEST_F(SandboxTest, ResolvConfIsTheGivenHostFileReadOnly) {
@@ -547,7 +548,7 @@ TEST_F(SandboxTest, SymlinkedMountTargetsStayInsideTheRootfs) {
   ProcessSpec escape = spec({"/bin/sh", "-c", "cat /etc/hosts | head -1"});
   escape.mounts = {{"/mnt/escape/x", "tmpfs", "tmpfs", {}}};
   RunResult result = run(escape);
-  EXPECT_EQ(out_, "127.0.0.1 localhost\n");
+  EXPECT_EQ(out_, "127.0.0.1\tlocalhost kiln\n");
   EXPECT_TRUE(fs::is_empty(host.path()));
   fs::path inside = rootfs_ / host.path().relative_path();
   EXPECT_TRUE(fs::exists(inside / "hosts"));

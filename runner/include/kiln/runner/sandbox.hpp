@@ -9,8 +9,9 @@
 // /etc/hosts and the host's resolv.conf, then the caller's mounts. It runs with Docker's default
 // capability set (effective only for uid 0) and moby's default seccomp profile, unless
 // `privileged`; like BuildKit (and `docker run`) it does not set no_new_privs unless asked, so
-// setuid programs such as su and sudo work inside. Mount targets are resolved inside the rootfs (openat2 RESOLVE_IN_ROOT):
-// an image's symlinks cannot make the sandbox mount or create anything outside it.
+// setuid programs such as su and sudo work inside. Mount targets are resolved inside the rootfs
+// (openat2 RESOLVE_IN_ROOT): an image's symlinks cannot make the sandbox mount or create anything
+// outside it.
 //
 // The sandbox is built from data: run() turns a ProcessSpec into a list of setup steps before
 // cloning, and the child applies them in order with one checked syscall or two each, only
@@ -62,7 +63,8 @@ struct ProcessSpec {
   // newuidmap: then any group but `gid` is an error.
   std::vector<uint32_t> groups;
   std::string hostname = "kiln";
-  // Extra /etc/hosts entries (host, IP address), after localhost and the hostname.
+  // Extra /etc/hosts entries (host, IP address), after BuildKit's two lines (localhost and the
+  // hostname; ::1).
   std::vector<std::pair<std::string, std::string>> extra_hosts;
   // Applied after the standard mounts, in order. Bind sources are host paths; a bind's
   // destination is created as a file when the source is not a directory.
