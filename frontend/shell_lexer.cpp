@@ -224,7 +224,9 @@ std::optional<std::size_t> parse_bracket(const std::vector<Unit>& units, std::si
                                          PatternToken& token) {
   token = make_token(TokenKind::kBracket);
   std::size_t i = pos + 1;
-  if (i < units.size() && (units[i].bytes == "!" || units[i].bytes == "^")) {
+  // Go's filepath.Match (what BuildKit's COPY uses): only `^` negates; `[!a]` is a class of `!`
+  // and `a`.
+  if (i < units.size() && units[i].bytes == "^") {
     token.negated = true;
     ++i;
   }

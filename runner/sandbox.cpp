@@ -302,11 +302,16 @@ std::vector<MountStep> mount_steps(const ProcessSpec& spec, const fs::path& host
   steps.push_back(symlink_step("/dev/stdin", "/proc/self/fd/0"));
   steps.push_back(symlink_step("/dev/stdout", "/proc/self/fd/1"));
   steps.push_back(symlink_step("/dev/stderr", "/proc/self/fd/2"));
-  // A new sysfs needs a network namespace of our own; the host's, read-only, is what runc
-  // gives a rootless container too.
-  steps.push_back(bind_step(
-      "/sys", "/sys", TargetType::kDirectory,
-      MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, true));
+  // A new sysfs needs a network namespace of our own (it shows that namespace's interfaces:
+  // only lo, as under BuildKit); sharing the host's network, the host's /sys read-only is what
+  // runc gives a rootless container too.
+  if (spec.network == Network::kNone) {
+    steps.push_back(filesystem_step("sysfs", "/sys", MS_RDONLY | kNoSuidDevExec, ""));
+  } else {
+    steps.push_back(bind_step(
+        "/sys", "/sys", TargetType::kDirectory,
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, true));
+  }
   // Privileged steps may mount a new proc (nested containers), which the kernel only allows
   // while the existing one is fully visible.
   if (!spec.privileged) {

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <tuple>
 
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
@@ -75,20 +76,16 @@ class Planner {
 
     std::vector<std::pair<Source, bool>> sources;  // source, is_heredoc
     size_t heredoc_index = 0;
-    size_t named = 0;
     for (const std::string& arg : r_.file.sources) {
       if (is_heredoc_word(arg) && heredoc_index < r_.file.heredocs.size()) {
         heredocs_.push_back(&r_.file.heredocs[heredoc_index++]);
-        ++named;
         continue;
       }
       if (auto download = r_.downloads.find(arg); download != r_.downloads.end()) {
         downloads_.push_back(&download->second);
-        ++named;
         continue;
       }
       std::vector<Source> found = expand_source(arg);
-      named += found.size();
       for (Source& s : found)
         sources.emplace_back(std::move(s), false);
     }
@@ -97,15 +94,13 @@ class Planner {
       auto st = lstat_in_root(r_.dest_root, dest_);
       dest_is_existing_dir = st && S_ISDIR(st->st_mode);
     }
-    if (named > 1 && !dest_has_slash && !dest_is_existing_dir && !key_mode_) {
-      throw Error("when using " + std::string(r_.add() ? "ADD" : "COPY") +
-                  " with more than one source file, the destination must be a directory and end "
-                  "with a /");
-    }
+    // Several sources with a destination that is not a directory: BuildKit has no rule against
+    // it and copies each onto the destination in turn (the last file wins).
     bool into_dir = dest_has_slash || dest_is_existing_dir || dest_.empty();
 
     for (const auto& [source, heredoc] : sources) {
       (void)heredoc;
+      ++source_group_;
       copy_source(source, into_dir);
     }
     for (const frontend::InlineFile* doc : heredocs_) {
@@ -333,7 +328,7 @@ class Planner {
       return;
     LayerEntry e = snapshotter::entry_from_lstat(host, target, st);
     if (S_ISREG(st.st_mode) && st.st_nlink > 1)
-      inodes_[target] = {st.st_dev, st.st_ino};
+      inodes_[target] = {source_group_, st.st_dev, st.st_ino};
     else
       inodes_.erase(target);
     if (r_.from_context)
@@ -362,11 +357,18 @@ class Planner {
       throw Error("cannot copy to non-directory: " + quote("/" + target));
     LayerEntry e;
     e.path = target;
-    e.mode = S_IFDIR | 0755;
+    e.mode = created_dir_mode();
     e.mtime_sec = r_.now;
     e.uid = r_.chown ? r_.chown->uid : 0;
     e.gid = r_.chown ? r_.chown->gid : 0;
     entries_[target] = std::move(e);
+  }
+
+  // A directory the copy makes (a missing parent, a directory copy's destination): 0755, or the
+  // --chmod mode applied to it (BuildKit 0.21's fsutil gives created directories the --chmod
+  // mode; earlier ones made them 0755).
+  mode_t created_dir_mode() const {
+    return S_IFDIR | (r_.file.chmod ? r_.file.chmod->apply(S_IFDIR | 0755, true) : 0755);
   }
 
   void add_created(LayerEntry e) {
@@ -402,8 +404,9 @@ class Planner {
         e.mtime_sec = st->st_mtim.tv_sec;
         e.mtime_nsec = st->st_mtim.tv_nsec;
       } else {
-        // Made as BuildKit's mkdir -p makes them: 0755, owned by --chown's user (or root).
-        e.mode = S_IFDIR | 0755;
+        // Made as BuildKit's mkdir -p makes them: 0755 (--chmod's mode when given), owned by
+        // --chown's user (or root).
+        e.mode = created_dir_mode();
         e.mtime_sec = r_.now;
         e.uid = r_.chown ? r_.chown->uid : 0;
         e.gid = r_.chown ? r_.chown->gid : 0;
@@ -412,10 +415,11 @@ class Planner {
     }
   }
 
-  // Files the copy found hard-linked together stay linked at the destination, as BuildKit keeps
-  // them: the first (in path order) carries the content, the others are links to it.
+  // Files one source (a directory walk) holds hard-linked together stay linked at the
+  // destination, as BuildKit keeps them: the first (in path order) carries the content, the
+  // others are links to it. Separate sources are copied separately, as BuildKit does.
   void link_hard_links() {
-    std::map<std::pair<dev_t, ino_t>, std::string> first;
+    std::map<std::tuple<size_t, dev_t, ino_t>, std::string> first;
     for (const auto& [target, inode] : inodes_) {
       auto it = entries_.find(target);
       if (it == entries_.end() || !S_ISREG(it->second.mode))
@@ -527,11 +531,13 @@ class Planner {
       fail(out.get(), "cannot finish extracting");
     // The archive's own ownership is kept (unless --chown): walk it like another stage's files.
     CopyRequest inner = r_;
+    inner.file.chmod.reset();  // extracted entries keep the archive's modes (BuildKit)
     inner.from_context = false;
     inner.ignore = nullptr;
     inner.source_root = dir.path();
     Planner sub(inner, false);
     sub.dest_ = dest_;
+    sub.source_group_ = source_group_;
     sub.add_tree(dir.path(), "", target, "", /*top=*/true);
     for (auto& [path, e] : sub.entries_) {
       std::string within =
@@ -583,7 +589,9 @@ class Planner {
   std::vector<const frontend::InlineFile*> heredocs_;
   std::vector<const DownloadedSource*> downloads_;
   std::map<std::string, LayerEntry> entries_;
-  std::map<std::string, std::pair<dev_t, ino_t>> inodes_;  // entries of hard-linked source files
+  // Entries of hard-linked source files: the source they came from, and their inode.
+  std::map<std::string, std::tuple<size_t, dev_t, ino_t>> inodes_;
+  size_t source_group_ = 0;
   std::vector<TempDir> scratch_;
 };
 

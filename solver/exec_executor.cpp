@@ -150,11 +150,18 @@ class ExecExecutor final : public Executor {
         message += "; last output:" + last;
       throw InputError(step.op.where, message);
     }
+    // Mount targets the sandbox had to create stay out of the layer, except /dev, /proc and /sys:
+    // BuildKit's runc leaves those directories behind in the step's change.
+    std::vector<std::string> created;
+    for (const std::string& p : result.created_mountpoints) {
+      if (p != "/dev" && p != "/proc" && p != "/sys")
+        created.push_back(p);
+    }
     std::set<std::string> exclude;
-    for (const std::string& p : result.created_mountpoints)
+    for (const std::string& p : created)
       exclude.insert(clean_in_root(p));
     std::vector<snapshotter::LayerEntry> entries = view->diff(exclude);
-    view->remove_mountpoints(result.created_mountpoints);
+    view->remove_mountpoints(created);
     std::string shown = e.shell_form ? (e.command.empty() ? std::string() : e.command.front())
                                      : json_array(e.command);
     std::string created_by = "RUN " +

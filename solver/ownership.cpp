@@ -59,18 +59,12 @@ Owner resolve_owner(std::string_view spec, const std::filesystem::path& root) {
     owner.uid = *uid;
     owner.gid = *uid;
   } else {
+    // BuildKit's readUser: the first passwd entry with that name, or 0:0 when there is none.
     auto entry = find_entry(read_passwd(), user);
-    if (!entry || entry->size() < 4) {
-      throw Error("unable to find user " + std::string(user) +
-                  ": no matching entries in passwd file");
+    if (entry && entry->size() >= 4) {
+      owner.uid = parse_id((*entry)[2]).value_or(0);
+      owner.gid = parse_id((*entry)[3]).value_or(0);
     }
-    auto uid_field = parse_id((*entry)[2]);
-    auto gid_field = parse_id((*entry)[3]);
-    if (!uid_field || !gid_field) {
-      throw Error("unable to read user " + std::string(user) + " in /etc/passwd: bad uid or gid");
-    }
-    owner.uid = *uid_field;
-    owner.gid = *gid_field;
   }
   if (group) {
     if (group->empty())
@@ -78,13 +72,10 @@ Owner resolve_owner(std::string_view spec, const std::filesystem::path& root) {
     if (auto gid = parse_id(*group)) {
       owner.gid = *gid;
     } else {
+      // An unknown group name leaves the gid the user gave (BuildKit's readUser).
       auto entry = find_entry(read_in_root(root, "etc/group"), *group);
-      auto gid_field = entry ? parse_id((*entry)[2]) : std::nullopt;
-      if (!gid_field) {
-        throw Error("unable to find group " + std::string(*group) +
-                    ": no matching entries in group file");
-      }
-      owner.gid = *gid_field;
+      if (auto gid_field = entry ? parse_id((*entry)[2]) : std::nullopt)
+        owner.gid = *gid_field;
     }
   }
   return owner;

@@ -19,8 +19,9 @@ struct Owner {
 // "user", "user:group", "uid", "uid:gid", ":group" (names and numbers mixed as docker allows).
 // Names are looked up in ROOT/etc/passwd and ROOT/etc/group (inside the root). A user alone also
 // sets the group: the user's primary group, or the same number for a numeric user; a group alone
-// goes with uid 0 (BuildKit). Throws kiln::Error ("unable to find user app: no matching entries
-// in passwd file") when a name is unknown.
+// goes with uid 0 (BuildKit). As in BuildKit, a name that is not there is not an error: an
+// unknown user is uid 0 with gid 0, an unknown group leaves the gid as the user made it. Throws
+// kiln::Error only for an empty user or group ("--chown=app:").
 Owner resolve_owner(std::string_view spec, const std::filesystem::path& root);
 
 // The process identity for USER: "user[:group]" with names or numbers. A user without a group

@@ -603,19 +603,22 @@ TEST(ShellPatternMatch, BracketExpressions) {
       {"[abc]", "d", false},
       {"[a-c]x", "bx", true},
       {"[a-c]x", "dx", false},
-      {"[!a-c]", "d", true},
-      {"[!a-c]", "a", false},
+      // Go's filepath.Match, as BuildKit's COPY: `!` is a member, only `^` negates.
+      {"[!a-c]", "d", false},
+      {"[!a-c]", "a", true},
+      {"[!a-c]", "!", true},
+      {"[^a-c]", "d", true},
       {"[^a]", "b", true},
       {"[^a]", "a", false},
       {"[]a]", "]", true},
-      {"[!]]", "]", false},
+      {"[^]]", "]", false},
       {"[a-]", "-", true},
       {"[\\]]", "]", true},
       {"[*?]", "?", true},
       {"[*?]", "x", false},
       {"[a", "[a", true},                                     // unclosed: literal
       {"[\xEA\xB0\x80-\xED\x9E\xA3]", "\xED\x95\x9C", true},  // [가-힣] against 한
-      {"[!\xEA\xB0\x80-\xED\x9E\xA3]", "\xED\x95\x9C", false},
+      {"[^\xEA\xB0\x80-\xED\x9E\xA3]", "\xED\x95\x9C", false},
   };
   for (const PatternCase& c : cases) {
     EXPECT_EQ(shell_pattern_match(c.pattern, c.text), c.matches)

@@ -322,11 +322,11 @@ TEST_F(Interop, RootfsTarOutput) {
 
 TEST_F(Interop, BuildErrorsNameTheLineAndLeaveNoTag) {
   fs::path ctx = dir() / "broken";
-  write(ctx / "Containerfile", "FROM busybox:latest\nCOPY --chown=nosuchuser x /x\n");
+  write(ctx / "Containerfile", "FROM busybox:latest\nUSER nosuchuser\nRUN true\n");
   write(ctx / "x", "x\n");
   ProcessResult r = kiln({"build", "-t", "broken:1", ctx.string()});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.err, HasSubstr("Containerfile:2:1: COPY: unable to find user nosuchuser"));
+  EXPECT_THAT(r.err, HasSubstr("Containerfile:3:1: RUN: unable to find user nosuchuser"));
   EXPECT_NE(kiln({"inspect", "broken:1"}).exit_code, 0);
 
   write(ctx / "Containerfile", "FROM busybox:latest\nCOPY missing.txt /\n");

@@ -109,10 +109,11 @@ class ShellLexer {
   ShellLexerOptions options_;
 };
 
-// Matches a shell glob pattern against the whole of text: `*` (any run, including `/` and
-// newlines), `?` (one UTF-8 character), `[...]` with ranges and `!` or `^` negation (a `]` right
-// after the opening bracket or negation is a member; an unclosed `[` is literal), and backslash
-// escapes (a trailing backslash is literal). Classes such as `[:alpha:]` are not supported.
+// Matches a COPY/ADD wildcard (Go's filepath.Match, as BuildKit) against the whole of text: `*`
+// (any run, including `/` and newlines), `?` (one UTF-8 character), `[...]` with ranges and `^`
+// negation (`!` is an ordinary member, as in Go; a `]` right after the opening bracket or
+// negation is a member; an unclosed `[` is literal), and backslash escapes (a trailing backslash
+// is literal). Classes such as `[:alpha:]` are not supported.
 //
 // ${V#p} and friends share this matcher's engine but not its dialect: BuildKit's patterns have no
 // bracket expressions and their wildcards stop at newlines, so those forms do not call this.
