@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 #include <sstream>
+#include <tuple>
 #include <unordered_map>
 
 #include "kiln/base/strings.hpp"
@@ -170,8 +171,12 @@ class Planner {
     return std::nullopt;
   }
 
-  // Inside a stage, ENV wins over ARG.
+  // Inside a stage, as BuildKit's state environment: ENV and ARGs with a value set a name in
+  // order, so the later one wins (ENV over an earlier ARG, an ARG over an earlier ENV or the
+  // base image's); an ARG without a value leaves what was there.
   std::optional<std::string> stage_lookup(std::string_view name) const {
+    if (args_over_env_.contains(std::string(name)))
+      return args_.get(name);
     if (env_.declared(name))
       return env_.get(name);
     return args_.get(name);
@@ -243,9 +248,14 @@ class Planner {
   }
 
   // The environment a stage ends with, kept for stages FROM it; set once, not per ENV line.
+  // Its ARGs too: a stage FROM it starts with them (BuildKit starts it from the parent's state
+  // and build args).
   void finish_stage() {
-    if (!plan_.stages.empty())
-      current().env = to_env_list(env_);
+    if (plan_.stages.empty())
+      return;
+    current().env = to_env_list(env_);
+    finished_args_.resize(plan_.stages.size());
+    finished_args_[current().index] = {args_, args_over_env_};
   }
 
   void start_stage(const Instruction& ins) {
@@ -293,6 +303,8 @@ class Planner {
       base = context_image(*named, base, ins.args_where);
     }
     VarList env;
+    VarList args;
+    std::set<std::string> args_over_env;
     if (iequals(base, "scratch")) {
       stage.base_kind = BaseKind::kScratch;
     } else if (auto earlier = stage_by_name(base)) {
@@ -302,6 +314,8 @@ class Planner {
       if (!stage.platform_explicit)
         stage.platform = plan_.stages[*earlier].platform;
       env = from_env_list(plan_.stages[*earlier].env);
+      if (*earlier < finished_args_.size())
+        std::tie(args, args_over_env) = finished_args_[*earlier];
       // The stage's own ONBUILD instructions are its image's triggers: they run here, as a base
       // image's would (its base's triggers already ran in it and are not passed on).
       for (const StageOp& op : plan_.stages[*earlier].ops) {
@@ -328,7 +342,8 @@ class Planner {
     if (!env.declared("PATH"))
       env.set("PATH", kDefaultPath);
     env_ = std::move(env);
-    args_ = VarList{};
+    args_ = std::move(args);
+    args_over_env_ = std::move(args_over_env);
     stage_used_.emplace_back();
     plan_.stages.push_back(std::move(stage));
     // The base image's ONBUILD triggers run first, as if written right after this FROM.
@@ -426,8 +441,13 @@ class Planner {
     op.json_form = ins.json_form;
     op.flags = ins.flags;
     op.heredocs = ins.heredocs;
-    if (ins.kind == InstructionKind::kRun)
+    if (ins.kind == InstructionKind::kRun) {
       op.visible_args = visible_args();  // only RUN sees build args
+      for (const std::string& name : args_over_env_) {
+        if (op.visible_args.contains(name))
+          op.args_over_env.insert(name);
+      }
+    }
     std::set<std::string>& used = stage_used_.back();
 
     switch (ins.kind) {
@@ -440,7 +460,11 @@ class Planner {
             value = global_.get(kv.key);
           if (!value && is_platform_arg(kv.key))
             value = meta_lookup(kv.key);
-          args_.set(kv.key, value);
+          // Without a value, an ARG leaves what an earlier one (or the parent stage's) set.
+          if (value || !args_.get(kv.key))
+            args_.set(kv.key, value);
+          if (value)
+            args_over_env_.insert(kv.key);
           op.pairs.push_back({kv.key, value, kv.where});
         }
         break;
@@ -450,8 +474,10 @@ class Planner {
           expanded.push_back(
               {expand(kv.key, kv.where), expand(kv.value.value_or(""), kv.where), kv.where});
         }
-        for (const KeyValue& kv : expanded)
+        for (const KeyValue& kv : expanded) {
           env_.set(kv.key, kv.value);
+          args_over_env_.erase(kv.key);
+        }
         op.pairs = std::move(expanded);
         break;
       }
@@ -653,6 +679,11 @@ class Planner {
   std::set<std::string> global_used_;
   VarList env_;   // the current stage's environment
   VarList args_;  // the current stage's declared ARGs
+  // ARGs with a value set after an ENV (or base image variable) of the same name: they win in
+  // expansions and in RUN's environment, while the image config keeps the ENV value.
+  std::set<std::string> args_over_env_;
+  // Each finished stage's ARGs and args_over_env_, by index, for stages FROM it.
+  std::vector<std::pair<VarList, std::set<std::string>>> finished_args_;
   std::vector<std::set<std::string>> stage_used_;
   std::vector<std::string> stage_names_;  // every stage's name, for forward --from references
   std::vector<const Instruction*> pending_triggers_;

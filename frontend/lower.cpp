@@ -410,6 +410,7 @@ class Lowering {
     e.shell_form = !op.json_form;
     e.heredocs = inline_files(op.heredocs);
     e.build_args = op.visible_args;
+    e.args_over_env = op.args_over_env;
     e.network = options_.network;
     e.extra_hosts = options_.extra_hosts;
     for (const Flag& flag : op.flags) {

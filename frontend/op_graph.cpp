@@ -172,6 +172,7 @@ Json exec_json(const ExecOp& e) {
   j["shell_form"] = e.shell_form;
   j["heredocs"] = inline_files(e.heredocs);
   j["build_args"] = e.build_args;
+  j["args_over_env"] = e.args_over_env;
   j["network"] = network_name(e.network);
   j["security"] = e.insecure ? "insecure" : "sandbox";
   j["extra_hosts"] = pairs_json(e.extra_hosts);

@@ -216,7 +216,9 @@ class ExecExecutor final : public Executor {
   static std::vector<std::string> environment(const ExecOp& e, const StageState& st) {
     std::vector<std::string> env = st.config.config.env;
     for (const auto& [name, value] : e.build_args) {
-      if (!has_env(env, name))
+      if (e.args_over_env.contains(name))
+        set_env(env, name, value);
+      else if (!has_env(env, name))
         env.push_back(name + "=" + value);
     }
     return env;

@@ -85,6 +85,9 @@ struct StageOp {
   // plus proxy build args). They belong in RUN's environment and in cache keys; ENV wins over
   // them for expansion.
   std::map<std::string, std::string> visible_args;
+  // Those of visible_args set after an ENV of the same name: they replace it in RUN's
+  // environment (BuildKit adds ARG values to the state's environment in order).
+  std::set<std::string> args_over_env;
   std::optional<size_t> from_stage;  // COPY/ADD --from naming a stage
   std::string from_image;            // COPY --from naming an image
   std::string from_directory;        // COPY --from naming a local --build-context

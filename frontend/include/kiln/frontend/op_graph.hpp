@@ -26,6 +26,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -109,8 +110,10 @@ struct ExecOp {
   std::vector<std::string> command;
   bool shell_form = true;
   std::vector<InlineFile> heredocs;
-  // Build args the step can see: in its environment unless ENV sets the same name.
+  // Build args the step can see: in its environment unless ENV sets the same name, or the name
+  // is in args_over_env (the ARG came after that ENV: it wins, as in BuildKit).
   std::map<std::string, std::string> build_args;
+  std::set<std::string> args_over_env;
   Network network = Network::kSandbox;  // --network of RUN, else of the build
   bool insecure = false;                // --security=insecure (allowed by the build)
   std::vector<std::pair<std::string, std::string>> extra_hosts;  // --add-host of the build
