@@ -17,6 +17,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -37,6 +38,7 @@ EXPECTED_FILE = HERE / "expected.json"
 DOCKER = "/usr/bin/docker"  # Debian's client; /usr/local/bin/docker may be another one
 DOCKERD = "/usr/sbin/dockerd"
 BUILD_TIMEOUT = 180
+TMP_RE = re.compile(r"/\S*/kiln-conformance-[^/\s]+/ctx/[^/\s]+/?")
 
 # Config fields compared (docker's names; kiln writes the same keys in its OCI config).
 CONFIG_FIELDS = ["Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes",
@@ -432,7 +434,7 @@ def check_expectations(img: Image | None, error: str | None, exp: dict,
                 diffs.append(f"{p}: {label}={_fmt_node(n)} expected=absent")
             continue
         if n is None:
-            diffs.append(f"{p}: {label}=absent expected={want}")
+            diffs.append(f"{p}: {label}=absent expected=present")
             continue
         bad = []
         if "type" in want and n.kind != want["type"]:
@@ -448,7 +450,8 @@ def check_expectations(img: Image | None, error: str | None, exp: dict,
         if "content" in want and n.preview != want["content"]:
             bad.append("content")
         if bad:
-            shown = {k: (oct(v) if k == "mode" else v) for k, v in want.items()}
+            shown = " ".join(f"{k}={v:04o}" if k == "mode" else f"{k}={v!r}"
+                             for k, v in want.items())
             line = f"{p}: {','.join(bad)} {label}={_fmt_node(n)} expected={shown}"
             if "content" in bad:
                 line += f" | {label}: {_short(n.preview)}"
@@ -457,6 +460,80 @@ def check_expectations(img: Image | None, error: str | None, exp: dict,
         if tuple(sorted(_norm(x) for x in g)) not in hardlink_groups(img.tree):
             diffs.append(f"hard links: expected {' '.join(g)} linked")
     return diffs
+
+
+def _layer(entries: list[tuple]) -> bytes:
+    import io
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, kind, *rest in entries:
+            info = tarfile.TarInfo(name)
+            data = b""
+            if kind == "d":
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+            elif kind == "f":
+                data = rest[0]
+                info.size, info.mode = len(data), 0o644
+            elif kind == "h":
+                info.type, info.linkname = tarfile.LNKTYPE, rest[0]
+            elif kind == "l":
+                info.type, info.linkname = tarfile.SYMTYPE, rest[0]
+            tf.addfile(info, io.BytesIO(data) if data else None)
+    return buf.getvalue()
+
+
+def self_test(tmp: Path) -> None:
+    """The archive reader against a hand-made image: whiteouts, opaque directories, hard links,
+    implicit parents, a file replacing a directory. A broken reader would hide differences."""
+    import io
+    layers = [
+        _layer([("a/", "d"), ("a/x", "f", b"x"), ("a/y", "f", b"y"), ("b/", "d"), ("b/old", "f", b"o"),
+                ("h1", "f", b"h"), ("h2", "h", "h1"), ("c/d/e", "f", b"e"), ("gone/", "d"),
+                ("gone/f", "f", b"f")]),
+        _layer([("a/.wh.x", "f", b""), ("b/.wh..wh..opq", "f", b""), ("b/new", "f", b"n"),
+                ("h1", "f", b"changed"), (".wh.gone", "f", b""), ("l", "l", "a/y")]),
+    ]
+    path = tmp / "selftest.tar"
+    with tarfile.open(path, "w") as tf:
+        names = []
+        for i, data in enumerate(layers):
+            n = f"{i}/layer.tar"
+            names.append(n)
+            info = tarfile.TarInfo(n)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for n, data in (("config.json", json.dumps({"config": {"Env": ["A=1"]}}).encode()),
+                        ("manifest.json", json.dumps([{"Config": "config.json", "Layers": names}]).encode())):
+            info = tarfile.TarInfo(n)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    img = read_image_archive(path)
+    want = {"a", "a/y", "b", "b/new", "h1", "h2", "c", "c/d", "c/d/e", "l"}
+    problems = []
+    if set(img.tree) != want:
+        problems.append(f"paths {sorted(img.tree)}")
+    if hardlink_groups(img.tree):
+        problems.append(f"h1 was rewritten, yet linked: {hardlink_groups(img.tree)}")
+    if img.tree.get("h2") is None or img.tree["h2"].preview != "h":
+        problems.append("h2 lost its content")
+    if not img.tree["c"].implicit:
+        problems.append("implicit parent not marked")
+    first = read_image_archive_layers(path, 1)
+    if hardlink_groups(first.tree) != {("h1", "h2")}:
+        problems.append(f"hard links in one layer: {hardlink_groups(first.tree)}")
+    if problems:
+        raise RuntimeError("archive reader self-test failed: " + "; ".join(problems))
+
+
+def read_image_archive_layers(path: Path, count: int) -> Image:
+    """The image made of the first count layers only (for the self-test)."""
+    with tarfile.open(path) as outer:
+        entry = json.load(outer.extractfile("manifest.json"))[0]
+        tree: dict[str, Node] = {}
+        next_inode = [1]
+        for layer_name in entry["Layers"][:count]:
+            _apply_layer(tree, outer.extractfile(layer_name), next_inode)
+    return Image({}, tree, ("", ""))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,12 +553,16 @@ def run(cmd, log, timeout=BUILD_TIMEOUT, env=None, cwd=None) -> subprocess.Compl
 
 
 def last_lines(log: Path, n: int = 6) -> str:
+    """The error of a failed build: its last line that says error, else its last lines."""
     try:
         lines = log.read_text(errors="replace").strip().splitlines()
     except FileNotFoundError:
         return ""
-    keep = [l for l in lines if l.strip() and not l.startswith("$ ")]
-    return " / ".join(keep[-n:])
+    keep = [l.strip() for l in lines if l.strip() and not l.startswith("$ ")]
+    errors = [l for l in keep if "error" in l.lower() and "exit status" not in l.lower()]
+    text = errors[-1] if errors else " / ".join(keep[-n:])
+    # The private temp dir changes every run; keep the diffs stable.
+    return TMP_RE.sub("<ctx>", text)
 
 
 class Dockerd:
@@ -592,6 +673,7 @@ class Suite:
 
     def setup(self) -> None:
         t0 = time.time()
+        self_test(self.tmp)
         log = self.logdir / "setup.log"
         self.dockerd.start(self.args.storage_driver)
         bb = self.tmp / "bases" / "busybox"
@@ -761,6 +843,8 @@ class Suite:
         # fields and paths (the case cites the current source); kiln is checked against the
         # expectation there and against BuildKit everywhere else.
         override = case.spec.get("expect")
+        if override:
+            res["buildkit_source"] = case.spec.get("buildkit_source", "")
         res["diffs"] = self._compare(img_k, err_k, img_b, err_b, "kiln", "buildkit", override)
         if override:
             res["diffs"] += check_expectations(img_k, err_k, override) if img_k else []
@@ -812,47 +896,55 @@ def classify(results: list[dict], expected: dict[str, str]) -> None:
             r["status"] = "differ"
 
 
+def _cell(text: str, limit: int = 500) -> str:
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def write_known_differences(path: Path, results: list[dict], summary: str) -> None:
     rows = [r for r in results if r["status"] != "same"]
     lines = [
         "# Known differences from BuildKit",
         "",
-        "Generated by `tests/conformance/conformance.py --write-known-differences` from the",
-        "differential conformance suite (tests/conformance/): every case is built by kiln and by",
-        "BuildKit (Debian's docker.io 20.10, a private dockerd) from the same context and the same",
-        "base images, and the image config and final root filesystem are compared. Cases using",
-        "syntax that BuildKit 20.10 does not know are checked against expectations written from",
-        "BuildKit's current source. buildah 1.28 is the second referee.",
+        "<!-- Generated by tests/conformance/conformance.py --write-known-differences; do not edit. -->",
+        "",
+        "Found by the differential conformance suite (tests/conformance/README.md): every case is",
+        "built by kiln and by BuildKit (Debian's docker.io 20.10, on a private dockerd) from the same",
+        "context and the same base images, and the image config and the final root filesystem are",
+        "compared; buildah 1.28 is a second referee. Where BuildKit has changed since 20.10, or for",
+        "syntax 20.10 does not know, the case states what BuildKit's current source does.",
         "",
         f"Last run: `{summary}`.",
         "",
-        "Status `expected` means the difference is deliberate because copying BuildKit would be",
-        "unsafe (reason given); `differ` is an open bug in kiln.",
+        "Status `differ` is an open bug in kiln; `expected` is a deliberate difference, kept because",
+        "copying BuildKit would be unsafe (the reason says why).",
         "",
     ]
     if not rows:
         lines.append("No differences.")
     else:
-        lines += ["| case | what differs | status | reason |", "| --- | --- | --- | --- |"]
+        lines += ["| case | what differs (kiln vs BuildKit) | status | reason |",
+                  "| --- | --- | --- | --- |"]
         for r in rows:
-            what = "; ".join(r["diffs"][:3]) + (f"; (+{len(r['diffs']) - 3} more)"
-                                                if len(r["diffs"]) > 3 else "")
-            what = what.replace("|", "\\|").replace("\n", " ")
-            if len(what) > 400:
-                what = what[:400] + "..."
-            reason = (r.get("reason") or r.get("description", "")).replace("|", "\\|")
-            lines.append(f"| `{r['case']}` | {what} | {r['status']} | {reason} |")
+            what = "; ".join(r["diffs"][:3])
+            if len(r["diffs"]) > 3:
+                what += f"; (+{len(r['diffs']) - 3} more)"
+            if r["status"] == "expected":
+                reason = r["reason"]
+            else:
+                reason = r.get("description") or "kiln should do what BuildKit does"
+                if r.get("buildkit_source"):
+                    reason += " (BuildKit: " + r["buildkit_source"] + ")"
+            lines.append(f"| `{r['case']}` | {_cell(what)} | {r['status']} | {_cell(reason, 700)} |")
     buildah_rows = [r for r in results if r.get("buildah_diffs") and r.get("buildah_note")]
     if buildah_rows:
         lines += ["", "## Where buildah differs from BuildKit", "",
+                  "kiln follows BuildKit in each of these cases, for the reason given.", "",
                   "| case | buildah vs BuildKit | why kiln follows BuildKit |",
                   "| --- | --- | --- |"]
         for r in buildah_rows:
-            what = "; ".join(r["buildah_diffs"][:2]).replace("|", "\\|")
-            if len(what) > 300:
-                what = what[:300] + "..."
-            note = r["buildah_note"].replace("|", "\\|")
-            lines.append(f"| `{r['case']}` | {what} | {note} |")
+            what = "; ".join(r["buildah_diffs"][:2])
+            lines.append(f"| `{r['case']}` | {_cell(what, 300)} | {_cell(r['buildah_note'])} |")
     path.write_text("\n".join(lines) + "\n")
 
 
