@@ -217,6 +217,7 @@ class Image:
     config: dict
     tree: dict[str, Node]
     platform: tuple[str, str]
+    author: str = ""
 
 
 def read_image_archive(path: Path) -> Image:
@@ -229,7 +230,8 @@ def read_image_archive(path: Path) -> Image:
         for layer_name in entry["Layers"]:
             f = outer.extractfile(layer_name)
             _apply_layer(tree, f, next_inode)
-    return Image(cfg.get("config") or {}, tree, (cfg.get("os", ""), cfg.get("architecture", "")))
+    return Image(cfg.get("config") or {}, tree, (cfg.get("os", ""), cfg.get("architecture", "")),
+                 cfg.get("author") or "")
 
 
 def _apply_layer(tree: dict[str, Node], fileobj, next_inode: list[int]) -> None:
@@ -378,6 +380,8 @@ def compare_images(a: Image, b: Image, la: str, lb: str, skip: dict | None = Non
             diffs.append(f"config {k}: {la}={json.dumps(ca[k])} {lb}={json.dumps(cb[k])}")
     if a.platform != b.platform:
         diffs.append(f"config os/arch: {la}={a.platform} {lb}={b.platform}")
+    if a.author != b.author and "author" not in skip_cfg:
+        diffs.append(f"config author: {la}={a.author!r} {lb}={b.author!r}")
     for p in sorted(set(a.tree) | set(b.tree)):
         if p in skip_paths:
             continue
