@@ -12,6 +12,21 @@ apt-get install -y --no-install-recommends \
   clang-16 libclang-rt-16-dev \
   uidmap busybox-static skopeo umoci podman runc crun buildah zstd tar time bc \
   docker-registry apache2-utils python3 qemu-user-static binfmt-support openssh-client
+# docker.io: the reference BuildKit (dockerd's embedded one) of tests/conformance, which starts
+# its own dockerd on a private socket and data root. The package's system daemon is not wanted:
+# a policy-rc.d (unless the machine has one) keeps the install from starting it.
+if dpkg -s docker.io >/dev/null 2>&1; then
+  :
+elif [[ -e /usr/sbin/policy-rc.d ]]; then
+  apt-get install -y --no-install-recommends docker.io
+else
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  apt-get install -y --no-install-recommends docker.io
+  rm -f /usr/sbin/policy-rc.d
+  trap - EXIT
+fi
 # Node.js and npm for the sigstore-js check of kiln's signatures. A Node.js from elsewhere
 # (NodeSource) brings its own npm and conflicts with Debian's npm package, so only when missing.
 if ! command -v npm >/dev/null; then
