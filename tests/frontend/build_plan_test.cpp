@@ -69,9 +69,17 @@ TEST(BuildPlan, BuildArgsOverrideDefaults) {
   EXPECT_TRUE(p.plan.warnings.empty());
 }
 
-TEST(BuildPlan, EnvBeatsArg) {
-  Planned p = plan("FROM a\nARG V=from-arg\nENV V=from-env\nARG V=again\nWORKDIR /$V\n");
-  EXPECT_EQ(op(p, 0, 3).args[0], "/from-env");
+// As BuildKit's state environment (checked against docker build): ENV and ARGs with a value set
+// a name in order, the later wins; an ARG without a value changes nothing. The Dockerfile
+// reference says ENV always wins, but BuildKit does not do that.
+TEST(BuildPlan, TheLaterOfEnvAndArgWins) {
+  Planned p = plan(
+      "FROM a\nARG V=from-arg\nENV V=from-env\nWORKDIR /$V\nARG V=again\nWORKDIR /$V\nARG V\n"
+      "WORKDIR /$V\nENV V=last\nWORKDIR /$V\n");
+  EXPECT_EQ(op(p, 0, 2).args[0], "/from-env");
+  EXPECT_EQ(op(p, 0, 4).args[0], "/again");
+  EXPECT_EQ(op(p, 0, 6).args[0], "/again");
+  EXPECT_EQ(op(p, 0, 8).args[0], "/last");
 }
 
 TEST(BuildPlan, EnvPairsExpandWithTheEnvironmentBeforeTheInstruction) {
