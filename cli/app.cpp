@@ -80,12 +80,13 @@ int run(const std::vector<std::string>& args, Io io) {
     try {
       return command.run(rest, io);
     } catch (const UsageError& e) {
+      // One line naming the flag and the problem, then where the usage is (as the Go tools).
       io.err << "kiln " << name << ": " << e.what() << "\n";
-      io.err << "Usage: " << e.usage() << "\n";
+      io.err << "See 'kiln " << name << " --help'.\n";
       return kExitUsage;
     } catch (const boost::program_options::error& e) {
       io.err << "kiln " << name << ": " << e.what() << "\n";
-      io.err << "Run 'kiln " << name << " --help' for usage.\n";
+      io.err << "See 'kiln " << name << " --help'.\n";
       return kExitUsage;
     } catch (const Error& e) {
       io.err << "Error: " << e.what() << "\n";

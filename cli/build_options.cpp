@@ -21,14 +21,14 @@ namespace kiln::cli {
 
 const char* const kBuildUsage =
     "kiln build [-t TAG]... [-f FILE] [--build-arg K=V]... [--target STAGE] [--platform P[,P]] "
-    "[--no-cache] [--pull] [-o type=oci|docker|registry|local|tar,dest=...] [--push] "
+    "[--no-cache] [--pull[=POLICY]] [-o type=oci|docker|registry|local|tar,dest=...] [--push] "
     "[--cache-from SPEC] [--cache-to SPEC] [--secret id=ID,src=FILE] [--ssh default|ID=SOCKET] "
     "[--network "
     "default|none|host] [--label K=V] [--iidfile FILE] [--progress auto|tty|plain|json|quiet] "
     "[--sign-key FILE] [--compression gzip|zstd|none] [--format oci|docker] "
     "[--allow security.insecure] [--snapshotter auto|overlay|copy] [--runtime runc|crun|PATH] "
     "[--add-host HOST:IP] [--annotation K=V] [--metadata-file FILE] [--ignorefile FILE] "
-    "[--jobs N] [-q] [--build-context NAME=VALUE] [--dry-run [--plan-format text|json]] CONTEXT";
+    "[--jobs N] [-q] [--build-context NAME=VALUE] [--dry-run [--plan-format text|json]] [CONTEXT]";
 
 namespace {
 
@@ -225,7 +225,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
       labels, no_cache_filter, add_hosts, annotations, build_contexts, ssh;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
-      format, snapshotter, runtime, tls_verify, creds, authfile, metadata_file, ignorefile, layers;
+      pull, format, snapshotter, runtime, tls_verify, creds, authfile, metadata_file, ignorefile,
+      layers;
   long long jobs = 0;
   std::vector<std::string> allow;
   po::options_description visible("Options");
@@ -242,7 +243,9 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("platform", po::value(&platforms), "target platforms, e.g. linux/amd64,linux/arm64")
       ("no-cache", po::bool_switch(), "do not use the build cache")
       ("no-cache-filter", po::value(&no_cache_filter), "do not use the cache for these stages")
-      ("pull", po::bool_switch(), "check the registry for newer base images")
+      ("pull", po::value(&pull)->implicit_value("true"),
+       "when to pull base images: always (alone, or true), missing (the default, or false), "
+       "newer (always, but the local image when the registry cannot be reached), never")
       ("output,o", po::value(&outputs),
        "where the result goes: type=oci|docker|registry|local|tar,dest=PATH (repeatable)")
       ("push", po::bool_switch(), "push the image to the registry named by its tag")
@@ -307,7 +310,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     return std::nullopt;
   }
   if (context.empty())
-    usage("missing CONTEXT: the directory whose files COPY and ADD can read");
+    context = ".";  // as podman build: the current directory
 
   BuildCommandOptions opts;
   opts.context = context;
@@ -348,7 +351,17 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       require_one_of(vm[flag].as<std::string>(), std::string("--") + flag, {"true", "false"});
   }
   opts.no_cache_filter = no_cache_filter;
-  opts.pull = vm["pull"].as<bool>();
+  using Policy = session::SessionRequest::PullPolicy;
+  if (pull.empty() || pull == "missing" || pull == "false")
+    opts.pull = Policy::kMissing;
+  else if (pull == "always" || pull == "true")
+    opts.pull = Policy::kAlways;
+  else if (pull == "newer")
+    opts.pull = Policy::kNewer;
+  else if (pull == "never")
+    opts.pull = Policy::kNever;
+  else
+    usage("--pull must be always, missing, never, newer, true or false, not " + quote(pull));
   opts.push = vm["push"].as<bool>();
   if (tls_verify != "true" && tls_verify != "false")
     usage("--tls-verify must be true or false, not " + quote(tls_verify));

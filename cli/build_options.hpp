@@ -9,6 +9,7 @@
 
 #include "kiln/frontend/build_plan.hpp"
 #include "kiln/oci/platform.hpp"
+#include "kiln/session/session.hpp"
 
 namespace kiln::cli {
 
@@ -36,7 +37,8 @@ struct BuildCommandOptions {
   std::vector<oci::Platform> platforms;  // empty: the host platform
   bool no_cache = false;
   std::vector<std::string> no_cache_filter;
-  bool pull = false;
+  // --pull[=always|missing|never|newer|true|false] (podman's policies; alone: always).
+  session::SessionRequest::PullPolicy pull = session::SessionRequest::PullPolicy::kMissing;
   bool push = false;
   bool tls_verify = true;  // --tls-verify
   std::string creds;       // --creds USER[:PASSWORD]

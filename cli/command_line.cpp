@@ -5,6 +5,35 @@
 namespace kiln::cli {
 namespace po = boost::program_options;
 
+namespace {
+
+// Boost lets an option with an implicit value take the next word as its value (`--layers ctx`
+// would swallow the context), which no buildah, podman or docker flag does: such an option given
+// bare (`--layers`, no `=`) is rewritten to `--layers=true`, its only implicit value in kiln.
+std::vector<std::string> bare_flags_as_true(const std::vector<std::string>& args,
+                                            const po::options_description& flags) {
+  std::vector<std::string> out;
+  out.reserve(args.size());
+  bool operands_only = false;
+  for (const std::string& arg : args) {
+    if (!operands_only && arg == "--")
+      operands_only = true;
+    if (!operands_only && arg.size() > 2 && arg.starts_with("--") &&
+        arg.find('=') == std::string::npos) {
+      const po::option_description* option = flags.find_nothrow(arg.substr(2), false);
+      if (option && option->semantic()->min_tokens() == 0 &&
+          option->semantic()->max_tokens() == 1) {
+        out.push_back(arg + "=true");
+        continue;
+      }
+    }
+    out.push_back(arg);
+  }
+  return out;
+}
+
+}  // namespace
+
 po::variables_map parse_arguments(const std::vector<std::string>& args,
                                   const po::options_description& flags,
                                   const OperandOption& operand, const char* usage) {
@@ -16,7 +45,14 @@ po::variables_map parse_arguments(const std::vector<std::string>& args,
   positional.add(operand.name, operand.max);
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
+    // No guessing: `--compress` is not `--compression`, `--plat` is unknown (as in the Go tools).
+    int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+    po::store(po::command_line_parser(bare_flags_as_true(args, flags))
+                  .options(all)
+                  .positional(positional)
+                  .style(style)
+                  .run(),
+              vm);
     po::notify(vm);
   } catch (const po::too_many_positional_options_error&) {
     throw UsageError(operand.too_many, usage);

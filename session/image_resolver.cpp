@@ -7,8 +7,8 @@
 
 namespace kiln::session {
 
-ImageResolver::ImageResolver(oci::Store& store, oci::RegistryOptions registry, bool pull,
-                             solver::ProgressSink* progress)
+ImageResolver::ImageResolver(oci::Store& store, oci::RegistryOptions registry,
+                             SessionRequest::PullPolicy pull, solver::ProgressSink* progress)
     : store_(store),
       registry_(std::move(registry)),
       pull_(pull),
@@ -54,11 +54,19 @@ frontend::BaseImage ImageResolver::base_image(const std::string& ref,
 }
 
 // A name (not a transport, not an image ID) that the store does not have, or any name with
-// --pull, comes from its registry.
+// --pull=always|newer, comes from its registry; with --pull=never nothing does.
 bool ImageResolver::from_registry(const std::string& ref) const {
+  using Policy = SessionRequest::PullPolicy;
   if (oci::has_transport(ref) || !oci::try_parse_reference(ref))
     return false;
-  return pull_ || !store_.find(ref);
+  if (pull_ == Policy::kNever) {
+    if (!store_.find(ref)) {
+      throw Error("image " + quote(ref) +
+                  " is not in the local store, and --pull=never does not fetch it");
+    }
+    return false;
+  }
+  return pull_ == Policy::kAlways || pull_ == Policy::kNewer || !store_.find(ref);
 }
 
 oci::ResolvedImage ImageResolver::pull(const std::string& ref, const oci::Platform& platform) {
@@ -69,7 +77,12 @@ oci::ResolvedImage ImageResolver::pull(const std::string& ref, const oci::Platfo
   try {
     return oci::pull_image(store_, parsed, platform, options);
   } catch (const Error& e) {
-    if (pull_)
+    using Policy = SessionRequest::PullPolicy;
+    if (pull_ == Policy::kNewer && store_.find(ref)) {
+      say("Using the local " + parsed.str() + ": the registry did not answer (" + e.what() + ")");
+      return oci::resolve_image(store_, ref, platform);
+    }
+    if (pull_ != Policy::kMissing)
       throw;
     throw Error("image " + quote(ref) +
                 " is not in the local store, and pulling it failed: " + e.what());

@@ -1,6 +1,6 @@
 // The build's images: FROM bases (for planning: their digest, ENV and ONBUILD triggers) and
 // the images ops read, from the local store, a transport (oci:, oci-archive:, docker-archive:)
-// or a registry (pulled when the store lacks them, or always with --pull), each resolved once
+// or a registry (as the build's pull policy says: SessionRequest::PullPolicy), each resolved once
 // per build and held by the session's lease.
 #pragma once
 
@@ -12,6 +12,7 @@
 #include "kiln/oci/lease.hpp"
 #include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
+#include "kiln/session/session.hpp"
 #include "kiln/solver/image_source.hpp"
 #include "kiln/solver/progress.hpp"
 
@@ -19,7 +20,7 @@ namespace kiln::session {
 
 class ImageResolver final : public solver::ImageSource {
  public:
-  ImageResolver(oci::Store& store, oci::RegistryOptions registry, bool pull,
+  ImageResolver(oci::Store& store, oci::RegistryOptions registry, SessionRequest::PullPolicy pull,
                 solver::ProgressSink* progress);
 
   oci::ResolvedImage resolve(const std::string& ref, const oci::Platform& platform) override;
@@ -33,7 +34,7 @@ class ImageResolver final : public solver::ImageSource {
 
   oci::Store& store_;
   oci::RegistryOptions registry_;
-  bool pull_;
+  SessionRequest::PullPolicy pull_;
   solver::ProgressSink* progress_;
   oci::Lease lease_;
   std::mutex mutex_;  // one lookup at a time: the same image is never pulled twice at once

@@ -164,7 +164,7 @@ TEST_F(PruneCheck, BadFlagsAreUsageErrors) {
     ProcessResult r = kiln(c.args);
     EXPECT_EQ(r.exit_code, 2) << c.args[1];
     EXPECT_THAT(r.err, HasSubstr(c.message)) << c.args[1];
-    EXPECT_THAT(r.err, HasSubstr("Usage: kiln " + c.args[0])) << c.args[1];
+    EXPECT_THAT(r.err, HasSubstr("See 'kiln " + c.args[0] + " --help'.")) << c.args[1];
   }
 }
 

@@ -62,7 +62,12 @@ struct SessionRequest {
 
   // Images and cache.
   oci::RegistryOptions registry;
-  bool pull = false;  // pull registry bases again
+  // When registry bases are pulled (podman's --pull policies): kMissing, only when the store
+  // lacks them; kAlways, every build (a registry failure is an error); kNewer, every build, but
+  // the local image is used when the registry cannot be reached; kNever, never (a missing image
+  // is an error).
+  enum class PullPolicy { kMissing, kAlways, kNewer, kNever };
+  PullPolicy pull = PullPolicy::kMissing;
   std::vector<CacheLocation> cache_from, cache_to;
 
   // The result.
