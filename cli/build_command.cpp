@@ -192,6 +192,13 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.solve.source_date_epoch = source_date_epoch();
   request.solve.layers.source_date_epoch = request.solve.source_date_epoch;
   request.solve.labels = opts->labels;
+  if (opts->identity_label)
+    request.solve.labels.emplace_back("io.kiln.version", KILN_VERSION);
+  request.solve.unset_labels = opts->unset_labels;
+  request.solve.env = opts->env;
+  request.solve.unset_env = opts->unset_env;
+  request.solve.omit_history = opts->omit_history;
+  request.solve.layers.compression.level = opts->compression_level;
   request.format =
       opts->format == "docker" ? exporter::ManifestFormat::kDocker : exporter::ManifestFormat::kOci;
   request.manifest_annotations.insert(opts->manifest_annotations.begin(),

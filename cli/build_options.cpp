@@ -223,7 +223,10 @@ TypedSpec parse_typed_spec(const std::string& spec, const std::string& what) {
 std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::string>& args,
                                                        std::ostream& help_out) {
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
-      labels, no_cache_filter, add_hosts, annotations, build_contexts, ssh;
+      labels, no_cache_filter, add_hosts, annotations, build_contexts, ssh, unset_labels, envs,
+      unset_env;
+  std::string omit_history, identity_label, disable_compression, compression_format;
+  int compression_level = -1;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
       pull, format, snapshotter, runtime, tls_verify, creds, authfile, metadata_file, ignorefile,
       layers;
@@ -260,6 +263,22 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("network", po::value(&network)->default_value("default"),
        "RUN network: default, none, host")
       ("label", po::value(&labels), "add a label K=V to the image (repeatable)")
+      ("unsetlabel", po::value(&unset_labels),
+       "remove a label the image would have (from its base or a LABEL; repeatable)")
+      ("env", po::value(&envs),
+       "set K=V in the image's environment, or remove K with K- (buildah; repeatable)")
+      ("unsetenv", po::value(&unset_env),
+       "remove a variable from the image's environment (repeatable)")
+      ("omit-history", po::value(&omit_history)->implicit_value("true"),
+       "write the image config without its history")
+      ("identity-label", po::value(&identity_label)->implicit_value("true"),
+       "label the image io.kiln.version=VERSION (buildah's io.buildah.version; default false)")
+      ("disable-compression,D", po::value(&disable_compression)->implicit_value("true"),
+       "write uncompressed layers (same as --compression none)")
+      ("compression-format", po::value(&compression_format),
+       "podman's name for --compression: gzip or zstd")
+      ("compression-level", po::value(&compression_level),
+       "gzip 0-9 or zstd 1-22 (default: gzip 6, zstd 3)")
       ("iidfile", po::value(&iidfile), "write the image ID to FILE")
       ("progress", po::value(&progress)->default_value("auto"),
        "progress output: auto, tty, plain, json, quiet")
@@ -385,6 +404,35 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   opts.network = network;
   for (const std::string& l : labels)
     opts.labels.push_back(key_value(l, "--label"));
+  for (const std::string& key : unset_labels) {
+    if (key.empty())
+      usage("--unsetlabel needs a label name");
+    opts.unset_labels.push_back(key);
+  }
+  for (const std::string& e : envs) {
+    if (e.size() > 1 && e.back() == '-' && e.find('=') == std::string::npos) {
+      opts.unset_env.push_back(e.substr(0, e.size() - 1));  // buildah's K- unsets K
+    } else if (e.find('=') != std::string::npos) {
+      opts.env.push_back(key_value(e, "--env"));
+    } else if (const char* value = std::getenv(e.c_str())) {
+      opts.env.emplace_back(e, value);  // K alone takes the caller's value, as buildah
+    } else {
+      usage("--env " + quote(e) + ": expected K=V, K- or the name of a set variable");
+    }
+  }
+  for (const std::string& key : unset_env) {
+    if (key.empty() || key.find('=') != std::string::npos)
+      usage("--unsetenv " + quote(key) + ": expected a variable name");
+    opts.unset_env.push_back(key);
+  }
+  auto flag_bool = [&](const std::string& value, const char* flag) {
+    require_one_of(value, flag, {"true", "false"});
+    return value == "true";
+  };
+  if (vm.count("omit-history"))
+    opts.omit_history = flag_bool(omit_history, "--omit-history");
+  if (vm.count("identity-label"))
+    opts.identity_label = flag_bool(identity_label, "--identity-label");
   opts.iidfile = iidfile;
   require_one_of(progress, "--progress", {"auto", "tty", "plain", "json", "quiet"});
   opts.progress = vm["quiet"].as<bool>() ? "quiet" : progress;
@@ -415,8 +463,34 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     usage("--jobs " + std::to_string(jobs) + ": expected a number of stages from 1 to 256");
   opts.jobs = static_cast<size_t>(jobs);
   opts.sign_key = sign_key;
+  if (vm.count("compression-format")) {
+    if (compression_format == "zstd:chunked") {
+      usage(
+          "--compression-format zstd:chunked: kiln writes zstd layers without the chunked "
+          "table of contents; use zstd (every reader of zstd:chunked reads them)");
+    }
+    if (!vm["compression"].defaulted() && compression != compression_format) {
+      usage("--compression " + compression + " and --compression-format " + compression_format +
+            " disagree: give one");
+    }
+    require_one_of(compression_format, "--compression-format", {"gzip", "zstd"});
+    compression = compression_format;
+  }
+  if (vm.count("disable-compression") && flag_bool(disable_compression, "--disable-compression"))
+    compression = "none";
   require_one_of(compression, "--compression", {"gzip", "zstd", "none"});
   opts.compression = compression;
+  if (vm.count("compression-level")) {
+    int most = compression == "zstd" ? 22 : 9;
+    int least = compression == "zstd" ? 1 : 0;
+    if (compression == "none" || compression_level < least || compression_level > most) {
+      usage("--compression-level " + std::to_string(compression_level) + ": " +
+            (compression == "none" ? std::string("the layers are not compressed")
+                                   : compression + " takes " + std::to_string(least) + " to " +
+                                         std::to_string(most)));
+    }
+    opts.compression_level = compression_level;
+  }
   require_one_of(format, "--format", {"oci", "docker"});
   opts.format = format;
   for (const std::string& list : allow) {

@@ -50,6 +50,14 @@ struct BuildCommandOptions {
   std::map<std::string, std::string> ssh;  // --ssh ID[=SOCKET]: agent sockets by id
   std::string network = "default";         // default | none | host
   std::vector<std::pair<std::string, std::string>> labels;
+  // buildah's image shaping: --unsetlabel, --env K=V / K- , --unsetenv, --omit-history,
+  // --identity-label (adds io.kiln.version).
+  std::vector<std::string> unset_labels;
+  std::vector<std::pair<std::string, std::string>> env;
+  std::vector<std::string> unset_env;
+  bool omit_history = false;
+  bool identity_label = false;
+  int compression_level = -1;  // --compression-level; -1: the algorithm's default
   std::string iidfile;
   std::string progress = "auto";  // auto | tty | plain | json
   std::string sign_key;

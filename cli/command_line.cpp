@@ -18,14 +18,17 @@ std::vector<std::string> bare_flags_as_true(const std::vector<std::string>& args
   for (const std::string& arg : args) {
     if (!operands_only && arg == "--")
       operands_only = true;
+    const po::option_description* option = nullptr;
     if (!operands_only && arg.size() > 2 && arg.starts_with("--") &&
         arg.find('=') == std::string::npos) {
-      const po::option_description* option = flags.find_nothrow(arg.substr(2), false);
-      if (option && option->semantic()->min_tokens() == 0 &&
-          option->semantic()->max_tokens() == 1) {
-        out.push_back(arg + "=true");
-        continue;
-      }
+      option = flags.find_nothrow(arg.substr(2), false);
+    } else if (!operands_only && arg.size() == 2 && arg[0] == '-' && arg[1] != '-') {
+      option = flags.find_nothrow(arg, false);  // a short name ("-D") matches as written
+    }
+    if (option && option->semantic()->min_tokens() == 0 && option->semantic()->max_tokens() == 1 &&
+        !option->long_name().empty()) {
+      out.push_back("--" + option->long_name() + "=true");
+      continue;
     }
     out.push_back(arg);
   }

@@ -16,6 +16,7 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/runner/emulation.hpp"
+#include "metadata.hpp"
 
 namespace kiln::solver {
 namespace {
@@ -218,10 +219,20 @@ struct Builder::Impl {
     out.config = target->config;
     for (const auto& [key, value] : env.request.labels)
       out.config.config.labels[key] = value;
+    for (const std::string& key : env.request.unset_labels)
+      out.config.config.labels.erase(key);
+    for (const auto& [key, value] : env.request.env)
+      set_env(out.config.config.env, key, value);
+    for (const std::string& key : env.request.unset_env) {
+      std::erase_if(out.config.config.env,
+                    [&](const std::string& entry) { return entry.starts_with(key + "="); });
+    }
     // The image is as old as its newest step, so a fully cached rebuild is the same image.
     out.config.created = env.request.source_date_epoch || out.config.history.empty()
                              ? env.created
                              : out.config.history.back().created;
+    if (env.request.omit_history)
+      out.config.history.clear();
     out.config.os = target_stage.platform.os;
     out.config.architecture = target_stage.platform.architecture;
     out.config.variant = target_stage.platform.variant;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "kiln/base/fd.hpp"
 #include "process.hpp"
@@ -84,6 +85,54 @@ TEST(Cli, BuildCommandLinesOfBuildahAndPodmanParse) {
   ProcessResult never = run_kiln({"build", "--pull=never", ctx.path().string()}, {}, {}, {store});
   EXPECT_EQ(never.exit_code, 1);
   EXPECT_THAT(never.err, HasSubstr("--pull=never does not fetch it"));
+}
+
+// buildah's image shaping flags change the final image's config and layers as buildah does.
+TEST(Cli, BuildahImageShapingFlags) {
+  TempDir ctx;
+  {
+    std::ofstream(ctx.path() / "Containerfile")
+        << "FROM scratch\nLABEL a=b keep=1\nENV X=1 Y=2\nCOPY Containerfile /\n";
+  }
+  std::string store = "KILN_ROOT=" + (ctx.path() / "store").string();
+  ProcessResult r = run_kiln(
+      {"build", "-q", "-t", "s:1", "--unsetlabel", "a", "--label", "c=d", "--env", "Z=3", "--env",
+       "Y-", "--unsetenv", "X", "--omit-history", "--identity-label", "-D", ctx.path().string()},
+      {}, {}, {store});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ProcessResult inspect = run_kiln({"inspect", "s:1"}, {}, {}, {store});
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  nlohmann::json j = nlohmann::json::parse(inspect.out);
+  const nlohmann::json& config = j["Config"]["config"];
+  EXPECT_EQ(config["Env"], nlohmann::json::array({"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                                                  "/usr/bin:/sbin:/bin",
+                                                  "Z=3"}));
+  EXPECT_FALSE(config["Labels"].contains("a"));
+  EXPECT_EQ(config["Labels"]["keep"], "1");
+  EXPECT_EQ(config["Labels"]["c"], "d");
+  EXPECT_TRUE(config["Labels"].contains("io.kiln.version"));
+  EXPECT_FALSE(j["Config"].contains("history"));
+  EXPECT_EQ(j["Manifest"]["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar");
+
+  ProcessResult zstd = run_kiln({"build", "-q", "-t", "z:1", "--compression-format", "zstd",
+                                 "--compression-level", "19", ctx.path().string()},
+                                {}, {}, {store});
+  ASSERT_EQ(zstd.exit_code, 0) << zstd.err;
+  nlohmann::json z = nlohmann::json::parse(run_kiln({"inspect", "z:1"}, {}, {}, {store}).out);
+  EXPECT_EQ(z["Manifest"]["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"--compression-format", "zstd:chunked"},
+           {"--compression-level", "12"},
+           {"--env", "NOT_SET_ANYWHERE_1234"},
+           {"--omit-history=maybe"},
+       }) {
+    std::vector<std::string> args = {"build"};
+    args.insert(args.end(), bad.begin(), bad.end());
+    args.push_back(ctx.path().string());
+    ProcessResult refused = run_kiln(args, {}, {}, {store});
+    EXPECT_EQ(refused.exit_code, 2) << bad[0];
+    EXPECT_THAT(refused.err, HasSubstr(bad[0].substr(0, bad[0].find('=')))) << refused.err;
+  }
 }
 
 TEST(Cli, MissingArgumentsAreUsageErrors) {

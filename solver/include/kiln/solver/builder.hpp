@@ -54,7 +54,13 @@ struct BuildRequest {
   snapshotter::LayerOptions layers;          // compression; SOURCE_DATE_EPOCH clamps file times
   std::optional<int64_t> source_date_epoch;  // also the image's "created" time
   std::vector<std::pair<std::string, std::string>> labels;  // --label, added to the final image
-  ProgressSink* progress = nullptr;                         // step events; may be null
+  // buildah's shaping of the final image's config, after the labels: --unsetlabel, --env K=V
+  // (set), --unsetenv (and --env K-), --omit-history.
+  std::vector<std::string> unset_labels;
+  std::vector<std::pair<std::string, std::string>> env;
+  std::vector<std::string> unset_env;
+  bool omit_history = false;
+  ProgressSink* progress = nullptr;  // step events; may be null
 
   // Caching
   bool no_cache = false;                     // --no-cache: run every step
