@@ -189,8 +189,9 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.cache_from = caches_of(opts->cache_from, /*from=*/true);
   request.cache_to = caches_of(opts->cache_to, /*from=*/false);
   request.solve.layers.compression.algorithm = snapshotter::parse_compression(opts->compression);
-  request.solve.source_date_epoch = source_date_epoch();
+  request.solve.source_date_epoch = opts->timestamp ? opts->timestamp : source_date_epoch();
   request.solve.layers.source_date_epoch = request.solve.source_date_epoch;
+  request.solve.layers.all_mtimes = opts->timestamp.has_value();
   request.solve.labels = opts->labels;
   if (opts->identity_label)
     request.solve.labels.emplace_back("io.kiln.version", KILN_VERSION);

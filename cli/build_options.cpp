@@ -227,6 +227,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       unset_env;
   std::string omit_history, identity_label, disable_compression, compression_format;
   int compression_level = -1;
+  long long timestamp = -1;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
       pull, format, snapshotter, runtime, tls_verify, creds, authfile, metadata_file, ignorefile,
       layers;
@@ -277,6 +278,9 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "write uncompressed layers (same as --compression none)")
       ("compression-format", po::value(&compression_format),
        "podman's name for --compression: gzip or zstd")
+      ("timestamp", po::value(&timestamp),
+       "seconds since 1970: the image's created time and the time of every file in its new "
+       "layers, for reproducible images (buildah; SOURCE_DATE_EPOCH only clamps later times)")
       ("compression-level", po::value(&compression_level),
        "gzip 0-9 or zstd 1-22 (default: gzip 6, zstd 3)")
       ("iidfile", po::value(&iidfile), "write the image ID to FILE")
@@ -429,6 +433,11 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     require_one_of(value, flag, {"true", "false"});
     return value == "true";
   };
+  if (vm.count("timestamp")) {
+    if (timestamp < 0)
+      usage("--timestamp " + std::to_string(timestamp) + ": expected seconds since 1970");
+    opts.timestamp = timestamp;
+  }
   if (vm.count("omit-history"))
     opts.omit_history = flag_bool(omit_history, "--omit-history");
   if (vm.count("identity-label"))

@@ -58,6 +58,8 @@ struct BuildCommandOptions {
   bool omit_history = false;
   bool identity_label = false;
   int compression_level = -1;  // --compression-level; -1: the algorithm's default
+  // --timestamp SECONDS: the image's created time and every file time in its new layers.
+  std::optional<int64_t> timestamp;
   std::string iidfile;
   std::string progress = "auto";  // auto | tty | plain | json
   std::string sign_key;

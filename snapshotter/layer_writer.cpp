@@ -318,8 +318,8 @@ void write_entry(TarWriter& tar, const LayerEntry& e, const LayerOptions& option
   archive_entry_set_gid(ae, e.gid);
   int64_t sec = e.mtime_sec;
   int64_t nsec = e.mtime_nsec;
-  if (options.source_date_epoch &&
-      (sec > *options.source_date_epoch || (sec == *options.source_date_epoch && nsec > 0))) {
+  if (options.source_date_epoch && (options.all_mtimes || sec > *options.source_date_epoch ||
+                                    (sec == *options.source_date_epoch && nsec > 0))) {
     sec = *options.source_date_epoch;
     nsec = 0;
   }

@@ -17,6 +17,8 @@ std::string build_salt(const snapshotter::LayerOptions& layers,
   j["compression"] = static_cast<int>(layers.compression.algorithm);
   j["level"] = layers.compression.level;
   j["source_date_epoch"] = source_date_epoch ? std::to_string(*source_date_epoch) : "";
+  if (layers.all_mtimes)
+    j["all_mtimes"] = true;
   return digest_of(j);
 }
 

@@ -55,6 +55,8 @@ struct LayerOptions {
   CompressionOptions compression;
   // SOURCE_DATE_EPOCH: every mtime later than this becomes exactly this (with 0 nanoseconds).
   std::optional<int64_t> source_date_epoch;
+  // With source_date_epoch, every mtime becomes it, earlier ones too (buildah's --timestamp).
+  bool all_mtimes = false;
 };
 
 struct LayerResult {
