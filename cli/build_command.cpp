@@ -199,6 +199,10 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.solve.env = opts->env;
   request.solve.unset_env = opts->unset_env;
   request.solve.omit_history = opts->omit_history;
+  request.solve.dns_servers = opts->dns_servers;
+  request.solve.dns_search = opts->dns_search;
+  request.solve.dns_options = opts->dns_options;
+  request.solve.no_hosts = opts->no_hosts;
   request.solve.layers.compression.level = opts->compression_level;
   request.format =
       opts->format == "docker" ? exporter::ManifestFormat::kDocker : exporter::ManifestFormat::kOci;

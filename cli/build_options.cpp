@@ -110,6 +110,12 @@ SecretSpec parse_secret(const std::string& spec) {
   return secret;
 }
 
+bool is_ip_address(const std::string& ip) {
+  unsigned char buffer[sizeof(in6_addr)];
+  return ::inet_pton(AF_INET, ip.c_str(), buffer) == 1 ||
+         ::inet_pton(AF_INET6, ip.c_str(), buffer) == 1;
+}
+
 // --add-host HOST:IP (docker; an IPv6 address keeps its colons) or HOST=IP (buildx).
 std::pair<std::string, std::string> parse_add_host(const std::string& spec) {
   size_t sep = spec.find('=');
@@ -120,9 +126,7 @@ std::pair<std::string, std::string> parse_add_host(const std::string& spec) {
   std::string host = spec.substr(0, sep), ip = spec.substr(sep + 1);
   if (ip.size() > 2 && ip.front() == '[' && ip.back() == ']')
     ip = ip.substr(1, ip.size() - 2);
-  unsigned char buffer[sizeof(in6_addr)];
-  if (::inet_pton(AF_INET, ip.c_str(), buffer) != 1 &&
-      ::inet_pton(AF_INET6, ip.c_str(), buffer) != 1) {
+  if (!is_ip_address(ip)) {
     usage("--add-host " + quote(spec) + ": " + quote(ip) +
           " is not an IP address (host-gateway is not supported)");
   }
@@ -224,7 +228,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
                                                        std::ostream& help_out) {
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
       labels, no_cache_filter, add_hosts, annotations, build_contexts, ssh, unset_labels, envs,
-      unset_env;
+      unset_env, dns, dns_search, dns_option;
+  std::string no_hosts;
   std::string omit_history, identity_label, disable_compression, compression_format;
   int compression_level = -1;
   long long timestamp = -1;
@@ -278,6 +283,12 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "write uncompressed layers (same as --compression none)")
       ("compression-format", po::value(&compression_format),
        "podman's name for --compression: gzip or zstd")
+      ("dns", po::value(&dns),
+       "a DNS server for RUN steps' /etc/resolv.conf (repeatable; none: no resolv.conf)")
+      ("dns-search", po::value(&dns_search), "a DNS search domain for RUN steps (repeatable)")
+      ("dns-option", po::value(&dns_option), "a resolv.conf option for RUN steps (repeatable)")
+      ("no-hosts", po::value(&no_hosts)->implicit_value("true"),
+       "do not generate /etc/hosts for RUN steps: they see the image's own")
       ("timestamp", po::value(&timestamp),
        "seconds since 1970: the image's created time and the time of every file in its new "
        "layers, for reproducible images (buildah; SOURCE_DATE_EPOCH only clamps later times)")
@@ -433,6 +444,20 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     require_one_of(value, flag, {"true", "false"});
     return value == "true";
   };
+  for (const std::string& list : dns) {
+    for (const std::string& server : split(list, ',')) {
+      if (server != "none" && !is_ip_address(server))
+        usage("--dns " + quote(server) + ": expected an IP address or none");
+      opts.dns_servers.push_back(server);
+    }
+  }
+  for (const std::string& list : dns_search) {
+    for (const std::string& domain : split(list, ','))
+      opts.dns_search.push_back(domain);
+  }
+  opts.dns_options = dns_option;
+  if (vm.count("no-hosts"))
+    opts.no_hosts = flag_bool(no_hosts, "--no-hosts");
   if (vm.count("timestamp")) {
     if (timestamp < 0)
       usage("--timestamp " + std::to_string(timestamp) + ": expected seconds since 1970");

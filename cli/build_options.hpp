@@ -58,6 +58,9 @@ struct BuildCommandOptions {
   bool omit_history = false;
   bool identity_label = false;
   int compression_level = -1;  // --compression-level; -1: the algorithm's default
+  // RUN's DNS and hosts files (podman): --dns IP|none, --dns-search, --dns-option, --no-hosts.
+  std::vector<std::string> dns_servers, dns_search, dns_options;
+  bool no_hosts = false;
   // --timestamp SECONDS: the image's created time and every file time in its new layers.
   std::optional<int64_t> timestamp;
   std::string iidfile;

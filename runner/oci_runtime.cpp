@@ -227,7 +227,8 @@ json mounts(const ProcessSpec& spec, bool user_namespace) {
     list.push_back(oci_mount("/sys", "bind", "/sys", {"rbind", "nosuid", "noexec", "nodev", "ro"}));
   else
     list.push_back(oci_mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}));
-  list.push_back(oci_mount("/etc/hosts", "bind", "hosts", {"rbind", "ro"}));
+  if (spec.hosts)
+    list.push_back(oci_mount("/etc/hosts", "bind", "hosts", {"rbind", "ro"}));
   if (!spec.resolv_conf.empty())
     list.push_back(oci_mount("/etc/resolv.conf", "bind", spec.resolv_conf, {"rbind", "ro"}));
   for (const Mount& mount : spec.mounts)

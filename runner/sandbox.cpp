@@ -320,8 +320,10 @@ std::vector<MountStep> mount_steps(const ProcessSpec& spec, const fs::path& host
     for (const char* path : kReadOnlyPaths)
       steps.push_back(path_step(StepKind::kReadOnly, path));
   }
-  steps.push_back(
-      bind_step(hosts_file.string(), "/etc/hosts", TargetType::kFile, MOUNT_ATTR_RDONLY));
+  if (spec.hosts) {
+    steps.push_back(
+        bind_step(hosts_file.string(), "/etc/hosts", TargetType::kFile, MOUNT_ATTR_RDONLY));
+  }
   if (!spec.resolv_conf.empty()) {
     if (::access(spec.resolv_conf.c_str(), R_OK) != 0)
       throw Error("resolv.conf " + spec.resolv_conf + ": " + std::strerror(errno));

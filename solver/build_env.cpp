@@ -1,5 +1,6 @@
 #include "build_env.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include "cache_key.hpp"
 #include "kiln/base/crash_point.hpp"
 #include "kiln/base/error.hpp"
+#include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/snapshotter/layer_applier.hpp"
@@ -287,6 +289,57 @@ std::string BuildEnv::no_stage_or_image(const std::string& ref, const std::strin
     message += " (the stages are " + join(graph->stage_names, ", ") + ")";
   }
   return message + " (looking it up as an image: " + error + ")";
+}
+
+std::optional<std::string> BuildEnv::resolv_conf() {
+  std::lock_guard lock(mutex_);
+  if (resolv_conf_)
+    return *resolv_conf_;
+  const BuildRequest& r = request;
+  std::optional<std::string> result;
+  if (std::find(r.dns_servers.begin(), r.dns_servers.end(), "none") != r.dns_servers.end()) {
+    result = "";
+  } else if (!r.dns_servers.empty() || !r.dns_search.empty() || !r.dns_options.empty()) {
+    // What is not given comes from the host's file, as podman does.
+    std::string host;
+    try {
+      host = read_file("/etc/resolv.conf");
+    } catch (const Error&) {
+      // no host file: only what the flags say
+    }
+    std::vector<std::string> servers = r.dns_servers, search = r.dns_search,
+                             options = r.dns_options;
+    for (const std::string& line : split(host, '\n')) {
+      std::vector<std::string> words;
+      for (const std::string& w : split(line, ' ')) {
+        if (!w.empty())
+          words.push_back(w);
+      }
+      if (words.size() < 2)
+        continue;
+      if (words[0] == "nameserver" && r.dns_servers.empty())
+        servers.push_back(words[1]);
+      else if (words[0] == "search" && r.dns_search.empty())
+        search.assign(words.begin() + 1, words.end());
+      else if (words[0] == "options" && r.dns_options.empty())
+        options.insert(options.end(), words.begin() + 1, words.end());
+    }
+    std::string text;
+    for (const std::string& s : servers)
+      text += "nameserver " + s + "\n";
+    if (!search.empty())
+      text += "search " + join(search, " ") + "\n";
+    if (!options.empty())
+      text += "options " + join(options, " ") + "\n";
+    fs::path file = lease.temp_dir() / "resolv.conf";
+    {
+      UniqueFd fd = open_or_throw(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      write_all(fd.get(), text.data(), text.size(), file.string());
+    }
+    result = file.string();
+  }
+  resolv_conf_ = result;
+  return result;
 }
 
 InputTree BuildEnv::input_tree(frontend::OpId id, bool for_key) {

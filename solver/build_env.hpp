@@ -96,6 +96,9 @@ class BuildEnv {
   // The error for an image reference (COPY --from, RUN --mount from) that could not be
   // resolved: for a plain name, that it is neither a stage nor an image, with the closest stage.
   std::string no_stage_or_image(const std::string& ref, const std::string& error) const;
+  // The resolv.conf RUN steps get: nullopt for the host's, "" for none, else a file written once
+  // per build from --dns, --dns-search and --dns-option.
+  std::optional<std::string> resolv_conf();
   // Applies a layer blob to a directory; throws kiln::Error when its uncompressed content does
   // not hash to `diff_id`.
   void apply(const oci::Descriptor& layer, const oci::Digest& diff_id,
@@ -133,6 +136,7 @@ class BuildEnv {
   // --build-context directories, symlinks resolved once (like request.context, in the constructor)
   std::map<std::string, std::filesystem::path> directories_;
   std::unique_ptr<snapshotter::RunSnapshotter> run_snapshotter_;
+  std::optional<std::optional<std::string>> resolv_conf_;  // resolv_conf(), once made
   std::optional<bool> stage_overlay_usable_;
   std::vector<std::pair<size_t, oci::CacheRecord>> used_records_;
 };

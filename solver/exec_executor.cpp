@@ -99,6 +99,9 @@ class ExecExecutor final : public Executor {
     spec.env = environment(e, st);
     spec.cwd = working_dir(st);
     spec.hostname = "buildkitsandbox";  // BuildKit's, which build scripts may print or check
+    spec.hosts = !env.request.no_hosts;
+    if (std::optional<std::string> resolv = env.resolv_conf())
+      spec.resolv_conf = *resolv;
     spec.extra_hosts = e.extra_hosts;
     spec.privileged = e.insecure;
     spec.network =

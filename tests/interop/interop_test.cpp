@@ -515,6 +515,29 @@ TEST_F(Interop, RunWorkdirAndStageTriggersFollowBuildKit) {
   EXPECT_TRUE(fs::is_directory(out / "gone"));
 }
 
+// podman's --dns, --dns-search, --dns-option and --no-hosts shape what RUN steps see.
+TEST_F(Interop, DnsAndHostsFlagsReachRunSteps) {
+  fs::path ctx = dir() / "dns";
+  fs::path out = dir() / "dns-fs";
+  const std::string containerfile =
+      "FROM busybox:latest\n"
+      "RUN (cat /etc/resolv.conf 2>/dev/null || echo absent) > /r && "
+      "(cat /etc/hosts 2>/dev/null || echo none) > /h\n";
+  ProcessResult r = build_fs(ctx, containerfile, out,
+                             {"--dns", "192.0.2.1", "--dns-search", "example.com", "--dns-option",
+                              "ndots:2", "--no-hosts"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read(out / "r"), "nameserver 192.0.2.1\nsearch example.com\noptions ndots:2\n");
+  EXPECT_EQ(read(out / "h"), "none\n");
+  ProcessResult none = build_fs(ctx, containerfile, out, {"--dns", "none", "--no-cache"});
+  ASSERT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_EQ(read(out / "r"), "absent\n");
+  EXPECT_THAT(read(out / "h"), HasSubstr("buildkitsandbox"));
+  ProcessResult bad = build_fs(ctx, containerfile, out, {"--dns", "not-an-ip"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("--dns \"not-an-ip\": expected an IP address or none"));
+}
+
 TEST_F(Interop, CacheMountsPersistAndStayOutOfTheImage) {
   fs::path ctx = dir() / "run-cache";
   ProcessResult first = build_fs(

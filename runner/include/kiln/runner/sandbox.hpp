@@ -78,6 +78,8 @@ struct ProcessSpec {
   bool no_new_privs = false;
   // Host file bind-mounted read-only at /etc/resolv.conf; empty: none.
   std::string resolv_conf = "/etc/resolv.conf";
+  // Whether /etc/hosts is generated and mounted (podman's --no-hosts: the image's own stays).
+  bool hosts = true;
   // Receives the process's stdout and stderr (one pipe, so their order is kept), in chunks, on
   // the thread that called run(). May be empty. An exception it throws ends the run: the
   // sandbox is killed and the exception propagates.

@@ -88,7 +88,12 @@ struct BuildRequest {
   // --ssh ID=SOCKET: SSH agent sockets for RUN --mount=type=ssh, by id.
   std::map<std::string, std::filesystem::path> ssh_agents;
   std::string snapshotter = "auto";  // auto | overlay | copy
-  std::string runtime;               // --runtime runc|crun|PATH; empty: the built-in sandbox
+  // RUN's /etc/resolv.conf: the host's unless --dns, --dns-search or --dns-option give one
+  // (podman's flags; "none" among the servers: no resolv.conf at all); --no-hosts: no generated
+  // /etc/hosts. Not part of cache keys, as in podman.
+  std::vector<std::string> dns_servers, dns_search, dns_options;
+  bool no_hosts = false;
+  std::string runtime;  // --runtime runc|crun|PATH; empty: the built-in sandbox
 };
 
 // An image that is built but not yet exported: its layers are blobs in the store.
