@@ -203,6 +203,13 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.solve.dns_search = opts->dns_search;
   request.solve.dns_options = opts->dns_options;
   request.solve.no_hosts = opts->no_hosts;
+  request.solve.cap_add = opts->cap_add;
+  request.solve.cap_drop = opts->cap_drop;
+  request.solve.no_new_privs = opts->no_new_privs;
+  request.solve.no_seccomp = opts->no_seccomp;
+  for (const BuildCommandOptions::Ulimit& l : opts->ulimits)
+    request.solve.rlimits.push_back({l.resource, l.soft, l.hard});
+  request.solve.shm_size = opts->shm_size;
   request.solve.layers.compression.level = opts->compression_level;
   request.format =
       opts->format == "docker" ? exporter::ManifestFormat::kDocker : exporter::ManifestFormat::kOci;

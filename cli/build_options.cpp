@@ -1,12 +1,18 @@
 #include "build_options.hpp"
 
 #include <arpa/inet.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
+#include <cctype>
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <ostream>
+#include <regex>
 
 #include "app.hpp"
 #include "command_line.hpp"
@@ -108,6 +114,42 @@ SecretSpec parse_secret(const std::string& spec) {
     usage("--secret " + quote(spec) + ": give src=FILE or env=VARIABLE");
   }
   return secret;
+}
+
+// --ulimit NAME=SOFT[:HARD] as docker and podman take it; -1 or "unlimited" is no limit.
+BuildCommandOptions::Ulimit parse_ulimit(const std::string& spec) {
+  static const std::map<std::string, int> kResources = {
+      {"as", RLIMIT_AS},           {"core", RLIMIT_CORE},         {"cpu", RLIMIT_CPU},
+      {"data", RLIMIT_DATA},       {"fsize", RLIMIT_FSIZE},       {"locks", RLIMIT_LOCKS},
+      {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
+      {"nofile", RLIMIT_NOFILE},   {"nproc", RLIMIT_NPROC},       {"rss", RLIMIT_RSS},
+      {"rtprio", RLIMIT_RTPRIO},   {"rttime", RLIMIT_RTTIME},     {"sigpending", RLIMIT_SIGPENDING},
+      {"stack", RLIMIT_STACK}};
+  size_t eq = spec.find('=');
+  auto resource = kResources.find(spec.substr(0, eq));
+  if (eq == std::string::npos || resource == kResources.end()) {
+    usage("--ulimit " + quote(spec) +
+          ": expected NAME=SOFT[:HARD] with NAME one of as, core, cpu, data, fsize, locks, "
+          "memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack");
+  }
+  auto number = [&](const std::string& text) -> uint64_t {
+    if (text == "-1" || text == "unlimited")
+      return RLIM_INFINITY;
+    uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || text.empty())
+      usage("--ulimit " + quote(spec) + ": " + quote(text) + " is not a number");
+    return value;
+  };
+  std::string values = spec.substr(eq + 1);
+  size_t colon = values.find(':');
+  BuildCommandOptions::Ulimit limit;
+  limit.resource = resource->second;
+  limit.soft = number(values.substr(0, colon));
+  limit.hard = colon == std::string::npos ? limit.soft : number(values.substr(colon + 1));
+  if (limit.soft > limit.hard)
+    usage("--ulimit " + quote(spec) + ": the soft limit is above the hard limit");
+  return limit;
 }
 
 bool is_ip_address(const std::string& ip) {
@@ -228,7 +270,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
                                                        std::ostream& help_out) {
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
       labels, no_cache_filter, add_hosts, annotations, build_contexts, ssh, unset_labels, envs,
-      unset_env, dns, dns_search, dns_option;
+      unset_env, dns, dns_search, dns_option, cap_add, cap_drop, security_opts, ulimits;
+  std::string shm_size;
   std::string no_hosts;
   std::string omit_history, identity_label, disable_compression, compression_format;
   int compression_level = -1;
@@ -287,6 +330,14 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "a DNS server for RUN steps' /etc/resolv.conf (repeatable; none: no resolv.conf)")
       ("dns-search", po::value(&dns_search), "a DNS search domain for RUN steps (repeatable)")
       ("dns-option", po::value(&dns_option), "a resolv.conf option for RUN steps (repeatable)")
+      ("cap-add", po::value(&cap_add), "add a capability to RUN steps (repeatable; ALL: every one)")
+      ("cap-drop", po::value(&cap_drop),
+       "drop a capability from RUN steps (repeatable; ALL: every one)")
+      ("security-opt", po::value(&security_opts),
+       "RUN security: no-new-privileges, seccomp=unconfined, label=disable, apparmor=unconfined")
+      ("ulimit", po::value(&ulimits), "a resource limit for RUN steps: NAME=SOFT[:HARD] "
+       "(nofile, nproc, core, stack, ...; -1 or unlimited)")
+      ("shm-size", po::value(&shm_size), "the size of RUN steps' /dev/shm (default 64m)")
       ("no-hosts", po::value(&no_hosts)->implicit_value("true"),
        "do not generate /etc/hosts for RUN steps: they see the image's own")
       ("timestamp", po::value(&timestamp),
@@ -456,6 +507,56 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       opts.dns_search.push_back(domain);
   }
   opts.dns_options = dns_option;
+  auto capability_list = [&](const std::vector<std::string>& lists, const char* flag) {
+    std::vector<std::string> out;
+    for (const std::string& list : lists) {
+      for (const std::string& cap : split(list, ',')) {
+        bool ok = !cap.empty() && std::all_of(cap.begin(), cap.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+        });
+        if (!ok)
+          usage(std::string(flag) + " " + quote(cap) + ": expected a capability name");
+        out.push_back(cap);
+      }
+    }
+    return out;
+  };
+  opts.cap_add = capability_list(cap_add, "--cap-add");
+  opts.cap_drop = capability_list(cap_drop, "--cap-drop");
+  for (const std::string& opt : security_opts) {
+    std::string name = opt.substr(0, opt.find_first_of("=:"));
+    std::string value = opt.size() > name.size() ? opt.substr(name.size() + 1) : "";
+    if (name == "no-new-privileges" && (value.empty() || value == "true")) {
+      opts.no_new_privs = true;
+    } else if (name == "no-new-privileges" && value == "false") {
+      opts.no_new_privs = false;
+    } else if (name == "seccomp" && value == "unconfined") {
+      opts.no_seccomp = true;
+    } else if (name == "seccomp") {
+      usage("--security-opt " + quote(opt) +
+            ": kiln applies moby's default seccomp profile and reads no other; "
+            "seccomp=unconfined turns it off");
+    } else if ((name == "label" && value == "disable") ||
+               (name == "apparmor" && value == "unconfined")) {
+      // kiln applies no SELinux label and no AppArmor profile: already so.
+    } else if (name == "label" || name == "apparmor") {
+      usage("--security-opt " + quote(opt) + ": kiln applies no " +
+            (name == "label" ? "SELinux labels" : "AppArmor profiles") + "; only " + name +
+            (name == "label" ? "=disable" : "=unconfined") + " is accepted");
+    } else {
+      usage("--security-opt " + quote(opt) +
+            ": expected no-new-privileges, seccomp=unconfined, label=disable or "
+            "apparmor=unconfined");
+    }
+  }
+  for (const std::string& spec : ulimits)
+    opts.ulimits.push_back(parse_ulimit(spec));
+  if (vm.count("shm-size")) {
+    static const std::regex kSize("[0-9]+[bkmgBKMG]?");
+    if (!std::regex_match(shm_size, kSize))
+      usage("--shm-size " + quote(shm_size) + ": expected a size such as 64m or 1g");
+    opts.shm_size = shm_size;
+  }
   if (vm.count("no-hosts"))
     opts.no_hosts = flag_bool(no_hosts, "--no-hosts");
   if (vm.count("timestamp")) {

@@ -61,6 +61,17 @@ struct BuildCommandOptions {
   // RUN's DNS and hosts files (podman): --dns IP|none, --dns-search, --dns-option, --no-hosts.
   std::vector<std::string> dns_servers, dns_search, dns_options;
   bool no_hosts = false;
+  // RUN's process (podman): --cap-add, --cap-drop, --security-opt no-new-privileges and
+  // seccomp=unconfined, --ulimit NAME=SOFT[:HARD], --shm-size.
+  std::vector<std::string> cap_add, cap_drop;
+  bool no_new_privs = false;
+  bool no_seccomp = false;
+  struct Ulimit {
+    int resource = 0;
+    uint64_t soft = 0, hard = 0;
+  };
+  std::vector<Ulimit> ulimits;
+  std::string shm_size;
   // --timestamp SECONDS: the image's created time and every file time in its new layers.
   std::optional<int64_t> timestamp;
   std::string iidfile;

@@ -3,9 +3,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <climits>
 
 #include "kiln/base/error.hpp"
+#include "kiln/base/strings.hpp"
 #include "kiln/runner/oci_runtime.hpp"
 #include "kiln/runner/runner.hpp"
 #include "kiln/runner/sandbox.hpp"
@@ -19,6 +22,37 @@ void check_process_spec(const ProcessSpec& spec) {
     throw Error("run: working directory \"" + spec.cwd + "\" is not an absolute path");
   if (spec.hostname.empty() || spec.hostname.size() > HOST_NAME_MAX)
     throw Error("run: bad hostname \"" + spec.hostname + "\"");
+}
+
+std::vector<std::string> capability_set(const ProcessSpec& spec,
+                                        const std::vector<std::string>& defaults,
+                                        const std::vector<std::string>& all) {
+  auto normal = [&](const std::string& name) {
+    std::string upper;
+    for (char c : name)
+      upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (upper != "ALL" && !upper.starts_with("CAP_"))
+      upper = "CAP_" + upper;
+    if (upper != "ALL" && std::find(all.begin(), all.end(), upper) == all.end())
+      throw Error("unknown capability " + quote(name));
+    return upper;
+  };
+  std::vector<std::string> set = spec.privileged ? all : defaults;
+  for (const std::string& name : spec.cap_add) {
+    std::string cap = normal(name);
+    if (cap == "ALL")
+      set = all;
+    else if (std::find(set.begin(), set.end(), cap) == set.end())
+      set.push_back(cap);
+  }
+  for (const std::string& name : spec.cap_drop) {
+    std::string cap = normal(name);
+    if (cap == "ALL")
+      set.clear();
+    else
+      std::erase(set, cap);
+  }
+  return set;
 }
 
 std::string hosts_file_content(const ProcessSpec& spec) {

@@ -30,6 +30,13 @@ inline constexpr const char* kReadOnlyPaths[] = {"/proc/bus", "/proc/fs", "/proc
 // hostname. Throws kiln::Error "run: ...".
 void check_process_spec(const ProcessSpec& spec);
 
+// The capability names ("CAP_CHOWN", ...) the process gets: `defaults` (all of `all` when
+// privileged), then spec.cap_add, then spec.cap_drop ("ALL" means every one of `all`). Throws
+// kiln::Error "unknown capability NAME" for a name not in `all`.
+std::vector<std::string> capability_set(const ProcessSpec& spec,
+                                        const std::vector<std::string>& defaults,
+                                        const std::vector<std::string>& all);
+
 // The /etc/hosts a RUN step sees: localhost, the step's hostname, then spec.extra_hosts.
 std::string hosts_file_content(const ProcessSpec& spec);
 

@@ -22,6 +22,7 @@
 #include <spawn.h>
 #include <sys/capability.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -135,10 +136,10 @@ std::vector<std::string> all_capabilities() {
 // As runc sets them (after CVE-2022-24769): the bounding set is the container's set; root also
 // gets it effective and permitted; nobody gets inheritable or ambient ones.
 json capabilities(const ProcessSpec& spec) {
-  std::vector<std::string> set = spec.privileged
-                                     ? all_capabilities()
-                                     : std::vector<std::string>(std::begin(kDefaultCapabilities),
-                                                                std::end(kDefaultCapabilities));
+  std::vector<std::string> set = detail::capability_set(
+      spec,
+      std::vector<std::string>(std::begin(kDefaultCapabilities), std::end(kDefaultCapabilities)),
+      all_capabilities());
   std::vector<std::string> root_only = spec.uid == 0 ? set : std::vector<std::string>{};
   return json{{"bounding", set},
               {"effective", root_only},
@@ -219,7 +220,7 @@ json mounts(const ProcessSpec& spec, bool user_namespace) {
   list.push_back(oci_mount("/dev/pts", "devpts", "devpts",
                            {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}));
   list.push_back(oci_mount("/dev/shm", "tmpfs", "shm",
-                           {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}));
+                           {"nosuid", "noexec", "nodev", "mode=1777", "size=" + spec.shm_size}));
   list.push_back(oci_mount("/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}));
   // A new sysfs needs a network namespace owned by the container's user namespace; a rootless
   // kiln sharing the host's network gets the caller's /sys read-only instead, as with Sandbox.
@@ -648,6 +649,32 @@ json OciRuntime::make_config(const ProcessSpec& spec, const std::string& rootfs)
                {"cwd", spec.cwd},
                {"capabilities", capabilities(spec)},
                {"noNewPrivileges", spec.no_new_privs && !spec.privileged}};
+  if (!spec.rlimits.empty()) {
+    static const std::map<int, const char*> kNames = {{RLIMIT_AS, "RLIMIT_AS"},
+                                                      {RLIMIT_CORE, "RLIMIT_CORE"},
+                                                      {RLIMIT_CPU, "RLIMIT_CPU"},
+                                                      {RLIMIT_DATA, "RLIMIT_DATA"},
+                                                      {RLIMIT_FSIZE, "RLIMIT_FSIZE"},
+                                                      {RLIMIT_LOCKS, "RLIMIT_LOCKS"},
+                                                      {RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK"},
+                                                      {RLIMIT_MSGQUEUE, "RLIMIT_MSGQUEUE"},
+                                                      {RLIMIT_NICE, "RLIMIT_NICE"},
+                                                      {RLIMIT_NOFILE, "RLIMIT_NOFILE"},
+                                                      {RLIMIT_NPROC, "RLIMIT_NPROC"},
+                                                      {RLIMIT_RSS, "RLIMIT_RSS"},
+                                                      {RLIMIT_RTPRIO, "RLIMIT_RTPRIO"},
+                                                      {RLIMIT_RTTIME, "RLIMIT_RTTIME"},
+                                                      {RLIMIT_SIGPENDING, "RLIMIT_SIGPENDING"},
+                                                      {RLIMIT_STACK, "RLIMIT_STACK"}};
+    json limits = json::array();
+    for (const ProcessSpec::Rlimit& l : spec.rlimits) {
+      auto name = kNames.find(l.resource);
+      if (name == kNames.end())
+        throw Error("run: unknown resource limit " + std::to_string(l.resource));
+      limits.push_back({{"type", name->second}, {"hard", l.hard}, {"soft", l.soft}});
+    }
+    process["rlimits"] = std::move(limits);
+  }
 
   json namespaces =
       json::array({{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}});
@@ -667,7 +694,8 @@ json OciRuntime::make_config(const ProcessSpec& spec, const std::string& rootfs)
   if (!spec.privileged) {
     linux_config["maskedPaths"] = kMaskedPaths;
     linux_config["readonlyPaths"] = kReadOnlyPaths;
-    linux_config["seccomp"] = default_seccomp();
+    if (!spec.no_seccomp)
+      linux_config["seccomp"] = default_seccomp();
   }
 
   return json{{"ociVersion", "1.0.2"},

@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -103,7 +104,8 @@ struct ChildPlan {
   std::vector<cap_value_t> bounding_drop;
   cap_t capabilities = nullptr;  // effective, permitted, inheritable after the id switch
   bool no_new_privs = false;
-  const sock_fprog* seccomp = nullptr;  // null: no filter
+  const sock_fprog* seccomp = nullptr;                 // null: no filter
+  std::vector<std::pair<int, struct rlimit>> rlimits;  // --ulimit, set before exec
 
   std::string program;                       // args[0], for messages
   std::vector<std::string> exec_candidates;  // paths execve tries in order
@@ -296,7 +298,8 @@ std::vector<MountStep> mount_steps(const ProcessSpec& spec, const fs::path& host
   steps.push_back(filesystem_step("devpts", "/dev/pts", MS_NOSUID | MS_NOEXEC,
                                   "newinstance,ptmxmode=0666,mode=0620"));
   steps.push_back(symlink_step("/dev/ptmx", "pts/ptmx"));
-  steps.push_back(filesystem_step("tmpfs", "/dev/shm", kNoSuidDevExec, "mode=1777,size=65536k"));
+  std::string shm = "mode=1777,size=" + spec.shm_size;
+  steps.push_back(filesystem_step("tmpfs", "/dev/shm", kNoSuidDevExec, shm.c_str()));
   steps.push_back(filesystem_step("mqueue", "/dev/mqueue", kNoSuidDevExec, ""));
   steps.push_back(symlink_step("/dev/fd", "/proc/self/fd"));
   steps.push_back(symlink_step("/dev/stdin", "/proc/self/fd/0"));
@@ -388,13 +391,30 @@ CapPtr process_capabilities(const ProcessSpec& spec, const std::vector<cap_value
   return caps;
 }
 
+std::string capability_name(cap_value_t cap) {
+  char* raw = cap_to_name(cap);
+  if (!raw)
+    return {};
+  std::string name = raw;
+  cap_free(raw);
+  for (char& c : name)
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return name;
+}
+
+// The default set (every capability when privileged), with --cap-add and --cap-drop applied.
 std::vector<cap_value_t> kept_capabilities(const ProcessSpec& spec) {
-  if (!spec.privileged)
-    return {std::begin(kDefaultCapabilities), std::end(kDefaultCapabilities)};
-  std::vector<cap_value_t> all;
+  std::vector<std::string> defaults, all;
+  for (cap_value_t cap : kDefaultCapabilities)
+    defaults.push_back(capability_name(cap));
   for (cap_value_t cap = 0; cap < cap_max_bits(); ++cap)
-    all.push_back(cap);
-  return all;
+    all.push_back(capability_name(cap));
+  std::vector<cap_value_t> kept;
+  for (const std::string& name : detail::capability_set(spec, defaults, all)) {
+    auto it = std::find(all.begin(), all.end(), name);
+    kept.push_back(static_cast<cap_value_t>(it - all.begin()));
+  }
+  return kept;
 }
 
 std::vector<cap_value_t> bounding_drop(const std::vector<cap_value_t>& kept) {
@@ -1002,6 +1022,11 @@ int child_main(void* argument) {
     bring_up_loopback(child);
   redirect_stdio(child);
   change_directory(child);
+  // While the process still has CAP_SYS_RESOURCE: a limit may be raised as well as lowered.
+  for (const auto& [resource, limit] : plan.rlimits) {
+    if (::prlimit(0, static_cast<__rlimit_resource>(resource), &limit, nullptr) != 0)
+      fail(child, "set a resource limit (--ulimit)");
+  }
   // Without no_new_privs the kernel only lets a process with CAP_SYS_ADMIN load a filter: load
   // it while the process still has every capability of its user namespace (as runc does). The
   // profile allows what follows.
@@ -1245,7 +1270,9 @@ ChildPlan make_plan(const ProcessSpec& spec, const fs::path& hosts_file, const I
 
   plan.bounding_drop = bounding_drop(kept_capabilities(spec));
   plan.no_new_privs = spec.no_new_privs && !spec.privileged;
-  plan.seccomp = spec.privileged ? nullptr : &detail::default_seccomp_program();
+  plan.seccomp = spec.privileged || spec.no_seccomp ? nullptr : &detail::default_seccomp_program();
+  for (const ProcessSpec::Rlimit& l : spec.rlimits)
+    plan.rlimits.push_back({l.resource, {l.soft, l.hard}});
 
   plan.program = spec.args[0];
   plan.exec_candidates = exec_candidates(spec);

@@ -100,6 +100,14 @@ class ExecExecutor final : public Executor {
     spec.cwd = working_dir(st);
     spec.hostname = "buildkitsandbox";  // BuildKit's, which build scripts may print or check
     spec.hosts = !env.request.no_hosts;
+    spec.cap_add = env.request.cap_add;
+    spec.cap_drop = env.request.cap_drop;
+    spec.no_new_privs = env.request.no_new_privs;
+    spec.no_seccomp = env.request.no_seccomp;
+    for (const BuildRequest::Rlimit& l : env.request.rlimits)
+      spec.rlimits.push_back({l.resource, l.soft, l.hard});
+    if (!env.request.shm_size.empty())
+      spec.shm_size = env.request.shm_size;
     if (std::optional<std::string> resolv = env.resolv_conf())
       spec.resolv_conf = *resolv;
     spec.extra_hosts = e.extra_hosts;

@@ -538,6 +538,41 @@ TEST_F(Interop, DnsAndHostsFlagsReachRunSteps) {
   EXPECT_THAT(bad.err, HasSubstr("--dns \"not-an-ip\": expected an IP address or none"));
 }
 
+// podman's --cap-add, --cap-drop, --security-opt, --ulimit and --shm-size shape RUN's process.
+TEST_F(Interop, ProcessFlagsReachRunSteps) {
+  fs::path ctx = dir() / "process-flags";
+  fs::path out = dir() / "process-flags-fs";
+  const std::string containerfile =
+      "FROM busybox:latest\n"
+      "RUN grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status > /status && "
+      "ulimit -n > /nofile && ulimit -Hn >> /nofile && "
+      "df -k /dev/shm | tail -1 | awk '{print $2}' > /shm\n";
+  ProcessResult r =
+      build_fs(ctx, containerfile, out,
+               {"--cap-add", "net_admin", "--cap-drop", "CAP_CHOWN,MKNOD", "--security-opt",
+                "no-new-privileges", "--security-opt", "seccomp=unconfined", "--ulimit",
+                "nofile=512:1024", "--shm-size", "8m"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The default 0xa80425fb, less CHOWN (bit 0) and MKNOD (bit 27), plus NET_ADMIN (bit 12).
+  EXPECT_EQ(read(out / "status"), "CapEff:\t00000000a00435fa\nNoNewPrivs:\t1\nSeccomp:\t0\n");
+  EXPECT_EQ(read(out / "nofile"), "512\n1024\n");
+  EXPECT_EQ(read(out / "shm"), "8192\n");
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"--security-opt", "seccomp=/etc/profile.json"},
+           {"--ulimit", "files=1"},
+           {"--ulimit", "nofile=9:1"},
+           {"--shm-size", "lots"},
+           {"--cap-add", "NET ADMIN"},
+       }) {
+    ProcessResult refused = build_fs(ctx, containerfile, out, bad);
+    EXPECT_EQ(refused.exit_code, 2) << bad[1];
+    EXPECT_THAT(refused.err, HasSubstr(bad[0])) << refused.err;
+  }
+  ProcessResult unknown = build_fs(ctx, containerfile, out, {"--cap-add", "FLY", "--no-cache"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_THAT(unknown.err, HasSubstr("unknown capability \"FLY\""));
+}
+
 TEST_F(Interop, CacheMountsPersistAndStayOutOfTheImage) {
   fs::path ctx = dir() / "run-cache";
   ProcessResult first = build_fs(

@@ -76,6 +76,19 @@ struct ProcessSpec {
   // Set no_new_privs: setuid and file capabilities no longer raise privileges (BuildKit and
   // Docker leave it off; so does kiln's RUN).
   bool no_new_privs = false;
+  // Without a seccomp filter (--security-opt seccomp=unconfined) though not privileged.
+  bool no_seccomp = false;
+  // Capabilities added to and then dropped from the default set (--cap-add, --cap-drop):
+  // "NET_ADMIN" or "CAP_NET_ADMIN", any case, or "ALL". An unknown name is an error of run().
+  std::vector<std::string> cap_add, cap_drop;
+  // Resource limits (--ulimit), set in the process before it starts.
+  struct Rlimit {
+    int resource = 0;  // RLIMIT_NOFILE, ...
+    uint64_t soft = 0, hard = 0;
+  };
+  std::vector<Rlimit> rlimits;
+  // The size of the /dev/shm tmpfs (--shm-size), as tmpfs's size= takes it.
+  std::string shm_size = "65536k";
   // Host file bind-mounted read-only at /etc/resolv.conf; empty: none.
   std::string resolv_conf = "/etc/resolv.conf";
   // Whether /etc/hosts is generated and mounted (podman's --no-hosts: the image's own stays).

@@ -93,7 +93,18 @@ struct BuildRequest {
   // /etc/hosts. Not part of cache keys, as in podman.
   std::vector<std::string> dns_servers, dns_search, dns_options;
   bool no_hosts = false;
-  std::string runtime;  // --runtime runc|crun|PATH; empty: the built-in sandbox
+  // RUN's process (podman's --cap-add, --cap-drop, --security-opt, --ulimit, --shm-size), as
+  // the runner's ProcessSpec takes them. Not part of cache keys, as in podman.
+  std::vector<std::string> cap_add, cap_drop;
+  bool no_new_privs = false;
+  bool no_seccomp = false;
+  struct Rlimit {
+    int resource = 0;  // RLIMIT_NOFILE, ...
+    uint64_t soft = 0, hard = 0;
+  };
+  std::vector<Rlimit> rlimits;
+  std::string shm_size;  // empty: the runner's default
+  std::string runtime;   // --runtime runc|crun|PATH; empty: the built-in sandbox
 };
 
 // An image that is built but not yet exported: its layers are blobs in the store.
