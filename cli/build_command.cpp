@@ -1,9 +1,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -55,6 +57,9 @@ std::optional<int64_t> source_date_epoch() {
 oci::RegistryOptions registry_options(const BuildCommandOptions& opts) {
   oci::RegistryOptions options;
   options.tls_verify = opts.tls_verify;
+  if (opts.retries)
+    options.retries = *opts.retries;
+  options.retry_delay = opts.retry_delay;
   if (!opts.creds.empty()) {
     size_t colon = opts.creds.find(':');
     if (colon == std::string::npos)
@@ -210,6 +215,8 @@ int build_command(const std::vector<std::string>& args, Io io) {
   for (const BuildCommandOptions::Ulimit& l : opts->ulimits)
     request.solve.rlimits.push_back({l.resource, l.soft, l.hard});
   request.solve.shm_size = opts->shm_size;
+  for (const BuildCommandOptions::Volume& v : opts->volumes)
+    request.solve.volumes.push_back({v.source, v.target, v.read_only});
   request.solve.layers.compression.level = opts->compression_level;
   request.format =
       opts->format == "docker" ? exporter::ManifestFormat::kDocker : exporter::ManifestFormat::kOci;
@@ -232,12 +239,22 @@ int build_command(const std::vector<std::string>& args, Io io) {
   // The store is chosen as the invoking user before a rootless build becomes root inside its
   // user namespace (where the root default would apply).
   fs::path store_root = oci::Store::default_root();
+  // --logfile: the progress goes there (opened as the invoking user), plain, not to the terminal.
+  std::ofstream logfile;
+  if (!opts->logfile.empty()) {
+    logfile.open(opts->logfile, std::ios::out | std::ios::trunc);
+    if (!logfile)
+      throw Error("--logfile " + opts->logfile + ": cannot open it: " + std::strerror(errno));
+  }
+  std::ostream& progress_out = opts->logfile.empty() ? io.err : logfile;
   runner::enter_build_user_namespace([&](const std::string& notice) { io.err << notice << "\n"; });
   // From here on, a Ctrl-C or kill removes the build's scratch directories (secrets among them).
   remove_on_signals();
   oci::Store store(store_root);
   std::unique_ptr<solver::ProgressSink> progress = solver::make_progress_sink(
-      solver::parse_progress_mode(opts->progress, ::isatty(STDERR_FILENO) == 1), io.err);
+      solver::parse_progress_mode(opts->progress,
+                                  opts->logfile.empty() && ::isatty(STDERR_FILENO) == 1),
+      progress_out);
   request.solve.progress = progress.get();
   auto started = std::chrono::steady_clock::now();
   auto elapsed = [&] {

@@ -152,6 +152,33 @@ BuildCommandOptions::Ulimit parse_ulimit(const std::string& spec) {
   return limit;
 }
 
+// -v/--volume SRC:DST[:OPTIONS] as buildah takes it for RUN steps.
+BuildCommandOptions::Volume parse_volume(const std::string& spec) {
+  std::vector<std::string> parts = split(spec, ':');
+  if (parts.size() < 2 || parts.size() > 3 || parts[0].empty() || parts[1].empty())
+    usage("--volume " + quote(spec) + ": expected SRC:DST[:OPTIONS]");
+  BuildCommandOptions::Volume v;
+  std::error_code ec;
+  v.source = fs::absolute(parts[0], ec).lexically_normal().string();
+  if (!fs::is_directory(v.source) && !fs::is_regular_file(v.source))
+    usage("--volume " + quote(spec) + ": " + v.source + " does not exist");
+  if (parts[1].front() != '/')
+    usage("--volume " + quote(spec) + ": the destination must be an absolute path");
+  v.target = parts[1];
+  if (parts.size() == 3) {
+    for (const std::string& option : split(parts[2], ',')) {
+      if (option == "ro")
+        v.read_only = true;
+      else if (option == "rw" || option == "z" || option == "Z")
+        continue;  // z/Z: SELinux relabelling, which kiln (applying no labels) does not need
+      else
+        usage("--volume " + quote(spec) + ": unknown option " + quote(option) +
+              " (ro, rw, z and Z are supported)");
+    }
+  }
+  return v;
+}
+
 bool is_ip_address(const std::string& ip) {
   unsigned char buffer[sizeof(in6_addr)];
   return ::inet_pton(AF_INET, ip.c_str(), buffer) == 1 ||
@@ -270,8 +297,9 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
                                                        std::ostream& help_out) {
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
       labels, no_cache_filter, add_hosts, annotations, build_contexts, ssh, unset_labels, envs,
-      unset_env, dns, dns_search, dns_option, cap_add, cap_drop, security_opts, ulimits;
-  std::string shm_size;
+      unset_env, dns, dns_search, dns_option, cap_add, cap_drop, security_opts, ulimits, volumes;
+  std::string shm_size, logfile, retry_delay;
+  int retries = -1;
   std::string no_hosts;
   std::string omit_history, identity_label, disable_compression, compression_format;
   int compression_level = -1;
@@ -338,6 +366,14 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("ulimit", po::value(&ulimits), "a resource limit for RUN steps: NAME=SOFT[:HARD] "
        "(nofile, nproc, core, stack, ...; -1 or unlimited)")
       ("shm-size", po::value(&shm_size), "the size of RUN steps' /dev/shm (default 64m)")
+      ("volume,v", po::value(&volumes),
+       "bind a host directory into every RUN step: SRC:DST[:ro|rw|z|Z] (kept out of the layers; "
+       "repeatable)")
+      ("logfile", po::value(&logfile), "write the progress to FILE instead of standard error")
+      ("retry", po::value(&retries), "how many times a failed registry request is tried again "
+       "(default 4)")
+      ("retry-delay", po::value(&retry_delay),
+       "the wait before each retry, e.g. 2s or 500ms (default: growing from 250ms)")
       ("no-hosts", po::value(&no_hosts)->implicit_value("true"),
        "do not generate /etc/hosts for RUN steps: they see the image's own")
       ("timestamp", po::value(&timestamp),
@@ -551,6 +587,25 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   }
   for (const std::string& spec : ulimits)
     opts.ulimits.push_back(parse_ulimit(spec));
+  for (const std::string& spec : volumes)
+    opts.volumes.push_back(parse_volume(spec));
+  opts.logfile = logfile;
+  if (vm.count("retry")) {
+    if (retries < 0 || retries > 100)
+      usage("--retry " + std::to_string(retries) + ": expected 0 to 100");
+    opts.retries = retries;
+  }
+  if (vm.count("retry-delay")) {
+    static const std::regex kDelay("([0-9]+)(ms|s|m)?");
+    std::smatch m;
+    if (!std::regex_match(retry_delay, m, kDelay))
+      usage("--retry-delay " + quote(retry_delay) + ": expected a duration such as 2s or 500ms");
+    long long n = std::stoll(m[1].str());
+    std::string unit = m[2].str();
+    opts.retry_delay = std::chrono::milliseconds(unit == "ms"  ? n
+                                                 : unit == "m" ? n * 60000
+                                                               : n * 1000);
+  }
   if (vm.count("shm-size")) {
     static const std::regex kSize("[0-9]+[bkmgBKMG]?");
     if (!std::regex_match(shm_size, kSize))

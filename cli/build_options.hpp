@@ -1,6 +1,7 @@
 // `kiln build` options: the whole build surface, parsed and validated before anything runs.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
@@ -72,6 +73,17 @@ struct BuildCommandOptions {
   };
   std::vector<Ulimit> ulimits;
   std::string shm_size;
+  // Registry requests: --retry N (how many times a failed one is tried again), --retry-delay.
+  std::optional<int> retries;
+  std::optional<std::chrono::milliseconds> retry_delay;
+  // RUN: -v/--volume SRC:DST[:OPTIONS], host directories bound into every RUN step, outside the
+  // layers. Options: ro, rw, z, Z (SELinux relabelling, which kiln does not do).
+  struct Volume {
+    std::string source, target;
+    bool read_only = false;
+  };
+  std::vector<Volume> volumes;
+  std::string logfile;  // --logfile: progress goes to this file instead of standard error
   // --timestamp SECONDS: the image's created time and every file time in its new layers.
   std::optional<int64_t> timestamp;
   std::string iidfile;

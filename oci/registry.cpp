@@ -569,7 +569,7 @@ struct RegistryClient::Impl {
 
   void wait_before_retry(int attempt, const std::string& retry_after, const std::string& what,
                          const std::string& why) {
-    auto delay = retry_delay(attempt, retry_after);
+    auto delay = options.retry_delay ? *options.retry_delay : retry_delay(attempt, retry_after);
     log(what + ": " + why + "; retrying in " + std::to_string(delay.count()) + " ms (" +
         std::to_string(attempt + 1) + " of " + std::to_string(options.retries) + ")");
     std::this_thread::sleep_for(delay);

@@ -126,6 +126,10 @@ class ExecExecutor final : public Executor {
       // so BuildKit's).
       if (!has_env(spec.env, "HOME"))
         spec.env.push_back("HOME=" + user.home);
+      for (const BuildRequest::Volume& v : env.request.volumes) {
+        spec.mounts.push_back(
+            {v.target, "bind", v.source.string(), {"rbind", v.read_only ? "ro" : "rw"}});
+      }
       for (const Mount& m : e.mounts)
         mounts.add(spec, step.op, m);
       if (script)

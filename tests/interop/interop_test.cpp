@@ -573,6 +573,43 @@ TEST_F(Interop, ProcessFlagsReachRunSteps) {
   EXPECT_THAT(unknown.err, HasSubstr("unknown capability \"FLY\""));
 }
 
+// buildah's -v/--volume binds host directories into RUN steps, outside the layers; --logfile
+// takes the progress.
+TEST_F(Interop, VolumesAndLogfile) {
+  fs::path ctx = dir() / "volumes";
+  fs::path out = dir() / "volumes-fs";
+  fs::path host = dir() / "volume-host";
+  fs::create_directories(host);
+  write(host / "in.txt", "from the host\n");
+  fs::path log = dir() / "volumes.log";
+  ProcessResult r = build_fs(ctx,
+                             "FROM busybox:latest\n"
+                             "RUN cat /vol/in.txt > /copied && echo written > /vol/out.txt && "
+                             "(touch /ro/x 2>/dev/null && echo writable || echo read-only) > /ro-"
+                             "state\n",
+                             out,
+                             {"-v", host.string() + ":/vol", "--volume", host.string() + ":/ro:ro",
+                              "--logfile", log.string(), "--progress", "plain"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read(out / "copied"), "from the host\n");
+  EXPECT_EQ(read(out / "ro-state"), "read-only\n");
+  EXPECT_EQ(read(host / "out.txt"), "written\n");
+  EXPECT_FALSE(fs::exists(out / "vol/out.txt"));
+  EXPECT_FALSE(fs::exists(out / "vol"));
+  EXPECT_THAT(read(log), HasSubstr("RUN cat /vol/in.txt"));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("RUN cat /vol/in.txt")));
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"--volume", "/nonexistent/kiln:/x"},
+           {"--volume", host.string() + ":relative"},
+           {"--volume", host.string() + ":/x:shared"},
+           {"--retry-delay", "soon"},
+       }) {
+    ProcessResult refused = build_fs(ctx, "FROM busybox:latest\n", out, bad);
+    EXPECT_EQ(refused.exit_code, 2) << bad[1];
+    EXPECT_THAT(refused.err, HasSubstr(bad[0])) << refused.err;
+  }
+}
+
 TEST_F(Interop, CacheMountsPersistAndStayOutOfTheImage) {
   fs::path ctx = dir() / "run-cache";
   ProcessResult first = build_fs(

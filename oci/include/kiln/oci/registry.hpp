@@ -20,6 +20,7 @@
 // "pulling blob sha256:… of localhost:5000/app: content does not match its digest (got sha256:…)".
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -50,6 +51,9 @@ struct RegistryOptions {
   std::optional<Credentials> credentials;          // --creds; else looked up in the auth files
   std::optional<std::filesystem::path> auth_file;  // --authfile; else the default lookup
   int retries = 4;
+  // The wait before each retry (podman's --retry-delay); unset: exponential from 250 ms, or what
+  // a Retry-After header asks.
+  std::optional<std::chrono::milliseconds> retry_delay;
   int parallel_downloads = 4;  // layers transferred at once (pull and push)
   int64_t chunk_size = 0;      // push: 0 monolithic PUT; else PATCH chunks of this many bytes
   // One line per blob pulled/pushed/mounted/skipped and per retry; may be empty. Called from

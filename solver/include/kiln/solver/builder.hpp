@@ -104,7 +104,14 @@ struct BuildRequest {
   };
   std::vector<Rlimit> rlimits;
   std::string shm_size;  // empty: the runner's default
-  std::string runtime;   // --runtime runc|crun|PATH; empty: the built-in sandbox
+  // -v/--volume: host directories bound into every RUN step (outside its layer, as buildah).
+  struct Volume {
+    std::filesystem::path source;
+    std::string target;  // absolute, inside the container
+    bool read_only = false;
+  };
+  std::vector<Volume> volumes;
+  std::string runtime;  // --runtime runc|crun|PATH; empty: the built-in sandbox
 };
 
 // An image that is built but not yet exported: its layers are blobs in the store.
