@@ -298,7 +298,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
       labels, no_cache_filter, add_hosts, annotations, build_contexts, ssh, unset_labels, envs,
       unset_env, dns, dns_search, dns_option, cap_add, cap_drop, security_opts, ulimits, volumes;
-  std::string shm_size, logfile, retry_delay;
+  std::string shm_size, logfile, retry_delay, os, arch, variant;
   int retries = -1;
   std::string no_hosts;
   std::string omit_history, identity_label, disable_compression, compression_format;
@@ -321,6 +321,9 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "set a build argument K=V, or K to take it from the environment (repeatable)")
       ("target", po::value(&target), "build this stage and what it needs, not the last stage")
       ("platform", po::value(&platforms), "target platforms, e.g. linux/amd64,linux/arm64")
+      ("os", po::value(&os), "the target OS (buildah; with --arch and --variant, one platform)")
+      ("arch", po::value(&arch), "the target architecture, e.g. arm64 (buildah)")
+      ("variant", po::value(&variant), "the target architecture variant, e.g. v7 (buildah)")
       ("no-cache", po::bool_switch(), "do not use the build cache")
       ("no-cache-filter", po::value(&no_cache_filter), "do not use the cache for these stages")
       ("pull", po::value(&pull)->implicit_value("true"),
@@ -459,6 +462,22 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       } catch (const Error& e) {
         usage(e.what());
       }
+    }
+  }
+  if (vm.count("os") || vm.count("arch") || vm.count("variant")) {
+    if (!opts.platforms.empty())
+      usage("--os, --arch and --variant describe one platform: give them or --platform, not both");
+    oci::Platform host = oci::host_platform();
+    std::string spec =
+        (vm.count("os") ? os : host.os) + "/" + (vm.count("arch") ? arch : host.architecture);
+    if (vm.count("variant"))
+      spec += "/" + variant;
+    else if (!vm.count("arch") && !host.variant.empty())
+      spec += "/" + host.variant;
+    try {
+      opts.platforms.push_back(oci::parse_platform(spec));
+    } catch (const Error& e) {
+      usage(e.what());
     }
   }
   opts.no_cache = vm["no-cache"].as<bool>();
