@@ -217,6 +217,16 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.solve.shm_size = opts->shm_size;
   for (const BuildCommandOptions::Volume& v : opts->volumes)
     request.solve.volumes.push_back({v.source, v.target, v.read_only});
+  // Devices are binds too, made after the sandbox's /dev (on its tmpfs, never in a layer).
+  for (const BuildCommandOptions::Volume& d : opts->devices)
+    request.solve.volumes.push_back({d.source, d.target, d.read_only});
+  if (opts->http_proxy) {
+    for (const char* name : {"http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "HTTP_PROXY",
+                             "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY"}) {
+      if (const char* value = std::getenv(name))
+        request.solve.run_env.emplace_back(name, value);
+    }
+  }
   request.solve.layers.compression.level = opts->compression_level;
   request.format =
       opts->format == "docker" ? exporter::ManifestFormat::kDocker : exporter::ManifestFormat::kOci;

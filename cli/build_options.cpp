@@ -297,8 +297,9 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
                                                        std::ostream& help_out) {
   std::vector<std::string> tags, build_args, platforms, outputs, cache_from, cache_to, secrets,
       labels, no_cache_filter, add_hosts, annotations, build_contexts, ssh, unset_labels, envs,
-      unset_env, dns, dns_search, dns_option, cap_add, cap_drop, security_opts, ulimits, volumes;
-  std::string shm_size, logfile, retry_delay, os, arch, variant;
+      unset_env, dns, dns_search, dns_option, cap_add, cap_drop, security_opts, ulimits, volumes,
+      devices;
+  std::string shm_size, logfile, retry_delay, os, arch, variant, http_proxy, isolation, userns;
   int retries = -1;
   std::string no_hosts;
   std::string omit_history, identity_label, disable_compression, compression_format;
@@ -373,6 +374,15 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "bind a host directory into every RUN step: SRC:DST[:ro|rw|z|Z] (kept out of the layers; "
        "repeatable)")
       ("logfile", po::value(&logfile), "write the progress to FILE instead of standard error")
+      ("device", po::value(&devices),
+       "bind a host device into RUN steps: HOST[:CONTAINER[:rwm]] (repeatable)")
+      ("http-proxy", po::value(&http_proxy)->implicit_value("true"),
+       "pass the caller's http_proxy, https_proxy, ftp_proxy and no_proxy to RUN steps")
+      ("isolation", po::value(&isolation),
+       "how RUN steps are isolated: rootless or oci (kiln's sandbox, a user namespace either "
+       "way); chroot is refused")
+      ("userns", po::value(&userns),
+       "RUN's user namespace: host or auto (kiln always uses one mapping the caller's ids)")
       ("retry", po::value(&retries), "how many times a failed registry request is tried again "
        "(default 4)")
       ("retry-delay", po::value(&retry_delay),
@@ -609,6 +619,37 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   for (const std::string& spec : volumes)
     opts.volumes.push_back(parse_volume(spec));
   opts.logfile = logfile;
+  for (const std::string& spec : devices) {
+    std::vector<std::string> parts = split(spec, ':');
+    if (parts.empty() || parts.size() > 3 || parts[0].empty() || parts[0].front() != '/')
+      usage("--device " + quote(spec) + ": expected HOST[:CONTAINER[:PERMISSIONS]]");
+    struct stat st {};
+    if (::stat(parts[0].c_str(), &st) != 0 || !(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)))
+      usage("--device " + quote(spec) + ": " + parts[0] + " is not a device node");
+    BuildCommandOptions::Volume d;
+    d.source = parts[0];
+    d.target = parts.size() >= 2 && !parts[1].empty() ? parts[1] : parts[0];
+    if (d.target.front() != '/')
+      usage("--device " + quote(spec) + ": the container path must be absolute");
+    if (parts.size() == 3) {
+      if (parts[2].empty() || parts[2].find_first_not_of("rwm") != std::string::npos)
+        usage("--device " + quote(spec) + ": permissions are r, w and m");
+      d.read_only = parts[2].find('w') == std::string::npos;
+    }
+    opts.devices.push_back(d);
+  }
+  if (vm.count("http-proxy"))
+    opts.http_proxy = flag_bool(http_proxy, "--http-proxy");
+  if (vm.count("isolation") && isolation != "rootless" && isolation != "oci") {
+    usage("--isolation " + quote(isolation) +
+          ": kiln runs RUN steps in its own namespace sandbox (rootless or oci); chroot "
+          "isolation, which shares the host's namespaces, is not offered");
+  }
+  if (vm.count("userns") && userns != "host" && userns != "auto" && userns != "") {
+    usage("--userns " + quote(userns) +
+          ": kiln's RUN steps always run in a user namespace that maps the caller's ids "
+          "(host and auto are accepted)");
+  }
   if (vm.count("retry")) {
     if (retries < 0 || retries > 100)
       usage("--retry " + std::to_string(retries) + ": expected 0 to 100");

@@ -84,6 +84,9 @@ struct BuildCommandOptions {
   };
   std::vector<Volume> volumes;
   std::string logfile;  // --logfile: progress goes to this file instead of standard error
+  // --device HOST[:CONTAINER[:PERMISSIONS]]: host device nodes bound into RUN steps' /dev.
+  std::vector<Volume> devices;
+  bool http_proxy = false;  // --http-proxy: the caller's proxy variables reach RUN steps
   // --timestamp SECONDS: the image's created time and every file time in its new layers.
   std::optional<int64_t> timestamp;
   std::string iidfile;

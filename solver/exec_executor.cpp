@@ -97,6 +97,10 @@ class ExecExecutor final : public Executor {
     runner::ProcessSpec spec;
     spec.args = argv(e, st, script, script_name);
     spec.env = environment(e, st);
+    for (const auto& [name, value] : env.request.run_env) {
+      if (!has_env(spec.env, name))
+        spec.env.push_back(name + "=" + value);
+    }
     spec.cwd = working_dir(st);
     spec.hostname = "buildkitsandbox";  // BuildKit's, which build scripts may print or check
     spec.hosts = !env.request.no_hosts;

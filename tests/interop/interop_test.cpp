@@ -610,6 +610,34 @@ TEST_F(Interop, VolumesAndLogfile) {
   }
 }
 
+// podman's --device binds a host device into RUN's /dev (never into a layer); --http-proxy
+// passes the caller's proxy variables; --isolation chroot is refused, naming why.
+TEST_F(Interop, DevicesProxiesAndIsolation) {
+  fs::path ctx = dir() / "devices";
+  fs::path out = dir() / "devices-fs";
+  ::setenv("http_proxy", "http://proxy.invalid:3128", 1);
+  ProcessResult r = build_fs(ctx,
+                             "FROM busybox:latest\n"
+                             "RUN (test -c /dev/kiln-null && echo device || echo none) > /d && "
+                             "echo \"$http_proxy\" > /p\n",
+                             out, {"--device", "/dev/null:/dev/kiln-null:rw", "--http-proxy"});
+  ::unsetenv("http_proxy");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read(out / "d"), "device\n");
+  EXPECT_EQ(read(out / "p"), "http://proxy.invalid:3128\n");
+  EXPECT_FALSE(fs::exists(fs::symlink_status(out / "dev/kiln-null")));
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"--device", "/etc/hostname"},
+           {"--device", "/dev/null:/dev/n:rwx"},
+           {"--isolation", "chroot"},
+           {"--userns", "container:abc"},
+       }) {
+    ProcessResult refused = build_fs(ctx, "FROM busybox:latest\n", out, bad);
+    EXPECT_EQ(refused.exit_code, 2) << bad[1];
+    EXPECT_THAT(refused.err, HasSubstr(bad[0])) << refused.err;
+  }
+}
+
 TEST_F(Interop, CacheMountsPersistAndStayOutOfTheImage) {
   fs::path ctx = dir() / "run-cache";
   ProcessResult first = build_fs(

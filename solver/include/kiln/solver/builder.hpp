@@ -111,6 +111,8 @@ struct BuildRequest {
     bool read_only = false;
   };
   std::vector<Volume> volumes;
+  // Variables added to every RUN step's environment unless the image sets them (--http-proxy).
+  std::vector<std::pair<std::string, std::string>> run_env;
   std::string runtime;  // --runtime runc|crun|PATH; empty: the built-in sandbox
 };
 
