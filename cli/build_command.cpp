@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <set>
@@ -31,6 +32,7 @@
 #include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/runner/userns.hpp"
+#include "kiln/session/context_source.hpp"
 #include "kiln/session/session.hpp"
 #include "kiln/snapshotter/compression.hpp"
 #include "kiln/solver/progress_renderer.hpp"
@@ -136,11 +138,11 @@ int build_command(const std::vector<std::string>& args, Io io) {
   if (!opts)
     return kExitOk;
 
-  fs::path context = opts->context;
-  std::error_code ec;
-  if (!fs::is_directory(context, ec)) {
-    throw Error("build context " + context.string() + " is not a directory");
-  }
+  // A directory, or "-", a tar archive, a URL or a git repository fetched into a temporary one.
+  session::ContextSource source = session::ContextSource::open(opts->context, std::cin);
+  fs::path context = source.dir();
+  if (source.stdin_containerfile() && opts->file == "-")
+    throw Error("-f - and the context - both read standard input: give one");
   frontend::Containerfile file = load_containerfile(opts->file, context);
   print_warnings(file.warnings, io.err);
 
