@@ -206,6 +206,9 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.solve.env = opts->env;
   request.solve.unset_env = opts->unset_env;
   request.solve.omit_history = opts->omit_history;
+  request.solve.squash = opts->squash_all ? solver::BuildRequest::Squash::kAll
+                         : opts->squash   ? solver::BuildRequest::Squash::kNew
+                                          : solver::BuildRequest::Squash::kNone;
   request.solve.dns_servers = opts->dns_servers;
   request.solve.dns_search = opts->dns_search;
   request.solve.dns_options = opts->dns_options;

@@ -302,6 +302,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   std::string shm_size, logfile, retry_delay, os, arch, variant, http_proxy, isolation, userns;
   int retries = -1;
   std::string no_hosts;
+  std::string squash, squash_all;
   std::string omit_history, identity_label, disable_compression, compression_format;
   int compression_level = -1;
   long long timestamp = -1;
@@ -350,6 +351,10 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "set K=V in the image's environment, or remove K with K- (buildah; repeatable)")
       ("unsetenv", po::value(&unset_env),
        "remove a variable from the image's environment (repeatable)")
+      ("squash", po::value(&squash)->implicit_value("true"),
+       "make the layers the build adds one layer, on top of the base image's (buildah)")
+      ("squash-all", po::value(&squash_all)->implicit_value("true"),
+       "make the whole image one layer (buildah; podman's --squash-all)")
       ("omit-history", po::value(&omit_history)->implicit_value("true"),
        "write the image config without its history")
       ("identity-label", po::value(&identity_label)->implicit_value("true"),
@@ -679,6 +684,10 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       usage("--timestamp " + std::to_string(timestamp) + ": expected seconds since 1970");
     opts.timestamp = timestamp;
   }
+  if (vm.count("squash"))
+    opts.squash = flag_bool(squash, "--squash");
+  if (vm.count("squash-all"))
+    opts.squash_all = flag_bool(squash_all, "--squash-all");
   if (vm.count("omit-history"))
     opts.omit_history = flag_bool(omit_history, "--omit-history");
   if (vm.count("identity-label"))

@@ -57,6 +57,7 @@ struct BuildCommandOptions {
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<std::string> unset_env;
   bool omit_history = false;
+  bool squash = false, squash_all = false;  // --squash, --squash-all
   bool identity_label = false;
   int compression_level = -1;  // --compression-level; -1: the algorithm's default
   // RUN's DNS and hosts files (podman): --dns IP|none, --dns-search, --dns-option, --no-hosts.

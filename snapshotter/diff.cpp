@@ -493,8 +493,31 @@ const TreeIndex::Node* TreeIndex::find(const std::string& path) const {
   return it == nodes_.end() ? nullptr : &it->second;
 }
 
+namespace {
+std::vector<LayerEntry> diff_impl(
+    const TreeIndex& before, const fs::path& root, const std::set<std::string>& exclude,
+    const std::function<bool(const TreeIndex::Node&, const TreeIndex::Node&)>& unchanged);
+}  // namespace
+
 std::vector<LayerEntry> diff_tree(const TreeIndex& before, const fs::path& root,
                                   const std::set<std::string>& exclude) {
+  return diff_impl(before, root, exclude, unchanged);
+}
+
+std::vector<LayerEntry> diff_trees(const fs::path& before_root, const fs::path& root) {
+  // Two separate trees: inode numbers, ctimes and link counts differ whatever the content.
+  auto same = [](const TreeIndex::Node& a, const TreeIndex::Node& b) {
+    return a.mode == b.mode && a.uid == b.uid && a.gid == b.gid && a.rdev == b.rdev &&
+           a.size == b.size && a.mtime_ns == b.mtime_ns && a.link_target == b.link_target &&
+           a.xattr_digest == b.xattr_digest;
+  };
+  return diff_impl(TreeIndex::scan(before_root), root, {}, same);
+}
+
+namespace {
+std::vector<LayerEntry> diff_impl(
+    const TreeIndex& before, const fs::path& root, const std::set<std::string>& exclude,
+    const std::function<bool(const TreeIndex::Node&, const TreeIndex::Node&)>& unchanged) {
   const std::set<std::string> excluded = normalize_excludes(exclude);
   const std::map<std::string, TreeIndex::Node> after = scan_nodes(root);
   const std::set<std::string> nonempty_after = nonempty_dirs(after, excluded);
@@ -553,6 +576,7 @@ std::vector<LayerEntry> diff_tree(const TreeIndex& before, const fs::path& root,
     items.push_back({whiteout_entry(rel)});
   return detail::sorted_with_hard_links(std::move(items));
 }
+}  // namespace
 
 bool overlay_available(const fs::path& scratch, bool userxattr) noexcept {
   try {

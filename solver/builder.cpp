@@ -14,11 +14,15 @@
 #include "executors.hpp"
 #include "kiln/base/crash_point.hpp"
 #include "kiln/base/error.hpp"
+#include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/oci/media_types.hpp"
 #include "kiln/runner/emulation.hpp"
+#include "kiln/snapshotter/diff.hpp"
 #include "metadata.hpp"
 
 namespace kiln::solver {
+namespace fs = std::filesystem;
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -231,12 +235,14 @@ struct Builder::Impl {
     out.config.created = env.request.source_date_epoch || out.config.history.empty()
                              ? env.created
                              : out.config.history.back().created;
-    if (env.request.omit_history)
-      out.config.history.clear();
     out.config.os = target_stage.platform.os;
     out.config.architecture = target_stage.platform.architecture;
     out.config.variant = target_stage.platform.variant;
     out.layers = target->layers;
+    if (env.request.squash != BuildRequest::Squash::kNone)
+      squash(*target, out);
+    if (env.request.omit_history)
+      out.config.history.clear();
     out.rootfs = [this, target] { return env.root(*target); };
     out.steps_run = env.steps_run;
     out.steps_cached = env.steps_cached;
@@ -246,6 +252,53 @@ struct Builder::Impl {
         out.target_records.push_back(record);
     }
     return out;
+  }
+
+ private:
+  // --squash / --squash-all: the image's layers (all, or those the build made) become one
+  // layer holding the difference between the base's tree (or nothing) and the final tree. The
+  // history keeps its entries, now without layers, and gains one for the squashed layer.
+  void squash(StageState& target, BuiltImage& out) {
+    bool all = env.request.squash == BuildRequest::Squash::kAll;
+    size_t keep = all ? 0 : std::min(target.base_layers, out.layers.size());
+    if (out.layers.size() - keep <= (all ? 0u : 1u) && !all)
+      return;  // nothing or one new layer: already squashed
+    fs::path root = env.root(target);
+    TempDir empty(env.lease.temp_dir(), "squash-");
+    fs::path before =
+        keep == 0 ? empty.path()
+                  : env.snapshot({out.layers.begin(), out.layers.begin() + keep},
+                                 {out.config.diff_ids.begin(), out.config.diff_ids.begin() + keep});
+    std::vector<snapshotter::LayerEntry> entries = snapshotter::diff_trees(before, root);
+    size_t squashed = out.layers.size() - keep;
+    out.layers.resize(keep);
+    out.config.diff_ids.resize(keep);
+    // The first `keep` entries with a layer (the base's) keep it; the later ones lose theirs.
+    size_t with_layer = 0;
+    for (oci::HistoryEntry& h : out.config.history) {
+      if (h.empty_layer)
+        continue;
+      if (with_layer++ >= keep)
+        h.empty_layer = true;
+    }
+    auto writer = env.store.begin_blob();
+    snapshotter::LayerResult result =
+        snapshotter::write_layer(std::move(entries), env.request.layers, *writer);
+    writer->commit(result.digest);
+    oci::Descriptor d;
+    d.media_type =
+        result.compression == snapshotter::Compression::kGzip   ? oci::media_type::kOciLayerGzip
+        : result.compression == snapshotter::Compression::kZstd ? oci::media_type::kOciLayerZstd
+                                                                : oci::media_type::kOciLayer;
+    d.digest = result.digest;
+    d.size = result.size;
+    out.layers.push_back(d);
+    out.config.diff_ids.push_back(result.diff_id);
+    oci::HistoryEntry h;
+    h.created = env.created;
+    h.created_by = std::string("kiln build --squash") + (all ? "-all" : "") + " (" +
+                   std::to_string(squashed) + " layers)";
+    out.config.history.push_back(h);
   }
 };
 

@@ -638,6 +638,43 @@ TEST_F(Interop, DevicesProxiesAndIsolation) {
   }
 }
 
+// buildah's --squash (the build's layers as one, over the base's) and --squash-all (one layer in
+// all): the same filesystem, deletions of base files included, in fewer layers.
+TEST_F(Interop, SquashAndSquashAll) {
+  fs::path ctx = dir() / "squash";
+  fs::path out = dir() / "squash-fs";
+  const std::string containerfile =
+      "FROM busybox:latest\nRUN echo one > /one\nRUN echo two > /two && rm /bin/true\n"
+      "RUN rm /one\n";
+  size_t base_layers =
+      nlohmann::json::parse(kiln({"inspect", "busybox:latest"}).out)["Manifest"]["layers"].size();
+  for (const char* flag : {"--squash", "--squash-all"}) {
+    std::string tag = std::string("squashed") + flag + ":1";
+    ProcessResult r = build_fs(ctx, containerfile, out, {flag, "-t", tag});
+    ASSERT_EQ(r.exit_code, 0) << flag << ": " << r.err;
+    EXPECT_EQ(read(out / "two"), "two\n") << flag;
+    EXPECT_FALSE(fs::exists(out / "one")) << flag;
+    EXPECT_FALSE(fs::exists(fs::symlink_status(out / "bin/true"))) << flag;
+    EXPECT_TRUE(fs::exists(out / "bin/busybox")) << flag;
+    nlohmann::json image = nlohmann::json::parse(kiln({"inspect", tag}).out);
+    size_t layers = image["Manifest"]["layers"].size();
+    EXPECT_EQ(layers, std::string(flag) == "--squash" ? base_layers + 1 : 1u) << flag;
+    size_t with_layer = 0;
+    for (const auto& h : image["Config"]["history"])
+      with_layer += h.value("empty_layer", false) ? 0 : 1;
+    EXPECT_EQ(with_layer, layers) << flag;
+    // Its layers hold that tree: an image FROM it, unpacked from them, sees the same.
+    fs::path from = dir() / ("squash-from" + std::string(flag));
+    ProcessResult child =
+        build_fs(dir() / ("squash-child" + std::string(flag)), "FROM " + tag + "\n", from);
+    ASSERT_EQ(child.exit_code, 0) << child.err;
+    EXPECT_EQ(read(from / "two"), "two\n") << flag;
+    EXPECT_FALSE(fs::exists(from / "one")) << flag;
+    EXPECT_FALSE(fs::exists(fs::symlink_status(from / "bin/true"))) << flag;
+    EXPECT_TRUE(fs::exists(from / "bin/busybox")) << flag;
+  }
+}
+
 TEST_F(Interop, CacheMountsPersistAndStayOutOfTheImage) {
   fs::path ctx = dir() / "run-cache";
   ProcessResult first = build_fs(

@@ -139,6 +139,14 @@ class TreeIndex {
 std::vector<LayerEntry> diff_tree(const TreeIndex& before, const std::filesystem::path& root,
                                   const std::set<std::string>& exclude = {});
 
+// Entries that turn the tree at `before_root` into the tree at `root`, two separate trees (a base
+// image's snapshot and a stage's final root, for --squash): as diff_tree, except that an entry is
+// unchanged when its type, mode, owner, size, mtime, device number, link target and xattrs match
+// (inode numbers and ctimes differ between two trees whatever their content; a rewrite that keeps
+// size and mtime is not seen, as rsync's quick check). Throws kiln::Error naming the host path.
+std::vector<LayerEntry> diff_trees(const std::filesystem::path& before_root,
+                                   const std::filesystem::path& root);
+
 // Whether this process can use overlayfs: mounts a tiny overlay in a fresh directory under
 // `scratch` (in the current mount namespace; with userxattr when `userxattr` is true or when
 // the process is not root of the initial user namespace), deletes a lower file through it to

@@ -60,6 +60,10 @@ struct BuildRequest {
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<std::string> unset_env;
   bool omit_history = false;
+  // buildah's --squash (the layers the build made become one, on top of the base's) and
+  // --squash-all (the whole filesystem becomes one layer).
+  enum class Squash { kNone, kNew, kAll };
+  Squash squash = Squash::kNone;
   ProgressSink* progress = nullptr;  // step events; may be null
 
   // Caching
