@@ -1,3 +1,6 @@
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,6 +39,8 @@
 #include "kiln/session/session.hpp"
 #include "kiln/snapshotter/compression.hpp"
 #include "kiln/solver/progress_renderer.hpp"
+
+extern char** environ;
 
 namespace kiln::cli {
 namespace {
@@ -131,6 +136,71 @@ std::vector<session::CacheLocation> caches_of(const std::vector<TypedSpec>& spec
   return out;
 }
 
+// A program on PATH, or empty.
+std::string find_program(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  for (const std::string& dir : split(path ? path : "/usr/local/bin:/usr/bin:/bin", ':')) {
+    fs::path candidate = fs::path(dir.empty() ? "." : dir) / name;
+    if (::access(candidate.c_str(), X_OK) == 0)
+      return candidate.string();
+  }
+  return {};
+}
+
+// Runs argv to its end with its output in `log`; returns its exit status (127 if it could not
+// start).
+int run_to_end(const std::vector<std::string>& argv, const fs::path& log) {
+  std::vector<std::string> args = argv;
+  std::vector<char*> raw;
+  for (std::string& a : args)
+    raw.push_back(a.data());
+  raw.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, raw[0], &actions, nullptr, raw.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0)
+    return 127;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// --load: the image (a docker archive written by the build) into docker's store, or podman's
+// when docker is missing or its daemon does not answer. Says which, or why neither.
+void load_image(const fs::path& archive, const fs::path& scratch, std::ostream& err) {
+  std::string docker = find_program("docker"), podman = find_program("podman");
+  if (docker.empty() && podman.empty()) {
+    throw Error(
+        "--load: neither docker nor podman is installed; the image is in kiln's store "
+        "(kiln save -o FILE IMAGE writes an archive either loads)");
+  }
+  std::string why;
+  for (const std::string& tool : {docker, podman}) {
+    if (tool.empty())
+      continue;
+    fs::path log = scratch / "load.log";
+    int status = run_to_end({tool, "load", "-i", archive.string()}, log);
+    std::string said;
+    try {
+      said = std::string(trim(read_file(log)));
+    } catch (const Error&) {
+    }
+    std::string name = fs::path(tool).filename().string();
+    if (status == 0) {
+      err << "Loaded into " << name << ": " << said << "\n";
+      return;
+    }
+    why += (why.empty() ? "" : "; ") + name + " load failed: " + said;
+  }
+  throw Error("--load: " + why);
+}
+
 }  // namespace
 
 int build_command(const std::vector<std::string>& args, Io io) {
@@ -189,6 +259,15 @@ int build_command(const std::vector<std::string>& args, Io io) {
 
   request.tags = opts->tags;
   request.outputs = outputs_of(*opts);
+  // --load: a docker archive beside the other outputs, handed to docker or podman afterwards.
+  std::optional<TempDir> load_dir;
+  if (opts->load) {
+    load_dir.emplace(fs::path{}, "kiln-load-");
+    session::Output archive;
+    archive.type = session::Output::Type::kDockerArchive;
+    archive.dest = load_dir->path() / "image.tar";
+    request.outputs.push_back(archive);
+  }
   request.push = push_targets(*opts);
   request.registry = registry_options(*opts);
   request.pull = opts->pull;
@@ -292,6 +371,8 @@ int build_command(const std::vector<std::string>& args, Io io) {
   } finish{*progress, elapsed};
 
   session::SessionResult result = session::run(store, request);
+  if (load_dir)
+    load_image(load_dir->path() / "image.tar", load_dir->path(), io.err);
   if (!opts->iidfile.empty())
     write_user_file(opts->iidfile, result.image_id);
   solver::ProgressEvent done;

@@ -302,7 +302,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   std::string shm_size, logfile, retry_delay, os, arch, variant, http_proxy, isolation, userns;
   int retries = -1;
   std::string no_hosts;
-  std::string squash, squash_all;
+  std::string squash, squash_all, load;
   std::string omit_history, identity_label, disable_compression, compression_format;
   int compression_level = -1;
   long long timestamp = -1;
@@ -351,6 +351,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "set K=V in the image's environment, or remove K with K- (buildah; repeatable)")
       ("unsetenv", po::value(&unset_env),
        "remove a variable from the image's environment (repeatable)")
+      ("load", po::value(&load)->implicit_value("true"),
+       "load the image into docker (docker load), or podman when there is no docker (buildx)")
       ("squash", po::value(&squash)->implicit_value("true"),
        "make the layers the build adds one layer, on top of the base image's (buildah)")
       ("squash-all", po::value(&squash_all)->implicit_value("true"),
@@ -684,6 +686,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       usage("--timestamp " + std::to_string(timestamp) + ": expected seconds since 1970");
     opts.timestamp = timestamp;
   }
+  if (vm.count("load"))
+    opts.load = flag_bool(load, "--load");
   if (vm.count("squash"))
     opts.squash = flag_bool(squash, "--squash");
   if (vm.count("squash-all"))

@@ -58,6 +58,7 @@ struct BuildCommandOptions {
   std::vector<std::string> unset_env;
   bool omit_history = false;
   bool squash = false, squash_all = false;  // --squash, --squash-all
+  bool load = false;                        // --load: into docker's image store, else podman's
   bool identity_label = false;
   int compression_level = -1;  // --compression-level; -1: the algorithm's default
   // RUN's DNS and hosts files (podman): --dns IP|none, --dns-search, --dns-option, --no-hosts.

@@ -204,6 +204,28 @@ TEST_F(Interop, ConfigFieldsAreWhereDockerPutsThem) {
   EXPECT_TRUE(history.back()["empty_layer"].get<bool>());
 }
 
+// buildx's --load: the image ends up in docker's store, or podman's when there is no docker
+// daemon (as here: docker's client may be installed, its daemon is not running).
+TEST_F(Interop, LoadPutsTheImageIntoPodman) {
+  build_app();
+  fs::path storage = dir() / "load-storage.conf";
+  write(storage, "[storage]\ndriver = \"vfs\"\ngraphroot = \"" +
+                     (dir() / "load" / "root").string() + "\"\nrunroot = \"" +
+                     (dir() / "load" / "run").string() + "\"\n");
+  ProcessResult b = kiln(
+      {"build", "--load", "-t", "loaded:1", app_context().string()},
+      {kEpoch, "CONTAINERS_CONF=" + podman_conf(), "CONTAINERS_STORAGE_CONF=" + storage.string(),
+       "DOCKER_HOST=unix://" + (dir() / "no-docker.sock").string()});
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_THAT(b.err, HasSubstr("Loaded into podman"));
+  ProcessResult images = podman("load", {"images", "--format", "{{.Repository}}:{{.Tag}}"});
+  ASSERT_EQ(images.exit_code, 0) << images.err;
+  EXPECT_THAT(images.out, HasSubstr("loaded:1"));
+  ProcessResult run = podman("load", {"run", "--rm", "--network", "none", "loaded:1"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "hello from a COPYed file\n");
+}
+
 TEST_F(Interop, SkopeoCopiesTheStoreTheLayoutAndTheArchive) {
   build_app();
   fs::path layout = dir() / "layout";
