@@ -1,6 +1,3 @@
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +22,7 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/base/subprocess.hpp"
 #include "kiln/exporter/exporter.hpp"
 #include "kiln/exporter/signing.hpp"
 #include "kiln/frontend/build_plan.hpp"
@@ -39,8 +37,6 @@
 #include "kiln/session/session.hpp"
 #include "kiln/snapshotter/compression.hpp"
 #include "kiln/solver/progress_renderer.hpp"
-
-extern char** environ;
 
 namespace kiln::cli {
 namespace {
@@ -147,30 +143,6 @@ std::string find_program(const std::string& name) {
   return {};
 }
 
-// Runs argv to its end with its output in `log`; returns its exit status (127 if it could not
-// start).
-int run_to_end(const std::vector<std::string>& argv, const fs::path& log) {
-  std::vector<std::string> args = argv;
-  std::vector<char*> raw;
-  for (std::string& a : args)
-    raw.push_back(a.data());
-  raw.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, raw[0], &actions, nullptr, raw.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0)
-    return 127;
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 // --load: the image (a docker archive written by the build) into docker's store, or podman's
 // when docker is missing or its daemon does not answer. Says which, or why neither.
 void load_image(const fs::path& archive, const fs::path& scratch, std::ostream& err) {
@@ -186,11 +158,7 @@ void load_image(const fs::path& archive, const fs::path& scratch, std::ostream& 
       continue;
     fs::path log = scratch / "load.log";
     int status = run_to_end({tool, "load", "-i", archive.string()}, log);
-    std::string said;
-    try {
-      said = std::string(trim(read_file(log)));
-    } catch (const Error&) {
-    }
+    std::string said = last_line_of(log);
     std::string name = fs::path(tool).filename().string();
     if (status == 0) {
       err << "Loaded into " << name << ": " << said << "\n";

@@ -2,11 +2,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <curl/curl.h>
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,9 +15,9 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/base/subprocess.hpp"
 #include "kiln/oci/layer_blob.hpp"
-
-extern char** environ;
+#include "kiln/solver/url_fetch.hpp"
 
 namespace kiln::session {
 namespace fs = std::filesystem;
@@ -116,79 +112,22 @@ void unpack(const fs::path& file, const fs::path& dir, const std::string& what) 
     fail(out.get(), "cannot finish unpacking");
 }
 
-size_t on_write(char* data, size_t size, size_t count, void* user) {
-  auto* out = static_cast<std::ofstream*>(user);
-  out->write(data, static_cast<std::streamsize>(size * count));
-  return *out ? size * count : 0;
-}
-
-void download(const std::string& url, const fs::path& file) {
-  std::ofstream out(file, std::ios::binary | std::ios::trunc);
-  if (!out)
-    throw Error("build context " + url + ": cannot write " + file.string());
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
-  if (!curl)
-    throw Error("build context " + url + ": cannot start a download");
-  char error[CURL_ERROR_SIZE] = {};
-  CURL* h = curl.get();
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(h, CURLOPT_MAXREDIRS, 10L);
-  curl_easy_setopt(h, CURLOPT_FAILONERROR, 1L);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 30L);
-  curl_easy_setopt(h, CURLOPT_USERAGENT, "kiln");
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &out);
-  CURLcode code = curl_easy_perform(h);
-  out.close();
-  if (code != CURLE_OK) {
-    throw Error("build context " + url +
-                ": download failed: " + (error[0] ? std::string(error) : curl_easy_strerror(code)));
-  }
-  if (!out)
-    throw Error("build context " + url + ": cannot write " + file.string());
-}
-
 // Runs git with `args`; throws naming the URL and git's last words on failure.
 void git(const std::vector<std::string>& args, const std::string& url, const fs::path& log) {
   std::vector<std::string> argv = {"git"};
   argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<char*> raw;
-  for (std::string& a : argv)
-    raw.push_back(a.data());
-  raw.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid = 0;
-  int rc = posix_spawnp(&pid, "git", &actions, nullptr, raw.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
-    throw Error("build context " + url + ": cannot run git (" + std::strerror(rc) +
-                "): install git to build from a repository");
-  }
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  try {
+    status = run_to_end(argv, log);
+  } catch (const Error& e) {
+    throw Error("build context " + url + ": " + e.what() +
+                " (install git to build from a repository)");
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::string said;
-    try {
-      said = std::string(trim(read_file(log)));
-    } catch (const Error&) {
-    }
-    size_t last = said.rfind('\n');
+  if (status != 0) {
     const std::string& command = args.front() == "-C" && args.size() > 2 ? args[2] : args.front();
+    std::string said = last_line_of(log);
     throw Error("build context " + url + ": git " + command + " failed" +
-                (said.empty() ? std::string()
-                              : ": " + said.substr(last == std::string::npos ? 0 : last + 1)));
+                (said.empty() ? std::string() : ": " + said));
   }
 }
 
@@ -254,8 +193,12 @@ ContextSource ContextSource::open(const std::string& spec, std::istream& in) {
   }
   if (!is_git_url(spec)) {
     source.description_ = spec;
-    fs::path file = scratch / "download";
-    download(spec, file);
+    fs::path file;
+    try {
+      file = solver::fetch_url(spec, scratch, std::nullopt).file;
+    } catch (const Error& e) {
+      throw Error(std::string("build context: ") + e.what());
+    }
     if (!is_archive(file)) {
       throw Error("build context " + spec +
                   ": what it served is not a tar archive (a Containerfile goes with -f)");

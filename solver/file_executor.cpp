@@ -8,7 +8,7 @@
 #include "kiln/base/strings.hpp"
 #include "ownership.hpp"
 #include "rootfs.hpp"
-#include "url_fetch.hpp"
+#include "kiln/solver/url_fetch.hpp"
 
 namespace kiln::solver {
 namespace fs = std::filesystem;

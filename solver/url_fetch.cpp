@@ -1,4 +1,4 @@
-#include "url_fetch.hpp"
+#include "kiln/solver/url_fetch.hpp"
 
 #include <curl/curl.h>
 #include <fcntl.h>

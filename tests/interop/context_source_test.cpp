@@ -132,7 +132,9 @@ TEST_F(ContextSource, ArchiveAndGitRepositoryOverHttp) {
   EXPECT_THAT(escape.err, HasSubstr("leaves the repository"));
   ProcessResult gone = build(base + "/missing.tar");
   EXPECT_EQ(gone.exit_code, 1);
-  EXPECT_THAT(gone.err, HasSubstr("download failed"));
+  EXPECT_THAT(gone.err, HasSubstr("build context: download of " + base +
+                                  "/missing.tar failed: "
+                                  "HTTP 404"));
 }
 
 }  // namespace

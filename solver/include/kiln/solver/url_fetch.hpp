@@ -1,4 +1,5 @@
-// Downloads for ADD <http(s) URL>: the file, its name and its Last-Modified time.
+// Downloads for ADD <http(s) URL> and http(s) build contexts: the file, its name and its
+// Last-Modified time.
 //
 // libcurl does the transfer, so the proxy environment (http_proxy, https_proxy, HTTPS_PROXY,
 // no_proxy/NO_PROXY) is honoured the way curl honours it; TLS uses the system CAs. Redirects are

@@ -1,0 +1,19 @@
+// Running a helper program to its end (git for repository contexts, docker or podman for
+// --load): standard input /dev/null, standard output and error into one log file.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace kiln {
+
+// Runs argv (argv[0] looked up in PATH) with the caller's environment and returns its exit
+// status, or 128 + the signal that ended it. Its output goes to `log` (created or truncated).
+// Throws kiln::Error naming the program when it cannot be started.
+int run_to_end(const std::vector<std::string>& argv, const std::filesystem::path& log);
+
+// The last non-empty line of a file (what a failing program said last), or "".
+std::string last_line_of(const std::filesystem::path& file);
+
+}  // namespace kiln
