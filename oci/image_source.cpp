@@ -1,7 +1,5 @@
 #include "kiln/oci/image_source.hpp"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
@@ -18,6 +16,7 @@
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/layer_blob.hpp"
 #include "kiln/oci/media_types.hpp"
+#include "kiln/oci/tar_extract.hpp"
 
 namespace kiln::oci {
 namespace fs = std::filesystem;
@@ -77,71 +76,6 @@ Digest import_file(Store& store, const fs::path& dir, const std::string& rel,
 std::string read_beneath(const fs::path& dir, const std::string& rel, const std::string& what) {
   UniqueFd fd = open_beneath(dir, rel, what);
   return read_all(fd.get(), what + ": " + rel);
-}
-
-// Extracts a tar archive (any compression) into `dir`, refusing entries that leave it and an
-// archive that expands past expansion_limit() of its size (layer_blob.hpp).
-void extract_archive(const fs::path& archive_path, const fs::path& dir, const std::string& what) {
-  std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), archive_read_free);
-  std::unique_ptr<archive, decltype(&archive_write_free)> out(archive_write_disk_new(),
-                                                              archive_write_free);
-  auto fail = [&](archive* from, const char* fallback) {
-    const char* msg = from ? archive_error_string(from) : nullptr;
-    throw Error(what + ": " + archive_path.string() + ": " + (msg ? msg : fallback));
-  };
-  if (!a || !out)
-    fail(nullptr, "out of memory");
-  archive_read_support_filter_all(a.get());
-  archive_read_support_format_tar(a.get());
-  archive_write_disk_set_options(out.get(),
-                                 ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS);
-  if (archive_read_open_filename(a.get(), archive_path.c_str(), 1 << 16) != ARCHIVE_OK)
-    fail(a.get(), "cannot open");
-  std::error_code ec;
-  const uint64_t limit = expansion_limit(fs::file_size(archive_path, ec));
-  uint64_t declared = 0;
-  archive_entry* entry = nullptr;
-  int r;
-  while ((r = archive_read_next_header(a.get(), &entry)) == ARCHIVE_OK) {
-    // Absolute names are taken relative to `dir`; ".." is refused by SECURE_NODOTDOT.
-    auto inside = [&](const char* name) {
-      std::string_view n(name);
-      while (n.starts_with('/'))
-        n.remove_prefix(1);
-      return (dir / n).string();
-    };
-    if (archive_entry_size_is_set(entry))
-      declared += static_cast<uint64_t>(std::max<la_int64_t>(archive_entry_size(entry), 0));
-    if (declared > limit) {
-      throw Error(what + ": " + archive_path.string() + ": its files claim more than " +
-                  std::to_string(limit) +
-                  " bytes, the limit for the archive's size (a compression bomb?)");
-    }
-    std::string path = inside(archive_entry_pathname(entry));
-    archive_entry_set_pathname(entry, path.c_str());
-    if (const char* link = archive_entry_hardlink(entry)) {
-      std::string target = inside(link);
-      archive_entry_set_hardlink(entry, target.c_str());
-    }
-    if (archive_write_header(out.get(), entry) != ARCHIVE_OK)
-      fail(out.get(), "cannot extract");
-    const void* buf;
-    size_t size;
-    la_int64_t offset;
-    int data;
-    while ((data = archive_read_data_block(a.get(), &buf, &size, &offset)) == ARCHIVE_OK) {
-      if (archive_write_data_block(out.get(), buf, size, offset) != ARCHIVE_OK)
-        fail(out.get(), "cannot write extracted data");
-    }
-    if (data != ARCHIVE_EOF)
-      fail(a.get(), "cannot read archive data");
-    if (archive_write_finish_entry(out.get()) != ARCHIVE_OK)
-      fail(out.get(), "cannot finish extracted entry");
-  }
-  if (r != ARCHIVE_EOF)
-    fail(a.get(), "corrupt archive");
-  if (archive_write_close(out.get()) != ARCHIVE_OK)
-    fail(out.get(), "cannot finish extraction");
 }
 
 std::pair<std::string, std::string> split_path_and_tag(std::string_view rest) {
@@ -213,7 +147,7 @@ ResolvedImage from_layout(Store& store, const fs::path& dir, const std::string& 
 ResolvedImage from_docker_archive(Store& store, const fs::path& file, const std::string& name,
                                   const std::string& what) {
   TempDir dir;
-  extract_archive(file, dir.path(), what);
+  extract_tar(file, dir.path(), what + ": " + file.string());
   nlohmann::json entries;
   try {
     entries = nlohmann::json::parse(read_beneath(dir.path(), "manifest.json", what));
@@ -309,7 +243,7 @@ ResolvedImage resolve_image(Store& store, std::string_view ref, const Platform& 
   if (starts_with(ref, "oci-archive:")) {
     auto [file, tag] = split_path_and_tag(ref.substr(12));
     TempDir dir;
-    extract_archive(file, dir.path(), what);
+    extract_tar(file, dir.path(), what + ": " + file);
     return from_layout(store, dir.path(), tag, platform, what);
   }
   if (starts_with(ref, "docker-archive:")) {

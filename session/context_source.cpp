@@ -1,7 +1,5 @@
 #include "kiln/session/context_source.hpp"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,7 +14,7 @@
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/base/subprocess.hpp"
-#include "kiln/oci/layer_blob.hpp"
+#include "kiln/oci/tar_extract.hpp"
 #include "kiln/solver/url_fetch.hpp"
 
 namespace kiln::session {
@@ -31,86 +29,6 @@ ContextSource& ContextSource::operator=(ContextSource&&) noexcept = default;
 ContextSource::~ContextSource() = default;
 
 namespace {
-
-bool is_archive(const fs::path& file) {
-  std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), archive_read_free);
-  if (!a)
-    return false;
-  archive_read_support_filter_all(a.get());
-  archive_read_support_format_tar(a.get());
-  archive_entry* entry = nullptr;
-  return archive_read_open_filename(a.get(), file.c_str(), 1 << 16) == ARCHIVE_OK &&
-         archive_read_next_header(a.get(), &entry) == ARCHIVE_OK;
-}
-
-// Unpacks a tar archive into `dir`: no "..", no absolute names outside, no writes through
-// symlinks, bounded expansion, every write checked.
-void unpack(const fs::path& file, const fs::path& dir, const std::string& what) {
-  std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), archive_read_free);
-  std::unique_ptr<archive, decltype(&archive_write_free)> out(archive_write_disk_new(),
-                                                              archive_write_free);
-  auto fail = [&](archive* from, const std::string& fallback) {
-    const char* msg = from ? archive_error_string(from) : nullptr;
-    throw Error("build context " + what + ": " + (msg ? msg : fallback));
-  };
-  if (!a || !out)
-    fail(nullptr, "out of memory");
-  archive_read_support_filter_all(a.get());
-  archive_read_support_format_tar(a.get());
-  archive_write_disk_set_options(out.get(), ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
-                                                ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                                                ARCHIVE_EXTRACT_SECURE_SYMLINKS);
-  if (archive_read_open_filename(a.get(), file.c_str(), 1 << 16) != ARCHIVE_OK)
-    fail(a.get(), "cannot open the archive");
-  std::error_code ec;
-  const uint64_t limit = oci::expansion_limit(fs::file_size(file, ec));
-  uint64_t declared = 0;
-  for (;;) {
-    archive_entry* entry = nullptr;
-    int r = archive_read_next_header(a.get(), &entry);
-    if (r == ARCHIVE_EOF)
-      break;
-    if (r != ARCHIVE_OK)
-      fail(a.get(), "corrupt archive");
-    if (archive_entry_size_is_set(entry))
-      declared += static_cast<uint64_t>(std::max<la_int64_t>(archive_entry_size(entry), 0));
-    if (declared > limit) {
-      fail(nullptr, "its files claim more than " + std::to_string(limit) +
-                        " bytes, the limit for the archive's size");
-    }
-    // Absolute names are taken inside the context; ".." is refused by SECURE_NODOTDOT.
-    std::string name = archive_entry_pathname(entry);
-    while (name.starts_with("/") || name.starts_with("./"))
-      name.erase(0, name.starts_with("/") ? 1 : 2);
-    if (name.empty() || name == ".")
-      continue;
-    std::string path = (dir / name).string();
-    archive_entry_set_pathname(entry, path.c_str());
-    if (const char* link = archive_entry_hardlink(entry)) {
-      std::string target = link;
-      while (target.starts_with("/") || target.starts_with("./"))
-        target.erase(0, target.starts_with("/") ? 1 : 2);
-      std::string target_path = (dir / target).string();
-      archive_entry_set_hardlink(entry, target_path.c_str());
-    }
-    if (archive_write_header(out.get(), entry) != ARCHIVE_OK)
-      fail(out.get(), "cannot unpack " + quote(name));
-    const void* buf;
-    size_t size;
-    la_int64_t offset;
-    int data;
-    while ((data = archive_read_data_block(a.get(), &buf, &size, &offset)) == ARCHIVE_OK) {
-      if (archive_write_data_block(out.get(), buf, size, offset) != ARCHIVE_OK)
-        fail(out.get(), "cannot write " + quote(name));
-    }
-    if (data != ARCHIVE_EOF)
-      fail(a.get(), "corrupt archive data");
-    if (archive_write_finish_entry(out.get()) != ARCHIVE_OK)
-      fail(out.get(), "cannot finish " + quote(name));
-  }
-  if (archive_write_close(out.get()) != ARCHIVE_OK)
-    fail(out.get(), "cannot finish unpacking");
-}
 
 // Runs git with `args`; throws naming the URL and git's last words on failure.
 void git(const std::vector<std::string>& args, const std::string& url, const fs::path& log) {
@@ -154,14 +72,14 @@ ContextSource ContextSource::open(const std::string& spec, std::istream& in) {
     }
     if (!fs::exists(path, ec))
       throw Error("build context " + spec + " does not exist");
-    if (!fs::is_regular_file(path, ec) || !is_archive(path)) {
+    if (!fs::is_regular_file(path, ec) || !oci::is_tar(path)) {
       throw Error("build context " + spec +
                   " is neither a directory nor a tar archive (a Containerfile goes with -f)");
     }
     source.scratch_ = std::make_unique<Scratch>();
     source.dir_ = source.scratch_->dir.path() / "context";
     fs::create_directories(source.dir_);
-    unpack(path, source.dir_, spec);
+    oci::extract_tar(path, source.dir_, "build context " + spec);
     source.description_ = spec;
     return source;
   }
@@ -180,8 +98,8 @@ ContextSource ContextSource::open(const std::string& spec, std::istream& in) {
       if (!out)
         throw Error("build context from standard input: cannot store it in " + file.string());
     }
-    if (fs::file_size(file, ec) > 0 && is_archive(file)) {
-      unpack(file, source.dir_, "from standard input");
+    if (fs::file_size(file, ec) > 0 && oci::is_tar(file)) {
+      oci::extract_tar(file, source.dir_, "build context from standard input");
     } else {
       std::string text = read_file(file);
       if (text.empty())
@@ -199,11 +117,11 @@ ContextSource ContextSource::open(const std::string& spec, std::istream& in) {
     } catch (const Error& e) {
       throw Error(std::string("build context: ") + e.what());
     }
-    if (!is_archive(file)) {
+    if (!oci::is_tar(file)) {
       throw Error("build context " + spec +
                   ": what it served is not a tar archive (a Containerfile goes with -f)");
     }
-    unpack(file, source.dir_, spec);
+    oci::extract_tar(file, source.dir_, "build context " + spec);
     return source;
   }
   // A repository: URL#REF:SUBDIR.

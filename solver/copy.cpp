@@ -1,6 +1,5 @@
 #include "copy.hpp"
 
-#include <archive.h>
 #include <archive_entry.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,7 +16,7 @@
 #include "kiln/base/strings.hpp"
 #include "kiln/frontend/shell_lexer.hpp"
 #include "kiln/oci/digest.hpp"
-#include "kiln/oci/layer_blob.hpp"
+#include "kiln/oci/tar_extract.hpp"
 #include "rootfs.hpp"
 
 namespace kiln::solver {
@@ -437,98 +436,29 @@ class Planner {
 
   // --- ADD archives ---------------------------------------------------------------------------
 
-  bool is_archive(const std::string& rel) const {
-    struct archive* a = archive_read_new();
-    archive_read_support_filter_all(a);
-    archive_read_support_format_tar(a);
-    fs::path host = r_.source_root / rel;
-    bool ok = archive_read_open_filename(a, host.c_str(), 1 << 16) == ARCHIVE_OK;
-    struct archive_entry* entry = nullptr;
-    ok = ok && archive_read_next_header(a, &entry) == ARCHIVE_OK;
-    archive_read_free(a);
-    return ok;
-  }
+  bool is_archive(const std::string& rel) const { return oci::is_tar(r_.source_root / rel); }
 
-  // Extracts a local archive with libarchive's disk writer (which refuses ".." and writing through
-  // symlinks), checking every write: a full disk must fail the step, never leave a truncated file
-  // in the layer. The archive may expand to oci::expansion_limit() of its size.
+  // Extracts a local archive (oci/tar_extract.hpp: hostile input, every write checked, bounded
+  // expansion). ".." is refused with its own message, like the layer applier refuses it: no
+  // honest archive climbs out of where it is extracted.
   void extract_archive(const std::string& rel, const std::string& target) {
     TempDir dir;
-    fs::path host = r_.source_root / rel;
-    std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), archive_read_free);
-    std::unique_ptr<archive, decltype(&archive_write_free)> out(archive_write_disk_new(),
-                                                                archive_write_free);
-    auto fail = [&](archive* from, const std::string& fallback) {
-      std::string text = from && archive_error_string(from) ? archive_error_string(from) : fallback;
-      if (from && archive_errno(from) > 0 &&
-          text.find(std::strerror(archive_errno(from))) == std::string::npos) {
-        text += std::string(": ") + std::strerror(archive_errno(from));
-      }
-      throw Error("ADD " + describe(rel) + ": cannot extract archive: " + text);
-    };
-    if (!a || !out)
-      fail(nullptr, "out of memory");
-    archive_read_support_filter_all(a.get());
-    archive_read_support_format_tar(a.get());
-    int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_XATTR;
-    if (::geteuid() == 0)
-      flags |= ARCHIVE_EXTRACT_OWNER;
-    archive_write_disk_set_options(out.get(), flags);
-    if (archive_read_open_filename(a.get(), host.c_str(), 1 << 16) != ARCHIVE_OK)
-      fail(a.get(), "cannot open");
-    std::error_code ec;
-    const uint64_t limit = oci::expansion_limit(fs::file_size(host, ec));
-    uint64_t declared = 0;
+    oci::ExtractOptions options;
+    options.xattrs = true;
+    options.owners = ::geteuid() == 0;
     std::set<std::string> listed_dirs;  // directories the archive has entries for
-    for (;;) {
-      archive_entry* entry = nullptr;
-      int r = archive_read_next_header(a.get(), &entry);
-      if (r == ARCHIVE_EOF)
-        break;
-      if (r != ARCHIVE_OK)
-        fail(a.get(), "corrupt archive");
-      // Absolute names are taken inside the destination (as Docker does); ".." is refused, like
-      // the layer applier refuses it: no honest archive climbs out of where it is extracted.
+    const std::string what = "ADD " + describe(rel) + ": cannot extract archive";
+    options.on_entry = [&](archive_entry* entry) {
       for (const char* named : {archive_entry_pathname(entry), archive_entry_hardlink(entry)}) {
         if (named && has_dotdot(named)) {
-          fail(nullptr, "entry " + quote(archive_entry_pathname(entry)) +
-                            " climbs out of the archive with \"..\" (" + quote(named) + ")");
+          throw Error(what + ": entry " + quote(archive_entry_pathname(entry)) +
+                      " climbs out of the archive with \"..\" (" + quote(named) + ")");
         }
       }
-      std::string name = clean_in_root(archive_entry_pathname(entry));
       if (archive_entry_filetype(entry) == AE_IFDIR && !archive_entry_hardlink(entry))
-        listed_dirs.insert(name);
-      if (archive_entry_size_is_set(entry))
-        declared += static_cast<uint64_t>(std::max<la_int64_t>(archive_entry_size(entry), 0));
-      if (declared > limit) {
-        fail(nullptr, "its files claim more than " + std::to_string(limit) +
-                          " bytes, the limit for the archive's size (a compression bomb?)");
-      }
-      std::string path = (dir.path() / name).string();
-      archive_entry_set_pathname(entry, path.c_str());
-      if (const char* link = archive_entry_hardlink(entry)) {
-        std::string link_path = (dir.path() / clean_in_root(link)).string();
-        archive_entry_set_hardlink(entry, link_path.c_str());
-      }
-      if (archive_write_header(out.get(), entry) != ARCHIVE_OK)
-        fail(out.get(), "cannot extract");
-      const void* buf;
-      size_t size;
-      la_int64_t offset;
-      int data;
-      while ((data = archive_read_data_block(a.get(), &buf, &size, &offset)) == ARCHIVE_OK) {
-        if (archive_write_data_block(out.get(), buf, size, offset) != ARCHIVE_OK)
-          fail(out.get(), "write failed");
-      }
-      if (data != ARCHIVE_EOF)
-        fail(a.get(), "corrupt archive data");
-      if (archive_write_finish_entry(out.get()) != ARCHIVE_OK)
-        fail(out.get(), "cannot finish writing an entry");
-    }
-    // Sets the directories' deferred modes and times: its failures count too.
-    if (archive_write_close(out.get()) != ARCHIVE_OK)
-      fail(out.get(), "cannot finish extracting");
+        listed_dirs.insert(clean_in_root(archive_entry_pathname(entry)));
+    };
+    oci::extract_tar(r_.source_root / rel, dir.path(), what, options);
     // The archive's own ownership is kept (unless --chown): walk it like another stage's files.
     CopyRequest inner = r_;
     inner.file.chmod.reset();  // extracted entries keep the archive's modes (BuildKit)
