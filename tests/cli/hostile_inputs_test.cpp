@@ -14,6 +14,7 @@
 
 #include "kiln/base/fd.hpp"
 #include "process.hpp"
+#include "test_files.hpp"
 
 namespace kiln::test {
 namespace {
@@ -24,29 +25,8 @@ using ::testing::Not;
 
 const std::string kHelper = std::string(KILN_SOURCE_DIR) + "/tests/support/hostile_archives.py";
 
-void write(const fs::path& path, const std::string& content) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path, std::ios::binary) << content;
-}
-
 std::string read(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return "<missing>";
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// `size` bytes that do not compress, the same on every run.
-std::string noise(size_t size) {
-  std::string bytes(size, '\0');
-  uint64_t x = 88172645463325252ull;
-  for (char& c : bytes) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    c = static_cast<char>(x >> 56);
-  }
-  return bytes;
+  return read_or(path, "<missing>");
 }
 
 class HostileInputs : public ::testing::Test {

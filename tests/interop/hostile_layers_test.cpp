@@ -26,6 +26,7 @@
 
 #include "kiln/base/fd.hpp"
 #include "process.hpp"
+#include "test_files.hpp"
 
 namespace kiln::test {
 namespace {
@@ -40,16 +41,8 @@ const std::string kHelper = std::string(KILN_TEST_SUPPORT_DIR) + "/hostile_archi
 // A user for the rootless cases (the interop suite's: Debian's useradd gives it subuid ranges).
 constexpr const char* kUser = "kiln-rootless";
 
-void write(const fs::path& path, const std::string& content) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path, std::ios::binary) << content;
-}
-
 std::string read(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return "<missing>";
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  return read_or(path, "<missing>");
 }
 
 // Everything observable about a tree without following symlinks: modes, owners, link counts,

@@ -22,6 +22,7 @@
 
 #include "kiln/base/fd.hpp"
 #include "process.hpp"
+#include "test_files.hpp"
 
 namespace kiln::test {
 namespace {
@@ -32,14 +33,8 @@ using ::testing::HasSubstr;
 
 constexpr const char* kEpoch = "SOURCE_DATE_EPOCH=1700000000";
 
-void write(const fs::path& path, const std::string& content) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path, std::ios::binary) << content;
-}
-
 std::string read(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  return read_or(path, "");
 }
 
 class Interop : public ::testing::Test {

@@ -24,6 +24,7 @@
 #include "kiln/base/fd.hpp"
 #include "process.hpp"
 #include "registry_fixture.hpp"
+#include "test_files.hpp"
 
 namespace kiln::test {
 namespace {
@@ -37,14 +38,8 @@ const fs::path kArm64Busybox = "/var/cache/kiln-test/arm64/bin/busybox";
 const fs::path kBinfmt = "/proc/sys/fs/binfmt_misc";
 constexpr const char* kBothPlatforms = "linux/amd64,linux/arm64";
 
-void write(const fs::path& path, const std::string& content) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path, std::ios::binary) << content;
-}
-
 std::string read(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  return read_or(path, "");
 }
 
 // The first line of a binfmt_misc file ("enabled" or "disabled"); empty when there is none.

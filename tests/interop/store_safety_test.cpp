@@ -19,6 +19,7 @@
 
 #include "kiln/base/fd.hpp"
 #include "process.hpp"
+#include "test_files.hpp"
 
 namespace kiln::test {
 namespace {
@@ -36,27 +37,8 @@ constexpr const char* kCrashPoints[] = {
     "layer-committed",    "before-record",     "after-record",
 };
 
-void write(const fs::path& path, const std::string& content) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path, std::ios::binary) << content;
-}
-
 std::string read(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// `size` bytes that do not compress, the same on every run.
-std::string noise(size_t size, uint64_t seed) {
-  std::string bytes(size, '\0');
-  uint64_t x = seed;
-  for (char& c : bytes) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    c = static_cast<char>(x >> 56);
-  }
-  return bytes;
+  return read_or(path, "");
 }
 
 class StoreSafety : public ::testing::Test {
