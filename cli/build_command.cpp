@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "app.hpp"
@@ -72,6 +73,8 @@ oci::RegistryOptions registry_options(const BuildCommandOptions& opts) {
   }
   if (!opts.authfile.empty())
     options.auth_file = opts.authfile;
+  if (!opts.cert_dir.empty())
+    options.cert_dir = opts.cert_dir;
   return options;
 }
 
@@ -181,6 +184,18 @@ int build_command(const std::vector<std::string>& args, Io io) {
   fs::path context = source.dir();
   if (source.stdin_containerfile() && opts->file == "-")
     throw Error("-f - and the context - both read standard input: give one");
+  // --build-context NAME=ARCHIVE|URL|GIT: fetched the same way, each into its own directory.
+  std::vector<session::ContextSource> named_sources;
+  for (const std::string& name : opts->fetched_contexts) {
+    std::istringstream no_stdin;
+    frontend::NamedContext& named = opts->build_contexts.at(name);
+    try {
+      named_sources.push_back(session::ContextSource::open(named.value, no_stdin));
+    } catch (const Error& e) {
+      throw Error("--build-context " + name + ": " + e.what());
+    }
+    named.value = named_sources.back().dir().string();
+  }
   frontend::Containerfile file = load_containerfile(opts->file, context);
   print_warnings(file.warnings, io.err);
 

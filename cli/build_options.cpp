@@ -19,6 +19,7 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/reference.hpp"
+#include "kiln/session/context_source.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -205,7 +206,13 @@ std::pair<std::string, std::string> parse_add_host(const std::string& spec) {
 }
 
 // --build-context NAME=VALUE, as buildx and buildah take it.
-std::pair<std::string, frontend::NamedContext> parse_build_context(const std::string& spec) {
+struct ParsedContext {
+  std::string name;
+  frontend::NamedContext context;
+  bool fetch = false;  // context.value is a ContextSource spec to materialize
+};
+
+ParsedContext parse_build_context(const std::string& spec) {
   auto [name, value] = key_value(spec, "--build-context");
   frontend::NamedContext context;
   if (starts_with(value, "docker-image://")) {
@@ -218,21 +225,33 @@ std::pair<std::string, frontend::NamedContext> parse_build_context(const std::st
     if (layout.find('@') != std::string::npos)
       usage("--build-context " + quote(spec) + ": select the layout's image by tag (DIR:TAG)");
     context.value = "oci:" + layout;
-  } else if (value.find("://") != std::string::npos || starts_with(value, "git@") ||
-             starts_with(value, "target:")) {
+  } else if (session::ContextSource::is_git_url(value) || starts_with(value, "http://") ||
+             starts_with(value, "https://")) {
+    // Fetched when the build starts (build_command), like the main context.
+    context.local = true;
+    context.value = value;
+    return {name, context, true};
+  } else if (value.find("://") != std::string::npos || starts_with(value, "target:")) {
     usage("--build-context " + quote(spec) +
-          ": kiln takes a directory, docker-image://REF or oci-layout://DIR[:TAG]");
+          ": kiln takes a directory, a tar archive, an http(s) tarball, a git URL, "
+          "docker-image://REF or oci-layout://DIR[:TAG]");
   } else {
     std::error_code ec;
     fs::path dir = fs::absolute(value, ec);
+    if (!ec && fs::is_regular_file(dir, ec)) {
+      context.local = true;
+      context.value = dir.string();
+      return {name, context, true};  // a tar archive, unpacked when the build starts
+    }
     if (ec || !fs::is_directory(dir, ec))
-      usage("--build-context " + quote(spec) + ": " + quote(value) + " is not a directory");
+      usage("--build-context " + quote(spec) + ": " + quote(value) +
+            " is no directory, tar archive, URL or image");
     context.local = true;
     context.value = dir.lexically_normal().string();
     while (context.value.size() > 1 && context.value.back() == '/')
       context.value.pop_back();
   }
-  return {name, context};
+  return {name, context, false};
 }
 
 // --ssh default | ID=SOCKET: an SSH agent's socket (default: $SSH_AUTH_SOCK).
@@ -307,8 +326,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   int compression_level = -1;
   long long timestamp = -1;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
-      pull, format, snapshotter, runtime, tls_verify, creds, authfile, metadata_file, ignorefile,
-      layers;
+      pull, format, snapshotter, runtime, tls_verify, creds, authfile, cert_dir, metadata_file,
+      ignorefile, layers;
   long long jobs = 0;
   std::vector<std::string> allow;
   po::options_description visible("Options");
@@ -409,6 +428,9 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "verify registries' TLS certificates (--tls-verify=false also allows plain HTTP)")
       ("creds", po::value(&creds), "registry credentials USER[:PASSWORD]")
       ("authfile", po::value(&authfile), "registry credentials file (default: the usual auth.json)")
+      ("cert-dir", po::value(&cert_dir),
+       "registry TLS files: *.crt CAs, a *.cert and *.key client certificate "
+       "(default: /etc/containers/certs.d/HOST)")
       ("compression", po::value(&compression)->default_value("gzip"),
        "layer compression: gzip, zstd, none")
       ("format", po::value(&format)->default_value("oci"),
@@ -523,6 +545,12 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   if (tls_verify != "true" && tls_verify != "false")
     usage("--tls-verify must be true or false, not " + quote(tls_verify));
   opts.tls_verify = tls_verify == "true";
+  if (vm.count("cert-dir")) {
+    std::error_code ec;
+    if (!fs::is_directory(cert_dir, ec))
+      usage("--cert-dir " + quote(cert_dir) + ": not a directory");
+    opts.cert_dir = cert_dir;
+  }
   opts.creds = creds;
   opts.authfile = authfile;
   for (const std::string& o : outputs)
@@ -716,9 +744,11 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     }
   }
   for (const std::string& c : build_contexts) {
-    auto [name, named] = parse_build_context(c);
+    auto [name, named, fetch] = parse_build_context(c);
     if (!opts.build_contexts.emplace(name, named).second)
       usage("--build-context " + quote(name) + " is given twice");
+    if (fetch)
+      opts.fetched_contexts.push_back(name);
   }
   opts.metadata_file = metadata_file;
   opts.ignorefile = ignorefile;

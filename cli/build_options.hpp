@@ -42,6 +42,7 @@ struct BuildCommandOptions {
   session::SessionRequest::PullPolicy pull = session::SessionRequest::PullPolicy::kMissing;
   bool push = false;
   bool tls_verify = true;  // --tls-verify
+  std::string cert_dir;    // --cert-dir: registry TLS files (oci::RegistryOptions::cert_dir)
   std::string creds;       // --creds USER[:PASSWORD]
   std::string authfile;    // --authfile
   std::vector<TypedSpec> outputs;
@@ -111,6 +112,9 @@ struct BuildCommandOptions {
   // --build-context NAME=VALUE, validated: docker-image://REF, oci-layout://DIR[:TAG] or a
   // directory (made absolute).
   std::map<std::string, frontend::NamedContext> build_contexts;
+  // The names among build_contexts whose value is still a session::ContextSource spec (a tar
+  // archive, an http(s) tarball or a git URL): the build fetches them and puts the directory in.
+  std::vector<std::string> fetched_contexts;
 };
 
 // Parses the arguments after `kiln build`. Throws UsageError for an unknown flag, a missing or

@@ -101,7 +101,9 @@ void add_registry_flags(po::options_description& flags) {
                       "verify the registry's TLS certificate and refuse plain HTTP (default "
                       "true; localhost is always allowed plain HTTP)")(
       "creds", po::value<std::string>(), "USER:PASSWORD for the registry")(
-      "authfile", po::value<std::string>(), "read credentials from this auth file");
+      "authfile", po::value<std::string>(), "read credentials from this auth file")(
+      "cert-dir", po::value<std::string>(),
+      "TLS files for the registry: *.crt CAs, a *.cert and *.key client certificate");
 }
 
 oci::RegistryOptions registry_options(const po::variables_map& vm, const CommandSpec& spec) {
@@ -110,6 +112,8 @@ oci::RegistryOptions registry_options(const po::variables_map& vm, const Command
     options.tls_verify = vm["tls-verify"].as<bool>();
   if (vm.count("authfile"))
     options.auth_file = std::filesystem::path(vm["authfile"].as<std::string>());
+  if (vm.count("cert-dir"))
+    options.cert_dir = std::filesystem::path(vm["cert-dir"].as<std::string>());
   if (vm.count("creds")) {
     std::string creds = vm["creds"].as<std::string>();
     size_t colon = creds.find(':');

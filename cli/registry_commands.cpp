@@ -28,7 +28,9 @@ namespace {
 void add_tls_verify(po::options_description& flags) {
   flags.add_options()("tls-verify", po::value<bool>()->implicit_value(true),
                       "verify the registry's TLS certificate and refuse plain HTTP (default "
-                      "true; localhost is always allowed plain HTTP)");
+                      "true; localhost is always allowed plain HTTP)")(
+      "cert-dir", po::value<std::string>(),
+      "TLS files for the registry: *.crt CAs, a *.cert and *.key client certificate");
 }
 
 std::optional<fs::path> auth_file_flag(const po::variables_map& vm) {
@@ -123,6 +125,8 @@ int login_command(const std::vector<std::string>& args, Io io) {
   options.credentials = credentials;
   if (vm.count("tls-verify"))
     options.tls_verify = vm["tls-verify"].as<bool>();
+  if (vm.count("cert-dir"))
+    options.cert_dir = fs::path(vm["cert-dir"].as<std::string>());
   try {
     oci::RegistryClient(registry, options).ping();
   } catch (const oci::RegistryError& e) {

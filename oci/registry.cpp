@@ -267,8 +267,84 @@ struct SlistDeleter {
   void operator()(curl_slist* list) const { curl_slist_free_all(list); }
 };
 
+// A registry's TLS files (RegistryOptions::cert_dir), read once.
+struct TlsFiles {
+  std::string ca_bundle;  // PEM: the system CAs, then the directory's *.crt; empty: none added
+  std::string client_cert, client_key;  // paths; empty: no client certificate
+};
+
+// The system CA bundle libcurl uses by default, as PEM text ("" when it has none).
+std::string system_ca_bundle() {
+  std::unique_ptr<CURL, void (*)(CURL*)> h(curl_easy_init(), curl_easy_cleanup);
+  char* cainfo = nullptr;
+  if (h && curl_easy_getinfo(h.get(), CURLINFO_CAINFO, &cainfo) == CURLE_OK && cainfo) {
+    try {
+      return read_file(cainfo);
+    } catch (const Error&) {
+      return "";  // no system bundle: only the directory's CAs are trusted
+    }
+  }
+  return "";
+}
+
+TlsFiles load_tls_files(const fs::path& dir, bool explicit_dir) {
+  TlsFiles tls;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    if (explicit_dir)
+      throw Error("--cert-dir " + dir.string() + ": not a directory");
+    return tls;
+  }
+  std::vector<fs::path> entries;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec))
+    entries.push_back(e.path());
+  if (ec)
+    throw Error("reading the certificate directory " + dir.string() + ": " + ec.message());
+  std::sort(entries.begin(), entries.end());
+  std::string cas;
+  for (const fs::path& p : entries) {
+    std::string ext = p.extension().string();
+    if (ext == ".crt") {
+      cas += read_file(p) + "\n";
+    } else if (ext == ".cert") {
+      fs::path key = p;
+      key.replace_extension(".key");
+      if (!fs::exists(key, ec))
+        throw Error("the client certificate " + p.string() + " has no key " + key.string());
+      if (!tls.client_cert.empty())
+        throw Error("the certificate directory " + dir.string() +
+                    " holds more than one client certificate (*.cert)");
+      tls.client_cert = p.string();
+      tls.client_key = key.string();
+    } else if (ext == ".key") {
+      fs::path cert = p;
+      cert.replace_extension(".cert");
+      if (!fs::exists(cert, ec))
+        throw Error("the client key " + p.string() + " has no certificate " + cert.string());
+    }
+  }
+  if (!cas.empty())
+    tls.ca_bundle = system_ca_bundle() + "\n" + cas;
+  return tls;
+}
+
+TlsFiles find_tls_files(const RegistryOptions& options, const std::string& domain) {
+  if (options.cert_dir)
+    return load_tls_files(*options.cert_dir, true);
+  std::vector<fs::path> candidates = {fs::path("/etc/containers/certs.d") / domain,
+                                      fs::path("/etc/docker/certs.d") / domain};
+  if (const char* home = std::getenv("HOME"); home && *home)
+    candidates.push_back(fs::path(home) / ".config/containers/certs.d" / domain);
+  std::error_code ec;
+  for (const fs::path& dir : candidates) {
+    if (fs::is_directory(dir, ec))
+      return load_tls_files(dir, false);
+  }
+  return {};
+}
+
 Exchange perform(HandlePool& pool, Request& request, const std::string& authorization,
-                 bool verify_tls) {
+                 bool verify_tls, const TlsFiles* tls = nullptr) {
   Exchange exchange;
   HandlePool::Lease lease = pool.take();
   CURL* h = lease.get();
@@ -308,7 +384,23 @@ Exchange perform(HandlePool& pool, Request& request, const std::string& authoriz
   if (!verify_tls) {
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+  } else {
+    // Pooled handles keep options: back to the defaults before this request's own.
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
   }
+  curl_blob ca_blob{};
+  if (tls && !tls->ca_bundle.empty()) {
+    ca_blob.data = const_cast<char*>(tls->ca_bundle.data());
+    ca_blob.len = tls->ca_bundle.size();
+    ca_blob.flags = CURL_BLOB_NOCOPY;
+    curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &ca_blob);
+  } else {
+    curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, nullptr);
+  }
+  bool client_cert = tls && !tls->client_cert.empty();
+  curl_easy_setopt(h, CURLOPT_SSLCERT, client_cert ? tls->client_cert.c_str() : nullptr);
+  curl_easy_setopt(h, CURLOPT_SSLKEY, client_cert ? tls->client_key.c_str() : nullptr);
   if (request.follow_redirects) {
     // libcurl does not send a custom Authorization header to another host.
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
@@ -504,6 +596,7 @@ struct RegistryClient::Impl {
   RegistryOptions options;
   bool insecure;  // TLS not verified and plain HTTP allowed
   HandlePool pool;
+  TlsFiles tls;  // used for requests to `host` only (not token servers or redirects)
 
   std::once_flag base_once;
   std::string base;  // "https://host" or "http://host", set under base_once
@@ -520,7 +613,8 @@ struct RegistryClient::Impl {
     // Registries marked insecure in registries.conf count as if the caller had named them.
     for (std::string& r : insecure_registries())
       options.insecure_registries.push_back(std::move(r));
-    insecure = !options.tls_verify || is_loopback(host) ||
+    tls = find_tls_files(options, domain);
+    insecure = !options.tls_verify || (is_loopback(host) && tls.ca_bundle.empty()) ||
                std::find(options.insecure_registries.begin(), options.insecure_registries.end(),
                          domain) != options.insecure_registries.end();
   }
@@ -542,7 +636,7 @@ struct RegistryClient::Impl {
         return;
       Request probe;
       probe.url = base + "/v2/";
-      if (perform(pool, probe, "", false).code == CURLE_OK)
+      if (perform(pool, probe, "", false, &tls).code == CURLE_OK)
         return;
       probe.url = "http://" + host + "/v2/";
       if (perform(pool, probe, "", false).code == CURLE_OK)
@@ -583,7 +677,8 @@ struct RegistryClient::Impl {
     bool auth_renewed = false;
     for (int attempt = 0;;) {
       std::string authorization = fixed_auth ? *fixed_auth : authorization_for(scope, what);
-      Exchange exchange = perform(pool, request, authorization, verify_for(request.url));
+      Exchange exchange = perform(pool, request, authorization, verify_for(request.url),
+                                  host_of_url(request.url) == host ? &tls : nullptr);
       if (exchange.sink_error)
         std::rethrow_exception(exchange.sink_error);
       if (exchange.too_large) {

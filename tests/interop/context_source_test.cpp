@@ -124,6 +124,27 @@ TEST_F(ContextSource, ArchiveAndGitRepositoryOverHttp) {
   EXPECT_EQ(read(out() / "ctx/a.txt"), "a\n");
   EXPECT_FALSE(fs::exists(out() / "ctx/.git"));
 
+  // The same forms name --build-context contexts, each fetched into a directory of its own.
+  fs::path named = work_.path() / "named";
+  write(named / "Containerfile",
+        "FROM scratch\nCOPY --from=git b.txt /git.txt\nCOPY --from=web a.txt /web.txt\n"
+        "COPY --from=tar sub/b.txt /tar.txt\n");
+  fs::remove_all(out());
+  ProcessResult contexts = run_kiln(
+      {"build", "-o", "type=local,dest=" + out().string(), "--build-context",
+       "git=" + base + "/repo.git#v1:sub", "--build-context", "web=" + base + "/ctx.tar.gz",
+       "--build-context", "tar=" + (work_.path() / "ctx.tar.gz").string(), named.string()},
+      {}, {}, {"KILN_ROOT=" + (work_.path() / "store").string()});
+  ASSERT_EQ(contexts.exit_code, 0) << contexts.err;
+  EXPECT_EQ(read(out() / "git.txt"), "b\n");
+  EXPECT_EQ(read(out() / "web.txt"), "a\n");
+  EXPECT_EQ(read(out() / "tar.txt"), "b\n");
+  ProcessResult bad_context =
+      run_kiln({"build", "--build-context", "git=" + base + "/repo.git#nosuchref", named.string()},
+               {}, {}, {"KILN_ROOT=" + (work_.path() / "store").string()});
+  EXPECT_EQ(bad_context.exit_code, 1);
+  EXPECT_THAT(bad_context.err, HasSubstr("--build-context git: "));
+
   ProcessResult no_ref = build(base + "/repo.git#nosuchref");
   EXPECT_EQ(no_ref.exit_code, 1);
   EXPECT_THAT(no_ref.err, HasSubstr("git fetch failed"));

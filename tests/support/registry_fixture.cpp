@@ -168,6 +168,28 @@ LocalRegistry::LocalRegistry(RegistryAuth auth, std::string user, std::string pa
                    "/token\n    service: kiln-test\n    issuer: kiln-test-issuer\n"
                    "    rootcertbundle: " +
                    (dir / "token.crt").string() + "\n";
+  } else if (auth == RegistryAuth::kClientCert) {
+    fs::path certs = dir / "certs";
+    fs::create_directories(certs);
+    auto path = [&](const char* name) { return (certs / name).string(); };
+    run_or_throw({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                  (dir / "ca.key").string(), "-out", path("ca.crt"), "-days", "2", "-subj",
+                  "/CN=kiln-test-ca"});
+    // The server's and the client's certificates, both signed by the CA.
+    for (const std::string who : {"server", "client"}) {
+      fs::path key = who == "server" ? dir / "server.key" : certs / "client.key";
+      fs::path cert = who == "server" ? dir / "server.crt" : certs / "client.cert";
+      run_or_throw({"openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key.string(),
+                    "-out", (dir / (who + ".csr")).string(), "-subj", "/CN=kiln-test-" + who});
+      write_text(dir / (who + ".ext"), who == "server" ? "subjectAltName=IP:127.0.0.1\n"
+                                                       : "extendedKeyUsage=clientAuth\n");
+      run_or_throw({"openssl", "x509", "-req", "-in", (dir / (who + ".csr")).string(), "-CA",
+                    path("ca.crt"), "-CAkey", (dir / "ca.key").string(), "-CAcreateserial", "-out",
+                    cert.string(), "-days", "2", "-extfile", (dir / (who + ".ext")).string()});
+    }
+    auth_section = "  tls:\n    certificate: " + (dir / "server.crt").string() +
+                   "\n    key: " + (dir / "server.key").string() + "\n    clientcas:\n      - " +
+                   path("ca.crt") + "\n";
   }
   write_text(dir / "config.yml",
              "version: 0.1\n"

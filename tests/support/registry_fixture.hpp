@@ -40,7 +40,10 @@ int free_port();
 // True once something answers HTTP on 127.0.0.1:port; false after `timeout`.
 bool wait_for_http(int port, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
-enum class RegistryAuth { kNone, kBasic, kToken };
+// kClientCert: HTTPS only, with a server certificate for 127.0.0.1 from a test CA, and every
+// client must show a certificate from that CA (cert_dir() holds ca.crt, client.cert, client.key,
+// as --cert-dir takes them).
+enum class RegistryAuth { kNone, kBasic, kToken, kClientCert };
 
 // docker-registry on 127.0.0.1:PORT. With kBasic, an htpasswd (bcrypt) file holds user/password;
 // with kToken, a token server (registry_helpers.py token) on another port issues RS256 JWTs for
@@ -58,6 +61,8 @@ class LocalRegistry {
   int port() const { return port_; }
   const std::string& user() const { return user_; }
   const std::string& password() const { return password_; }
+  // kClientCert: the directory with the CA and the client certificate.
+  std::filesystem::path cert_dir() const { return dir_.path() / "certs"; }
   // The registry's log (and the token server's, after it), for failure messages.
   std::string logs() const;
 

@@ -50,6 +50,12 @@ struct RegistryOptions {
   std::vector<std::string> insecure_registries;    // "host:port" allowed over plain HTTP
   std::optional<Credentials> credentials;          // --creds; else looked up in the auth files
   std::optional<std::filesystem::path> auth_file;  // --authfile; else the default lookup
+  // --cert-dir: TLS files for this registry, as containers/image reads them: every *.crt a CA
+  // trusted beside the system's, a *.cert with the *.key of the same name a client certificate.
+  // Unset: /etc/containers/certs.d/HOST[:PORT], then /etc/docker/certs.d/HOST[:PORT], then
+  // $HOME/.config/containers/certs.d/HOST[:PORT] — the first that exists. A registry with CAs
+  // configured this way is verified even on loopback (unless tls_verify is false).
+  std::optional<std::filesystem::path> cert_dir;
   int retries = 4;
   // The wait before each retry (podman's --retry-delay); unset: exponential from 250 ms, or what
   // a Retry-After header asks.
