@@ -37,6 +37,7 @@
 #include "kiln/session/context_source.hpp"
 #include "kiln/session/session.hpp"
 #include "kiln/snapshotter/compression.hpp"
+#include "kiln/solver/builder.hpp"
 #include "kiln/solver/progress_renderer.hpp"
 
 namespace kiln::cli {
@@ -56,6 +57,24 @@ std::optional<int64_t> source_date_epoch() {
                 " is not a number of seconds since 1970-01-01");
   }
   return seconds;
+}
+
+// BuildKit's way of asking for a reproducible build: --build-arg SOURCE_DATE_EPOCH=N.
+std::optional<int64_t> source_date_epoch_arg(
+    const std::vector<std::pair<std::string, std::string>>& build_args) {
+  std::optional<int64_t> epoch;
+  for (const auto& [name, value] : build_args) {
+    if (name != "SOURCE_DATE_EPOCH")
+      continue;
+    int64_t seconds = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+    if (ec != std::errc() || end != value.data() + value.size() || seconds < 0) {
+      throw Error("--build-arg SOURCE_DATE_EPOCH=" + value +
+                  " is not a number of seconds since 1970-01-01");
+    }
+    epoch = seconds;  // the last one wins, as for every build argument
+  }
+  return epoch;
 }
 
 oci::RegistryOptions registry_options(const BuildCommandOptions& opts) {
@@ -210,10 +229,17 @@ int build_command(const std::vector<std::string>& args, Io io) {
     request.solve.ignore =
         frontend::load_ignore_rules(context, containerfile_path(opts->file, context));
   }
+  // buildah: --source-date-epoch is also the SOURCE_DATE_EPOCH build argument.
+  if (opts->source_date_epoch &&
+      std::none_of(opts->build_args.begin(), opts->build_args.end(),
+                   [](const auto& arg) { return arg.first == "SOURCE_DATE_EPOCH"; })) {
+    opts->build_args.emplace_back("SOURCE_DATE_EPOCH", std::to_string(*opts->source_date_epoch));
+  }
   request.build_args = opts->build_args;
   request.target = opts->target;
   request.platforms = opts->platforms;
   request.named_contexts = opts->build_contexts;
+  request.first_base = opts->from;
   request.run.network = opts->network == "none"   ? frontend::ExecOp::Network::kNone
                         : opts->network == "host" ? frontend::ExecOp::Network::kHost
                                                   : frontend::ExecOp::Network::kSandbox;
@@ -226,6 +252,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
     build.build_args = opts->build_args;
     build.target = opts->target;
     build.named_contexts = opts->build_contexts;
+    build.first_base = opts->from;
     if (!opts->platforms.empty())
       build.target_platform = opts->platforms.front();
     frontend::BuildPlan plan = frontend::plan_build(file, build);
@@ -258,7 +285,13 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.cache_from = caches_of(opts->cache_from, /*from=*/true);
   request.cache_to = caches_of(opts->cache_to, /*from=*/false);
   request.solve.layers.compression.algorithm = snapshotter::parse_compression(opts->compression);
-  request.solve.source_date_epoch = opts->timestamp ? opts->timestamp : source_date_epoch();
+  // The first of --timestamp, --source-date-epoch, $SOURCE_DATE_EPOCH and (BuildKit's way) a
+  // SOURCE_DATE_EPOCH build argument.
+  request.solve.source_date_epoch = opts->timestamp           ? opts->timestamp
+                                    : opts->source_date_epoch ? opts->source_date_epoch
+                                                              : source_date_epoch();
+  if (!request.solve.source_date_epoch)
+    request.solve.source_date_epoch = source_date_epoch_arg(opts->build_args);
   request.solve.layers.source_date_epoch = request.solve.source_date_epoch;
   request.solve.layers.all_mtimes = opts->timestamp.has_value();
   request.solve.labels = opts->labels;
@@ -268,6 +301,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.solve.env = opts->env;
   request.solve.unset_env = opts->unset_env;
   request.solve.omit_history = opts->omit_history;
+  request.solve.inherit_labels = opts->inherit_labels;
   request.solve.squash = opts->squash_all ? solver::BuildRequest::Squash::kAll
                          : opts->squash   ? solver::BuildRequest::Squash::kNew
                                           : solver::BuildRequest::Squash::kNone;
@@ -300,6 +334,12 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.manifest_annotations.insert(opts->manifest_annotations.begin(),
                                       opts->manifest_annotations.end());
   request.index_annotations.insert(opts->index_annotations.begin(), opts->index_annotations.end());
+  if (opts->created_annotation) {
+    std::string created = solver::build_timestamp(request.solve.source_date_epoch);
+    request.manifest_annotations.emplace("org.opencontainers.image.created", created);
+    if (opts->platforms.size() > 1)
+      request.index_annotations.emplace("org.opencontainers.image.created", created);
+  }
   request.metadata_file = opts->metadata_file;
   for (const SecretSpec& secret : opts->secrets)
     request.solve.secrets[secret.id] = {secret.src, secret.env};
@@ -358,6 +398,10 @@ int build_command(const std::vector<std::string>& args, Io io) {
     load_image(load_dir->path() / "image.tar", load_dir->path(), io.err);
   if (!opts->iidfile.empty())
     write_user_file(opts->iidfile, result.image_id);
+  if (!opts->iidfile_raw.empty()) {
+    std::string_view id = result.image_id;
+    write_user_file(opts->iidfile_raw, std::string(id.substr(id.find(':') + 1)));
+  }
   solver::ProgressEvent done;
   done.kind = solver::ProgressEvent::Kind::kBuildDone;
   done.text = result.image_id;

@@ -17,6 +17,7 @@
 #include "app.hpp"
 #include "command_line.hpp"
 #include "kiln/base/error.hpp"
+#include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/reference.hpp"
 #include "kiln/session/context_source.hpp"
@@ -277,6 +278,84 @@ std::pair<std::string, std::string> parse_ssh(const std::string& spec) {
   return {id, socket};
 }
 
+// Flags of buildah build, podman build or docker buildx build that kiln refuses, each with why:
+// refused by name rather than "unrecognised", so a script ported from those tools learns what
+// to change. README's compatibility table lists them (tests/cli_compat checks it).
+struct RefusedFlag {
+  const char* name;
+  bool takes_value;
+  const char* reason;
+};
+
+constexpr const char* kNoIntermediateImages =
+    "kiln keeps no intermediate images (its cache is content-addressed steps)";
+constexpr const char* kNoSbom =
+    "kiln does not make SBOMs or attestations yet; nothing is scanned or attached";
+constexpr const char* kNoChecks =
+    "kiln does not run build checks or print outlines yet; --dry-run prints the build plan";
+constexpr const char* kNoUsernsMaps =
+    "kiln maps RUN's user namespace from /etc/subuid and /etc/subgid itself; explicit maps are "
+    "not supported";
+constexpr const char* kNoCgroups =
+    "kiln's RUN sandbox does not create cgroups, so it cannot limit memory or CPU; RUN steps run "
+    "in the cgroup kiln runs in (limit that, e.g. with systemd-run --scope -p MemoryMax=)";
+
+constexpr RefusedFlag kRefusedFlags[] = {
+    {"all-platforms", false,
+     "kiln does not yet find the platforms the base images share: name them with --platform"},
+    {"attest", true, kNoSbom},
+    {"builder", true, "kiln has no builder instances: it builds in its own process"},
+    {"cache-ttl", true, "kiln's cache entries do not expire by age: use kiln prune"},
+    {"call", true, kNoChecks},
+    {"cgroup-parent", true, kNoCgroups},
+    {"check", false, kNoChecks},
+    {"cpp-flag", true, "kiln does not run Containerfile.in files through cpp"},
+    {"cpu-period", true, kNoCgroups},
+    {"cpu-quota", true, kNoCgroups},
+    {"cpu-shares", true, kNoCgroups},
+    {"cpuset-cpus", true, kNoCgroups},
+    {"cpuset-mems", true, kNoCgroups},
+    {"cw", true, "kiln does not make confidential-workload (krun) images"},
+    {"decryption-key", true, "kiln does not decrypt encrypted (ocicrypt) base images"},
+    {"force-compression", false,
+     "kiln does not recompress base image layers; the layers it makes use --compression-format"},
+    {"group-add", true, "RUN steps get the groups of their USER only"},
+    {"hooks-dir", true, "kiln runs no OCI hooks in RUN steps"},
+    {"layer-label", true, kNoIntermediateImages},
+    {"logsplit", false, "--logfile takes every platform's output in one file"},
+    {"manifest", true,
+     "kiln has no local manifest lists yet: build with --platform a,b (one index) and -t, "
+     "or push each image and join them with a registry tool"},
+    {"memory", true, kNoCgroups},
+    {"memory-swap", true, kNoCgroups},
+    {"mount", true, "give mounts per step with RUN --mount in the Containerfile"},
+    {"no-hostname", false, "RUN steps always get /etc/hostname (buildkitsandbox), as in BuildKit"},
+    {"os-feature", true, "kiln does not write os.features into image configs"},
+    {"os-version", true, "kiln does not write os.version into image configs"},
+    {"policy", true, "kiln does not evaluate source policies"},
+    {"print", true, kNoChecks},
+    {"provenance", true, kNoSbom},
+    {"resource", true, kNoCgroups},
+    {"runtime-flag", true, "kiln passes no extra flags to the OCI runtime"},
+    {"save-stages", false, kNoIntermediateImages},
+    {"sbom", true, kNoSbom},
+    {"sbom-image-output", true, kNoSbom},
+    {"sbom-image-purl-output", true, kNoSbom},
+    {"sbom-merge-strategy", true, kNoSbom},
+    {"sbom-output", true, kNoSbom},
+    {"sbom-purl-output", true, kNoSbom},
+    {"sbom-scanner-command", true, kNoSbom},
+    {"sbom-scanner-image", true, kNoSbom},
+    {"sign-by", true, "kiln makes cosign-compatible signatures, not GPG ones: use --sign-key"},
+    {"source-policy-file", true, "kiln does not evaluate source policies"},
+    {"stage-labels", false, kNoIntermediateImages},
+    {"stdin", false, "RUN steps get no standard input: kiln builds are not interactive"},
+    {"userns-gid-map", true, kNoUsernsMaps},
+    {"userns-gid-map-group", true, kNoUsernsMaps},
+    {"userns-uid-map", true, kNoUsernsMaps},
+    {"userns-uid-map-user", true, kNoUsernsMaps},
+};
+
 void require_one_of(const std::string& value, const std::string& flag,
                     std::initializer_list<const char*> allowed) {
   std::vector<std::string> names;
@@ -325,6 +404,11 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   std::string omit_history, identity_label, disable_compression, compression_format;
   int compression_level = -1;
   long long timestamp = -1;
+  std::vector<std::string> build_arg_files, unset_annotations;
+  std::string iidfile_raw, rewrite_timestamp, compress, content_trust, created_annotation,
+      inherit_labels, inherit_annotations, skip_unused_stages, compat_volumes, ipc, pid, uts,
+      cgroupns, debug, from;
+  long long source_date_epoch = -1;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
       pull, format, snapshotter, runtime, tls_verify, creds, authfile, cert_dir, metadata_file,
       ignorefile, layers;
@@ -460,17 +544,66 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "accepted for compatibility: kiln leaves no intermediate containers")
       ("force-rm", po::value<std::string>()->implicit_value("true"),
        "accepted for compatibility: kiln leaves no intermediate containers")
+      ("build-arg-file", po::value(&build_arg_files),
+       "read build arguments from FILE: NAME=VALUE lines; # comments and blank lines skipped "
+       "(--build-arg wins)")
+      ("from", po::value(&from), "use this image instead of the one the first FROM names")
+      ("iidfile-raw", po::value(&iidfile_raw), "write the image ID to FILE without sha256:")
+      ("source-date-epoch", po::value(&source_date_epoch),
+       "the image's created time and the SOURCE_DATE_EPOCH build argument; new files' times "
+       "are clamped to it (as the SOURCE_DATE_EPOCH variable)")
+      ("rewrite-timestamp", po::value(&rewrite_timestamp)->implicit_value("true"),
+       "clamp new layers' file times to --source-date-epoch (kiln always does when it is set)")
+      ("created-annotation", po::value(&created_annotation)->implicit_value("true"),
+       "add org.opencontainers.image.created to the manifest (default false)")
+      ("inherit-labels", po::value(&inherit_labels)->implicit_value("true"),
+       "keep the base image's and base stage's labels (default true)")
+      ("inherit-annotations", po::value(&inherit_annotations)->implicit_value("true"),
+       "false only: kiln never carries a base image's manifest annotations over")
+      ("unsetannotation", po::value(&unset_annotations),
+       "an annotation not to inherit from the base (none are: accepted, nothing to remove)")
+      ("skip-unused-stages", po::value(&skip_unused_stages)->implicit_value("true"),
+       "true only: kiln builds only the stages the target needs")
+      ("compat-volumes", po::value(&compat_volumes)->implicit_value("true"),
+       "false only: RUN's changes under a VOLUME are kept, as in BuildKit")
+      ("ipc", po::value(&ipc), "RUN's IPC namespace: private (the only one kiln makes)")
+      ("pid", po::value(&pid), "RUN's PID namespace: private (the only one kiln makes)")
+      ("uts", po::value(&uts), "RUN's UTS namespace: private (the only one kiln makes)")
+      ("cgroupns", po::value(&cgroupns), "RUN's cgroup namespace: host (kiln makes none)")
+      ("compress", po::value(&compress)->implicit_value("true"),
+       "accepted and ignored, as buildah, podman and buildx do: the context is never sent")
+      ("disable-content-trust", po::value(&content_trust)->implicit_value("true"),
+       "accepted and ignored, as buildah and podman do")
+      ("debug", po::value(&debug)->implicit_value("true"),
+       "buildx's --debug: plain progress, every step's output")
       ("dry-run", po::bool_switch(), "print the planned build graph and run nothing")
       ("plan-format", po::value(&plan_format)->default_value("text"),
        "with --dry-run: text or json");
   // clang-format on
+  po::options_description refused;
+  for (const RefusedFlag& f : kRefusedFlags) {
+    // buildah's short forms: -c is --cpu-shares, -m is --memory.
+    std::string names = f.name == std::string_view("cpu-shares") ? "cpu-shares,c"
+                        : f.name == std::string_view("memory")   ? "memory,m"
+                                                                 : f.name;
+    if (f.takes_value)
+      refused.add_options()(names.c_str(), po::value<std::string>());
+    else
+      refused.add_options()(names.c_str(), po::value<std::string>()->implicit_value("true"));
+  }
+  po::options_description known;
+  known.add(visible).add(refused);
   po::variables_map vm = parse_arguments(
-      args, visible,
+      args, known,
       {"context", po::value(&context), 1, "too many arguments: give exactly one CONTEXT directory"},
       kBuildUsage);
   if (vm.count("help")) {
     print_command_help(help_out, kBuildUsage, "Build an image from a Containerfile.", visible);
     return std::nullopt;
+  }
+  for (const RefusedFlag& f : kRefusedFlags) {
+    if (vm.count(f.name))
+      usage(std::string("--") + f.name + " is not supported: " + f.reason);
   }
   if (context.empty())
     context = ".";  // as podman build: the current directory
@@ -479,6 +612,28 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   opts.context = context;
   opts.file = file;
   opts.tags = tags;
+  // --build-arg-file first, so that --build-arg wins for the same name.
+  for (const std::string& path : build_arg_files) {
+    std::string text;
+    try {
+      text = read_file(path);
+    } catch (const Error& e) {
+      usage(std::string("--build-arg-file: ") + e.what());
+    }
+    size_t line_number = 0;
+    for (std::string line : split(text, '\n')) {
+      ++line_number;
+      line = trim(line);
+      if (line.empty() || line[0] == '#')
+        continue;
+      size_t eq = line.find('=');
+      if (eq == 0 || eq == std::string::npos) {
+        usage("--build-arg-file " + path + ":" + std::to_string(line_number) +
+              ": expected NAME=VALUE, not " + quote(line));
+      }
+      opts.build_args.emplace_back(line.substr(0, eq), line.substr(eq + 1));
+    }
+  }
   for (const std::string& arg : build_args) {
     size_t eq = arg.find('=');
     if (eq == 0)
@@ -725,8 +880,62 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   if (vm.count("identity-label"))
     opts.identity_label = flag_bool(identity_label, "--identity-label");
   opts.iidfile = iidfile;
+  opts.iidfile_raw = iidfile_raw;
+  if (vm.count("from")) {
+    if (from.empty())
+      usage("--from needs an image name");
+    opts.from = from;
+  }
+  if (vm.count("source-date-epoch")) {
+    if (source_date_epoch < 0) {
+      usage("--source-date-epoch " + std::to_string(source_date_epoch) +
+            ": expected seconds since 1970");
+    }
+    opts.source_date_epoch = source_date_epoch;
+  }
+  if (vm.count("rewrite-timestamp"))
+    (void)flag_bool(rewrite_timestamp, "--rewrite-timestamp");
+  if (vm.count("created-annotation"))
+    opts.created_annotation = flag_bool(created_annotation, "--created-annotation");
+  if (vm.count("inherit-labels"))
+    opts.inherit_labels = flag_bool(inherit_labels, "--inherit-labels");
+  // Settings kiln has one way of doing: the value that names it is accepted, the other refused.
+  auto only = [&](const char* flag, const std::string& value, bool accepted, const char* why) {
+    if (vm.count(flag) && flag_bool(value, (std::string("--") + flag).c_str()) != accepted)
+      usage(std::string("--") + flag + "=" + value + " is not supported: " + why);
+  };
+  only("inherit-annotations", inherit_annotations, false,
+       "kiln never carries a base image's manifest annotations into the image (as BuildKit)");
+  only("skip-unused-stages", skip_unused_stages, true,
+       "kiln builds only the stages the target needs (as BuildKit)");
+  only("compat-volumes", compat_volumes, false,
+       "RUN's changes under a VOLUME stay in the image, as in BuildKit");
+  for (const std::string& key : unset_annotations) {
+    if (key.empty())
+      usage("--unsetannotation needs an annotation name");
+  }
+  for (auto [flag, value] :
+       {std::pair<const char*, std::string*>{"ipc", &ipc}, {"pid", &pid}, {"uts", &uts}}) {
+    if (vm.count(flag) && *value != "private" && *value != "container" && !value->empty()) {
+      std::string kind = to_upper(flag);
+      usage(std::string("--") + flag + " " + quote(*value) +
+            " is not supported: kiln runs every "
+            "RUN step in " +
+            (kind == "UTS" ? "a " : "an ") + kind + " namespace of its own (private)");
+    }
+  }
+  if (vm.count("cgroupns") && cgroupns != "host" && !cgroupns.empty()) {
+    usage("--cgroupns " + quote(cgroupns) +
+          " is not supported: RUN steps share kiln's cgroup namespace (host)");
+  }
+  if (vm.count("compress"))
+    (void)flag_bool(compress, "--compress");
+  if (vm.count("disable-content-trust"))
+    (void)flag_bool(content_trust, "--disable-content-trust");
   require_one_of(progress, "--progress", {"auto", "tty", "plain", "json", "quiet"});
   opts.progress = vm["quiet"].as<bool>() ? "quiet" : progress;
+  if (vm.count("debug") && flag_bool(debug, "--debug") && opts.progress != "quiet")
+    opts.progress = "plain";
   for (const std::string& h : add_hosts)
     opts.add_hosts.push_back(parse_add_host(h));
   for (const std::string& a : annotations) {

@@ -93,7 +93,14 @@ struct BuildCommandOptions {
   // --timestamp SECONDS: the image's created time and every file time in its new layers.
   std::optional<int64_t> timestamp;
   std::string iidfile;
-  std::string progress = "auto";  // auto | tty | plain | json
+  std::string iidfile_raw;  // --iidfile-raw: the ID without "sha256:"
+  // --from: the image the first FROM uses instead of the one it names.
+  std::optional<std::string> from;
+  // --source-date-epoch: as the SOURCE_DATE_EPOCH variable, and the build argument of that name.
+  std::optional<int64_t> source_date_epoch;
+  bool created_annotation = false;  // --created-annotation: org.opencontainers.image.created
+  bool inherit_labels = true;       // --inherit-labels=false: stages start without labels
+  std::string progress = "auto";    // auto | tty | plain | json
   std::string sign_key;
   std::string compression = "gzip";    // gzip | zstd | none
   std::vector<std::string> allow;      // --allow security.insecure

@@ -276,7 +276,9 @@ class Planner {
                                                  "): later references use this stage"});
       }
     }
-    std::string base = expand(ins.args[0], ins.args_where, /*meta=*/true);
+    std::string base = stage.index == 0 && options_.first_base
+                           ? *options_.first_base
+                           : expand(ins.args[0], ins.args_where, /*meta=*/true);
     if (base.empty()) {
       throw InputError(ins.args_where,
                        "base name (" + ins.args[0] + ") should not be blank after expansion");
@@ -662,7 +664,8 @@ class Planner {
     for (size_t index : plan_.order)
       used.insert(stage_used_[index].begin(), stage_used_[index].end());
     for (const auto& [name, value] : build_args_) {
-      if (used.contains(name) || is_predefined_arg(name))
+      // SOURCE_DATE_EPOCH sets the build's epoch (BuildKit) whether or not a stage reads it.
+      if (used.contains(name) || is_predefined_arg(name) || name == "SOURCE_DATE_EPOCH")
         continue;
       plan_.warnings.push_back({{file_.filename, 0, 0},
                                 "build argument " + name + " was not consumed: no ARG " + name +

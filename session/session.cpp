@@ -39,6 +39,7 @@ frontend::BuildOptions build_options(const SessionRequest& request, const oci::P
   options.build_args = request.build_args;
   options.target = request.target;
   options.named_contexts = request.named_contexts;
+  options.first_base = request.first_base;
   options.target_platform = platform;
   return options;
 }

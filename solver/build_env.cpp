@@ -65,7 +65,7 @@ BuildEnv::BuildEnv(oci::Store& s, BuildRequest r)
       hasher(store.layout().context_caches(), request.context) {
   now = request.source_date_epoch.value_or(now_seconds());
   created = oci::format_rfc3339(now);
-  salt = build_salt(request.layers, request.source_date_epoch);
+  salt = build_salt(request.layers, request.source_date_epoch, request.inherit_labels);
   shared = request.shared_steps ? request.shared_steps : make_shared_steps();
 }
 

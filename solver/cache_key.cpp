@@ -11,7 +11,7 @@ std::string digest_of(const nlohmann::ordered_json& j) {
 }  // namespace
 
 std::string build_salt(const snapshotter::LayerOptions& layers,
-                       const std::optional<int64_t>& source_date_epoch) {
+                       const std::optional<int64_t>& source_date_epoch, bool inherit_labels) {
   nlohmann::ordered_json j;
   j["kiln-cache"] = 2;  // 2: keys over typed op definitions
   j["compression"] = static_cast<int>(layers.compression.algorithm);
@@ -19,6 +19,8 @@ std::string build_salt(const snapshotter::LayerOptions& layers,
   j["source_date_epoch"] = source_date_epoch ? std::to_string(*source_date_epoch) : "";
   if (layers.all_mtimes)
     j["all_mtimes"] = true;
+  if (!inherit_labels)
+    j["inherit_labels"] = false;
   return digest_of(j);
 }
 

@@ -6,9 +6,9 @@
 #include "executors.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/solver/url_fetch.hpp"
 #include "ownership.hpp"
 #include "rootfs.hpp"
-#include "kiln/solver/url_fetch.hpp"
 
 namespace kiln::solver {
 namespace fs = std::filesystem;

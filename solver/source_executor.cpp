@@ -39,6 +39,8 @@ void start_stage(BuildEnv& env, StageState& st, const frontend::GraphStage& stag
     st.layers = from->layers;
     st.key = stage_base_key(from->key);
   }
+  if (!env.request.inherit_labels)
+    st.config.config.labels.clear();
   st.base_layers = st.layers.size();
   // BuildKit writes "/" for an image without a working directory.
   if (st.config.config.working_dir.empty())

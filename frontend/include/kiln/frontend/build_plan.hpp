@@ -58,6 +58,8 @@ struct BuildOptions {
   // instructions do not run), and `--from=NAME` / `--mount from=NAME` where no stage is named
   // NAME. A local directory can only serve COPY --from and RUN --mount from.
   std::map<std::string, NamedContext> named_contexts;
+  // buildah's --from: the image (or stage name) the first FROM uses instead of the one it names.
+  std::optional<std::string> first_base;
 };
 
 // The context `ref` names: by the exact name, else by the reference's short form without

@@ -56,6 +56,7 @@ struct SessionRequest {
   std::optional<std::string> target;
   std::vector<oci::Platform> platforms;  // empty: the host's
   std::map<std::string, frontend::NamedContext> named_contexts;
+  std::optional<std::string> first_base;  // --from: replaces the first FROM's image
 
   // RUN settings that become part of exec ops: network, extra hosts, insecure.
   frontend::LowerOptions run;

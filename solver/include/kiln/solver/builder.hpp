@@ -60,6 +60,9 @@ struct BuildRequest {
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<std::string> unset_env;
   bool omit_history = false;
+  // buildah's --inherit-labels=false: a stage starts without its base image's or base stage's
+  // labels (LABEL and --label still add theirs).
+  bool inherit_labels = true;
   // buildah's --squash (the layers the build made become one, on top of the base's) and
   // --squash-all (the whole filesystem becomes one layer).
   enum class Squash { kNone, kNew, kAll };
