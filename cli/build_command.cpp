@@ -282,6 +282,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.registry = registry_options(*opts);
   request.pull = opts->pull;
   request.solve.no_cache = opts->no_cache;
+  request.solve.cache_ttl = opts->cache_ttl;
   request.cache_from = caches_of(opts->cache_from, /*from=*/true);
   request.cache_to = caches_of(opts->cache_to, /*from=*/false);
   request.solve.layers.compression.algorithm = snapshotter::parse_compression(opts->compression);

@@ -305,7 +305,6 @@ constexpr RefusedFlag kRefusedFlags[] = {
      "kiln does not yet find the platforms the base images share: name them with --platform"},
     {"attest", true, kNoSbom},
     {"builder", true, "kiln has no builder instances: it builds in its own process"},
-    {"cache-ttl", true, "kiln's cache entries do not expire by age: use kiln prune"},
     {"call", true, kNoChecks},
     {"cgroup-parent", true, kNoCgroups},
     {"check", false, kNoChecks},
@@ -355,6 +354,33 @@ constexpr RefusedFlag kRefusedFlags[] = {
     {"userns-uid-map", true, kNoUsernsMaps},
     {"userns-uid-map-user", true, kNoUsernsMaps},
 };
+
+// A Go duration as buildah takes it: "90s", "1h30m", "500ms", "0". Seconds, rounded down.
+std::optional<std::chrono::seconds> parse_go_duration(const std::string& text) {
+  static const std::regex kPart("([0-9]+(?:\\.[0-9]+)?)(ns|us|µs|ms|s|m|h)");
+  if (text == "0")
+    return std::chrono::seconds(0);
+  double seconds = 0;
+  size_t pos = 0;
+  std::smatch m;
+  while (pos < text.size()) {
+    std::string rest = text.substr(pos);
+    if (!std::regex_search(rest, m, kPart, std::regex_constants::match_continuous))
+      return std::nullopt;
+    double n = std::stod(m[1].str());
+    const std::string unit = m[2].str();
+    seconds += unit == "h"    ? n * 3600
+               : unit == "m"  ? n * 60
+               : unit == "s"  ? n
+               : unit == "ms" ? n / 1e3
+               : unit == "ns" ? n / 1e9
+                              : n / 1e6;
+    pos += m.length(0);
+  }
+  if (text.empty())
+    return std::nullopt;
+  return std::chrono::seconds(static_cast<int64_t>(seconds));
+}
 
 void require_one_of(const std::string& value, const std::string& flag,
                     std::initializer_list<const char*> allowed) {
@@ -407,7 +433,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   std::vector<std::string> build_arg_files, unset_annotations;
   std::string iidfile_raw, rewrite_timestamp, compress, content_trust, created_annotation,
       inherit_labels, inherit_annotations, skip_unused_stages, compat_volumes, ipc, pid, uts,
-      cgroupns, debug, from;
+      cgroupns, debug, from, cache_ttl;
   long long source_date_epoch = -1;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
       pull, format, snapshotter, runtime, tls_verify, creds, authfile, cert_dir, metadata_file,
@@ -544,6 +570,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "accepted for compatibility: kiln leaves no intermediate containers")
       ("force-rm", po::value<std::string>()->implicit_value("true"),
        "accepted for compatibility: kiln leaves no intermediate containers")
+      ("cache-ttl", po::value(&cache_ttl),
+       "use only cache entries made less than DURATION ago (e.g. 1h, 30m; 0: --no-cache)")
       ("build-arg-file", po::value(&build_arg_files),
        "read build arguments from FILE: NAME=VALUE lines; # comments and blank lines skipped "
        "(--build-arg wins)")
@@ -683,6 +711,15 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   for (const char* flag : {"rm", "force-rm"}) {
     if (vm.count(flag))
       require_one_of(vm[flag].as<std::string>(), std::string("--") + flag, {"true", "false"});
+  }
+  if (vm.count("cache-ttl")) {
+    std::optional<std::chrono::seconds> ttl = parse_go_duration(cache_ttl);
+    if (!ttl)
+      usage("--cache-ttl " + quote(cache_ttl) + ": expected a duration such as 1h, 30m or 90s");
+    if (ttl->count() == 0)
+      opts.no_cache = true;  // buildah: --cache-ttl=0 is --no-cache
+    else
+      opts.cache_ttl = ttl;
   }
   opts.no_cache_filter = no_cache_filter;
   using Policy = session::SessionRequest::PullPolicy;

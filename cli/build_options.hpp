@@ -37,6 +37,7 @@ struct BuildCommandOptions {
   std::optional<std::string> target;
   std::vector<oci::Platform> platforms;  // empty: the host platform
   bool no_cache = false;
+  std::optional<std::chrono::seconds> cache_ttl;  // --cache-ttl: older cache entries are misses
   std::vector<std::string> no_cache_filter;
   // --pull[=always|missing|never|newer|true|false] (podman's policies; alone: always).
   session::SessionRequest::PullPolicy pull = session::SessionRequest::PullPolicy::kMissing;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <system_error>
 
@@ -31,6 +32,8 @@ std::optional<CacheRecord> parse_record(const std::string& key, const std::strin
     for (const nlohmann::json& layer : j.at("layers"))
       r.layers.push_back(descriptor_from_json(layer));
     r.cmd_set = j.value("cmd_set", false);
+    if (j.contains("created"))
+      r.created = j.at("created").get<int64_t>();
     if (r.layers.size() != r.config.diff_ids.size())
       return std::nullopt;
     return r;
@@ -77,6 +80,10 @@ void CacheIndex::put(const CacheRecord& record) const {
   for (const Descriptor& layer : record.layers)
     j["layers"].push_back(to_json(layer));
   j["cmd_set"] = record.cmd_set;
+  j["created"] = record.created ? *record.created
+                                : std::chrono::duration_cast<std::chrono::seconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count();
   fs::create_directories(dir_);
   write_file_atomically(path_of(record.key), j.dump());
 }

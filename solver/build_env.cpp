@@ -214,6 +214,12 @@ bool BuildEnv::cache_allowed(const frontend::GraphStage& stage) const {
 
 std::optional<oci::CacheRecord> BuildEnv::lookup(const std::string& key) {
   std::optional<oci::CacheRecord> record = cache.get(key);
+  if (record && request.cache_ttl) {
+    auto wall = std::chrono::duration_cast<std::chrono::seconds>(
+        std::chrono::system_clock::now().time_since_epoch());
+    if (!record->created || wall - std::chrono::seconds(*record->created) > *request.cache_ttl)
+      record.reset();  // too old for --cache-ttl: the step runs again
+  }
   if (record && lease.hold_record(key) &&
       std::all_of(record->layers.begin(), record->layers.end(),
                   [&](const oci::Descriptor& l) { return store.has_blob(l.digest); })) {

@@ -49,8 +49,8 @@ TEST(Cli, UnknownFlagGivesOneLineAndWhereTheHelpIs) {
   ProcessResult r = run_kiln({"build", "--frobnicate", "."});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "kiln build: unrecognised option '--frobnicate'\nSee 'kiln build --help'.\n");
-  // No guessing from a prefix: --compress is not --compression, --plat is not --platform.
-  for (const char* prefix : {"--compress=gzip", "--plat=linux/amd64"}) {
+  // No guessing from a prefix: --compressio is not --compression, --plat is not --platform.
+  for (const char* prefix : {"--compressio=gzip", "--plat=linux/amd64"}) {
     ProcessResult guessed = run_kiln({"build", prefix, "."});
     EXPECT_EQ(guessed.exit_code, 2) << prefix;
     EXPECT_THAT(guessed.err, HasSubstr("unrecognised option")) << prefix;

@@ -88,6 +88,7 @@ class Case:
     stdin: str | bytes | None = None
     env: dict = field(default_factory=dict)
     before: list | None = None  # another kiln build argv run first (same substitutions)
+    pause: float = 0  # seconds to wait after `before`
     cwd_ctx: bool = False  # run in the context directory
     tagged: bool = True  # add -t {tag} (the image is read back from the store)
 
@@ -328,6 +329,15 @@ def cases() -> list[Case]:
              before=["{ctx}"], check=lambda r: lacks(r.err, "CACHED", "stderr")))
     add(Case("cached rebuild", "ci", ["--progress", "plain", "{ctx}"],
              before=["{ctx}"], check=lambda r: has(r.err, "CACHED", "stderr")))
+    add(Case("--cache-ttl 1h uses a fresh entry", "buildah",
+             ["--cache-ttl", "1h", "--progress", "plain", "{ctx}"], run_writes("echo ttl"),
+             before=["{ctx}"], check=lambda r: has(r.err, "CACHED", "stderr")))
+    add(Case("--cache-ttl 1s skips an older entry", "buildah",
+             ["--cache-ttl", "1s", "--progress", "plain", "{ctx}"], run_writes("echo ttl"),
+             before=["{ctx}"], pause=2.2, check=lambda r: lacks(r.err, "CACHED", "stderr")))
+    add(Case("--cache-ttl=0 is --no-cache", "buildah",
+             ["--cache-ttl=0", "--progress", "plain", "{ctx}"], run_writes("echo ttl0"),
+             before=["{ctx}"], check=lambda r: lacks(r.err, "CACHED", "stderr")))
     add(Case("--no-cache-filter STAGE", "buildx",
              ["--no-cache-filter", "second", "--progress", "plain", "{ctx}"],
              "FROM busybox AS first\nRUN echo 1 > /one\nFROM first AS second\nRUN echo 2 > /two\n",
@@ -695,6 +705,7 @@ class Suite:
                 p = self.kiln_run(["build", "-q", *before], env=self.env(case.env, root))
                 if p.returncode:
                     return f"the build before failed: {p.stderr.strip()[-400:]}"
+                time.sleep(case.pause)
             argv = [sub(a) for a in case.argv]
             if case.tagged:
                 argv = ["-t", subs["tag"], *argv]

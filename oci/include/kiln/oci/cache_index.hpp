@@ -12,6 +12,7 @@
 // Thread-safe; several processes may share one index.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -27,6 +28,9 @@ struct CacheRecord {
   ImageConfig config;
   std::vector<Descriptor> layers;
   bool cmd_set = false;  // the stage set CMD itself (ENTRYPOINT then keeps it)
+  // When the record was first written (seconds since 1970; put() sets it when unset). Records
+  // from kiln versions before it have none. --cache-ttl reads it.
+  std::optional<int64_t> created;
 };
 
 class CacheIndex {

@@ -17,6 +17,7 @@
 // every failure. One build() per Builder.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -71,6 +72,9 @@ struct BuildRequest {
 
   // Caching
   bool no_cache = false;                     // --no-cache: run every step
+  // buildah's --cache-ttl: local cache records first written longer ago than this (or by a kiln
+  // that did not date them) are misses; the step runs and its new record is dated now.
+  std::optional<std::chrono::seconds> cache_ttl;
   std::vector<std::string> no_cache_filter;  // --no-cache-filter: stage names or indexes
   size_t jobs = 0;                           // stages at once; 0: the number of CPUs
   // --cache-from: consulted, in order, when the local cache index misses; a hit fetches the
