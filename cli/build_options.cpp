@@ -301,8 +301,6 @@ constexpr const char* kNoCgroups =
     "in the cgroup kiln runs in (limit that, e.g. with systemd-run --scope -p MemoryMax=)";
 
 constexpr RefusedFlag kRefusedFlags[] = {
-    {"all-platforms", false,
-     "kiln does not yet find the platforms the base images share: name them with --platform"},
     {"attest", true, kNoSbom},
     {"builder", true, "kiln has no builder instances: it builds in its own process"},
     {"call", true, kNoChecks},
@@ -433,7 +431,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   std::vector<std::string> build_arg_files, unset_annotations;
   std::string iidfile_raw, rewrite_timestamp, compress, content_trust, created_annotation,
       inherit_labels, inherit_annotations, skip_unused_stages, compat_volumes, ipc, pid, uts,
-      cgroupns, debug, from, cache_ttl;
+      cgroupns, debug, from, cache_ttl, all_platforms;
   long long source_date_epoch = -1;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
       pull, format, snapshotter, runtime, tls_verify, creds, authfile, cert_dir, metadata_file,
@@ -452,6 +450,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "set a build argument K=V, or K to take it from the environment (repeatable)")
       ("target", po::value(&target), "build this stage and what it needs, not the last stage")
       ("platform", po::value(&platforms), "target platforms, e.g. linux/amd64,linux/arm64")
+      ("all-platforms", po::value(&all_platforms)->implicit_value("true"),
+       "build for every platform the base images all offer (buildah)")
       ("os", po::value(&os), "the target OS (buildah; with --arch and --variant, one platform)")
       ("arch", po::value(&arch), "the target architecture, e.g. arm64 (buildah)")
       ("variant", po::value(&variant), "the target architecture variant, e.g. v7 (buildah)")
@@ -636,6 +636,10 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   if (context.empty())
     context = ".";  // as podman build: the current directory
 
+  auto flag_bool = [&](const std::string& value, const char* flag) {
+    require_one_of(value, flag, {"true", "false"});
+    return value == "true";
+  };
   BuildCommandOptions opts;
   opts.context = context;
   opts.file = file;
@@ -701,6 +705,11 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     } catch (const Error& e) {
       usage(e.what());
     }
+  }
+  if (vm.count("all-platforms") && flag_bool(all_platforms, "--all-platforms")) {
+    if (!opts.platforms.empty())
+      usage("--all-platforms finds the platforms itself: give it or --platform/--os/--arch");
+    opts.all_platforms = true;
   }
   opts.no_cache = vm["no-cache"].as<bool>();
   if (vm.count("layers")) {
@@ -783,10 +792,6 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       usage("--unsetenv " + quote(key) + ": expected a variable name");
     opts.unset_env.push_back(key);
   }
-  auto flag_bool = [&](const std::string& value, const char* flag) {
-    require_one_of(value, flag, {"true", "false"});
-    return value == "true";
-  };
   for (const std::string& list : dns) {
     for (const std::string& server : split(list, ',')) {
       if (server != "none" && !is_ip_address(server))

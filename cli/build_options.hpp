@@ -36,6 +36,7 @@ struct BuildCommandOptions {
   std::vector<std::pair<std::string, std::string>> build_args;
   std::optional<std::string> target;
   std::vector<oci::Platform> platforms;  // empty: the host platform
+  bool all_platforms = false;            // --all-platforms: what the base images all offer
   bool no_cache = false;
   std::optional<std::chrono::seconds> cache_ttl;  // --cache-ttl: older cache entries are misses
   std::vector<std::string> no_cache_filter;

@@ -306,14 +306,6 @@ std::string check_layer(SignatureTarget& target, const oci::Descriptor& layer,
   return {};
 }
 
-class StringSink : public ByteSink {
- public:
-  void write(const void* data, size_t size) override {
-    bytes.append(static_cast<const char*>(data), size);
-  }
-  std::string bytes;
-};
-
 class RegistryTarget : public SignatureTarget {
  public:
   RegistryTarget(oci::Reference ref, const oci::RegistryOptions& options)

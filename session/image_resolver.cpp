@@ -3,7 +3,9 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/image_source.hpp"
+#include "kiln/oci/media_types.hpp"
 #include "kiln/oci/reference.hpp"
+#include "kiln/oci/registry.hpp"
 
 namespace kiln::session {
 
@@ -51,6 +53,50 @@ frontend::BaseImage ImageResolver::base_image(const std::string& ref,
                                               const oci::Platform& platform) {
   oci::ResolvedImage image = resolve(ref, platform);
   return {image.config.config.env, image.config.config.on_build, image.manifest.digest};
+}
+
+namespace {
+
+std::vector<oci::Platform> index_platforms(const oci::Index& index) {
+  std::vector<oci::Platform> out;
+  for (const oci::Descriptor& d : index.manifests) {
+    if (d.platform && d.platform->os != "unknown" && !d.platform->architecture.empty())
+      out.push_back(oci::normalize(*d.platform));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<oci::Platform> ImageResolver::platforms(const std::string& ref) {
+  if (oci::has_transport(ref)) {
+    throw Error("--all-platforms cannot list the platforms of " + quote(ref) +
+                ": name them with --platform");
+  }
+  std::lock_guard lock(mutex_);
+  if (from_registry(ref)) {
+    oci::Reference parsed = oci::parse_reference(ref);
+    say("Listing the platforms of " + parsed.str());
+    oci::RegistryClient client(parsed.domain, registry_);
+    oci::RegistryClient::Manifest m =
+        client.get_manifest(parsed.path, parsed.digest ? parsed.digest->str() : parsed.tag);
+    if (oci::media_type::is_index(m.media_type))
+      return index_platforms(oci::parse_index(m.bytes));
+    // One image: its config says which platform (the layers are not needed for that).
+    oci::Manifest manifest = oci::parse_manifest(m.bytes);
+    StringSink config;
+    client.get_blob(parsed.path, manifest.config, config);
+    return {oci::normalize(oci::platform_of(oci::parse_image_config(config.bytes)))};
+  }
+  std::optional<oci::TaggedImage> tagged = store_.find(ref);
+  if (!tagged)
+    throw Error("image " + quote(ref) + " is not in the local store");
+  std::string bytes = store_.read_blob(tagged->descriptor.digest);
+  if (oci::media_type::is_index(tagged->descriptor.media_type))
+    return index_platforms(oci::parse_index(bytes));
+  oci::Manifest manifest = oci::parse_manifest(bytes);
+  return {oci::normalize(
+      oci::platform_of(oci::parse_image_config(store_.read_blob(manifest.config.digest))))};
 }
 
 // A name (not a transport, not an image ID) that the store does not have, or any name with

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "kiln/frontend/build_plan.hpp"
 #include "kiln/oci/lease.hpp"
@@ -26,6 +27,11 @@ class ImageResolver final : public solver::ImageSource {
   oci::ResolvedImage resolve(const std::string& ref, const oci::Platform& platform) override;
   // What planning needs of a base image.
   frontend::BaseImage base_image(const std::string& ref, const oci::Platform& platform);
+  // The platforms `ref` is available for (--all-platforms): an index's entries (attestations
+  // left out), or a single image's own platform. Reads the store, or the registry under the pull
+  // policy's rules, without pulling layers. Throws kiln::Error naming ref for a transport
+  // (oci:, oci-archive:, docker-archive:) and when the image cannot be found.
+  std::vector<oci::Platform> platforms(const std::string& ref);
 
  private:
   bool from_registry(const std::string& ref) const;

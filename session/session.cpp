@@ -203,19 +203,28 @@ std::string platform_dir(const oci::Platform& p) {
 
 }  // namespace
 
-void validate(const SessionRequest& request, bool signing) {
-  if (request.platforms.size() > 1) {
-    for (const Output& o : request.outputs) {
-      if (o.type == Output::Type::kDockerArchive)
-        throw Error("-o type=docker cannot hold " + std::to_string(request.platforms.size()) +
-                    " platforms (a docker-archive has no index): choose one with --platform, or "
-                    "use -o type=oci");
-      if (o.type == Output::Type::kTar)
-        throw Error(
-            "-o type=tar writes one filesystem: choose one --platform, or use "
-            "-o type=local (a directory per platform)");
-    }
+namespace {
+
+// Outputs that hold one platform only.
+void check_outputs_hold(const SessionRequest& request, size_t platforms) {
+  if (platforms <= 1)
+    return;
+  for (const Output& o : request.outputs) {
+    if (o.type == Output::Type::kDockerArchive)
+      throw Error("-o type=docker cannot hold " + std::to_string(platforms) +
+                  " platforms (a docker-archive has no index): choose one with --platform, or "
+                  "use -o type=oci");
+    if (o.type == Output::Type::kTar)
+      throw Error(
+          "-o type=tar writes one filesystem: choose one --platform, or use "
+          "-o type=local (a directory per platform)");
   }
+}
+
+}  // namespace
+
+void validate(const SessionRequest& request, bool signing) {
+  check_outputs_hold(request, request.platforms.size());
   if ((signing || request.sign_key) && request.push.empty()) {
     throw Error(
         "--sign-key signs what the build pushes: add --push (or -o type=registry), or "
@@ -235,11 +244,59 @@ std::vector<frontend::OpGraph> plan(const SessionRequest& request) {
   return graphs;
 }
 
+// --all-platforms: the platforms every base image of the stages the target needs offers, in
+// the first base's order.
+std::vector<oci::Platform> shared_base_platforms(const SessionRequest& request,
+                                                 ImageResolver& images) {
+  frontend::BuildPlan plan =
+      frontend::plan_build(*request.file, build_options(request, oci::host_platform()));
+  std::vector<oci::Platform> shared;
+  std::vector<std::string> described;
+  bool first = true;
+  std::set<std::string> seen_refs;
+  for (size_t index : plan.order) {
+    const frontend::Stage& stage = plan.stages[index];
+    if (stage.base_kind != frontend::BaseKind::kImage || stage.platform_explicit ||
+        !seen_refs.insert(stage.base_image).second) {
+      continue;
+    }
+    std::vector<oci::Platform> offered = images.platforms(stage.base_image);
+    std::vector<std::string> names;
+    for (const oci::Platform& p : offered)
+      names.push_back(p.to_string());
+    described.push_back(stage.base_image + " (" + join(names, ", ") + ")");
+    if (first) {
+      for (const oci::Platform& p : offered) {
+        if (std::none_of(shared.begin(), shared.end(),
+                         [&](const oci::Platform& q) { return q.to_string() == p.to_string(); }))
+          shared.push_back(p);
+      }
+      first = false;
+      continue;
+    }
+    std::erase_if(shared, [&](const oci::Platform& p) {
+      return std::none_of(offered.begin(), offered.end(),
+                          [&](const oci::Platform& q) { return q.to_string() == p.to_string(); });
+    });
+  }
+  if (first) {
+    throw Error("--all-platforms: the stages " + request.file->filename +
+                " builds start from scratch or name their platform, so no base image says "
+                "which platforms to build: give --platform");
+  }
+  if (shared.empty()) {
+    throw Error("--all-platforms: the base images share no platform: " + join(described, "; "));
+  }
+  return shared;
+}
+
 SessionResult run(oci::Store& store, const SessionRequest& request) {
   validate(request);
   auto images = std::make_shared<ImageResolver>(store, request.registry, request.pull,
                                                 request.solve.progress);
-  std::vector<oci::Platform> platforms = platforms_of(request);
+  std::vector<oci::Platform> platforms =
+      request.all_platforms ? shared_base_platforms(request, *images) : platforms_of(request);
+  check_outputs_hold(request, platforms.size());  // with --all-platforms, what was found
   std::vector<frontend::OpGraph> graphs;
   for (size_t i = 0; i < platforms.size(); ++i)
     graphs.push_back(plan_one(request, platforms[i], images.get(), i == 0));

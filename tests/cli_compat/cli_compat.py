@@ -325,6 +325,16 @@ def cases() -> list[Case]:
              ["--platform", "linux/amd64,linux/arm64", "{ctx}"], copy_a, a_file,
              lambda r: eq(sorted(m["platform"]["architecture"] for m in r.inspect["Index"]["manifests"]),
                           ["amd64", "arm64"], "index platforms")))
+    add(Case("--all-platforms: the base's platforms", "buildah", ["--all-platforms", "{ctx}"],
+             "FROM cc-multi:1\nCOPY a.txt /a.txt\n", a_file,
+             lambda r: eq(sorted(m["platform"]["architecture"]
+                                 for m in r.inspect["Index"]["manifests"]),
+                          ["amd64", "arm64"], "index platforms")))
+    add(Case("--all-platforms: what every base offers", "podman", ["--all-platforms", "{ctx}"],
+             "FROM cc-amd64:1 AS one\nFROM cc-multi:1\nCOPY --from=one /base /one\n", {},
+             lambda r: eq(r.config["architecture"], "amd64", "architecture")))
+    add(Case("--all-platforms with only scratch", "buildah", ["--all-platforms", "{ctx}"],
+             copy_a, a_file, rc=1, check=lambda r: has(r.err, "give --platform")))
     add(Case("--no-cache", "buildx", ["--no-cache", "--progress", "plain", "{ctx}"],
              before=["{ctx}"], check=lambda r: lacks(r.err, "CACHED", "stderr")))
     add(Case("cached rebuild", "ci", ["--progress", "plain", "{ctx}"],
@@ -623,6 +633,15 @@ class Suite:
             raise RuntimeError(f"building the busybox base failed: {p.stderr}")
         base = json.loads(self.kiln_run(["inspect", "busybox:latest"]).stdout)
         self.base_layers = len(base["Manifest"]["layers"])
+        # Bases for --all-platforms: one for two platforms, one for amd64 only.
+        multi = self.tmp / "multi"
+        multi.mkdir()
+        (multi / "Containerfile").write_text("FROM scratch\nCOPY Containerfile /base\n")
+        for tag, platforms in (("cc-multi:1", "linux/amd64,linux/arm64"),
+                               ("cc-amd64:1", "linux/amd64")):
+            p = self.kiln_run(["build", "-q", "-t", tag, "--platform", platforms, str(multi)])
+            if p.returncode:
+                raise RuntimeError(f"building {tag} failed: {p.stderr}")
         # Shared inputs: a tar context, an http server with it and a git repository.
         src = self.tmp / "tarsrc"
         (src / "sub").mkdir(parents=True)

@@ -68,6 +68,18 @@ class RegistryBuild : public ::testing::Test {
   fs::path ctx_;
 };
 
+// --all-platforms reads the base's platforms from the registry (its manifest and config, not its
+// layers) before anything is pulled.
+TEST_F(RegistryBuild, AllPlatformsAsksTheRegistryWhatTheBaseOffers) {
+  ProcessResult r = build("a", {"--all-platforms", "-t", "all:1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << registry_.logs();
+  EXPECT_THAT(r.out + r.err,
+              HasSubstr("Listing the platforms of " + registry_.host() + "/library/busybox:1"));
+  ProcessResult inspect = kiln("a", {"inspect", "all:1"});
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  EXPECT_EQ(result(inspect)["Config"]["architecture"], "amd64");
+}
+
 TEST_F(RegistryBuild, FromARegistryImageIntoAnEmptyStoreAndPushReadBySkopeo) {
   std::string ref = registry_.host() + "/team/app:1";
   ProcessResult r = build("a", {"-t", ref, "--push"});

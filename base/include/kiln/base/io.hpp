@@ -25,4 +25,14 @@ class FdSink : public ByteSink {
   std::string what_;
 };
 
+// A sink that keeps what it is given in `bytes`: for small documents (a config, a signature),
+// whose size the producer bounds.
+class StringSink : public ByteSink {
+ public:
+  void write(const void* data, size_t size) override {
+    bytes.append(static_cast<const char*>(data), size);
+  }
+  std::string bytes;
+};
+
 }  // namespace kiln

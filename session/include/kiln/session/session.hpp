@@ -55,6 +55,10 @@ struct SessionRequest {
   std::vector<std::pair<std::string, std::string>> build_args;
   std::optional<std::string> target;
   std::vector<oci::Platform> platforms;  // empty: the host's
+  // --all-platforms (buildah): every platform all the target's base images offer, in place of
+  // `platforms`. Stages FROM --platform=... and FROM scratch do not count; with no base image
+  // left it is an error.
+  bool all_platforms = false;
   std::map<std::string, frontend::NamedContext> named_contexts;
   std::optional<std::string> first_base;  // --from: replaces the first FROM's image
 
