@@ -239,6 +239,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.target = opts->target;
   request.platforms = opts->platforms;
   request.all_platforms = opts->all_platforms;
+  request.manifest_list = opts->manifest;
   request.named_contexts = opts->build_contexts;
   request.first_base = opts->from;
   request.run.network = opts->network == "none"   ? frontend::ExecOp::Network::kNone

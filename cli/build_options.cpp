@@ -20,6 +20,7 @@
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/reference.hpp"
+#include "kiln/oci/store.hpp"
 #include "kiln/session/context_source.hpp"
 
 namespace po = boost::program_options;
@@ -320,9 +321,6 @@ constexpr RefusedFlag kRefusedFlags[] = {
     {"hooks-dir", true, "kiln runs no OCI hooks in RUN steps"},
     {"layer-label", true, kNoIntermediateImages},
     {"logsplit", false, "--logfile takes every platform's output in one file"},
-    {"manifest", true,
-     "kiln has no local manifest lists yet: build with --platform a,b (one index) and -t, "
-     "or push each image and join them with a registry tool"},
     {"memory", true, kNoCgroups},
     {"memory-swap", true, kNoCgroups},
     {"mount", true, "give mounts per step with RUN --mount in the Containerfile"},
@@ -431,7 +429,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   std::vector<std::string> build_arg_files, unset_annotations;
   std::string iidfile_raw, rewrite_timestamp, compress, content_trust, created_annotation,
       inherit_labels, inherit_annotations, skip_unused_stages, compat_volumes, ipc, pid, uts,
-      cgroupns, debug, from, cache_ttl, all_platforms;
+      cgroupns, debug, from, cache_ttl, all_platforms, manifest;
   long long source_date_epoch = -1;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
       pull, format, snapshotter, runtime, tls_verify, creds, authfile, cert_dir, metadata_file,
@@ -450,6 +448,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "set a build argument K=V, or K to take it from the environment (repeatable)")
       ("target", po::value(&target), "build this stage and what it needs, not the last stage")
       ("platform", po::value(&platforms), "target platforms, e.g. linux/amd64,linux/arm64")
+      ("manifest", po::value(&manifest),
+       "add the image (each platform's) to the manifest list NAME in the store, creating it")
       ("all-platforms", po::value(&all_platforms)->implicit_value("true"),
        "build for every platform the base images all offer (buildah)")
       ("os", po::value(&os), "the target OS (buildah; with --arch and --variant, one platform)")
@@ -923,6 +923,14 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     opts.identity_label = flag_bool(identity_label, "--identity-label");
   opts.iidfile = iidfile;
   opts.iidfile_raw = iidfile_raw;
+  if (vm.count("manifest")) {
+    try {
+      oci::Store::canonical_name(manifest);
+    } catch (const Error& e) {
+      usage("--manifest " + quote(manifest) + ": " + e.what());
+    }
+    opts.manifest = manifest;
+  }
   if (vm.count("from")) {
     if (from.empty())
       usage("--from needs an image name");

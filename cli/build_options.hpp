@@ -95,7 +95,8 @@ struct BuildCommandOptions {
   // --timestamp SECONDS: the image's created time and every file time in its new layers.
   std::optional<int64_t> timestamp;
   std::string iidfile;
-  std::string iidfile_raw;  // --iidfile-raw: the ID without "sha256:"
+  std::string iidfile_raw;              // --iidfile-raw: the ID without "sha256:"
+  std::optional<std::string> manifest;  // --manifest NAME: add to this manifest list
   // --from: the image the first FROM uses instead of the one it names.
   std::optional<std::string> from;
   // --source-date-epoch: as the SOURCE_DATE_EPOCH variable, and the build argument of that name.

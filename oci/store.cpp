@@ -302,6 +302,25 @@ void Store::tag(const Descriptor& descriptor, std::string_view name) {
   write_index(all);
 }
 
+Descriptor Store::update_tag(
+    std::string_view name,
+    const std::function<Descriptor(const std::optional<Descriptor>&)>& change) {
+  std::string canonical = canonical_name(name);
+  IndexLock lock(layout_);
+  std::vector<TaggedImage> all = read_index();
+  std::optional<Descriptor> current;
+  for (const TaggedImage& image : all) {
+    if (image.name == canonical)
+      current = image.descriptor;
+  }
+  Descriptor d = change(current);
+  std::erase_if(all, [&](const TaggedImage& image) { return image.name == canonical; });
+  d.annotations.erase(kRefNameAnnotation);
+  all.push_back({canonical, d});
+  write_index(all);
+  return d;
+}
+
 bool Store::untag(std::string_view name) {
   std::string canonical = canonical_name(name);
   IndexLock lock(layout_);

@@ -290,8 +290,58 @@ std::vector<oci::Platform> shared_base_platforms(const SessionRequest& request,
   return shared;
 }
 
+namespace {
+
+void check_manifest_list(oci::Store& store, const std::string& name) {
+  std::optional<oci::TaggedImage> existing = store.find(oci::Store::canonical_name(name));
+  if (existing && existing->name == oci::Store::canonical_name(name) &&
+      !oci::media_type::is_index(existing->descriptor.media_type)) {
+    throw Error("--manifest " + name + ": " + existing->name +
+                " is an image, not a manifest list; choose another name or kiln rmi it");
+  }
+}
+
+// --manifest: `entries` replace the list's entries for the same platforms (or digests).
+oci::Descriptor add_to_manifest_list(oci::Store& store, const std::string& name,
+                                     const std::vector<oci::Descriptor>& entries,
+                                     exporter::ManifestFormat format) {
+  return store.update_tag(name, [&](const std::optional<oci::Descriptor>& current) {
+    oci::Index list;
+    if (current) {
+      if (!oci::media_type::is_index(current->media_type)) {
+        throw Error("--manifest " + name +
+                    ": it is an image now, not a manifest list (it was "
+                    "tagged while this build ran)");
+      }
+      list = oci::parse_index(store.read_blob(current->digest));
+    } else {
+      list.media_type = format == exporter::ManifestFormat::kDocker
+                            ? oci::media_type::kDockerManifestList
+                            : oci::media_type::kOciIndex;
+    }
+    for (const oci::Descriptor& entry : entries) {
+      std::erase_if(list.manifests, [&](const oci::Descriptor& d) {
+        return d.digest == entry.digest || (d.platform && entry.platform &&
+                                            oci::normalize(*d.platform).to_string() ==
+                                                oci::normalize(*entry.platform).to_string());
+      });
+      list.manifests.push_back(entry);
+    }
+    std::string bytes = oci::serialize(list);
+    oci::Descriptor d;
+    d.media_type = list.media_type.empty() ? oci::media_type::kOciIndex : list.media_type;
+    d.digest = store.put_blob(bytes);
+    d.size = static_cast<int64_t>(bytes.size());
+    return d;
+  });
+}
+
+}  // namespace
+
 SessionResult run(oci::Store& store, const SessionRequest& request) {
   validate(request);
+  if (request.manifest_list)
+    check_manifest_list(store, *request.manifest_list);
   auto images = std::make_shared<ImageResolver>(store, request.registry, request.pull,
                                                 request.solve.progress);
   std::vector<oci::Platform> platforms =
@@ -334,6 +384,18 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
   for (const std::string& tag : request.tags) {
     store.tag(out.top, tag);
     say(request, "Tagged " + oci::Store::canonical_name(tag));
+  }
+  if (request.manifest_list) {
+    std::vector<oci::Descriptor> entries;
+    for (const PlatformResult& r : results) {
+      oci::Descriptor d = r.image.manifest;
+      d.platform = r.platform;
+      entries.push_back(d);
+    }
+    oci::Descriptor list =
+        add_to_manifest_list(store, *request.manifest_list, entries, request.format);
+    say(request, "Added to manifest list " + oci::Store::canonical_name(*request.manifest_list) +
+                     " (" + list.digest.str() + ")");
   }
   for (const Output& o : request.outputs) {
     switch (o.type) {

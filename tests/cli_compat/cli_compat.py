@@ -335,6 +335,17 @@ def cases() -> list[Case]:
              lambda r: eq(r.config["architecture"], "amd64", "architecture")))
     add(Case("--all-platforms with only scratch", "buildah", ["--all-platforms", "{ctx}"],
              copy_a, a_file, rc=1, check=lambda r: has(r.err, "give --platform")))
+    add(Case("--manifest: two builds, one list", "podman",
+             ["--manifest", "{tag}-list", "--platform", "linux/arm64", "{ctx}"], copy_a, a_file,
+             before=["--manifest", "{tag}-list", "--platform", "linux/amd64", "{ctx}"],
+             check=lambda r: eq(list_platforms(r, r.tag + "-list"), ["amd64", "arm64"], "list")))
+    add(Case("--manifest: a rebuild replaces its platform", "buildah",
+             ["--manifest", "{tag}-list", "--build-arg", "V=2", "{ctx}"],
+             "FROM scratch\nARG V=1\nLABEL v=$V\n", {},
+             before=["--manifest", "{tag}-list", "{ctx}"],
+             check=lambda r: eq(list_platforms(r, r.tag + "-list"), ["amd64"], "list")))
+    add(Case("--manifest naming an image", "podman", ["--manifest", "busybox", "{ctx}"], copy_a,
+             a_file, rc=1, check=lambda r: has(r.err, "is an image, not a manifest list")))
     add(Case("--no-cache", "buildx", ["--no-cache", "--progress", "plain", "{ctx}"],
              before=["{ctx}"], check=lambda r: lacks(r.err, "CACHED", "stderr")))
     add(Case("cached rebuild", "ci", ["--progress", "plain", "{ctx}"],
@@ -576,6 +587,12 @@ def cases() -> list[Case]:
     add(Case("--cert-dir missing", "podman", ["--cert-dir", "{tmp}/nope", "{ctx}"], rc=2,
              check=refused("--cert-dir")))
     return c
+
+
+def list_platforms(r, name):
+    p = r.suite.kiln_run(["inspect", name])
+    assert p.returncode == 0, f"kiln inspect {name}: {p.stderr}"
+    return sorted(m["platform"]["architecture"] for m in json.loads(p.stdout)["Index"]["manifests"])
 
 
 def assert_le(a, b, what):

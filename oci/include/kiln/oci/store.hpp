@@ -17,6 +17,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -97,6 +98,12 @@ class Store {
   // Points `name` at `descriptor` (replacing what it named before). Throws kiln::Error for an
   // invalid name.
   void tag(const Descriptor& descriptor, std::string_view name);
+  // Read-modify-write of one tag under the index lock, so that concurrent updates of the same
+  // name (two builds adding to one manifest list) are not lost: `change` gets what `name` points
+  // at now (nullopt when untagged) and returns the new descriptor, whose blob it has stored.
+  // Returns that descriptor. An exception from `change` leaves the tag as it was.
+  Descriptor update_tag(std::string_view name,
+                        const std::function<Descriptor(const std::optional<Descriptor>&)>& change);
   // Removes the tag; false when there was none.
   bool untag(std::string_view name);
 

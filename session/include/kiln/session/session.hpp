@@ -59,6 +59,11 @@ struct SessionRequest {
   // `platforms`. Stages FROM --platform=... and FROM scratch do not count; with no base image
   // left it is an error.
   bool all_platforms = false;
+  // --manifest NAME (buildah, podman): the built image — each platform's, for several — is added
+  // to the manifest list NAME in the store (an image index, created when missing), replacing an
+  // entry for the same platform. NAME naming an image that is not a list is an error before
+  // anything runs.
+  std::optional<std::string> manifest_list;
   std::map<std::string, frontend::NamedContext> named_contexts;
   std::optional<std::string> first_base;  // --from: replaces the first FROM's image
 
