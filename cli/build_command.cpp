@@ -319,6 +319,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
   for (const BuildCommandOptions::Ulimit& l : opts->ulimits)
     request.solve.rlimits.push_back({l.resource, l.soft, l.hard});
   request.solve.shm_size = opts->shm_size;
+  request.solve.resources = opts->resources;
   for (const BuildCommandOptions::Volume& v : opts->volumes)
     request.solve.volumes.push_back({v.source, v.target, v.read_only});
   // Devices are binds too, made after the sandbox's /dev (on its tmpfs, never in a layer).

@@ -297,22 +297,13 @@ constexpr const char* kNoChecks =
 constexpr const char* kNoUsernsMaps =
     "kiln maps RUN's user namespace from /etc/subuid and /etc/subgid itself; explicit maps are "
     "not supported";
-constexpr const char* kNoCgroups =
-    "kiln's RUN sandbox does not create cgroups, so it cannot limit memory or CPU; RUN steps run "
-    "in the cgroup kiln runs in (limit that, e.g. with systemd-run --scope -p MemoryMax=)";
 
 constexpr RefusedFlag kRefusedFlags[] = {
     {"attest", true, kNoSbom},
     {"builder", true, "kiln has no builder instances: it builds in its own process"},
     {"call", true, kNoChecks},
-    {"cgroup-parent", true, kNoCgroups},
     {"check", false, kNoChecks},
     {"cpp-flag", true, "kiln does not run Containerfile.in files through cpp"},
-    {"cpu-period", true, kNoCgroups},
-    {"cpu-quota", true, kNoCgroups},
-    {"cpu-shares", true, kNoCgroups},
-    {"cpuset-cpus", true, kNoCgroups},
-    {"cpuset-mems", true, kNoCgroups},
     {"cw", true, "kiln does not make confidential-workload (krun) images"},
     {"decryption-key", true, "kiln does not decrypt encrypted (ocicrypt) base images"},
     {"force-compression", false,
@@ -321,8 +312,6 @@ constexpr RefusedFlag kRefusedFlags[] = {
     {"hooks-dir", true, "kiln runs no OCI hooks in RUN steps"},
     {"layer-label", true, kNoIntermediateImages},
     {"logsplit", false, "--logfile takes every platform's output in one file"},
-    {"memory", true, kNoCgroups},
-    {"memory-swap", true, kNoCgroups},
     {"mount", true, "give mounts per step with RUN --mount in the Containerfile"},
     {"no-hostname", false, "RUN steps always get /etc/hostname (buildkitsandbox), as in BuildKit"},
     {"os-feature", true, "kiln does not write os.features into image configs"},
@@ -330,7 +319,8 @@ constexpr RefusedFlag kRefusedFlags[] = {
     {"policy", true, "kiln does not evaluate source policies"},
     {"print", true, kNoChecks},
     {"provenance", true, kNoSbom},
-    {"resource", true, kNoCgroups},
+    {"resource", true,
+     "buildx's per-step resource syntax is not taken: use --memory, --cpu-quota, --cpuset-cpus"},
     {"runtime-flag", true, "kiln passes no extra flags to the OCI runtime"},
     {"save-stages", false, kNoIntermediateImages},
     {"sbom", true, kNoSbom},
@@ -350,6 +340,40 @@ constexpr RefusedFlag kRefusedFlags[] = {
     {"userns-uid-map", true, kNoUsernsMaps},
     {"userns-uid-map-user", true, kNoUsernsMaps},
 };
+
+// A size as docker's RAMInBytes takes it: "512m", "2g", "1.5G", "64mb", "1024" (bytes); with
+// `minus_one`, "-1" (unlimited) too.
+int64_t parse_bytes(const std::string& text, const std::string& flag, bool minus_one) {
+  if (minus_one && text == "-1")
+    return -1;
+  static const std::regex kSize("([0-9]+(?:\\.[0-9]+)?) ?([bkmgtpBKMGTP]?)[bB]?");
+  std::smatch m;
+  if (!std::regex_match(text, m, kSize))
+    usage(flag + " " + quote(text) + ": expected a size such as 512m or 2g");
+  double n = std::stod(m[1].str());
+  switch (std::tolower(m[2].str().empty() ? 'b' : m[2].str()[0])) {
+    case 'p':
+      n *= 1024;
+      [[fallthrough]];
+    case 't':
+      n *= 1024;
+      [[fallthrough]];
+    case 'g':
+      n *= 1024;
+      [[fallthrough]];
+    case 'm':
+      n *= 1024;
+      [[fallthrough]];
+    case 'k':
+      n *= 1024;
+      break;
+    default:
+      break;
+  }
+  if (n < 4096 || n > 9.2e18)
+    usage(flag + " " + quote(text) + ": out of range (at least 4k)");
+  return static_cast<int64_t>(n);
+}
 
 // A Go duration as buildah takes it: "90s", "1h30m", "500ms", "0". Seconds, rounded down.
 std::optional<std::chrono::seconds> parse_go_duration(const std::string& text) {
@@ -429,7 +453,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   std::vector<std::string> build_arg_files, unset_annotations;
   std::string iidfile_raw, rewrite_timestamp, compress, content_trust, created_annotation,
       inherit_labels, inherit_annotations, skip_unused_stages, compat_volumes, ipc, pid, uts,
-      cgroupns, debug, from, cache_ttl, all_platforms, manifest;
+      cgroupns, debug, from, cache_ttl, all_platforms, manifest, memory, memory_swap, cpu_shares,
+      cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, cgroup_parent;
   long long source_date_epoch = -1;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
       pull, format, snapshotter, runtime, tls_verify, creds, authfile, cert_dir, metadata_file,
@@ -448,6 +473,17 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "set a build argument K=V, or K to take it from the environment (repeatable)")
       ("target", po::value(&target), "build this stage and what it needs, not the last stage")
       ("platform", po::value(&platforms), "target platforms, e.g. linux/amd64,linux/arm64")
+      ("memory,m", po::value(&memory), "limit RUN steps' memory, e.g. 512m or 2g (a cgroup)")
+      ("memory-swap", po::value(&memory_swap),
+       "limit RUN steps' memory plus swap; -1: unlimited swap")
+      ("cpu-shares,c", po::value(&cpu_shares), "RUN steps' relative CPU weight (1024: normal)")
+      ("cpu-period", po::value(&cpu_period), "the CFS period for --cpu-quota, microseconds")
+      ("cpu-quota", po::value(&cpu_quota),
+       "the CPU time RUN steps may use each --cpu-period, microseconds")
+      ("cpuset-cpus", po::value(&cpuset_cpus), "the CPUs RUN steps may use, e.g. 0-3,6")
+      ("cpuset-mems", po::value(&cpuset_mems), "the memory nodes RUN steps may use")
+      ("cgroup-parent", po::value(&cgroup_parent),
+       "the cgroup RUN steps' cgroups are made in (default: kiln's own)")
       ("manifest", po::value(&manifest),
        "add the image (each platform's) to the manifest list NAME in the store, creating it")
       ("all-platforms", po::value(&all_platforms)->implicit_value("true"),
@@ -611,13 +647,10 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   po::options_description refused;
   for (const RefusedFlag& f : kRefusedFlags) {
     // buildah's short forms: -c is --cpu-shares, -m is --memory.
-    std::string names = f.name == std::string_view("cpu-shares") ? "cpu-shares,c"
-                        : f.name == std::string_view("memory")   ? "memory,m"
-                                                                 : f.name;
     if (f.takes_value)
-      refused.add_options()(names.c_str(), po::value<std::string>());
+      refused.add_options()(f.name, po::value<std::string>());
     else
-      refused.add_options()(names.c_str(), po::value<std::string>()->implicit_value("true"));
+      refused.add_options()(f.name, po::value<std::string>()->implicit_value("true"));
   }
   po::options_description known;
   known.add(visible).add(refused);
@@ -923,6 +956,41 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     opts.identity_label = flag_bool(identity_label, "--identity-label");
   opts.iidfile = iidfile;
   opts.iidfile_raw = iidfile_raw;
+  // Cgroup limits for RUN steps (runner::ResourceLimits).
+  runner::ResourceLimits& res = opts.resources;
+  if (vm.count("memory"))
+    res.memory = parse_bytes(memory, "--memory", false);
+  if (vm.count("memory-swap")) {
+    res.memory_swap = parse_bytes(memory_swap, "--memory-swap", true);
+    if (res.memory && *res.memory_swap >= 0 && *res.memory_swap < *res.memory)
+      usage("--memory-swap " + memory_swap + " is less than --memory " + memory +
+            " (it is memory plus swap)");
+  }
+  auto number = [&](const std::string& text, const char* flag, bool negative) -> int64_t {
+    int64_t n = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || end != text.data() + text.size() || (n < 0 && !(negative && n == -1)))
+      usage(std::string(flag) + " " + quote(text) + ": expected a number");
+    return n;
+  };
+  if (vm.count("cpu-shares"))
+    res.cpu_shares = static_cast<uint64_t>(number(cpu_shares, "--cpu-shares", false));
+  if (vm.count("cpu-period"))
+    res.cpu_period = static_cast<uint64_t>(number(cpu_period, "--cpu-period", false));
+  if (vm.count("cpu-quota"))
+    res.cpu_quota = number(cpu_quota, "--cpu-quota", true);
+  static const std::regex kCpuList("[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*");
+  if (vm.count("cpuset-cpus") && !std::regex_match(cpuset_cpus, kCpuList))
+    usage("--cpuset-cpus " + quote(cpuset_cpus) + ": expected a list such as 0-3,6");
+  if (vm.count("cpuset-mems") && !std::regex_match(cpuset_mems, kCpuList))
+    usage("--cpuset-mems " + quote(cpuset_mems) + ": expected a list such as 0,1");
+  res.cpuset_cpus = cpuset_cpus;
+  res.cpuset_mems = cpuset_mems;
+  if (vm.count("cgroup-parent")) {
+    if (cgroup_parent.empty() || cgroup_parent.find("..") != std::string::npos)
+      usage("--cgroup-parent " + quote(cgroup_parent) + ": expected a cgroup path such as /ci");
+    res.cgroup_parent = cgroup_parent;
+  }
   if (vm.count("manifest")) {
     try {
       oci::Store::canonical_name(manifest);

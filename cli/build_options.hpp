@@ -10,6 +10,7 @@
 
 #include "kiln/frontend/build_plan.hpp"
 #include "kiln/oci/platform.hpp"
+#include "kiln/runner/sandbox.hpp"
 #include "kiln/session/session.hpp"
 
 namespace kiln::cli {
@@ -97,6 +98,8 @@ struct BuildCommandOptions {
   std::string iidfile;
   std::string iidfile_raw;              // --iidfile-raw: the ID without "sha256:"
   std::optional<std::string> manifest;  // --manifest NAME: add to this manifest list
+  // --memory, --memory-swap, --cpu-*, --cpuset-*, --cgroup-parent: RUN steps' cgroup limits.
+  runner::ResourceLimits resources;
   // --from: the image the first FROM uses instead of the one it names.
   std::optional<std::string> from;
   // --source-date-epoch: as the SOURCE_DATE_EPOCH variable, and the build argument of that name.

@@ -47,6 +47,7 @@
 #include <utility>
 #include <vector>
 
+#include "cgroup.hpp"
 #include "common.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
@@ -690,6 +691,39 @@ json OciRuntime::make_config(const ProcessSpec& spec, const std::string& rootfs)
     // Host root: without a user namespace, device nodes are real. Deny all but the runtime's
     // default ones (null, zero, tty, ...), as Docker does; mknod stays allowed, open does not.
     linux_config["resources"] = {{"devices", json::array({{{"allow", false}, {"access", "rwm"}}})}};
+  }
+  if (!spec.resources.empty()) {
+    // The runtime makes and removes the cgroup itself.
+    if (user_namespace) {
+      throw Error(
+          "cgroup limits (--memory, --cpu-*, --cgroup-parent) with --runtime need kiln to run as "
+          "root outside a user namespace: a rootless runtime cannot manage cgroups here");
+    }
+    const ResourceLimits& r = spec.resources;
+    json resources =
+        linux_config.contains("resources") ? linux_config["resources"] : json::object();
+    json memory = json::object();
+    if (r.memory)
+      memory["limit"] = *r.memory;
+    if (r.memory_swap)
+      memory["swap"] = *r.memory_swap;
+    if (!memory.empty())
+      resources["memory"] = std::move(memory);
+    json cpu = json::object();
+    if (r.cpu_shares)
+      cpu["shares"] = *r.cpu_shares;
+    if (r.cpu_period)
+      cpu["period"] = *r.cpu_period;
+    if (r.cpu_quota)
+      cpu["quota"] = *r.cpu_quota;
+    if (!r.cpuset_cpus.empty())
+      cpu["cpus"] = r.cpuset_cpus;
+    if (!r.cpuset_mems.empty())
+      cpu["mems"] = r.cpuset_mems;
+    if (!cpu.empty())
+      resources["cpu"] = std::move(cpu);
+    linux_config["resources"] = std::move(resources);
+    linux_config["cgroupsPath"] = detail::Cgroup::runtime_path(r, unique_container_id());
   }
   if (!spec.privileged) {
     linux_config["maskedPaths"] = kMaskedPaths;

@@ -45,6 +45,7 @@
 #include <utility>
 #include <vector>
 
+#include "cgroup.hpp"
 #include "common.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
@@ -1306,6 +1307,11 @@ RunResult Sandbox::run(const ProcessSpec& spec) {
   plan.parent_fds[1] = report.read.get();
   plan.parent_fds[2] = output.read.get();
 
+  // Made before the child and removed after it is reaped (destroyed after `child`).
+  std::optional<detail::Cgroup> cgroup;
+  if (!spec.resources.empty())
+    cgroup.emplace(spec.resources);
+
   int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
   if (spec.network == Network::kNone)
     flags |= CLONE_NEWNET;
@@ -1316,6 +1322,8 @@ RunResult Sandbox::run(const ProcessSpec& spec) {
   dev_null.reset();
 
   write_id_maps(child.pid(), maps);
+  if (cgroup)
+    cgroup->add(child.pid());  // before it runs anything of its own
   release_child(sync.write);
   sync.write.reset();
 

@@ -112,6 +112,7 @@ class ExecExecutor final : public Executor {
       spec.rlimits.push_back({l.resource, l.soft, l.hard});
     if (!env.request.shm_size.empty())
       spec.shm_size = env.request.shm_size;
+    spec.resources = env.request.resources;
     if (std::optional<std::string> resolv = env.resolv_conf())
       spec.resolv_conf = *resolv;
     spec.extra_hosts = e.extra_hosts;

@@ -91,6 +91,7 @@ class Case:
     pause: float = 0  # seconds to wait after `before`
     cwd_ctx: bool = False  # run in the context directory
     tagged: bool = True  # add -t {tag} (the image is read back from the store)
+    needs_cgroups: bool = False  # skipped where no cgroup v1 memory/cpu hierarchy is mounted
 
 
 class Result:
@@ -578,6 +579,47 @@ def cases() -> list[Case]:
              BASE_FILE + "RUN --security=insecure grep CapEff /proc/self/status > /r\n",
              check=lambda r: assert_cap(r.text("/r"), 21, True)))
 
+    # -- cgroup limits (v1 files, or v2 ones on a cgroup v2 machine) ------------------------
+    first_cgroup_case = len(c)
+    add(Case("--memory", "podman", ["--memory", "64m", "{ctx}"],
+             run_writes(cgroup_read("memory", "memory.limit_in_bytes", "memory.max")),
+             check=file_is("/r", "67108864\n")))
+    add(Case("-m: over the limit is killed", "buildah", ["-m", "32m", "{ctx}"],
+             BASE_FILE + "RUN head -c 300m /dev/zero | tail > /dev/null\n", rc=1,
+             check=lambda r: has(r.err, "exit code: 137")))
+    add(Case("--memory --memory-swap", "podman",
+             ["--memory", "64m", "--memory-swap", "128m", "{ctx}"],
+             run_writes(cgroup_read("memory", "memory.memsw.limit_in_bytes", "memory.swap.max")),
+             check=lambda r: has(["134217728\n", "67108864\n"], r.text("/r"), "memsw")))
+    add(Case("--cpu-shares", "podman", ["--cpu-shares", "512", "{ctx}"],
+             run_writes(cgroup_read("cpu", "cpu.shares", "cpu.weight")),
+             check=lambda r: has(["512\n", "20\n"], r.text("/r"), "shares")))
+    add(Case("-c (--cpu-shares)", "buildah", ["-c", "256", "{ctx}"],
+             run_writes(cgroup_read("cpu", "cpu.shares", "cpu.weight")),
+             check=lambda r: has(["256\n", "10\n"], r.text("/r"), "shares")))
+    add(Case("--cpu-period --cpu-quota", "podman",
+             ["--cpu-period", "100000", "--cpu-quota", "50000", "{ctx}"],
+             run_writes(cgroup_read("cpu", "cpu.cfs_quota_us", "cpu.max")),
+             check=lambda r: has(["50000\n", "50000 100000\n"], r.text("/r"), "quota")))
+    add(Case("--cpuset-cpus", "podman", ["--cpuset-cpus", "0", "{ctx}"],
+             run_writes("grep Cpus_allowed_list /proc/self/status"),
+             check=lambda r: eq(r.text("/r").split(), ["Cpus_allowed_list:", "0"])))
+    add(Case("--cpuset-mems", "buildah", ["--cpuset-mems", "0", "{ctx}"],
+             run_writes("grep Mems_allowed_list /proc/self/status"),
+             check=lambda r: eq(r.text("/r").split(), ["Mems_allowed_list:", "0"])))
+    add(Case("--cgroup-parent", "buildx", ["--cgroup-parent", "/kiln-cli-compat", "{ctx}"],
+             run_writes("grep -E ':memory:|^0::' /proc/self/cgroup | head -1"),
+             check=lambda r: has(r.text("/r"), ":/kiln-cli-compat/kiln-run-")))
+    add(Case("--memory with --runtime runc (runc makes the cgroup)", "podman",
+             ["--runtime", "runc", "--memory", "32m", "{ctx}"],
+             BASE_FILE + "RUN head -c 300m /dev/zero | tail > /dev/null # runc\n", rc=1,
+             check=lambda r: has(r.err, "exit code: 137")))
+    add(Case("--memory with a bad size", "podman", ["--memory", "lots", "{ctx}"], rc=2,
+             check=refused("--memory")))
+
+    for case in c[first_cgroup_case:]:
+        case.needs_cgroups = case.rc != 2
+
     # -- registries -------------------------------------------------------------------------
     add(Case("--creds, --authfile, --retry, --retry-delay", "podman",
              ["--creds", "u:p", "--authfile", "{tmp}/auth.json", "--retry", "2", "--retry-delay",
@@ -593,6 +635,14 @@ def list_platforms(r, name):
     p = r.suite.kiln_run(["inspect", name])
     assert p.returncode == 0, f"kiln inspect {name}: {p.stderr}"
     return sorted(m["platform"]["architecture"] for m in json.loads(p.stdout)["Index"]["manifests"])
+
+
+def cgroup_read(controller: str, v1_file: str, v2_file: str) -> str:
+    """A shell command printing a file of the RUN step's own cgroup: the v1 hierarchy's when
+    the controller is mounted there, else the v2 one's."""
+    return (f"{{ p=$(grep ':{controller}:' /proc/self/cgroup | cut -d: -f3); "
+            f"cat /sys/fs/cgroup/{controller}$p/{v1_file} 2>/dev/null || "
+            f"{{ p=$(grep '^0::' /proc/self/cgroup | cut -d: -f3); cat /sys/fs/cgroup$p/{v2_file}; }}; }}")
 
 
 def assert_le(a, b, what):
@@ -820,7 +870,12 @@ def main() -> int:
     try:
         suite.setup()
         selected = [c for c in all_cases if not args.only or args.only in c.name]
+        v1 = all(os.path.exists(f"/sys/fs/cgroup/{c}/cgroup.procs") for c in ("memory", "cpu"))
         for n, case in enumerate(selected):
+            if case.needs_cgroups and not v1:
+                print(f"skip [{case.source}] kiln build {' '.join(case.argv)}  ({case.name}): "
+                      "no cgroup v1 memory and cpu hierarchies here", flush=True)
+                continue
             err = suite.run_case(case, n)
             tag = "ok  " if err is None else "FAIL"
             print(f"{tag} [{case.source}] kiln build {' '.join(case.argv)}  ({case.name})"

@@ -48,6 +48,25 @@ enum class Network {
   kNone,  // a new network namespace with only the loopback interface, up
 };
 
+// Cgroup limits for the process (buildah's and podman's --memory, --memory-swap, --cpu-*,
+// --cpuset-*, --cgroup-parent). Empty: the process stays in the caller's cgroup. Applied in a
+// cgroup of its own, removed after the run; see runner/cgroup.hpp for where and what happens
+// when the machine does not allow it (an error, never a silently unlimited run).
+struct ResourceLimits {
+  std::optional<int64_t> memory;         // bytes
+  std::optional<int64_t> memory_swap;    // memory plus swap, bytes; -1: unlimited swap
+  std::optional<uint64_t> cpu_shares;    // relative weight (v1 shares; converted for v2)
+  std::optional<uint64_t> cpu_period;    // CFS period, microseconds
+  std::optional<int64_t> cpu_quota;      // CFS quota per period, microseconds
+  std::string cpuset_cpus, cpuset_mems;  // "0-3,5"
+  std::string cgroup_parent;             // from the hierarchies' roots; empty: kiln's own cgroup
+
+  bool empty() const {
+    return !memory && !memory_swap && !cpu_shares && !cpu_period && !cpu_quota &&
+           cpuset_cpus.empty() && cpuset_mems.empty() && cgroup_parent.empty();
+  }
+};
+
 struct ProcessSpec {
   std::filesystem::path rootfs;  // host directory that becomes "/"
   // Mounted at `rootfs` inside the sandbox's mount namespace before anything else: an overlayfs
@@ -87,6 +106,7 @@ struct ProcessSpec {
     uint64_t soft = 0, hard = 0;
   };
   std::vector<Rlimit> rlimits;
+  ResourceLimits resources;
   // The size of the /dev/shm tmpfs (--shm-size), as tmpfs's size= takes it.
   std::string shm_size = "65536k";
   // Host file bind-mounted read-only at /etc/resolv.conf; empty: none.

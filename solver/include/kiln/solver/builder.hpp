@@ -32,6 +32,7 @@
 #include "kiln/oci/descriptor.hpp"
 #include "kiln/oci/image_config.hpp"
 #include "kiln/oci/store.hpp"
+#include "kiln/runner/sandbox.hpp"
 #include "kiln/snapshotter/layer_writer.hpp"
 #include "kiln/solver/cache_transfer.hpp"
 #include "kiln/solver/image_source.hpp"
@@ -71,7 +72,7 @@ struct BuildRequest {
   ProgressSink* progress = nullptr;  // step events; may be null
 
   // Caching
-  bool no_cache = false;                     // --no-cache: run every step
+  bool no_cache = false;  // --no-cache: run every step
   // buildah's --cache-ttl: local cache records first written longer ago than this (or by a kiln
   // that did not date them) are misses; the step runs and its new record is dated now.
   std::optional<std::chrono::seconds> cache_ttl;
@@ -115,6 +116,9 @@ struct BuildRequest {
   };
   std::vector<Rlimit> rlimits;
   std::string shm_size;  // empty: the runner's default
+  // --memory, --memory-swap, --cpu-*, --cpuset-*, --cgroup-parent: each RUN step in a cgroup of
+  // its own with these limits (runner::ResourceLimits). Not part of cache keys, as in buildah.
+  runner::ResourceLimits resources;
   // -v/--volume: host directories bound into every RUN step (outside its layer, as buildah).
   struct Volume {
     std::filesystem::path source;
