@@ -313,7 +313,6 @@ constexpr RefusedFlag kRefusedFlags[] = {
     {"layer-label", true, kNoIntermediateImages},
     {"logsplit", false, "--logfile takes every platform's output in one file"},
     {"mount", true, "give mounts per step with RUN --mount in the Containerfile"},
-    {"no-hostname", false, "RUN steps always get /etc/hostname (buildkitsandbox), as in BuildKit"},
     {"os-feature", true, "kiln does not write os.features into image configs"},
     {"os-version", true, "kiln does not write os.version into image configs"},
     {"policy", true, "kiln does not evaluate source policies"},
@@ -321,7 +320,6 @@ constexpr RefusedFlag kRefusedFlags[] = {
     {"provenance", true, kNoSbom},
     {"resource", true,
      "buildx's per-step resource syntax is not taken: use --memory, --cpu-quota, --cpuset-cpus"},
-    {"runtime-flag", true, "kiln passes no extra flags to the OCI runtime"},
     {"save-stages", false, kNoIntermediateImages},
     {"sbom", true, kNoSbom},
     {"sbom-image-output", true, kNoSbom},
@@ -450,11 +448,11 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   std::string omit_history, identity_label, disable_compression, compression_format;
   int compression_level = -1;
   long long timestamp = -1;
-  std::vector<std::string> build_arg_files, unset_annotations;
+  std::vector<std::string> build_arg_files, unset_annotations, runtime_flags;
   std::string iidfile_raw, rewrite_timestamp, compress, content_trust, created_annotation,
       inherit_labels, inherit_annotations, skip_unused_stages, compat_volumes, ipc, pid, uts,
       cgroupns, debug, from, cache_ttl, all_platforms, manifest, memory, memory_swap, cpu_shares,
-      cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, cgroup_parent;
+      cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, cgroup_parent, no_hostname;
   long long source_date_epoch = -1;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
       pull, format, snapshotter, runtime, tls_verify, creds, authfile, cert_dir, metadata_file,
@@ -484,6 +482,10 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("cpuset-mems", po::value(&cpuset_mems), "the memory nodes RUN steps may use")
       ("cgroup-parent", po::value(&cgroup_parent),
        "the cgroup RUN steps' cgroups are made in (default: kiln's own)")
+      ("runtime-flag", po::value(&runtime_flags),
+       "a global flag for the --runtime, without its dashes (e.g. debug, log-format=json)")
+      ("no-hostname", po::value(&no_hostname)->implicit_value("true"),
+       "kiln never writes /etc/hostname into RUN steps (as BuildKit): accepted")
       ("manifest", po::value(&manifest),
        "add the image (each platform's) to the manifest list NAME in the store, creating it")
       ("all-platforms", po::value(&all_platforms)->implicit_value("true"),
@@ -991,6 +993,15 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       usage("--cgroup-parent " + quote(cgroup_parent) + ": expected a cgroup path such as /ci");
     res.cgroup_parent = cgroup_parent;
   }
+  for (const std::string& flag : runtime_flags) {
+    if (flag.empty())
+      usage("--runtime-flag needs a flag, e.g. debug");
+    opts.runtime_flags.push_back(flag.starts_with("-") ? flag : "--" + flag);
+  }
+  if (!opts.runtime_flags.empty() && runtime.empty())
+    usage("--runtime-flag is for an OCI runtime: give --runtime runc (or crun, or a path) too");
+  if (vm.count("no-hostname"))
+    (void)flag_bool(no_hostname, "--no-hostname");
   if (vm.count("manifest")) {
     try {
       oci::Store::canonical_name(manifest);

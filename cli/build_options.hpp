@@ -108,12 +108,13 @@ struct BuildCommandOptions {
   bool inherit_labels = true;       // --inherit-labels=false: stages start without labels
   std::string progress = "auto";    // auto | tty | plain | json
   std::string sign_key;
-  std::string compression = "gzip";    // gzip | zstd | none
-  std::vector<std::string> allow;      // --allow security.insecure
-  std::string snapshotter = "auto";    // auto | overlay | copy
-  std::string runtime;                 // --runtime runc|crun|PATH; empty: built-in sandbox
-  std::string format = "oci";          // manifest media types: oci | docker
-  std::optional<std::string> dry_run;  // --dry-run: the plan format, "text" or "json"
+  std::string compression = "gzip";        // gzip | zstd | none
+  std::vector<std::string> allow;          // --allow security.insecure
+  std::string snapshotter = "auto";        // auto | overlay | copy
+  std::string runtime;                     // --runtime runc|crun|PATH; empty: built-in sandbox
+  std::vector<std::string> runtime_flags;  // --runtime-flag, as "--FLAG[=VALUE]"
+  std::string format = "oci";              // manifest media types: oci | docker
+  std::optional<std::string> dry_run;      // --dry-run: the plan format, "text" or "json"
   // --add-host HOST:IP (or HOST=IP), in order: extra /etc/hosts lines for RUN steps.
   std::vector<std::pair<std::string, std::string>> add_hosts;
   // --annotation [manifest:|index:]K=V: on each platform's manifest, or on the index of a

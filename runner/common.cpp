@@ -78,10 +78,15 @@ RunResult exit_result(int wait_status, RunResult result) {
 
 namespace kiln::runner {
 
-std::unique_ptr<Runner> make_runner(const std::string& runtime) {
-  if (runtime.empty())
+std::unique_ptr<Runner> make_runner(const std::string& runtime,
+                                    const std::vector<std::string>& global_flags) {
+  if (runtime.empty()) {
+    if (!global_flags.empty())
+      throw Error(
+          "runtime flags need an OCI runtime (--runtime runc): kiln's own sandbox has none");
     return std::make_unique<Sandbox>();
-  return std::make_unique<OciRuntime>(runtime);
+  }
+  return std::make_unique<OciRuntime>(runtime, global_flags);
 }
 
 }  // namespace kiln::runner

@@ -634,8 +634,10 @@ class Launcher {
 
 }  // namespace
 
-OciRuntime::OciRuntime(std::string runtime)
-    : runtime_(std::move(runtime)), path_(find_executable(runtime_)) {}
+OciRuntime::OciRuntime(std::string runtime, std::vector<std::string> global_flags)
+    : runtime_(std::move(runtime)),
+      path_(find_executable(runtime_)),
+      global_flags_(std::move(global_flags)) {}
 
 json OciRuntime::make_config(const ProcessSpec& spec, const std::string& rootfs) {
   bool user_namespace = !in_initial_user_namespace();
@@ -757,6 +759,7 @@ RunResult OciRuntime::run(const ProcessSpec& spec) {
   std::string id = unique_container_id();
 
   std::vector<std::string> global = {path_, "--root=" + state.path().string()};
+  global.insert(global.end(), global_flags_.begin(), global_flags_.end());
   std::vector<std::string> run_argv = global;
   run_argv.insert(run_argv.end(), {"--log=" + log.string(), "--log-format=json"});
   // runc as root of a user namespace otherwise tries, and fails, to manage cgroups.

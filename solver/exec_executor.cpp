@@ -154,7 +154,7 @@ class ExecExecutor final : public Executor {
       spec.rootfs_mount = runner::Mount{"/", "overlay", "overlay", {*options}};
     runner::RunResult result;
     try {
-      result = runner::make_runner(env.request.runtime)->run(spec);
+      result = runner::make_runner(env.request.runtime, env.request.runtime_flags)->run(spec);
     } catch (const Error& err) {
       throw InputError(step.op.where, std::string("RUN: ") + err.what());
     }

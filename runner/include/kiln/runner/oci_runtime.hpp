@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "kiln/runner/sandbox.hpp"
 
@@ -32,7 +33,8 @@ class OciRuntime final : public Runner {
   // `runtime` is "runc", "crun", another name looked up in PATH, or a path (it contains a '/').
   // Throws kiln::Error "OCI runtime NAME: not found in PATH" (or "OCI runtime PATH: reason")
   // when there is no such executable.
-  explicit OciRuntime(std::string runtime);
+  // `global_flags` go before the runtime's command ("runc --debug run ...").
+  explicit OciRuntime(std::string runtime, std::vector<std::string> global_flags = {});
 
   // Same contract as Sandbox::run: runs spec.args to completion, streams stdout and stderr
   // (one pipe, order kept) to spec.output on the calling thread, stdin is /dev/null, and returns
@@ -67,6 +69,7 @@ class OciRuntime final : public Runner {
  private:
   std::string runtime_;  // as given, for messages
   std::string path_;
+  std::vector<std::string> global_flags_;
 };
 
 }  // namespace kiln::runner

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace kiln::runner {
 
@@ -20,8 +21,11 @@ class Runner {
   virtual RunResult run(const ProcessSpec& spec) = 0;
 };
 
-// `runtime` empty: the built-in sandbox; else the OCI runtime of that name or path. Throws
-// kiln::Error when the runtime cannot be found.
-std::unique_ptr<Runner> make_runner(const std::string& runtime);
+// `runtime` empty: the built-in sandbox; else the OCI runtime of that name or path, given
+// `global_flags` ("--debug", "--systemd-cgroup", ...) before its command (buildah's
+// --runtime-flag). Throws kiln::Error when the runtime cannot be found, or for flags without a
+// runtime.
+std::unique_ptr<Runner> make_runner(const std::string& runtime,
+                                    const std::vector<std::string>& global_flags = {});
 
 }  // namespace kiln::runner

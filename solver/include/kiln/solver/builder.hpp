@@ -128,7 +128,8 @@ struct BuildRequest {
   std::vector<Volume> volumes;
   // Variables added to every RUN step's environment unless the image sets them (--http-proxy).
   std::vector<std::pair<std::string, std::string>> run_env;
-  std::string runtime;  // --runtime runc|crun|PATH; empty: the built-in sandbox
+  std::string runtime;                     // --runtime runc|crun|PATH; empty: the built-in sandbox
+  std::vector<std::string> runtime_flags;  // --runtime-flag: "--FLAG[=VALUE]" for the runtime
 };
 
 // An image that is built but not yet exported: its layers are blobs in the store.
