@@ -321,6 +321,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.solve.shm_size = opts->shm_size;
   request.solve.resources = opts->resources;
   request.solve.runtime_flags = opts->runtime_flags;
+  request.solve.group_add = opts->group_add;
   for (const BuildCommandOptions::Volume& v : opts->volumes)
     request.solve.volumes.push_back({v.source, v.target, v.read_only});
   // Devices are binds too, made after the sandbox's /dev (on its tmpfs, never in a layer).

@@ -308,7 +308,6 @@ constexpr RefusedFlag kRefusedFlags[] = {
     {"decryption-key", true, "kiln does not decrypt encrypted (ocicrypt) base images"},
     {"force-compression", false,
      "kiln does not recompress base image layers; the layers it makes use --compression-format"},
-    {"group-add", true, "RUN steps get the groups of their USER only"},
     {"hooks-dir", true, "kiln runs no OCI hooks in RUN steps"},
     {"layer-label", true, kNoIntermediateImages},
     {"logsplit", false, "--logfile takes every platform's output in one file"},
@@ -448,7 +447,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   std::string omit_history, identity_label, disable_compression, compression_format;
   int compression_level = -1;
   long long timestamp = -1;
-  std::vector<std::string> build_arg_files, unset_annotations, runtime_flags;
+  std::vector<std::string> build_arg_files, unset_annotations, runtime_flags, group_add;
   std::string iidfile_raw, rewrite_timestamp, compress, content_trust, created_annotation,
       inherit_labels, inherit_annotations, skip_unused_stages, compat_volumes, ipc, pid, uts,
       cgroupns, debug, from, cache_ttl, all_platforms, manifest, memory, memory_swap, cpu_shares,
@@ -482,6 +481,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("cpuset-mems", po::value(&cpuset_mems), "the memory nodes RUN steps may use")
       ("cgroup-parent", po::value(&cgroup_parent),
        "the cgroup RUN steps' cgroups are made in (default: kiln's own)")
+      ("group-add", po::value(&group_add),
+       "a supplementary group (name in the image's /etc/group, or number) for RUN steps")
       ("runtime-flag", po::value(&runtime_flags),
        "a global flag for the --runtime, without its dashes (e.g. debug, log-format=json)")
       ("no-hostname", po::value(&no_hostname)->implicit_value("true"),
@@ -992,6 +993,13 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     if (cgroup_parent.empty() || cgroup_parent.find("..") != std::string::npos)
       usage("--cgroup-parent " + quote(cgroup_parent) + ": expected a cgroup path such as /ci");
     res.cgroup_parent = cgroup_parent;
+  }
+  for (const std::string& group : group_add) {
+    if (group.empty() || group.find(':') != std::string::npos)
+      usage("--group-add " + quote(group) + ": expected a group name or number");
+    if (group == "keep-groups")
+      usage("--group-add keep-groups is not supported: RUN steps never get the caller's groups");
+    opts.group_add.push_back(group);
   }
   for (const std::string& flag : runtime_flags) {
     if (flag.empty())

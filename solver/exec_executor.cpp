@@ -1,5 +1,6 @@
 // Exec ops: RUN in a sandbox over a writable view of the stage's root, its change written as a
 // layer.
+#include <algorithm>
 #include <deque>
 #include <set>
 
@@ -127,6 +128,11 @@ class ExecExecutor final : public Executor {
       spec.uid = user.uid;
       spec.gid = user.gid;
       spec.groups = user.groups;
+      for (const std::string& group : env.request.group_add) {
+        uint32_t gid = resolve_process_user("0:" + group, rootfs).gid;  // unknown names throw
+        if (std::find(spec.groups.begin(), spec.groups.end(), gid) == spec.groups.end())
+          spec.groups.push_back(gid);
+      }
       // HOME from the user's passwd entry unless the image or a build arg sets it (runc's rule,
       // so BuildKit's).
       if (!has_env(spec.env, "HOME"))

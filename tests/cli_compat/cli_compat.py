@@ -579,6 +579,12 @@ def cases() -> list[Case]:
              run_writes("echo never"), rc=1, check=lambda r: has(r.err, "no-such-runc-flag")))
     add(Case("--runtime-flag without --runtime", "buildah", ["--runtime-flag", "debug", "{ctx}"],
              rc=2, check=refused("--runtime-flag")))
+    add(Case("--group-add by name and number", "podman",
+             ["--group-add", "wheel", "--group-add", "4242", "{ctx}"],
+             BASE_FILE + "COPY group /etc/group\nRUN id -G > /r\n",
+             {"group": "root:x:0:\nwheel:x:10:\n"}, check=lambda r: eq(r.text("/r").split(), ["0", "10", "4242"], "groups")))
+    add(Case("--group-add of a missing group", "podman", ["--group-add", "nosuchgroup", "{ctx}"],
+             run_writes("id -G"), rc=1, check=lambda r: has(r.err, "nosuchgroup")))
     add(Case("--no-hostname", "podman", ["--no-hostname", "{ctx}"],
              run_writes("test -e /etc/hostname && echo present || echo none"),
              check=file_is("/r", "none\n")))

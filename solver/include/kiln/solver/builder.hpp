@@ -119,6 +119,9 @@ struct BuildRequest {
   // --memory, --memory-swap, --cpu-*, --cpuset-*, --cgroup-parent: each RUN step in a cgroup of
   // its own with these limits (runner::ResourceLimits). Not part of cache keys, as in buildah.
   runner::ResourceLimits resources;
+  // --group-add: supplementary groups (names looked up in the step's /etc/group, or numbers)
+  // added to every RUN step's own.
+  std::vector<std::string> group_add;
   // -v/--volume: host directories bound into every RUN step (outside its layer, as buildah).
   struct Volume {
     std::filesystem::path source;
