@@ -322,6 +322,8 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.solve.resources = opts->resources;
   request.solve.runtime_flags = opts->runtime_flags;
   request.solve.group_add = opts->group_add;
+  request.solve.os_version = opts->os_version;
+  request.solve.os_features = opts->os_features;
   for (const BuildCommandOptions::Volume& v : opts->volumes)
     request.solve.volumes.push_back({v.source, v.target, v.read_only});
   // Devices are binds too, made after the sandbox's /dev (on its tmpfs, never in a layer).

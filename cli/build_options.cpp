@@ -312,8 +312,6 @@ constexpr RefusedFlag kRefusedFlags[] = {
     {"layer-label", true, kNoIntermediateImages},
     {"logsplit", false, "--logfile takes every platform's output in one file"},
     {"mount", true, "give mounts per step with RUN --mount in the Containerfile"},
-    {"os-feature", true, "kiln does not write os.features into image configs"},
-    {"os-version", true, "kiln does not write os.version into image configs"},
     {"policy", true, "kiln does not evaluate source policies"},
     {"print", true, kNoChecks},
     {"provenance", true, kNoSbom},
@@ -447,11 +445,12 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   std::string omit_history, identity_label, disable_compression, compression_format;
   int compression_level = -1;
   long long timestamp = -1;
-  std::vector<std::string> build_arg_files, unset_annotations, runtime_flags, group_add;
+  std::vector<std::string> build_arg_files, unset_annotations, runtime_flags, group_add,
+      os_features;
   std::string iidfile_raw, rewrite_timestamp, compress, content_trust, created_annotation,
       inherit_labels, inherit_annotations, skip_unused_stages, compat_volumes, ipc, pid, uts,
       cgroupns, debug, from, cache_ttl, all_platforms, manifest, memory, memory_swap, cpu_shares,
-      cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, cgroup_parent, no_hostname;
+      cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, cgroup_parent, no_hostname, os_version;
   long long source_date_epoch = -1;
   std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
       pull, format, snapshotter, runtime, tls_verify, creds, authfile, cert_dir, metadata_file,
@@ -481,6 +480,9 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("cpuset-mems", po::value(&cpuset_mems), "the memory nodes RUN steps may use")
       ("cgroup-parent", po::value(&cgroup_parent),
        "the cgroup RUN steps' cgroups are made in (default: kiln's own)")
+      ("os-version", po::value(&os_version), "the image config's os.version")
+      ("os-feature", po::value(&os_features),
+       "add a required OS feature to the config's os.features; NAME- removes one")
       ("group-add", po::value(&group_add),
        "a supplementary group (name in the image's /etc/group, or number) for RUN steps")
       ("runtime-flag", po::value(&runtime_flags),
@@ -993,6 +995,16 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     if (cgroup_parent.empty() || cgroup_parent.find("..") != std::string::npos)
       usage("--cgroup-parent " + quote(cgroup_parent) + ": expected a cgroup path such as /ci");
     res.cgroup_parent = cgroup_parent;
+  }
+  if (vm.count("os-version")) {
+    if (os_version.empty())
+      usage("--os-version needs a version");
+    opts.os_version = os_version;
+  }
+  for (const std::string& feature : os_features) {
+    if (feature.empty() || feature == "-")
+      usage("--os-feature needs a feature name");
+    opts.os_features.push_back(feature);
   }
   for (const std::string& group : group_add) {
     if (group.empty() || group.find(':') != std::string::npos)

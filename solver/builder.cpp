@@ -22,6 +22,35 @@
 #include "metadata.hpp"
 
 namespace kiln::solver {
+
+namespace {
+
+// --os-feature NAME adds to the config's "os.features", NAME- removes (buildah).
+void apply_os_features(oci::ImageConfig& config, const std::vector<std::string>& changes) {
+  std::vector<std::string> features;
+  if (config.unknown.is_object() && config.unknown.contains("os.features") &&
+      config.unknown["os.features"].is_array()) {
+    for (const nlohmann::json& f : config.unknown["os.features"]) {
+      if (f.is_string())
+        features.push_back(f.get<std::string>());
+    }
+  }
+  for (const std::string& change : changes) {
+    if (change.ends_with("-")) {
+      std::erase(features, change.substr(0, change.size() - 1));
+    } else if (std::find(features.begin(), features.end(), change) == features.end()) {
+      features.push_back(change);
+    }
+  }
+  if (!config.unknown.is_object())
+    config.unknown = nlohmann::json::object();
+  if (features.empty())
+    config.unknown.erase("os.features");
+  else
+    config.unknown["os.features"] = features;
+}
+
+}  // namespace
 namespace fs = std::filesystem;
 namespace {
 
@@ -238,6 +267,10 @@ struct Builder::Impl {
     out.config.os = target_stage.platform.os;
     out.config.architecture = target_stage.platform.architecture;
     out.config.variant = target_stage.platform.variant;
+    if (env.request.os_version)
+      out.config.os_version = *env.request.os_version;
+    if (!env.request.os_features.empty())
+      apply_os_features(out.config, env.request.os_features);
     out.layers = target->layers;
     if (env.request.squash != BuildRequest::Squash::kNone)
       squash(*target, out);

@@ -428,6 +428,11 @@ def cases() -> list[Case]:
     add(Case("--inherit-labels=false", "buildah", ["--inherit-labels=false", "{ctx}"],
              "FROM scratch AS base\nLABEL inherited=1\nFROM base\nLABEL own=1\n", {},
              lambda r: eq(labels_of(r), {"own": "1"}, "labels")))
+    add(Case("--os-version", "buildah", ["--os-version", "10.0.17763", "{ctx}"], copy_a, a_file,
+             lambda r: eq(r.config.get("os.version"), "10.0.17763", "os.version")))
+    add(Case("--os-feature NAME and NAME-", "buildah",
+             ["--os-feature", "a", "--os-feature", "win32k", "--os-feature", "a-", "{ctx}"],
+             copy_a, a_file, lambda r: eq(r.config.get("os.features"), ["win32k"], "features")))
     add(Case("--format docker", "podman", ["--format", "docker", "{ctx}"], copy_a, a_file,
              lambda r: eq(r.inspect["MediaType"],
                           "application/vnd.docker.distribution.manifest.v2+json", "type")))

@@ -62,6 +62,10 @@ struct BuildRequest {
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<std::string> unset_env;
   bool omit_history = false;
+  // buildah's --os-version (the config's os.version) and --os-feature NAME (added to
+  // os.features) / NAME- (removed from it).
+  std::optional<std::string> os_version;
+  std::vector<std::string> os_features;
   // buildah's --inherit-labels=false: a stage starts without its base image's or base stage's
   // labels (LABEL and --label still add theirs).
   bool inherit_labels = true;
