@@ -247,6 +247,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
                                                   : frontend::ExecOp::Network::kSandbox;
   request.run.extra_hosts = opts->add_hosts;
   request.run.allow_insecure = !opts->allow.empty();
+  request.run.extra_mounts = opts->mounts;
   request.solve.no_cache_filter = opts->no_cache_filter;
 
   if (opts->dry_run) {

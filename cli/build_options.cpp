@@ -311,7 +311,6 @@ constexpr RefusedFlag kRefusedFlags[] = {
     {"hooks-dir", true, "kiln runs no OCI hooks in RUN steps"},
     {"layer-label", true, kNoIntermediateImages},
     {"logsplit", false, "--logfile takes every platform's output in one file"},
-    {"mount", true, "give mounts per step with RUN --mount in the Containerfile"},
     {"policy", true, "kiln does not evaluate source policies"},
     {"print", true, kNoChecks},
     {"provenance", true, kNoSbom},
@@ -446,7 +445,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   int compression_level = -1;
   long long timestamp = -1;
   std::vector<std::string> build_arg_files, unset_annotations, runtime_flags, group_add,
-      os_features;
+      os_features, mounts;
   std::string iidfile_raw, rewrite_timestamp, compress, content_trust, created_annotation,
       inherit_labels, inherit_annotations, skip_unused_stages, compat_volumes, ipc, pid, uts,
       cgroupns, debug, from, cache_ttl, all_platforms, manifest, memory, memory_swap, cpu_shares,
@@ -480,6 +479,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("cpuset-mems", po::value(&cpuset_mems), "the memory nodes RUN steps may use")
       ("cgroup-parent", po::value(&cgroup_parent),
        "the cgroup RUN steps' cgroups are made in (default: kiln's own)")
+      ("mount", po::value(&mounts),
+       "a RUN --mount value added to every RUN step (type=cache|bind|tmpfs|secret|ssh,...)")
       ("os-version", po::value(&os_version), "the image config's os.version")
       ("os-feature", po::value(&os_features),
        "add a required OS feature to the config's os.features; NAME- removes one")
@@ -995,6 +996,11 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     if (cgroup_parent.empty() || cgroup_parent.find("..") != std::string::npos)
       usage("--cgroup-parent " + quote(cgroup_parent) + ": expected a cgroup path such as /ci");
     res.cgroup_parent = cgroup_parent;
+  }
+  for (const std::string& mount : mounts) {
+    if (mount.empty())
+      usage("--mount needs a value such as type=cache,target=/root/.cache");
+    opts.mounts.push_back(mount);
   }
   if (vm.count("os-version")) {
     if (os_version.empty())

@@ -115,6 +115,7 @@ struct BuildCommandOptions {
   std::vector<std::string> runtime_flags;  // --runtime-flag, as "--FLAG[=VALUE]"
   std::vector<std::string> group_add;      // --group-add: RUN steps' extra groups
   std::optional<std::string> os_version;   // --os-version
+  std::vector<std::string> mounts;         // --mount: added to every RUN
   std::vector<std::string> os_features;    // --os-feature NAME / NAME-
   std::string format = "oci";              // manifest media types: oci | docker
   std::optional<std::string> dry_run;      // --dry-run: the plan format, "text" or "json"

@@ -452,6 +452,19 @@ class Lowering {
         e.mounts.push_back(std::move(spec.mount));
       }
     }
+    for (const std::string& value : options_.extra_mounts) {
+      MountSpec spec;
+      try {
+        spec = parse_run_mount(value);
+      } catch (const Error& err) {
+        throw Error("--mount " + value + ": " + err.what());
+      }
+      if (spec.mount.type == Mount::Type::kBind) {
+        spec.mount.input = out.inputs.size();
+        out.inputs.push_back(mount_source(spec.from, stage, op.where));
+      }
+      e.mounts.push_back(std::move(spec.mount));
+    }
     return e;
   }
 

@@ -584,6 +584,21 @@ def cases() -> list[Case]:
              run_writes("echo never"), rc=1, check=lambda r: has(r.err, "no-such-runc-flag")))
     add(Case("--runtime-flag without --runtime", "buildah", ["--runtime-flag", "debug", "{ctx}"],
              rc=2, check=refused("--runtime-flag")))
+    add(Case("--mount type=tmpfs on every RUN", "buildah",
+             ["--mount", "type=tmpfs,target=/scratch", "{ctx}"],
+             BASE_FILE + "RUN echo x > /scratch/f && grep ' /scratch ' /proc/mounts | cut -d' ' -f3"
+             " > /r\n", check=lambda r: (eq(r.text("/r"), "tmpfs\n"),
+                                          eq("scratch/f" in r.files, False, "tmpfs file"))))
+    add(Case("--mount type=cache shared by the RUN steps", "buildah",
+             ["--mount", "type=cache,target=/cache,id=cli-compat", "{ctx}"],
+             BASE_FILE + "RUN echo kept > /cache/k\nRUN cat /cache/k > /r\n",
+             check=file_is("/r", "kept\n")))
+    add(Case("--mount type=bind from the context", "podman",
+             ["--mount", "type=bind,source=a.txt,target=/in.txt", "{ctx}"],
+             BASE_FILE + "RUN cat /in.txt > /r\n", {"a.txt": "bound\n"},
+             check=file_is("/r", "bound\n")))
+    add(Case("--mount with a bad value", "buildah", ["--mount", "type=nope,target=/x", "{ctx}"],
+             rc=1, check=lambda r: has(r.err, "--mount type=nope")))
     add(Case("--group-add by name and number", "podman",
              ["--group-add", "wheel", "--group-add", "4242", "{ctx}"],
              BASE_FILE + "COPY group /etc/group\nRUN id -G > /r\n",

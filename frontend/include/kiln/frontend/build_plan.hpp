@@ -135,6 +135,9 @@ struct LowerOptions {
   std::vector<std::pair<std::string, std::string>> extra_hosts;  // --add-host (host, ip)
   bool allow_insecure = false;                                   // --allow security.insecure
   std::map<std::string, NamedContext> named_contexts;            // as given to plan_build
+  // buildah's --mount: RUN --mount values added to every RUN after its own. A bad one is a
+  // kiln::Error naming "--mount VALUE".
+  std::vector<std::string> extra_mounts;
 };
 
 // Lowers the stages plan.order names into typed ops (op_graph.hpp). Flag values are parsed and
