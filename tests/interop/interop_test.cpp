@@ -1137,7 +1137,8 @@ TEST_F(Interop, NamedBuildContexts) {
   EXPECT_THAT(as_base.err, HasSubstr("Containerfile:1:"));
   EXPECT_THAT(as_base.err, HasSubstr("COPY --from and RUN --mount from"));
   for (const std::string& bad :
-       {std::string("x=https://example.com/a.tar"), "x=" + (dir() / "nope").string(),
+       {std::string("x=ftp://example.com/a.tar"), std::string("x=target:other"),
+        "x=" + (dir() / "nope").string(),
         std::string("noequals"), std::string("x=docker-image://Not A Ref")}) {
     ProcessResult e = kiln({"build", "--build-context", bad, ctx.string()});
     EXPECT_EQ(e.exit_code, 2) << bad << ": " << e.err;
