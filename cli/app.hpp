@@ -52,5 +52,7 @@ int check_command(const std::vector<std::string>& args, Io io);
 int key_command(const std::vector<std::string>& args, Io io);
 int sign_command(const std::vector<std::string>& args, Io io);
 int verify_command(const std::vector<std::string>& args, Io io);
+int manifest_command(const std::vector<std::string>& args, Io io);
+int pull_command(const std::vector<std::string>& args, Io io);
 
 }  // namespace kiln::cli

@@ -14,7 +14,9 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/auth_config.hpp"
+#include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
+#include "kiln/oci/platform.hpp"
 #include "kiln/oci/reference.hpp"
 #include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
@@ -224,6 +226,101 @@ int push_command(const std::vector<std::string>& args, Io io) {
   oci::Reference pushed = ref;
   pushed.digest.reset();
   io.out << "Pushed " << pushed.familiar() << "@" << digest.str() << "\n";
+  return kExitOk;
+}
+
+}  // namespace kiln::cli
+
+namespace kiln::cli {
+
+int pull_command(const std::vector<std::string>& args, Io io) {
+  static const CommandSpec spec{
+      "pull",
+      "kiln pull [--platform OS/ARCH[/VARIANT] | --all-platforms] [--tls-verify=false] "
+      "[--creds U:P] [--authfile F] [-q] REF",
+      "Pull an image from a registry into the store (docker:// prefix optional): for an index, "
+      "the image for --platform (default: this machine's), or with --all-platforms every image "
+      "and the index. REF's tag names it in the store. Prints the image ID (the index digest "
+      "with --all-platforms).",
+      1, 1};
+  po::options_description flags("Options");
+  flags.add_options()("platform", po::value<std::string>(), "the platform to pull")(
+      "all-platforms", po::bool_switch(), "pull every platform of an index, and the index")(
+      "quiet,q", po::bool_switch(), "print only the image ID");
+  add_registry_flags(flags);
+  std::vector<std::string> operands;
+  po::variables_map vm;
+  if (!parse_command(spec, args, flags, operands, io, &vm))
+    return kExitOk;
+  bool all = vm["all-platforms"].as<bool>();
+  if (all && vm.count("platform"))
+    throw UsageError("give --platform or --all-platforms, not both", spec.usage);
+  oci::Platform platform = oci::host_platform();
+  if (vm.count("platform")) {
+    try {
+      platform = oci::parse_platform(vm["platform"].as<std::string>());
+    } catch (const Error& e) {
+      throw UsageError(e.what(), spec.usage);
+    }
+  }
+  std::string text = operands[0];
+  if (starts_with(text, "docker://"))
+    text = text.substr(9);
+  oci::Reference ref = oci::parse_reference(text);
+  oci::RegistryOptions options = registry_options(vm, spec);
+  bool quiet = vm["quiet"].as<bool>();
+  if (!quiet)
+    options.log = [&](const std::string& line) { io.err << line << "\n"; };
+  oci::Store store(oci::Store::default_root());
+
+  if (all) {
+    oci::RegistryClient client(ref.domain, options);
+    oci::RegistryClient::Manifest top =
+        client.get_manifest(ref.path, ref.digest ? ref.digest->str() : ref.tag);
+    if (oci::media_type::is_index(top.media_type)) {
+      oci::Index index = oci::parse_index(top.bytes);
+      size_t skipped = 0;
+      for (const oci::Descriptor& d : index.manifests) {
+        if (!d.platform || d.platform->os == "unknown") {
+          ++skipped;  // attestations and entries without a platform are not images to run
+          continue;
+        }
+        oci::Reference child = ref;
+        child.tag.clear();
+        child.digest = d.digest;
+        if (!quiet)
+          io.err << "Pulling " << d.platform->to_string() << " (" << d.digest.str() << ")\n";
+        oci::pull_image(store, child, *d.platform, options);
+      }
+      oci::Descriptor stored;
+      stored.media_type = top.media_type;
+      if (skipped == 0) {
+        stored.digest = store.put_blob(top.bytes);  // byte for byte: the same digest
+        stored.size = static_cast<int64_t>(top.bytes.size());
+      } else {
+        std::erase_if(index.manifests, [](const oci::Descriptor& d) {
+          return !d.platform || d.platform->os == "unknown";
+        });
+        std::string bytes = oci::serialize(index);
+        stored.digest = store.put_blob(bytes);
+        stored.size = static_cast<int64_t>(bytes.size());
+        if (!quiet)
+          io.err << "Stored the index without its " << skipped
+                 << " attestation entries (a new digest)\n";
+      }
+      if (!ref.tag.empty()) {
+        oci::Reference name = ref;
+        name.digest.reset();
+        store.tag(stored, name.familiar());
+      }
+      io.out << stored.digest.str() << "\n";
+      return kExitOk;
+    }
+  }
+  oci::ResolvedImage image = oci::pull_image(store, ref, platform, options);
+  if (!quiet)
+    io.err << "Pulled " << ref.familiar() << " for " << platform.to_string() << "\n";
+  io.out << image.parsed.config.digest.str() << "\n";
   return kExitOk;
 }
 
