@@ -1255,12 +1255,16 @@ class Pusher {
 
 }  // namespace
 
-ResolvedImage pull_image(Store& store, const Reference& ref, const Platform& platform,
-                         const RegistryOptions& options) {
-  RegistryClient client(ref.domain, options);
-  std::string what = "pulling " + ref.familiar();
+namespace {
+
+// One source of a pull (pull_sources): `source` is where the bytes come from, `ref` what the user
+// named (the tag the image gets in the store).
+ResolvedImage pull_from(Store& store, const Reference& source, const Reference& ref,
+                        const Platform& platform, const RegistryOptions& options) {
+  RegistryClient client(source.domain, options);
+  std::string what = "pulling " + source.familiar();
   RegistryClient::Manifest document =
-      client.get_manifest(ref.path, ref.digest ? ref.digest->str() : ref.tag);
+      client.get_manifest(source.path, source.digest ? source.digest->str() : source.tag);
   Descriptor manifest{document.media_type,
                       document.digest,
                       static_cast<int64_t>(document.bytes.size()),
@@ -1277,7 +1281,7 @@ ResolvedImage pull_image(Store& store, const Reference& ref, const Platform& pla
       throw Error(what + ": no image for platform " + platform.to_string() +
                   " (it has: " + platforms_in(index) + ")");
     }
-    document = client.get_manifest(ref.path, chosen->digest.str());
+    document = client.get_manifest(source.path, chosen->digest.str());
     manifest = *chosen;
     manifest.annotations.clear();
   }
@@ -1285,7 +1289,7 @@ ResolvedImage pull_image(Store& store, const Reference& ref, const Platform& pla
     throw Error(what + ": unsupported manifest type " + quote(manifest.media_type));
   }
   Manifest parsed = parse_manifest(document.bytes);
-  fetch_blob(client, store, ref.path, parsed.config, options);
+  fetch_blob(client, store, source.path, parsed.config, options);
   // A config that is not one (its digest can be right) must not become a tagged image.
   ImageConfig config;
   try {
@@ -1294,7 +1298,7 @@ ResolvedImage pull_image(Store& store, const Reference& ref, const Platform& pla
     throw Error(what + ": " + e.what());
   }
   for_each_parallel(parsed.layers, options.parallel_downloads, [&](const Descriptor& layer) {
-    fetch_blob(client, store, ref.path, layer, options);
+    fetch_blob(client, store, source.path, layer, options);
   });
   // Stored last: a manifest in the store always has its blobs.
   store.put_blob(document.bytes);
@@ -1309,6 +1313,33 @@ ResolvedImage pull_image(Store& store, const Reference& ref, const Platform& pla
   image.parsed = std::move(parsed);
   image.config = std::move(config);
   return image;
+}
+
+}  // namespace
+
+ResolvedImage pull_image(Store& store, const Reference& ref, const Platform& platform,
+                         const RegistryOptions& options) {
+  // registries.conf: mirrors first (as allowed), then the registry (its location rewrite
+  // applied); a blocked registry throws here.
+  std::vector<PullSource> sources = pull_sources(load_registries_conf(), ref);
+  std::string mirror_failures;
+  for (const PullSource& source : sources) {
+    RegistryOptions at = options;
+    if (source.insecure)
+      at.insecure_registries.push_back(source.ref.domain);
+    if (source.mirror || source.ref.name() != ref.name())
+      log_line(options, "Pulling " + ref.familiar() + " from " + source.ref.familiar() +
+                            (source.mirror ? " (a mirror)" : ""));
+    if (!source.mirror)
+      return pull_from(store, source.ref, ref, platform, at);
+    try {
+      return pull_from(store, source.ref, ref, platform, at);
+    } catch (const Error& e) {
+      log_line(options, std::string("mirror failed: ") + e.what());
+      mirror_failures += std::string("; mirror ") + source.ref.domain + ": " + e.what();
+    }
+  }
+  throw Error("pulling " + ref.familiar() + ": no source left" + mirror_failures);
 }
 
 Digest push_image(Store& store, const Descriptor& top, const Reference& ref,
