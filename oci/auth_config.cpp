@@ -15,6 +15,7 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/base/subprocess.hpp"
 
 namespace kiln::oci {
 namespace fs = std::filesystem;
@@ -178,13 +179,76 @@ std::vector<fs::path> auth_files(const std::optional<fs::path>& explicit_file) {
   return files;
 }
 
+namespace {
+
+// docker-credential-NAME get: the server on standard input, {"ServerURL", "Username", "Secret"}
+// on standard output; "credentials not found" (any exit status but 0) means none.
+std::optional<Credentials> ask_helper(const std::string& helper, const std::string& registry,
+                                      const fs::path& file) {
+  std::string program = "docker-credential-" + helper;
+  std::string server = registry == "docker.io" ? "https://index.docker.io/v1/" : registry;
+  ProgramOutput answer;
+  try {
+    answer = run_with_input({program, "get"}, server);
+  } catch (const Error& e) {
+    throw Error(file.string() + " names the credential helper " + helper + ": " + e.what());
+  }
+  if (answer.status != 0) {
+    std::string said(trim(answer.out + answer.err));
+    if (to_lower(said).find("not found") != std::string::npos)
+      return std::nullopt;
+    throw Error("credential helper " + program + " failed for " + registry + " (exit " +
+                std::to_string(answer.status) + "): " + said);
+  }
+  try {
+    Json reply = Json::parse(answer.out);
+    Credentials c;
+    c.username = reply.value("Username", "");
+    c.password = reply.value("Secret", "");
+    if (c.username.empty() && c.password.empty())
+      return std::nullopt;
+    return c;  // a Username of "<token>" makes Secret an identity token, as kiln takes it
+  } catch (const Json::exception& e) {
+    throw Error("credential helper " + program + " answered for " + registry +
+                " with something that is not its JSON: " + e.what());
+  }
+}
+
+// The helper a file's credHelpers name for `wanted` (keys normalised like "auths" keys).
+std::optional<std::string> helper_for(const Json& json, const std::string& wanted) {
+  if (!json.contains("credHelpers") || !json["credHelpers"].is_object())
+    return std::nullopt;
+  for (const auto& [key, value] : json["credHelpers"].items()) {
+    if (value.is_string() && (key == wanted || registry_of_key(key) == wanted))
+      return value.get<std::string>();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::optional<Credentials> find_credentials(const std::string& registry,
                                             const std::optional<fs::path>& explicit_file) {
   std::string wanted = normalize_registry(registry);
   for (const fs::path& file : auth_files(explicit_file)) {
     Json json = read_auth_file(file);
-    if (!json.contains("auths") || json["auths"].is_null())
+    // credHelpers for this registry first, then the file's entries, then its credsStore (as
+    // docker and containers/image do).
+    if (std::optional<std::string> helper = helper_for(json, wanted)) {
+      if (auto found = ask_helper(*helper, wanted, file))
+        return found;
+    }
+    std::optional<std::string> store;
+    if (json.contains("credsStore") && json["credsStore"].is_string() &&
+        !json["credsStore"].get<std::string>().empty())
+      store = json["credsStore"].get<std::string>();
+    if (!json.contains("auths") || json["auths"].is_null()) {
+      if (store) {
+        if (auto found = ask_helper(*store, wanted, file))
+          return found;
+      }
       continue;
+    }
     const Json& auths = json["auths"];
     // An exact key wins over one that only normalises to the registry.
     if (auths.contains(wanted)) {
@@ -196,6 +260,10 @@ std::optional<Credentials> find_credentials(const std::string& registry,
         if (auto found = decode_entry(entry, file, key))
           return found;
       }
+    }
+    if (store) {
+      if (auto found = ask_helper(*store, wanted, file))
+        return found;
     }
   }
   return std::nullopt;

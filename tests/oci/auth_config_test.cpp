@@ -105,8 +105,7 @@ TEST_F(AuthConfigTest, ReadsTheEntryFormsDockerAndPodmanWrite) {
       "oauth.io": {"auth": "", "identitytoken": "refresh-me"},
       "quay.io/some-org": {"auth": "a2lsbjpzM2NyZXQ="},
       "helper.io": {}
-    },
-    "credsStore": "desktop"
+    }
   })");
   EXPECT_TRUE(same(find_credentials("docker.io", std::nullopt), "kiln", "s3cret"));
   EXPECT_TRUE(same(find_credentials("fields.io", std::nullopt), "u", "p"));
@@ -186,6 +185,71 @@ TEST_F(AuthConfigTest, LoginCreatesTheFileAndItsDirectory) {
   EXPECT_TRUE(same(find_credentials("docker.io", file), "kiln", "s3cret"));
   EXPECT_EQ(encode_basic_auth({"kiln", "s3cret"}), "a2lsbjpzM2NyZXQ=");
   EXPECT_FALSE(remove_credentials(dir_.path() / "absent.json", "docker.io"));
+}
+
+}  // namespace
+}  // namespace kiln::oci
+
+namespace kiln::oci {
+namespace {
+
+// Credential helpers: scripts on a PATH of the test's own, as docker-credential-pass or -ecr-login
+// would be. "kilntest" knows reg.example:5000; "kilnstore" knows other.example and says "not
+// found" for the rest; "kilnbroken" fails.
+class CredentialHelperTest : public AuthConfigTest {
+ protected:
+  void SetUp() override {
+    fs::path bin = dir_.path() / "bin";
+    write_helper(bin / "docker-credential-kilntest",
+                 "read server\n[ \"$1\" = get ] || exit 3\n"
+                 "echo \"{\\\"ServerURL\\\":\\\"$server\\\",\\\"Username\\\":\\\"helper-user\\\","
+                 "\\\"Secret\\\":\\\"helper-secret\\\"}\"\n");
+    write_helper(bin / "docker-credential-kilnstore",
+                 "read server\nif [ \"$server\" = other.example ]; then\n"
+                 "  echo '{\"ServerURL\":\"other.example\",\"Username\":\"<token>\","
+                 "\"Secret\":\"id-token\"}'\nelse\n"
+                 "  echo 'credentials not found in native keychain'; exit 1\nfi\n");
+    write_helper(bin / "docker-credential-kilnbroken",
+                 "echo 'the keyring is locked' >&2; exit 2\n");
+    path_ = std::make_unique<ScopedEnv>(
+        "PATH", bin.string() + ":" + std::string(std::getenv("PATH") ? std::getenv("PATH") : ""));
+  }
+  static void write_helper(const fs::path& path, const std::string& body) {
+    write_text(path, "#!/bin/sh\n" + body);
+    fs::permissions(path, fs::perms::owner_all);
+  }
+  std::unique_ptr<ScopedEnv> path_;
+};
+
+TEST_F(CredentialHelperTest, CredHelpersThenAuthsThenCredsStore) {
+  write_text(docker_file(), R"({
+    "credHelpers": {"reg.example:5000": "kilntest"},
+    "credsStore": "kilnstore",
+    "auths": {"plain.example": {"auth": "cGxhaW46cHc="}}
+  })");
+  EXPECT_TRUE(
+      same(find_credentials("reg.example:5000", std::nullopt), "helper-user", "helper-secret"));
+  EXPECT_TRUE(same(find_credentials("plain.example", std::nullopt), "plain", "pw"));
+  EXPECT_TRUE(same(find_credentials("other.example", std::nullopt), "<token>", "id-token"));
+  EXPECT_FALSE(find_credentials("nobody.example", std::nullopt));
+}
+
+TEST_F(CredentialHelperTest, AFailingOrMissingHelperIsNamed) {
+  write_text(docker_file(), R"({"credHelpers": {"reg.example": "kilnbroken"}})");
+  try {
+    find_credentials("reg.example", std::nullopt);
+    FAIL() << "a broken helper went unnoticed";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("docker-credential-kilnbroken"));
+    EXPECT_THAT(e.what(), HasSubstr("the keyring is locked"));
+  }
+  write_text(docker_file(), R"({"credsStore": "kilnmissing"})");
+  try {
+    find_credentials("reg.example", std::nullopt);
+    FAIL() << "a missing helper went unnoticed";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("kilnmissing"));
+  }
 }
 
 }  // namespace

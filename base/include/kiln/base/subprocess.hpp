@@ -13,6 +13,16 @@ namespace kiln {
 // Throws kiln::Error naming the program when it cannot be started.
 int run_to_end(const std::vector<std::string>& argv, const std::filesystem::path& log);
 
+// Runs argv (looked up in PATH) with `input` on its standard input and returns its exit status
+// (or 128 + signal); `out` and `err` receive what it printed on standard output and error. For
+// small exchanges (a credential helper's JSON): `input` must fit a pipe's buffer. Throws
+// kiln::Error when the program cannot be started.
+struct ProgramOutput {
+  int status = 0;
+  std::string out, err;
+};
+ProgramOutput run_with_input(const std::vector<std::string>& argv, const std::string& input);
+
 // The last non-empty line of a file (what a failing program said last), or "".
 std::string last_line_of(const std::filesystem::path& file);
 

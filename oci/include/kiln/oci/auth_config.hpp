@@ -8,7 +8,10 @@
 // Entries live under "auths" keyed by host ("localhost:5000", "docker.io" — for docker.io also
 // "https://index.docker.io/v1/"; a scheme and a path in a key are ignored), each with a base64
 // "auth" of "user:password" (or "username" and "password" fields, or "identitytoken").
-// Credential helpers ("credsStore", "credHelpers") are not consulted. `kiln login` writes the
+// In each file, a credential helper named for the registry in "credHelpers" is asked first
+// (`docker-credential-NAME get`, the server on standard input, JSON on standard output), then
+// the "auths" entries, then the file's "credsStore" helper; a helper that says "not found" lets
+// the lookup go on, one that fails otherwise is an error naming it. `kiln login` writes the
 // first of these that applies (--authfile, $REGISTRY_AUTH_FILE, else
 // ${XDG_RUNTIME_DIR}/containers/auth.json, else
 // ${XDG_CONFIG_HOME:-~/.config}/containers/auth.json), keeping every other entry and field of the
