@@ -32,6 +32,7 @@ const std::vector<Command>& commands() {
       {"parse", "Parse a Containerfile and print its syntax tree as JSON", parse_command},
       {"images", "List images in the local store", images_command},
       {"inspect", "Show an image's manifest and config", inspect_command},
+      {"history", "Show the steps an image was made of", history_command},
       {"tag", "Add a name to an image", tag_command},
       {"rmi", "Remove images", rmi_command},
       {"save", "Write an image to a docker-archive, oci-archive or OCI layout", save_command},

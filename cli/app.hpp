@@ -54,5 +54,6 @@ int sign_command(const std::vector<std::string>& args, Io io);
 int verify_command(const std::vector<std::string>& args, Io io);
 int manifest_command(const std::vector<std::string>& args, Io io);
 int pull_command(const std::vector<std::string>& args, Io io);
+int history_command(const std::vector<std::string>& args, Io io);
 
 }  // namespace kiln::cli

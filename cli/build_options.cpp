@@ -19,6 +19,7 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/frontend/duration.hpp"
 #include "kiln/oci/reference.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/session/context_source.hpp"
@@ -367,33 +368,6 @@ int64_t parse_bytes(const std::string& text, const std::string& flag, bool minus
   if (n < 4096 || n > 9.2e18)
     usage(flag + " " + quote(text) + ": out of range (at least 4k)");
   return static_cast<int64_t>(n);
-}
-
-// A Go duration as buildah takes it: "90s", "1h30m", "500ms", "0". Seconds, rounded down.
-std::optional<std::chrono::seconds> parse_go_duration(const std::string& text) {
-  static const std::regex kPart("([0-9]+(?:\\.[0-9]+)?)(ns|us|µs|ms|s|m|h)");
-  if (text == "0")
-    return std::chrono::seconds(0);
-  double seconds = 0;
-  size_t pos = 0;
-  std::smatch m;
-  while (pos < text.size()) {
-    std::string rest = text.substr(pos);
-    if (!std::regex_search(rest, m, kPart, std::regex_constants::match_continuous))
-      return std::nullopt;
-    double n = std::stod(m[1].str());
-    const std::string unit = m[2].str();
-    seconds += unit == "h"    ? n * 3600
-               : unit == "m"  ? n * 60
-               : unit == "s"  ? n
-               : unit == "ms" ? n / 1e3
-               : unit == "ns" ? n / 1e9
-                              : n / 1e6;
-    pos += m.length(0);
-  }
-  if (text.empty())
-    return std::nullopt;
-  return std::chrono::seconds(static_cast<int64_t>(seconds));
 }
 
 void require_one_of(const std::string& value, const std::string& flag,
@@ -761,13 +735,14 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       require_one_of(vm[flag].as<std::string>(), std::string("--") + flag, {"true", "false"});
   }
   if (vm.count("cache-ttl")) {
-    std::optional<std::chrono::seconds> ttl = parse_go_duration(cache_ttl);
-    if (!ttl)
+    std::optional<int64_t> ttl = frontend::parse_go_duration(cache_ttl);
+    if (!ttl || *ttl < 0)
       usage("--cache-ttl " + quote(cache_ttl) + ": expected a duration such as 1h, 30m or 90s");
-    if (ttl->count() == 0)
+    if (*ttl == 0)
       opts.no_cache = true;  // buildah: --cache-ttl=0 is --no-cache
     else
-      opts.cache_ttl = ttl;
+      opts.cache_ttl =
+          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::nanoseconds(*ttl));
   }
   opts.no_cache_filter = no_cache_filter;
   using Policy = session::SessionRequest::PullPolicy;

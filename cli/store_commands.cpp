@@ -109,7 +109,139 @@ std::optional<uint64_t> parse_size(std::string_view text) {
   return static_cast<uint64_t>(bytes + 0.5);
 }
 
+// Seconds since 1970 of an RFC 3339 time ("2024-05-01T12:00:00Z", "…T12:00:00.5+02:00");
+// nullopt when it is not one.
+std::optional<int64_t> parse_rfc3339(const std::string& text) {
+  std::tm tm{};
+  int consumed = 0;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6)
+    return std::nullopt;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  int64_t seconds = ::timegm(&tm);
+  std::string_view rest = std::string_view(text).substr(static_cast<size_t>(consumed));
+  if (!rest.empty() && rest.front() == '.') {
+    size_t digits = rest.find_first_not_of("0123456789", 1);
+    rest = rest.substr(digits == std::string_view::npos ? rest.size() : digits);
+  }
+  if (rest == "Z" || rest == "z")
+    return seconds;
+  int hours = 0, minutes = 0;
+  char sign = 0;
+  if (std::sscanf(std::string(rest).c_str(), "%c%2d:%2d", &sign, &hours, &minutes) == 3 &&
+      (sign == '+' || sign == '-'))
+    return seconds - (sign == '+' ? 1 : -1) * (hours * 3600 + minutes * 60);
+  return std::nullopt;
+}
+
+// "3 hours ago", as podman and docker print CREATED.
+std::string time_ago(const std::string& rfc3339) {
+  std::optional<int64_t> when = parse_rfc3339(rfc3339);
+  if (!when)
+    return rfc3339.empty() ? "unknown" : rfc3339;
+  int64_t age = static_cast<int64_t>(std::time(nullptr)) - *when;
+  if (age < 0)
+    return "in the future";
+  struct Unit {
+    int64_t seconds;
+    const char* name;
+  };
+  static const Unit units[] = {{31536000, "year"}, {2592000, "month"}, {604800, "week"},
+                               {86400, "day"},     {3600, "hour"},     {60, "minute"}};
+  for (const Unit& u : units) {
+    if (age >= u.seconds) {
+      int64_t n = age / u.seconds;
+      return std::to_string(n) + " " + u.name + (n == 1 ? "" : "s") + " ago";
+    }
+  }
+  return age < 2 ? "Less than a second ago" : std::to_string(age) + " seconds ago";
+}
+
 }  // namespace
+
+int history_command(const std::vector<std::string>& args, Io io) {
+  static const CommandSpec spec{
+      "history", "kiln history [--no-trunc] [--format table|json] [--quiet] IMAGE",
+      "Show the steps an image was made of, newest first: when, the instruction, and the size "
+      "of the layer it added (as stored, compressed).",
+      1, 1};
+  po::options_description flags("Options");
+  flags.add_options()("no-trunc", po::bool_switch(), "do not shorten the instructions")(
+      "format", po::value<std::string>()->default_value("table"), "table or json")(
+      "quiet,q", po::bool_switch(), "print the image ID of each entry that has one only");
+  std::vector<std::string> operands;
+  po::variables_map vm;
+  if (!parse_command(spec, args, flags, operands, io, &vm))
+    return kExitOk;
+  std::string format = vm["format"].as<std::string>();
+  if (format != "table" && format != "json")
+    throw UsageError("--format must be table or json", spec.usage);
+  oci::Store store = open_store();
+  oci::TaggedImage image = find_image(store, operands[0]);
+  oci::Descriptor manifest_desc = image.descriptor;
+  if (oci::media_type::is_index(manifest_desc.media_type)) {
+    std::optional<oci::Descriptor> d = oci::find_platform_manifest(
+        oci::parse_index(store.read_blob(manifest_desc.digest)), oci::host_platform());
+    if (!d)
+      throw Error(quote(operands[0]) + " has no image for " + oci::host_platform().to_string());
+    manifest_desc = *d;
+  }
+  oci::Manifest manifest = oci::parse_manifest(store.read_blob(manifest_desc.digest));
+  oci::ImageConfig config = oci::parse_image_config(store.read_blob(manifest.config.digest));
+  struct Row {
+    std::string id, created, created_by, comment;
+    int64_t size = 0;
+  };
+  std::vector<Row> rows;
+  size_t layer = 0;
+  for (const oci::HistoryEntry& h : config.history) {
+    Row row;
+    row.created = h.created;
+    row.created_by = h.created_by;
+    row.comment = h.comment;
+    if (!h.empty_layer && layer < manifest.layers.size())
+      row.size = manifest.layers[layer++].size;
+    row.id = "<missing>";
+    rows.push_back(row);
+  }
+  if (!rows.empty())
+    rows.back().id = manifest.config.digest.str();  // the newest entry is the image
+  std::reverse(rows.begin(), rows.end());
+  bool no_trunc = vm["no-trunc"].as<bool>();
+  if (format == "json") {
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    for (const Row& r : rows) {
+      out.push_back({{"id", r.id},
+                     {"created", r.created},
+                     {"createdBy", r.created_by},
+                     {"size", r.size},
+                     {"comment", r.comment}});
+    }
+    io.out << out.dump(2) << "\n";
+    return kExitOk;
+  }
+  if (vm["quiet"].as<bool>()) {
+    for (const Row& r : rows)
+      io.out << (no_trunc || r.id == "<missing>" ? r.id : r.id.substr(7, 12)) << "\n";
+    return kExitOk;
+  }
+  char line[512];
+  std::snprintf(line, sizeof line, "%-14s %-22s %-46s %-10s %s\n", "ID", "CREATED", "CREATED BY",
+                "SIZE", "COMMENT");
+  io.out << line;
+  for (const Row& r : rows) {
+    std::string by = r.created_by;
+    if (!no_trunc && by.size() > 45)
+      by = by.substr(0, 42) + "...";
+    std::string id = no_trunc || r.id == "<missing>" ? r.id : r.id.substr(7, 12);
+    io.out << id << std::string(id.size() < 15 ? 15 - id.size() : 1, ' ');
+    std::snprintf(line, sizeof line, "%-22s %-46s %-10s %s\n", time_ago(r.created).c_str(),
+                  by.c_str(), human_size(r.size).c_str(), r.comment.c_str());
+    io.out << line;
+  }
+  return kExitOk;
+}
 
 int images_command(const std::vector<std::string>& args, Io io) {
   static const CommandSpec spec{"images", "kiln images [--quiet] [--format table|json]",

@@ -137,6 +137,38 @@ TEST(Cli, BuildahImageShapingFlags) {
 
 // buildah's --timestamp: the created time and every file time of the new layers, so two builds
 // of the same sources at different times are the same image.
+TEST(Cli, HistoryListsTheStepsNewestFirst) {
+  TempDir ctx;
+  {
+    std::ofstream(ctx.path() / "Containerfile")
+        << "FROM scratch\nLABEL stage=one\nCOPY Containerfile /a-rather-long-destination-name-"
+           "that-the-table-shortens\n";
+  }
+  std::string store = "KILN_ROOT=" + (ctx.path() / "store").string();
+  ProcessResult built =
+      run_kiln({"build", "-q", "-t", "h:1", ctx.path().string()}, {}, {}, {store});
+  ASSERT_EQ(built.exit_code, 0) << built.err;
+  ProcessResult json = run_kiln({"history", "--format", "json", "h:1"}, {}, {}, {store});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  nlohmann::json rows = nlohmann::json::parse(json.out);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_THAT(rows[0]["createdBy"].get<std::string>(), StartsWith("COPY Containerfile"));
+  EXPECT_GT(rows[0]["size"].get<int64_t>(), 0);
+  EXPECT_EQ(rows[0]["id"],
+            nlohmann::json::parse(run_kiln({"inspect", "h:1"}, {}, {}, {store}).out)["Id"]);
+  EXPECT_EQ(rows[1]["createdBy"], "LABEL stage=one");
+  EXPECT_EQ(rows[1]["size"], 0);
+  EXPECT_EQ(rows[1]["id"], "<missing>");
+  ProcessResult table = run_kiln({"history", "h:1"}, {}, {}, {store});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, StartsWith("ID "));
+  EXPECT_THAT(table.out, HasSubstr("ago"));
+  EXPECT_THAT(table.out, HasSubstr("..."));
+  ProcessResult missing = run_kiln({"history", "nope:1"}, {}, {}, {store});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("nope:1"));
+}
+
 TEST(Cli, TimestampMakesTheImageReproducible) {
   TempDir ctx;
   { std::ofstream(ctx.path() / "Containerfile") << "FROM scratch\nCOPY Containerfile /\n"; }
