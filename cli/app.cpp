@@ -36,6 +36,7 @@ const std::vector<Command>& commands() {
       {"tag", "Add a name to an image", tag_command},
       {"rmi", "Remove images", rmi_command},
       {"save", "Write an image to a docker-archive, oci-archive or OCI layout", save_command},
+      {"load", "Load images from a docker-archive or oci-archive", load_command},
       {"pull", "Pull an image from a registry into the store", pull_command},
       {"push", "Push an image to a registry", push_command},
       {"manifest", "Assemble and push manifest lists (multi-platform images)", manifest_command},

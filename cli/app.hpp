@@ -55,5 +55,6 @@ int verify_command(const std::vector<std::string>& args, Io io);
 int manifest_command(const std::vector<std::string>& args, Io io);
 int pull_command(const std::vector<std::string>& args, Io io);
 int history_command(const std::vector<std::string>& args, Io io);
+int load_command(const std::vector<std::string>& args, Io io);
 
 }  // namespace kiln::cli

@@ -1,4 +1,7 @@
 // Commands on the local image store.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <boost/program_options.hpp>
 #include <cctype>
 #include <charconv>
@@ -12,11 +15,13 @@
 #include "app.hpp"
 #include "command_line.hpp"
 #include "kiln/base/error.hpp"
+#include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/exporter/exporter.hpp"
 #include "kiln/frontend/duration.hpp"
 #include "kiln/oci/gc.hpp"
 #include "kiln/oci/image_config.hpp"
+#include "kiln/oci/image_source.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/oci/store.hpp"
@@ -239,6 +244,51 @@ int history_command(const std::vector<std::string>& args, Io io) {
     std::snprintf(line, sizeof line, "%-22s %-46s %-10s %s\n", time_ago(r.created).c_str(),
                   by.c_str(), human_size(r.size).c_str(), r.comment.c_str());
     io.out << line;
+  }
+  return kExitOk;
+}
+
+int load_command(const std::vector<std::string>& args, Io io) {
+  static const CommandSpec spec{
+      "load", "kiln load [-i FILE] [-q]",
+      "Load the images of a docker-archive or an oci-archive (or an OCI layout directory) into "
+      "the store, with the names they carry. Without -i, the archive is read from standard "
+      "input.",
+      0, 0};
+  po::options_description flags("Options");
+  flags.add_options()("input,i", po::value<std::string>(), "the archive (default: standard input)")(
+      "quiet,q", po::bool_switch(), "print nothing but errors");
+  std::vector<std::string> operands;
+  po::variables_map vm;
+  if (!parse_command(spec, args, flags, operands, io, &vm))
+    return kExitOk;
+  std::optional<TempDir> spool;
+  fs::path archive;
+  if (vm.count("input")) {
+    archive = vm["input"].as<std::string>();
+  } else {
+    if (::isatty(STDIN_FILENO))
+      throw UsageError("give the archive with -i FILE, or on standard input", spec.usage);
+    spool.emplace(fs::path(), "kiln-load-");
+    archive = spool->path() / "archive.tar";
+    UniqueFd out(::open(archive.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!out)
+      throw Error("cannot spool standard input to " + archive.string());
+    read_chunks(STDIN_FILENO, "standard input", [&](const char* data, size_t size) {
+      write_all(out.get(), data, size, archive.string());
+    });
+  }
+  oci::Store store = open_store();
+  std::vector<oci::LoadedImage> images = oci::load_images(store, archive);
+  bool quiet = vm["quiet"].as<bool>();
+  for (const oci::LoadedImage& image : images) {
+    for (const std::string& name : image.names) {
+      store.tag(image.descriptor, name);
+      if (!quiet)
+        io.out << "Loaded image: " << oci::Store::canonical_name(name) << "\n";
+    }
+    if (image.names.empty() && !quiet)
+      io.out << "Loaded image: " << image.descriptor.digest.str() << " (no name: kiln tag it)\n";
   }
   return kExitOk;
 }

@@ -16,6 +16,7 @@
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/layer_blob.hpp"
 #include "kiln/oci/media_types.hpp"
+#include "kiln/oci/reference.hpp"
 #include "kiln/oci/tar_extract.hpp"
 
 namespace kiln::oci {
@@ -144,6 +145,65 @@ ResolvedImage from_layout(Store& store, const fs::path& dir, const std::string& 
   return finish(store, what, manifest);
 }
 
+// One manifest.json entry of an extracted docker archive into the store, as an OCI manifest.
+// Everything is checked before anything enters the store.
+Descriptor import_docker_entry(Store& store, const fs::path& dir, const nlohmann::json& entry,
+                               const std::string& what) {
+  if (!entry.is_object() || !entry.contains("Config") || !entry["Config"].is_string() ||
+      !entry.contains("Layers") || !entry["Layers"].is_array()) {
+    throw Error(what + ": manifest.json entry lacks Config or Layers");
+  }
+  std::string config_path = entry["Config"].get<std::string>();
+  std::vector<std::string> layer_paths;
+  for (const auto& layer : entry["Layers"]) {
+    if (!layer.is_string())
+      throw Error(what + ": manifest.json lists a layer that is not a path");
+    layer_paths.push_back(layer.get<std::string>());
+  }
+  // Everything is checked before anything enters the store: the config parses, and each layer's
+  // uncompressed content is the diff ID the config gives it.
+  std::string config_bytes = read_beneath(dir, config_path, what);
+  ImageConfig parsed_config;
+  try {
+    parsed_config = parse_image_config(config_bytes);
+  } catch (const Error& e) {
+    throw Error(what + ": config " + quote(config_path) + ": " + e.what());
+  }
+  if (layer_paths.size() != parsed_config.diff_ids.size()) {
+    throw Error(what + ": the config lists " + std::to_string(parsed_config.diff_ids.size()) +
+                " layers but manifest.json has " + std::to_string(layer_paths.size()));
+  }
+  for (size_t i = 0; i < layer_paths.size(); ++i) {
+    UniqueFd fd = open_beneath(dir, layer_paths[i], what);
+    Digest actual = uncompressed_digest(fd.get(), what + ": layer " + quote(layer_paths[i]));
+    if (actual != parsed_config.diff_ids[i]) {
+      throw Error(what + ": layer " + quote(layer_paths[i]) + " has diff ID " + actual.str() +
+                  ", but the config says " + parsed_config.diff_ids[i].str() +
+                  "; nothing was imported");
+    }
+  }
+  Manifest manifest;
+  manifest.media_type = media_type::kOciManifest;
+  Digest config = store.put_blob(config_bytes);
+  manifest.config = {
+      media_type::kOciConfig, config, static_cast<int64_t>(config_bytes.size()), {}, {}, {}, {}};
+  for (const std::string& path : layer_paths) {
+    Digest digest = import_file(store, dir, path, std::nullopt, what);
+    // Layers in a docker archive are uncompressed tars (newer docker writes them as OCI blobs,
+    // still uncompressed); the media type says so.
+    manifest.layers.push_back({media_type::kOciLayer,
+                               digest,
+                               static_cast<int64_t>(fs::file_size(store.blob_path(digest))),
+                               {},
+                               {},
+                               {},
+                               {}});
+  }
+  std::string bytes = serialize(manifest);
+  Digest digest = store.put_blob(bytes);
+  return {media_type::kOciManifest, digest, static_cast<int64_t>(bytes.size()), {}, {}, {}, {}};
+}
+
 ResolvedImage from_docker_archive(Store& store, const fs::path& file, const std::string& name,
                                   const std::string& what) {
   TempDir dir;
@@ -170,64 +230,96 @@ ResolvedImage from_docker_archive(Store& store, const fs::path& file, const std:
     if (!chosen)
       throw Error(what + ": no image tagged " + quote(name));
   }
-  if (!chosen->is_object() || !chosen->contains("Config") || !(*chosen)["Config"].is_string() ||
-      !chosen->contains("Layers") || !(*chosen)["Layers"].is_array()) {
-    throw Error(what + ": manifest.json entry lacks Config or Layers");
-  }
-  std::string config_path = (*chosen)["Config"].get<std::string>();
-  std::vector<std::string> layer_paths;
-  for (const auto& layer : (*chosen)["Layers"]) {
-    if (!layer.is_string())
-      throw Error(what + ": manifest.json lists a layer that is not a path");
-    layer_paths.push_back(layer.get<std::string>());
-  }
-  // Everything is checked before anything enters the store: the config parses, and each layer's
-  // uncompressed content is the diff ID the config gives it.
-  std::string config_bytes = read_beneath(dir.path(), config_path, what);
-  ImageConfig parsed_config;
-  try {
-    parsed_config = parse_image_config(config_bytes);
-  } catch (const Error& e) {
-    throw Error(what + ": config " + quote(config_path) + ": " + e.what());
-  }
-  if (layer_paths.size() != parsed_config.diff_ids.size()) {
-    throw Error(what + ": the config lists " + std::to_string(parsed_config.diff_ids.size()) +
-                " layers but manifest.json has " + std::to_string(layer_paths.size()));
-  }
-  for (size_t i = 0; i < layer_paths.size(); ++i) {
-    UniqueFd fd = open_beneath(dir.path(), layer_paths[i], what);
-    Digest actual = uncompressed_digest(fd.get(), what + ": layer " + quote(layer_paths[i]));
-    if (actual != parsed_config.diff_ids[i]) {
-      throw Error(what + ": layer " + quote(layer_paths[i]) + " has diff ID " + actual.str() +
-                  ", but the config says " + parsed_config.diff_ids[i].str() +
-                  "; nothing was imported");
-    }
-  }
-  Manifest manifest;
-  manifest.media_type = media_type::kOciManifest;
-  Digest config = store.put_blob(config_bytes);
-  manifest.config = {
-      media_type::kOciConfig, config, static_cast<int64_t>(config_bytes.size()), {}, {}, {}, {}};
-  for (const std::string& path : layer_paths) {
-    Digest digest = import_file(store, dir.path(), path, std::nullopt, what);
-    // Layers in a docker archive are uncompressed tars (newer docker writes them as OCI blobs,
-    // still uncompressed); the media type says so.
-    manifest.layers.push_back({media_type::kOciLayer,
-                               digest,
-                               static_cast<int64_t>(fs::file_size(store.blob_path(digest))),
-                               {},
-                               {},
-                               {},
-                               {}});
-  }
-  std::string bytes = serialize(manifest);
-  Digest digest = store.put_blob(bytes);
-  return finish(
-      store, what,
-      {media_type::kOciManifest, digest, static_cast<int64_t>(bytes.size()), {}, {}, {}, {}});
+  return finish(store, what, import_docker_entry(store, dir.path(), *chosen, what));
 }
 
 }  // namespace
+
+namespace {
+
+// `d` and everything it references, from an extracted layout into the store (children first:
+// a manifest is stored after its blobs).
+void import_tree(Store& store, const fs::path& dir, const Descriptor& d, const std::string& what,
+                 int depth = 0) {
+  if (depth > 4)
+    throw Error(what + ": indexes are nested too deep");
+  auto blob = [&](const Digest& digest) {
+    return "blobs/" + digest.algorithm() + "/" + digest.hex();
+  };
+  std::string bytes = read_beneath(dir, blob(d.digest), what);
+  if (sha256_of(bytes) != d.digest)
+    throw Error(what + ": " + blob(d.digest) + " does not match its digest");
+  if (media_type::is_index(d.media_type)) {
+    for (const Descriptor& child : parse_index(bytes).manifests)
+      import_tree(store, dir, child, what, depth + 1);
+  } else if (media_type::is_manifest(d.media_type)) {
+    Manifest m = parse_manifest(bytes);
+    import_file(store, dir, blob(m.config.digest), m.config.digest, what);
+    for (const Descriptor& layer : m.layers)
+      import_file(store, dir, blob(layer.digest), layer.digest, what);
+  } else {
+    import_file(store, dir, blob(d.digest), d.digest, what);
+    return;
+  }
+  store.put_blob(bytes);
+}
+
+}  // namespace
+
+std::vector<LoadedImage> load_images(Store& store, const fs::path& archive) {
+  std::string what = archive.string();
+  std::optional<TempDir> extracted;
+  fs::path dir = archive;
+  std::error_code ec;
+  if (!fs::is_directory(archive, ec)) {
+    if (!fs::exists(archive, ec))
+      throw Error(what + " does not exist");
+    extracted.emplace();
+    extract_tar(archive, extracted->path(), what);
+    dir = extracted->path();
+  }
+  std::vector<LoadedImage> out;
+  if (fs::exists(fs::symlink_status(dir / "index.json"))) {
+    Index index = parse_index(read_beneath(dir, "index.json", what));
+    for (const Descriptor& d : index.manifests) {
+      import_tree(store, dir, d, what);
+      LoadedImage image;
+      image.descriptor = d;
+      image.descriptor.annotations.clear();
+      auto it = d.annotations.find(kRefNameAnnotation);
+      // A whole reference names the image; a bare tag ("latest") names nothing by itself.
+      if (it != d.annotations.end() && it->second.find_first_of(":/@") != std::string::npos &&
+          try_parse_reference(it->second))
+        image.names.push_back(it->second);
+      out.push_back(std::move(image));
+    }
+    return out;
+  }
+  if (!fs::exists(fs::symlink_status(dir / "manifest.json")))
+    throw Error(what +
+                " is neither a docker-archive (manifest.json) nor an OCI archive or layout "
+                "(index.json)");
+  nlohmann::json entries;
+  try {
+    entries = nlohmann::json::parse(read_beneath(dir, "manifest.json", what));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(what + ": manifest.json is not valid JSON: " + e.what());
+  }
+  if (!entries.is_array() || entries.empty())
+    throw Error(what + ": manifest.json lists no images");
+  for (const nlohmann::json& entry : entries) {
+    LoadedImage image;
+    image.descriptor = import_docker_entry(store, dir, entry, what);
+    if (entry.is_object() && entry.contains("RepoTags") && entry["RepoTags"].is_array()) {
+      for (const nlohmann::json& tag : entry["RepoTags"]) {
+        if (tag.is_string())
+          image.names.push_back(tag.get<std::string>());
+      }
+    }
+    out.push_back(std::move(image));
+  }
+  return out;
+}
 
 bool has_transport(std::string_view ref) {
   return starts_with(ref, "oci:") || starts_with(ref, "oci-archive:") ||

@@ -169,6 +169,46 @@ TEST(Cli, HistoryListsTheStepsNewestFirst) {
   EXPECT_THAT(missing.err, HasSubstr("nope:1"));
 }
 
+TEST(Cli, LoadBringsBackWhatSaveWrote) {
+  TempDir ctx;
+  { std::ofstream(ctx.path() / "Containerfile") << "FROM scratch\nCOPY Containerfile /\n"; }
+  std::string a = "KILN_ROOT=" + (ctx.path() / "a").string();
+  std::string b = "KILN_ROOT=" + (ctx.path() / "b").string();
+  ASSERT_EQ(run_kiln({"build", "-q", "-t", "one:1", ctx.path().string()}, {}, {}, {a}).exit_code,
+            0);
+  ASSERT_EQ(run_kiln({"build", "-q", "-t", "both:1", "--platform", "linux/amd64,linux/arm64",
+                      ctx.path().string()},
+                     {}, {}, {a})
+                .exit_code,
+            0);
+  std::string docker = (ctx.path() / "one.tar").string();
+  std::string oci = (ctx.path() / "both.tar").string();
+  ASSERT_EQ(run_kiln({"save", "-o", docker, "one:1"}, {}, {}, {a}).exit_code, 0);
+  ASSERT_EQ(
+      run_kiln({"save", "--format", "oci-archive", "-o", oci, "both:1"}, {}, {}, {a}).exit_code, 0);
+
+  ProcessResult loaded = run_kiln({"load", "-i", docker}, {}, {}, {b});
+  ASSERT_EQ(loaded.exit_code, 0) << loaded.err;
+  EXPECT_EQ(loaded.out, "Loaded image: one:1\n");
+  std::string from_stdin;
+  {
+    std::ifstream in(oci, std::ios::binary);
+    from_stdin.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ProcessResult piped = run_kiln({"load"}, {}, from_stdin, {b});
+  ASSERT_EQ(piped.exit_code, 0) << piped.err;
+  nlohmann::json both = nlohmann::json::parse(run_kiln({"inspect", "both:1"}, {}, {}, {b}).out);
+  EXPECT_EQ(both["Index"]["manifests"].size(), 2u);
+  EXPECT_EQ(both["Digest"],
+            nlohmann::json::parse(run_kiln({"inspect", "both:1"}, {}, {}, {a}).out)["Digest"]);
+  EXPECT_EQ(run_kiln({"check"}, {}, {}, {b}).exit_code, 0);
+
+  ProcessResult garbage = run_kiln({"load", "-i", (ctx.path() / "Containerfile").string()}, {}, {},
+                                   {"KILN_ROOT=" + (ctx.path() / "c").string()});
+  EXPECT_EQ(garbage.exit_code, 1);
+  EXPECT_THAT(garbage.err, HasSubstr("Containerfile"));
+}
+
 TEST(Cli, TimestampMakesTheImageReproducible) {
   TempDir ctx;
   { std::ofstream(ctx.path() / "Containerfile") << "FROM scratch\nCOPY Containerfile /\n"; }
