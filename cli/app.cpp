@@ -15,17 +15,6 @@ struct Command {
   std::function<int(const std::vector<std::string>&, Io)> run;
 };
 
-int version_command(const std::vector<std::string>& args, Io io) {
-  if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
-    io.out << "Usage: kiln version\n\nPrint kiln's version.\n";
-    return kExitOk;
-  }
-  if (!args.empty())
-    throw UsageError("kiln version takes no arguments", "kiln version");
-  io.out << "kiln version " << KILN_VERSION << "\n";
-  return kExitOk;
-}
-
 const std::vector<Command>& commands() {
   static const std::vector<Command> all = {
       {"build", "Build an image from a Containerfile", build_command},
@@ -47,6 +36,7 @@ const std::vector<Command>& commands() {
       {"key", "Generate a signing key pair (kiln key generate)", key_command},
       {"sign", "Sign an image (cosign-compatible)", sign_command},
       {"verify", "Verify an image's signatures with a public key", verify_command},
+      {"info", "Show what kiln finds on this machine for this user", info_command},
       {"version", "Print kiln's version", version_command},
   };
   return all;

@@ -56,5 +56,7 @@ int manifest_command(const std::vector<std::string>& args, Io io);
 int pull_command(const std::vector<std::string>& args, Io io);
 int history_command(const std::vector<std::string>& args, Io io);
 int load_command(const std::vector<std::string>& args, Io io);
+int version_command(const std::vector<std::string>& args, Io io);
+int info_command(const std::vector<std::string>& args, Io io);
 
 }  // namespace kiln::cli

@@ -396,16 +396,27 @@ int tag_command(const std::vector<std::string>& args, Io io) {
 }
 
 int rmi_command(const std::vector<std::string>& args, Io io) {
-  static const CommandSpec spec{"rmi", "kiln rmi [--force] IMAGE...",
+  static const CommandSpec spec{"rmi", "kiln rmi [--force] IMAGE... | --all",
                                 "Remove image names from the store (blobs go with 'kiln prune').",
-                                1, -1};
+                                0, -1};
   po::options_description flags("Options");
-  flags.add_options()("force,f", "remove every name of an image given by ID");
+  flags.add_options()("force,f", "remove every name of an image given by ID")(
+      "all,a", po::bool_switch(), "remove every name in the store");
   std::vector<std::string> operands;
   po::variables_map vm;
   if (!parse_command(spec, args, flags, operands, io, &vm))
     return kExitOk;
+  bool all = vm["all"].as<bool>();
+  if (all == !operands.empty())
+    throw UsageError(all ? "give IMAGEs or --all, not both" : "missing argument", spec.usage);
   oci::Store store = open_store();
+  if (all) {
+    for (const oci::TaggedImage& image : store.images()) {
+      store.untag(image.name);
+      io.out << "Untagged " << image.name << "\n";
+    }
+    return kExitOk;
+  }
   for (const std::string& ref : operands) {
     oci::TaggedImage image = find_image(store, ref);
     if (!image.name.empty() && oci::Store::canonical_name(ref) == image.name) {

@@ -209,6 +209,26 @@ TEST(Cli, LoadBringsBackWhatSaveWrote) {
   EXPECT_THAT(garbage.err, HasSubstr("Containerfile"));
 }
 
+TEST(Cli, InfoAndVersionDescribeTheMachineAndTheBinary) {
+  TempDir dir;
+  std::string store = "KILN_ROOT=" + (dir.path() / "store").string();
+  ProcessResult info = run_kiln({"info", "--format", "json"}, {}, {}, {store});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  nlohmann::json j = nlohmann::json::parse(info.out);
+  EXPECT_EQ(j["store"]["root"], (dir.path() / "store").string());
+  EXPECT_EQ(j["store"]["from"], "$KILN_ROOT");
+  EXPECT_TRUE(j["host"]["platform"].is_string());
+  EXPECT_TRUE(j["runner"]["oci_runtimes"].is_array());
+  EXPECT_TRUE(j["registries"]["auth_files"].is_array());
+  ProcessResult text = run_kiln({"info"}, {}, {}, {store});
+  EXPECT_THAT(text.out, HasSubstr("store:\n  root: " + (dir.path() / "store").string()));
+  ProcessResult version = run_kiln({"version", "--json"});
+  ASSERT_EQ(version.exit_code, 0) << version.err;
+  nlohmann::json v = nlohmann::json::parse(version.out);
+  EXPECT_TRUE(v["commit"].is_string());
+  EXPECT_TRUE(v["libraries"].contains("zstd"));
+}
+
 TEST(Cli, TimestampMakesTheImageReproducible) {
   TempDir ctx;
   { std::ofstream(ctx.path() / "Containerfile") << "FROM scratch\nCOPY Containerfile /\n"; }
