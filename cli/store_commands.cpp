@@ -6,8 +6,11 @@
 #include <cctype>
 #include <charconv>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
+#include <functional>
 #include <iomanip>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
@@ -293,51 +296,272 @@ int load_command(const std::vector<std::string>& args, Io io) {
   return kExitOk;
 }
 
+namespace {
+
+// One row of `kiln images`, with what filters and templates read.
+struct ImageRow {
+  oci::TaggedImage image;
+  ImageSummary summary;
+  std::string repository, tag;
+  std::map<std::string, std::string> labels;
+};
+
+// A Go template as podman's --format takes it, the subset that lists use: {{.Field}} (spaces
+// allowed inside the braces), "\t" and "\n" escapes; unknown fields are an error.
+std::string render_template(const std::string& tmpl,
+                            const std::map<std::string, std::string>& fields) {
+  std::string out;
+  for (size_t i = 0; i < tmpl.size();) {
+    if (tmpl.compare(i, 2, "{{") == 0) {
+      size_t end = tmpl.find("}}", i);
+      if (end == std::string::npos)
+        throw UsageError("--format: {{ without }}", "kiln images --format TEMPLATE");
+      std::string field(trim(std::string_view(tmpl).substr(i + 2, end - i - 2)));
+      if (!field.starts_with("."))
+        throw UsageError("--format: expected {{.Field}}, not {{" + field + "}}",
+                         "kiln images --format TEMPLATE");
+      auto it = fields.find(field.substr(1));
+      if (it == fields.end()) {
+        std::vector<std::string> names;
+        for (const auto& [name, value] : fields)
+          names.push_back(name);
+        throw UsageError("--format: no field " + field + " (fields: " + join(names, ", ") + ")",
+                         "kiln images --format TEMPLATE");
+      }
+      out += it->second;
+      i = end + 2;
+    } else if (tmpl.compare(i, 2, "\\t") == 0) {
+      out += '\t';
+      i += 2;
+    } else if (tmpl.compare(i, 2, "\\n") == 0) {
+      out += '\n';
+      i += 2;
+    } else {
+      out += tmpl[i++];
+    }
+  }
+  return out;
+}
+
+bool glob_match(std::string_view pattern, std::string_view text) {
+  // '*' any run (also across '/'), '?' one character.
+  size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
+      ++p;
+      ++t;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*')
+    ++p;
+  return p == pattern.size();
+}
+
+}  // namespace
+
 int images_command(const std::vector<std::string>& args, Io io) {
-  static const CommandSpec spec{"images", "kiln images [--quiet] [--format table|json]",
-                                "List images in the local store.", 0, 0};
+  static const CommandSpec spec{
+      "images",
+      "kiln images [--filter K=V]... [--format table|json|TEMPLATE] [--digests] [--no-trunc] "
+      "[--quiet] [NAME]",
+      "List images in the local store, or those of repository NAME (NAME:TAG for one). Filters: "
+      "reference=PATTERN (* and ?), label=KEY or KEY=VALUE, before=IMAGE, since=IMAGE, "
+      "until=TIME|DURATION, dangling=true|false. A TEMPLATE uses {{.Repository}}, {{.Tag}}, "
+      "{{.ID}}, {{.Digest}}, {{.Created}}, {{.CreatedAt}}, {{.Size}}, {{.Name}}; \"table "
+      "TEMPLATE\" adds a header.",
+      0, 1};
   po::options_description flags("Options");
   flags.add_options()("quiet,q", "print image IDs only")(
-      "format", po::value<std::string>()->default_value("table"), "table or json");
+      "format", po::value<std::string>()->default_value("table"), "table, json, or a Go template")(
+      "filter,f", po::value<std::vector<std::string>>(),
+      "show only images that match (repeatable: all must)")(
+      "digests", po::bool_switch(), "show manifest digests")("no-trunc", po::bool_switch(),
+                                                             "show whole image IDs");
   std::vector<std::string> operands;
   po::variables_map vm;
   if (!parse_command(spec, args, flags, operands, io, &vm))
     return kExitOk;
   std::string format = vm["format"].as<std::string>();
-  if (format != "table" && format != "json")
-    throw UsageError("--format must be table or json", spec.usage);
+  bool no_trunc = vm["no-trunc"].as<bool>();
   oci::Store store = open_store();
-  nlohmann::ordered_json json = nlohmann::ordered_json::array();
-  std::vector<oci::TaggedImage> images = store.images();
-  // The name column fits the longest name (signature tags "repo:sha256-<hex>.sig" are long).
-  size_t width = 40;
-  for (const oci::TaggedImage& image : images)
-    width = std::max(width, image.name.size() + 2);
-  auto name_width = static_cast<int>(width);
-  if (format == "table" && !vm.count("quiet")) {
-    io.out << std::left << std::setw(name_width) << "NAME" << std::setw(15) << "IMAGE ID"
-           << std::setw(22) << "CREATED"
-           << "SIZE\n";
+
+  std::vector<ImageRow> rows;
+  for (const oci::TaggedImage& image : store.images()) {
+    ImageRow row;
+    row.image = image;
+    row.summary = summarize(store, image.descriptor);
+    size_t colon = image.name.rfind(':');
+    row.repository = colon == std::string::npos ? image.name : image.name.substr(0, colon);
+    row.tag = colon == std::string::npos ? "" : image.name.substr(colon + 1);
+    if (oci::media_type::is_manifest(image.descriptor.media_type)) {
+      oci::Manifest m = oci::parse_manifest(store.read_blob(image.descriptor.digest));
+      row.labels = oci::parse_image_config(store.read_blob(m.config.digest)).config.labels;
+    } else if (oci::media_type::is_index(image.descriptor.media_type)) {
+      // An index: as old as its first image, as big as its images together.
+      for (const oci::Descriptor& d :
+           oci::parse_index(store.read_blob(image.descriptor.digest)).manifests) {
+        if (!store.has_blob(d.digest) || !oci::media_type::is_manifest(d.media_type))
+          continue;
+        ImageSummary child = summarize(store, d);
+        if (row.summary.created.empty())
+          row.summary.created = child.created;
+        row.summary.size += child.size;
+      }
+    }
+    rows.push_back(std::move(row));
   }
-  for (const oci::TaggedImage& image : images) {
-    ImageSummary s = summarize(store, image.descriptor);
-    std::string id = oci::Digest::parse(s.id).short_id();
-    if (format == "json") {
-      json.push_back({{"name", image.name},
-                      {"id", s.id},
-                      {"digest", image.descriptor.digest.str()},
-                      {"media_type", image.descriptor.media_type},
-                      {"created", s.created},
-                      {"size", s.size}});
-    } else if (vm.count("quiet")) {
-      io.out << id << "\n";
-    } else {
-      io.out << std::left << std::setw(name_width) << (image.name.empty() ? "<none>" : image.name)
-             << std::setw(15) << id << std::setw(22) << s.created << human_size(s.size) << "\n";
+  auto created_of = [&](const std::string& ref) -> int64_t {
+    oci::TaggedImage image = find_image(store, ref);
+    std::optional<int64_t> t = parse_rfc3339(summarize(store, image.descriptor).created);
+    if (!t)
+      throw Error("image " + quote(ref) + " has no creation time to compare with");
+    return *t;
+  };
+  std::vector<std::function<bool(const ImageRow&)>> keep;
+  if (!operands.empty()) {
+    std::string wanted = operands[0];
+    size_t colon = wanted.rfind(':'), slash = wanted.rfind('/');
+    bool with_tag = colon != std::string::npos && (slash == std::string::npos || colon > slash);
+    std::string canonical = with_tag ? oci::Store::canonical_name(wanted) : "";
+    keep.push_back([=](const ImageRow& r) {
+      if (with_tag)
+        return r.image.name == canonical;
+      std::string repo = oci::Store::canonical_name(wanted + ":x");
+      return r.repository == repo.substr(0, repo.size() - 2);
+    });
+  }
+  if (vm.count("filter")) {
+    for (const std::string& f : vm["filter"].as<std::vector<std::string>>()) {
+      size_t eq = f.find('=');
+      if (eq == std::string::npos)
+        throw UsageError("--filter " + quote(f) + ": expected KEY=VALUE", spec.usage);
+      std::string key = f.substr(0, eq), value = f.substr(eq + 1);
+      if (key == "reference") {
+        keep.push_back([=](const ImageRow& r) {
+          return glob_match(value, r.image.name) || glob_match(value, r.repository) ||
+                 glob_match(value + ":*", r.image.name);
+        });
+      } else if (key == "label") {
+        size_t veq = value.find('=');
+        std::string lkey = value.substr(0, veq);
+        std::optional<std::string> lvalue;
+        if (veq != std::string::npos)
+          lvalue = value.substr(veq + 1);
+        keep.push_back([=](const ImageRow& r) {
+          auto it = r.labels.find(lkey);
+          return it != r.labels.end() && (!lvalue || it->second == *lvalue);
+        });
+      } else if (key == "before" || key == "since") {
+        int64_t pivot = created_of(value);
+        bool before = key == "before";
+        keep.push_back([=](const ImageRow& r) {
+          std::optional<int64_t> t = parse_rfc3339(r.summary.created);
+          return t && (before ? *t < pivot : *t > pivot);
+        });
+      } else if (key == "until") {
+        std::optional<int64_t> limit = parse_rfc3339(value);
+        if (!limit) {
+          if (std::optional<int64_t> ns = frontend::parse_go_duration(value))
+            limit = static_cast<int64_t>(std::time(nullptr)) - *ns / 1000000000;
+        }
+        if (!limit)
+          throw UsageError("--filter until=" + value + ": expected an RFC 3339 time or a duration",
+                           spec.usage);
+        keep.push_back([=](const ImageRow& r) {
+          std::optional<int64_t> t = parse_rfc3339(r.summary.created);
+          return t && *t < *limit;
+        });
+      } else if (key == "dangling") {
+        if (value != "true" && value != "false")
+          throw UsageError("--filter dangling=" + value + ": expected true or false", spec.usage);
+        // Every image the store lists has a name: none is dangling.
+        bool dangling = value == "true";
+        keep.push_back([=](const ImageRow& r) { return r.image.name.empty() == dangling; });
+      } else {
+        throw UsageError("--filter " + quote(key) +
+                             ": kiln filters by reference, label, before, since, until, dangling",
+                         spec.usage);
+      }
     }
   }
-  if (format == "json")
+  std::erase_if(rows, [&](const ImageRow& r) {
+    return !std::all_of(keep.begin(), keep.end(), [&](const auto& k) { return k(r); });
+  });
+
+  auto fields_of = [&](const ImageRow& r) {
+    oci::Digest id = oci::Digest::parse(r.summary.id);
+    return std::map<std::string, std::string>{
+        {"Repository", r.repository.empty() ? "<none>" : r.repository},
+        {"Tag", r.tag.empty() ? "<none>" : r.tag},
+        {"Name", r.image.name},
+        {"ID", no_trunc ? id.str() : id.short_id()},
+        {"Digest", r.image.descriptor.digest.str()},
+        {"Created", time_ago(r.summary.created)},
+        {"CreatedAt", r.summary.created},
+        {"Size", human_size(r.summary.size)}};
+  };
+  if (vm.count("quiet")) {
+    for (const ImageRow& r : rows)
+      io.out << fields_of(r)["ID"] << "\n";
+    return kExitOk;
+  }
+  if (format == "json") {
+    nlohmann::ordered_json json = nlohmann::ordered_json::array();
+    for (const ImageRow& r : rows) {
+      json.push_back({{"name", r.image.name},
+                      {"id", r.summary.id},
+                      {"digest", r.image.descriptor.digest.str()},
+                      {"media_type", r.image.descriptor.media_type},
+                      {"created", r.summary.created},
+                      {"size", r.summary.size},
+                      {"labels", r.labels}});
+    }
     io.out << json.dump(2) << "\n";
+    return kExitOk;
+  }
+  if (format != "table") {
+    std::string tmpl = format;
+    if (starts_with(tmpl, "table ")) {
+      tmpl = tmpl.substr(6);
+      // The header: each field's name in capitals.
+      std::map<std::string, std::string> names;
+      for (const char* f :
+           {"Repository", "Tag", "Name", "ID", "Digest", "Created", "CreatedAt", "Size"})
+        names[f] = std::string(f) == "CreatedAt" ? "CREATED AT" : to_upper(f);
+      io.out << render_template(tmpl, names) << "\n";
+    }
+    for (const ImageRow& r : rows)
+      io.out << render_template(tmpl, fields_of(r)) << "\n";
+    return kExitOk;
+  }
+  // The name column fits the longest name (signature tags "repo:sha256-<hex>.sig" are long).
+  size_t width = 40;
+  for (const ImageRow& r : rows)
+    width = std::max(width, r.image.name.size() + 2);
+  auto name_width = static_cast<int>(width);
+  bool digests = vm["digests"].as<bool>();
+  int id_width = no_trunc ? 73 : 15;
+  io.out << std::left << std::setw(name_width) << "NAME";
+  if (digests)
+    io.out << std::setw(73) << "DIGEST";
+  io.out << std::setw(id_width) << "IMAGE ID" << std::setw(22) << "CREATED"
+         << "SIZE\n";
+  for (const ImageRow& r : rows) {
+    auto f = fields_of(r);
+    io.out << std::left << std::setw(name_width)
+           << (r.image.name.empty() ? "<none>" : r.image.name);
+    if (digests)
+      io.out << std::setw(73) << f["Digest"];
+    io.out << std::setw(id_width) << f["ID"] << std::setw(22) << f["Created"] << f["Size"] << "\n";
+  }
   return kExitOk;
 }
 

@@ -11,7 +11,9 @@
 namespace kiln::test {
 namespace {
 
+namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 TEST(Cli, VersionPrintsAndSucceeds) {
@@ -227,6 +229,53 @@ TEST(Cli, InfoAndVersionDescribeTheMachineAndTheBinary) {
   nlohmann::json v = nlohmann::json::parse(version.out);
   EXPECT_TRUE(v["commit"].is_string());
   EXPECT_TRUE(v["libraries"].contains("zstd"));
+}
+
+TEST(Cli, ImagesFiltersAndFormats) {
+  TempDir dir;
+  std::string store = "KILN_ROOT=" + (dir.path() / "store").string();
+  auto build = [&](const std::string& tag, const std::string& file, const std::string& when,
+                   std::vector<std::string> extra) {
+    fs::path ctx = dir.path() / tag;
+    fs::create_directories(ctx);
+    std::ofstream(ctx / "Containerfile") << file;
+    std::vector<std::string> argv = {"build", "-q", "-t", tag, "--timestamp", when};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back(ctx.string());
+    ProcessResult r = run_kiln(argv, {}, {}, {store});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  };
+  build("a:1", "FROM scratch\nLABEL team=x\n", "1000", {});
+  build("b:1", "FROM scratch\nCOPY Containerfile /\n", "2000", {});
+  build("c:2", "FROM scratch\nCOPY Containerfile /\n", "3000",
+        {"--platform", "linux/amd64,linux/arm64"});
+  auto names = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "images");
+    args.insert(args.end(), {"--format", "{{.Name}}"});
+    ProcessResult r = run_kiln(args, {}, {}, {store});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  };
+  EXPECT_EQ(names({"--filter", "label=team=x"}), "a:1\n");
+  EXPECT_EQ(names({"--filter", "label=team"}), "a:1\n");
+  EXPECT_EQ(names({"--filter", "before=b:1"}), "a:1\n");
+  EXPECT_EQ(names({"--filter", "since=a:1"}), "b:1\nc:2\n");
+  EXPECT_EQ(names({"--filter", "until=1970-01-01T00:25:00Z"}), "a:1\n");
+  EXPECT_EQ(names({"--filter", "reference=c*"}), "c:2\n");
+  EXPECT_EQ(names({"--filter", "dangling=true"}), "");
+  EXPECT_EQ(names({"b"}), "b:1\n");
+  EXPECT_EQ(names({"c:2"}), "c:2\n");
+  ProcessResult table = run_kiln(
+      {"images", "--format", "table {{.Repository}} {{.Tag}} {{.Size}}", "c"}, {}, {}, {store});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, StartsWith("REPOSITORY TAG SIZE\nc 2 "));
+  EXPECT_THAT(table.out, Not(HasSubstr(" 0 B")));  // an index is as big as its images
+  ProcessResult plain = run_kiln({"images", "--digests", "--no-trunc"}, {}, {}, {store});
+  EXPECT_THAT(plain.out, HasSubstr("DIGEST"));
+  EXPECT_THAT(plain.out, HasSubstr("years ago"));
+  ProcessResult bad = run_kiln({"images", "--filter", "colour=red"}, {}, {}, {store});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("colour"));
 }
 
 TEST(Cli, TimestampMakesTheImageReproducible) {
