@@ -216,7 +216,13 @@ int push_command(const std::vector<std::string>& args, Io io) {
   if (starts_with(dest, "docker://"))
     dest = dest.substr(9);
   oci::Reference ref = oci::parse_reference(dest);
-  oci::Digest digest = oci::push_image(store, image->descriptor, ref, options);
+  oci::Digest digest;
+  try {
+    digest = oci::push_image(store, image->descriptor, ref, options);
+  } catch (const oci::RegistryError& e) {
+    throw Error("push to " + ref.familiar() + " failed: " + e.what() +
+                oci::push_failure_advice(e, ref));
+  }
   if (vm.count("digestfile")) {
     std::ofstream out(vm["digestfile"].as<std::string>(), std::ios::trunc);
     out << digest.str();

@@ -1353,4 +1353,20 @@ Digest push_image(Store& store, const Descriptor& top, const Reference& ref,
   return top.digest;
 }
 
+std::string push_failure_advice(const RegistryError& error, const Reference& ref) {
+  switch (error.http_status()) {
+    case 401:
+    case 403:
+      return "; check the credentials for " + ref.domain + " (kiln login " + ref.domain +
+             ", --creds or --authfile) and that they may push to " + ref.path;
+    case 404:
+      return "; check the repository name " + ref.path;
+    case 0:
+      return "; check that " + ref.domain +
+             " is reachable and speaks HTTPS (--tls-verify=false for a plain-HTTP registry)";
+    default:
+      return "";
+  }
+}
+
 }  // namespace kiln::oci

@@ -152,6 +152,17 @@ void make_private(const fs::path& root) {
 }  // namespace
 
 Store::Store(fs::path root) : layout_(std::move(root)) {
+  try {
+    open_or_create();
+  } catch (const Error& e) {
+    bool from_env = std::getenv("KILN_ROOT") && *std::getenv("KILN_ROOT");
+    throw Error("the store " + layout_.root().string() + " is not usable: " + e.what() + " (" +
+                (from_env ? "it is $KILN_ROOT" : "the default for this user; set $KILN_ROOT") +
+                ": point it at a directory you can write)");
+  }
+}
+
+void Store::open_or_create() {
   make_private(layout_.root());
   std::error_code ec;
   for (const fs::path& dir : {layout_.blobs("sha256"), layout_.ingest()}) {

@@ -454,7 +454,13 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
     oci::RegistryOptions options = request.registry;
     options.log = [&](const std::string& line) { say(request, line); };
     oci::Reference ref = oci::parse_reference(target);
-    oci::Digest pushed = oci::push_image(store, out.top, ref, options);
+    oci::Digest pushed;
+    try {
+      pushed = oci::push_image(store, out.top, ref, options);
+    } catch (const oci::RegistryError& e) {
+      throw Error("push to " + ref.familiar() + " failed: " + e.what() +
+                  oci::push_failure_advice(e, ref));
+    }
     say(request, "Pushed " + ref.familiar() + "@" + pushed.str());
     if (request.sign_key) {
       exporter::sign_registry_image(*request.sign_key, ref, pushed, options);

@@ -1,6 +1,7 @@
 // The kiln command line as a user meets it: exit codes, usage errors, --help everywhere.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -276,6 +277,36 @@ TEST(Cli, ImagesFiltersAndFormats) {
   ProcessResult bad = run_kiln({"images", "--filter", "colour=red"}, {}, {}, {store});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_THAT(bad.err, HasSubstr("colour"));
+}
+
+TEST(Cli, ErrorsSayWhatToCheck) {
+  TempDir dir;
+  std::string store = "KILN_ROOT=" + (dir.path() / "store").string();
+  { std::ofstream(dir.path() / "Containerfile") << "FROM scratch\nLABEL a=b\n"; }
+  ASSERT_EQ(run_kiln({"build", "-q", "-t", "p:1", dir.path().string()}, {}, {}, {store}).exit_code,
+            0);
+  // Nothing listens on port 1.
+  ProcessResult push = run_kiln({"push", "p:1", "127.0.0.1:1/team/p:1"}, {}, {}, {store});
+  EXPECT_EQ(push.exit_code, 1);
+  EXPECT_THAT(push.err, HasSubstr("push to 127.0.0.1:1/team/p:1 failed: "));
+  EXPECT_THAT(push.err, HasSubstr("check that 127.0.0.1:1 is reachable"));
+  ProcessResult missing = run_kiln({"build", (dir.path() / "nope").string()}, {}, {}, {store});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("does not exist"));
+  if (::geteuid() == 0) {
+    // A store nobody may create: the message names it and $KILN_ROOT.
+    fs::create_directories(dir.path() / "locked");
+    fs::permissions(dir.path() / "locked", fs::perms::owner_all);
+    fs::permissions(dir.path(),
+                    fs::perms::owner_all | fs::perms::others_exec | fs::perms::group_exec);
+    ProcessResult denied = run_program(
+        {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env",
+         "KILN_ROOT=" + (dir.path() / "locked" / "store").string(), KILN_BINARY, "images"});
+    EXPECT_EQ(denied.exit_code, 1);
+    EXPECT_THAT(denied.err, HasSubstr("the store " + (dir.path() / "locked" / "store").string() +
+                                      " is not usable"));
+    EXPECT_THAT(denied.err, HasSubstr("$KILN_ROOT"));
+  }
 }
 
 TEST(Cli, TimestampMakesTheImageReproducible) {

@@ -150,4 +150,8 @@ ResolvedImage pull_image(Store& store, const Reference& ref, const Platform& pla
 Digest push_image(Store& store, const Descriptor& top, const Reference& ref,
                   const RegistryOptions& options, const std::vector<std::string>& mount_from = {});
 
+// What to check after a failed push, by what the registry answered ("; check the credentials
+// for HOST (kiln login HOST, --creds or --authfile) ..."); "" when there is nothing to add.
+std::string push_failure_advice(const RegistryError& error, const Reference& ref);
+
 }  // namespace kiln::oci

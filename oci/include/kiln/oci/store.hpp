@@ -112,6 +112,7 @@ class Store {
 
  private:
   class IndexLock;
+  void open_or_create();
   std::vector<TaggedImage> read_index() const;
   void write_index(const std::vector<TaggedImage>& images);
 

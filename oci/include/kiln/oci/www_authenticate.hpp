@@ -10,7 +10,7 @@
 namespace kiln::oci {
 
 struct Challenge {
-  std::string scheme;  // lower case: "bearer", "basic"
+  std::string scheme;                         // lower case: "bearer", "basic"
   std::map<std::string, std::string> params;  // keys lower case, values unquoted and unescaped
 };
 
