@@ -11,6 +11,7 @@
 #include <functional>
 #include <iomanip>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
@@ -19,6 +20,7 @@
 #include "command_line.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
+#include "kiln/base/io.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/exporter/exporter.hpp"
 #include "kiln/frontend/duration.hpp"
@@ -27,6 +29,7 @@
 #include "kiln/oci/image_source.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
+#include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/runner/userns.hpp"
 
@@ -565,44 +568,134 @@ int images_command(const std::vector<std::string>& args, Io io) {
   return kExitOk;
 }
 
+namespace {
+
+// {{.A.b.c}} looks up a path in `doc`; {{json .A}} writes the value as JSON. A string value is
+// written as it is, anything else as compact JSON; a missing path is an error naming it.
+std::string render_json_template(const std::string& tmpl, const nlohmann::ordered_json& doc,
+                                 const char* usage) {
+  std::string out;
+  for (size_t i = 0; i < tmpl.size();) {
+    if (tmpl.compare(i, 2, "{{") != 0) {
+      if (tmpl.compare(i, 2, "\\n") == 0) {
+        out += '\n';
+        i += 2;
+      } else if (tmpl.compare(i, 2, "\\t") == 0) {
+        out += '\t';
+        i += 2;
+      } else {
+        out += tmpl[i++];
+      }
+      continue;
+    }
+    size_t end = tmpl.find("}}", i);
+    if (end == std::string::npos)
+      throw UsageError("--format: {{ without }}", usage);
+    std::string expr(trim(std::string_view(tmpl).substr(i + 2, end - i - 2)));
+    bool as_json = starts_with(expr, "json ");
+    if (as_json)
+      expr = std::string(trim(std::string_view(expr).substr(5)));
+    if (!starts_with(expr, "."))
+      throw UsageError("--format: expected {{.Field}} or {{json .Field}}, not {{" + expr + "}}",
+                       usage);
+    const nlohmann::ordered_json* value = &doc;
+    if (expr != ".") {
+      for (const std::string& key : split(expr.substr(1), '.')) {
+        if (!value->is_object() || !value->contains(key))
+          throw Error("--format: " + expr + " is not in the output (at " + key + ")");
+        value = &(*value)[key];
+      }
+    }
+    out += !as_json && value->is_string() ? value->get<std::string>() : value->dump();
+    i = end + 2;
+  }
+  return out;
+}
+
+}  // namespace
+
 int inspect_command(const std::vector<std::string>& args, Io io) {
-  static const CommandSpec spec{"inspect", "kiln inspect IMAGE",
-                                "Show an image's manifest (or index) and config as JSON.", 1, 1};
+  static const CommandSpec spec{
+      "inspect", "kiln inspect [--format json|TEMPLATE] [--tls-verify=false] IMAGE",
+      "Show an image's manifest (or index) and config as JSON: from the store, or with "
+      "docker://REF from a registry without pulling it. A TEMPLATE picks fields: {{.Id}}, "
+      "{{.Config.config.Labels}}, {{json .Manifest.layers}}.",
+      1, 1};
+  po::options_description flags("Options");
+  flags.add_options()("format,f", po::value<std::string>()->default_value("json"),
+                      "json, or a Go template over the JSON");
+  add_registry_flags(flags);
   std::vector<std::string> operands;
-  if (!parse_command(spec, args, operands, io))
+  po::variables_map vm;
+  if (!parse_command(spec, args, flags, operands, io, &vm))
     return kExitOk;
-  oci::Store store = open_store();
-  oci::TaggedImage image = find_image(store, operands[0]);
+  // Where the documents come from: the store, or a registry (manifests and configs only).
+  std::function<std::string(const oci::Descriptor&)> read;
   nlohmann::ordered_json out;
-  out["Name"] = image.name;
-  out["Digest"] = image.descriptor.digest.str();
-  out["MediaType"] = image.descriptor.media_type;
-  std::string top = store.read_blob(image.descriptor.digest);
-  auto describe_manifest = [&](const oci::Digest& digest) {
+  oci::Descriptor top_desc;
+  std::optional<oci::Store> store;
+  std::unique_ptr<oci::RegistryClient> client;
+  oci::Reference ref;
+  if (starts_with(operands[0], "docker://")) {
+    ref = oci::parse_reference(operands[0].substr(9));
+    client = std::make_unique<oci::RegistryClient>(ref.domain, registry_options(vm, spec));
+    oci::RegistryClient::Manifest m =
+        client->get_manifest(ref.path, ref.digest ? ref.digest->str() : ref.tag);
+    top_desc.media_type = m.media_type;
+    top_desc.digest = m.digest;
+    top_desc.size = static_cast<int64_t>(m.bytes.size());
+    out["Name"] = ref.familiar();
+    read = [&, top = m](const oci::Descriptor& d) -> std::string {
+      if (d.digest == top.digest)
+        return top.bytes;
+      if (oci::media_type::is_manifest(d.media_type) || oci::media_type::is_index(d.media_type))
+        return client->get_manifest(ref.path, d.digest.str()).bytes;
+      StringSink sink;
+      client->get_blob(ref.path, d, sink);
+      return sink.bytes;
+    };
+  } else {
+    store.emplace(open_store());
+    oci::TaggedImage image = find_image(*store, operands[0]);
+    top_desc = image.descriptor;
+    out["Name"] = image.name;
+    read = [&](const oci::Descriptor& d) { return store->read_blob(d.digest); };
+  }
+  out["Digest"] = top_desc.digest.str();
+  out["MediaType"] = top_desc.media_type;
+  std::string top = read(top_desc);
+  auto describe_manifest = [&](const oci::Descriptor& d) {
     nlohmann::ordered_json m;
-    std::string bytes = store.read_blob(digest);
+    std::string bytes = read(d);
     oci::Manifest manifest = oci::parse_manifest(bytes);
     m["Id"] = manifest.config.digest.str();
     m["Manifest"] = nlohmann::ordered_json::parse(bytes);
-    m["Config"] = nlohmann::ordered_json::parse(store.read_blob(manifest.config.digest));
+    m["Config"] = nlohmann::ordered_json::parse(read(manifest.config));
     return m;
   };
-  if (oci::media_type::is_index(image.descriptor.media_type)) {
+  if (oci::media_type::is_index(top_desc.media_type)) {
     out["Index"] = nlohmann::ordered_json::parse(top);
     out["Manifests"] = nlohmann::ordered_json::array();
     for (const oci::Descriptor& d : oci::parse_index(top).manifests) {
-      nlohmann::ordered_json m = describe_manifest(d.digest);
+      if (!oci::media_type::is_manifest(d.media_type) ||
+          (d.platform && d.platform->os == "unknown"))
+        continue;  // attestations and nested indexes are listed in Index only
+      nlohmann::ordered_json m = describe_manifest(d);
       if (d.platform)
         m["Platform"] = d.platform->to_string();
       out["Manifests"].push_back(m);
     }
   } else {
-    nlohmann::ordered_json m = describe_manifest(image.descriptor.digest);
+    nlohmann::ordered_json m = describe_manifest(top_desc);
     out["Id"] = m["Id"];
     out["Manifest"] = m["Manifest"];
     out["Config"] = m["Config"];
   }
-  io.out << out.dump(2) << "\n";
+  std::string format = vm["format"].as<std::string>();
+  if (format == "json")
+    io.out << out.dump(2) << "\n";
+  else
+    io.out << render_json_template(format, out, spec.usage) << "\n";
   return kExitOk;
 }
 

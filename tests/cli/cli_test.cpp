@@ -162,6 +162,16 @@ TEST(Cli, HistoryListsTheStepsNewestFirst) {
   EXPECT_EQ(rows[1]["createdBy"], "LABEL stage=one");
   EXPECT_EQ(rows[1]["size"], 0);
   EXPECT_EQ(rows[1]["id"], "<missing>");
+  ProcessResult id =
+      run_kiln({"inspect", "--format", "{{.Id}} {{.Config.architecture}}", "h:1"}, {}, {}, {store});
+  ASSERT_EQ(id.exit_code, 0) << id.err;
+  EXPECT_EQ(id.out, rows[0]["id"].get<std::string>() + " amd64\n");
+  ProcessResult labels =
+      run_kiln({"inspect", "-f", "{{json .Config.config.Labels}}", "h:1"}, {}, {}, {store});
+  EXPECT_EQ(labels.out, "{\"stage\":\"one\"}\n");
+  ProcessResult wrong = run_kiln({"inspect", "-f", "{{.Config.nope}}", "h:1"}, {}, {}, {store});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_THAT(wrong.err, HasSubstr(".Config.nope"));
   ProcessResult table = run_kiln({"history", "h:1"}, {}, {}, {store});
   ASSERT_EQ(table.exit_code, 0) << table.err;
   EXPECT_THAT(table.out, StartsWith("ID "));

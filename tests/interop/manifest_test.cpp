@@ -86,6 +86,19 @@ TEST_F(ManifestList, AssembledFromImagesPushedByDigestAndReadBackBySkopeo) {
   EXPECT_EQ(index["manifests"][1]["platform"]["architecture"], "arm64");
   EXPECT_EQ(index["manifests"][1]["annotations"]["org.example.arch"], "arm");
 
+  // Inspected in the registry, without pulling anything.
+  ProcessResult remote = kiln("f", {"inspect", "docker://" + repo + ":1.2"});
+  ASSERT_EQ(remote.exit_code, 0) << remote.err;
+  nlohmann::json seen = nlohmann::json::parse(remote.out);
+  EXPECT_EQ(seen["Digest"], list_digest);
+  ASSERT_EQ(seen["Manifests"].size(), 2u);
+  EXPECT_EQ(seen["Manifests"][1]["Config"]["architecture"], "arm64");
+  ProcessResult one_field =
+      kiln("f", {"inspect", "--format", "{{.Digest}}", "docker://" + repo + "@" + amd64});
+  ASSERT_EQ(one_field.exit_code, 0) << one_field.err;
+  EXPECT_EQ(one_field.out, amd64 + "\n");
+  EXPECT_EQ(kiln("f", {"images", "-q"}).out, "");
+
   // The whole index into an empty store, byte for byte.
   ProcessResult pulled = kiln("d", {"pull", "-q", "--all-platforms", repo + ":1.2"});
   ASSERT_EQ(pulled.exit_code, 0) << pulled.err;
