@@ -37,6 +37,7 @@ const std::vector<Command>& commands() {
       {"sign", "Sign an image (cosign-compatible)", sign_command},
       {"verify", "Verify an image's signatures with a public key", verify_command},
       {"info", "Show what kiln finds on this machine for this user", info_command},
+      {"unshare", "Run a command in the user namespace builds use", unshare_command},
       {"version", "Print kiln's version", version_command},
   };
   return all;

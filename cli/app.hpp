@@ -58,5 +58,6 @@ int history_command(const std::vector<std::string>& args, Io io);
 int load_command(const std::vector<std::string>& args, Io io);
 int version_command(const std::vector<std::string>& args, Io io);
 int info_command(const std::vector<std::string>& args, Io io);
+int unshare_command(const std::vector<std::string>& args, Io io);
 
 }  // namespace kiln::cli

@@ -978,6 +978,23 @@ TEST_F(Interop, RootlessBuildKeepsInContainerOwners) {
   EXPECT_EQ(fail.exit_code, 1);
   EXPECT_THAT(fail.err, HasSubstr("exit code: 7"));
   EXPECT_THAT(fail.err, HasSubstr("  nope"));
+
+  // kiln unshare: files owned by a subordinate id, which the user cannot remove outside.
+  ProcessResult made = as_user({"unshare", "sh", "-c",
+                                "mkdir -p \"$HOME/sub\" && touch \"$HOME/sub/f\" && chown -R "
+                                "1000:1000 \"$HOME/sub\" && echo \"$KILN_UNSHARE\""});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  EXPECT_EQ(made.out, "1\n");
+  struct stat st {};
+  ASSERT_EQ(::stat((home / "sub/f").c_str(), &st), 0);
+  ProcessResult uid = run_program({"id", "-u", user});
+  EXPECT_NE(std::to_string(st.st_uid) + "\n", uid.out) << "the file is not a subordinate id's";
+  std::vector<std::string> rm_outside = {
+      "runuser", "-u", user, "--", "rm", "-rf", (home / "sub").string()};
+  EXPECT_NE(run_program(rm_outside).exit_code, 0);
+  ProcessResult removed = as_user({"unshare", "rm", "-rf", (home / "sub").string()});
+  EXPECT_EQ(removed.exit_code, 0) << removed.err;
+  EXPECT_FALSE(fs::exists(home / "sub"));
 }
 
 // The real multi-stage example: a toolchain stage from the host's Debian gcc packages compiles a
@@ -1138,8 +1155,8 @@ TEST_F(Interop, NamedBuildContexts) {
   EXPECT_THAT(as_base.err, HasSubstr("COPY --from and RUN --mount from"));
   for (const std::string& bad :
        {std::string("x=ftp://example.com/a.tar"), std::string("x=target:other"),
-        "x=" + (dir() / "nope").string(),
-        std::string("noequals"), std::string("x=docker-image://Not A Ref")}) {
+        "x=" + (dir() / "nope").string(), std::string("noequals"),
+        std::string("x=docker-image://Not A Ref")}) {
     ProcessResult e = kiln({"build", "--build-context", bad, ctx.string()});
     EXPECT_EQ(e.exit_code, 2) << bad << ": " << e.err;
   }
