@@ -38,7 +38,10 @@ const std::vector<Command>& commands() {
       {"verify", "Verify an image's signatures with a public key", verify_command},
       {"info", "Show what kiln finds on this machine for this user", info_command},
       {"unshare", "Run a command in the user namespace builds use", unshare_command},
+      {"completion", "Print a shell completion script (bash, zsh, fish)", completion_command},
       {"version", "Print kiln's version", version_command},
+      // Hidden (not in --help, completions or man pages): the build writes the man pages.
+      {"__man", "", man_pages_command},
   };
   return all;
 }
@@ -47,13 +50,22 @@ void print_help(std::ostream& out) {
   out << "Usage: kiln COMMAND [OPTIONS]\n\n"
          "kiln builds OCI container images from Containerfiles, without a daemon or root.\n\n"
          "Commands:\n";
-  for (const Command& c : commands()) {
-    out << "  " << c.name << std::string(10 - std::string(c.name).size(), ' ') << c.summary << "\n";
-  }
+  for (const auto& [name, summary] : command_summaries())
+    out << "  " << name << std::string(name.size() < 11 ? 11 - name.size() : 1, ' ') << summary
+        << "\n";
   out << "\nRun 'kiln COMMAND --help' for a command's options.\n";
 }
 
 }  // namespace
+
+std::vector<std::pair<std::string, std::string>> command_summaries() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const Command& c : commands()) {
+    if (!std::string_view(c.name).starts_with("__"))
+      out.emplace_back(c.name, c.summary);
+  }
+  return out;
+}
 
 int run(const std::vector<std::string>& args, Io io) {
   if (args.empty()) {

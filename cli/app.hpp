@@ -8,6 +8,7 @@
 #include <iosfwd>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kiln::cli {
@@ -59,5 +60,10 @@ int load_command(const std::vector<std::string>& args, Io io);
 int version_command(const std::vector<std::string>& args, Io io);
 int info_command(const std::vector<std::string>& args, Io io);
 int unshare_command(const std::vector<std::string>& args, Io io);
+int completion_command(const std::vector<std::string>& args, Io io);
+int man_pages_command(const std::vector<std::string>& args, Io io);
+
+// The visible commands and their one-line summaries, in --help order.
+std::vector<std::pair<std::string, std::string>> command_summaries();
 
 }  // namespace kiln::cli
