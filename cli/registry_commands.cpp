@@ -18,6 +18,7 @@
 #include "kiln/oci/media_types.hpp"
 #include "kiln/oci/platform.hpp"
 #include "kiln/oci/reference.hpp"
+#include "kiln/oci/registries_conf.hpp"
 #include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
 
@@ -272,7 +273,11 @@ int pull_command(const std::vector<std::string>& args, Io io) {
   std::string text = operands[0];
   if (starts_with(text, "docker://"))
     text = text.substr(9);
-  oci::Reference ref = oci::parse_reference(text);
+  // A short name resolves through registries.conf; several search registries are tried in
+  // order (short-name-mode permissive), the first that has it wins.
+  std::vector<oci::Reference> candidates =
+      oci::resolve_pull_name(oci::load_registries_conf(), text);
+  oci::Reference ref = candidates.back();
   oci::RegistryOptions options = registry_options(vm, spec);
   bool quiet = vm["quiet"].as<bool>();
   if (!quiet)
@@ -321,6 +326,18 @@ int pull_command(const std::vector<std::string>& args, Io io) {
       }
       io.out << stored.digest.str() << "\n";
       return kExitOk;
+    }
+  }
+  for (size_t i = 0; i + 1 < candidates.size(); ++i) {
+    try {
+      oci::ResolvedImage image = oci::pull_image(store, candidates[i], platform, options);
+      if (!quiet)
+        io.err << "Pulled " << candidates[i].familiar() << " for " << platform.to_string() << "\n";
+      io.out << image.parsed.config.digest.str() << "\n";
+      return kExitOk;
+    } catch (const Error& e) {
+      if (!quiet)
+        io.err << "Not in " << candidates[i].domain << ": " << e.what() << "\n";
     }
   }
   oci::ResolvedImage image = oci::pull_image(store, ref, platform, options);

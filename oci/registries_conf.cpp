@@ -87,6 +87,8 @@ void RegistriesConf::merge(RegistriesConf later) {
   }
   if (!later.unqualified_search.empty())
     unqualified_search = std::move(later.unqualified_search);
+  if (later.short_name_mode != "enforcing")
+    short_name_mode = later.short_name_mode;
   for (auto& [name, value] : later.aliases)
     aliases[name] = std::move(value);
 }
@@ -143,6 +145,11 @@ RegistriesConf parse_registries_conf(std::string_view text, const std::string& f
     }
   }
   conf.unqualified_search = string_array(table["unqualified-search-registries"]);
+  if (std::optional<std::string> mode = table["short-name-mode"].value<std::string>()) {
+    if (*mode != "enforcing" && *mode != "permissive" && *mode != "disabled")
+      bad("short-name-mode " + quote(*mode) + ": expected enforcing, permissive or disabled");
+    conf.short_name_mode = *mode;
+  }
   if (const toml::table* aliases = table["aliases"].as_table()) {
     for (const auto& [name, value] : *aliases) {
       if (std::optional<std::string> s = value.value<std::string>())
@@ -227,6 +234,47 @@ std::vector<PullSource> pull_sources(const RegistriesConf& conf, const Reference
     out.push_back({at(mirror.location), mirror.insecure, true});
   }
   out.push_back({at(entry->location), entry->insecure, false});
+  return out;
+}
+
+bool is_short_name(std::string_view name) {
+  size_t slash = name.find('/');
+  if (slash == std::string_view::npos)
+    return true;
+  std::string_view first = name.substr(0, slash);
+  return first != "localhost" && first.find_first_of(".:") == std::string_view::npos &&
+         first == to_lower(first);
+}
+
+std::vector<Reference> resolve_pull_name(const RegistriesConf& conf, std::string_view name) {
+  if (!is_short_name(name))
+    return {parse_reference(name)};
+  // The repository part, without tag or digest, is what aliases name.
+  std::string text(name);
+  size_t at = text.find('@');
+  std::string suffix = at == std::string::npos ? "" : text.substr(at);
+  std::string repo = at == std::string::npos ? text : text.substr(0, at);
+  size_t colon = repo.rfind(':');
+  if (colon != std::string::npos) {
+    suffix = repo.substr(colon) + suffix;
+    repo = repo.substr(0, colon);
+  }
+  if (auto it = conf.aliases.find(repo); it != conf.aliases.end())
+    return {parse_reference(it->second + suffix)};
+  if (conf.unqualified_search.empty())
+    return {parse_reference(name)};  // docker.io, as docker and BuildKit resolve it
+  std::vector<Reference> out;
+  for (const std::string& registry : conf.unqualified_search)
+    out.push_back(parse_reference(registry + "/" + text));
+  if (out.size() > 1 && conf.short_name_mode == "enforcing") {
+    std::vector<std::string> names;
+    for (const Reference& r : out)
+      names.push_back(r.name());
+    throw Error("the short name " + quote(text) + " is ambiguous: it could be " +
+                join(names, ", ") +
+                " (unqualified-search-registries in registries.conf, short-name-mode "
+                "enforcing); write the whole name, or add an alias under [aliases]");
+  }
   return out;
 }
 

@@ -5,6 +5,7 @@
 #include "kiln/oci/image_source.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/oci/reference.hpp"
+#include "kiln/oci/registries_conf.hpp"
 #include "kiln/oci/registry.hpp"
 
 namespace kiln::session {
@@ -116,7 +117,21 @@ bool ImageResolver::from_registry(const std::string& ref) const {
 }
 
 oci::ResolvedImage ImageResolver::pull(const std::string& ref, const oci::Platform& platform) {
-  oci::Reference parsed = oci::parse_reference(ref);
+  // A short name goes where registries.conf says (an alias, the search registries), else to
+  // docker.io.
+  std::vector<oci::Reference> candidates = oci::resolve_pull_name(oci::load_registries_conf(), ref);
+  for (size_t i = 0; i + 1 < candidates.size(); ++i) {
+    try {
+      return pull_one(ref, candidates[i], platform);
+    } catch (const Error& e) {
+      say("Not in " + candidates[i].domain + ": " + e.what());
+    }
+  }
+  return pull_one(ref, candidates.back(), platform);
+}
+
+oci::ResolvedImage ImageResolver::pull_one(const std::string& ref, const oci::Reference& parsed,
+                                           const oci::Platform& platform) {
   say("Pulling " + parsed.str() + " for " + platform.to_string());
   oci::RegistryOptions options = registry_;
   options.log = [this](const std::string& line) { say(line); };

@@ -36,6 +36,8 @@ class ImageResolver final : public solver::ImageSource {
  private:
   bool from_registry(const std::string& ref) const;
   oci::ResolvedImage pull(const std::string& ref, const oci::Platform& platform);
+  oci::ResolvedImage pull_one(const std::string& ref, const oci::Reference& parsed,
+                              const oci::Platform& platform);
   void say(const std::string& text);
 
   oci::Store& store_;

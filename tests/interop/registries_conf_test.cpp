@@ -29,7 +29,8 @@ TEST(RegistriesConf, PullsGoToTheMirrorAndBlockedPrefixesAreRefused) {
                   "\"\n[[registry.mirror]]\nlocation = \"" + mirror.host() +
                   "\"\n\n[[registry]]\nprefix = \"example.invalid/foo\"\nlocation = \"" +
                   mirror.host() + "/team\"\n\n[[registry]]\nlocation = \"" + upstream.host() +
-                  "/blocked\"\nblocked = true\n");
+                  "/blocked\"\nblocked = true\n\n[aliases]\n\"myapp\" = \"" + mirror.host() +
+                  "/team/app\"\n");
   auto kiln = [&](const std::string& store, const std::vector<std::string>& args) {
     return run_kiln(args, {}, {},
                     {"KILN_ROOT=" + (work.path() / store).string(),
@@ -57,6 +58,13 @@ TEST(RegistriesConf, PullsGoToTheMirrorAndBlockedPrefixesAreRefused) {
   ASSERT_EQ(rewritten.exit_code, 0) << rewritten.err;
   ProcessResult listed = kiln("c", {"images"});
   EXPECT_THAT(listed.out, HasSubstr("example.invalid/foo/app"));
+
+  // A short name through its alias, for kiln pull and for FROM.
+  ProcessResult alias = kiln("g", {"pull", "-q", "myapp:1"});
+  ASSERT_EQ(alias.exit_code, 0) << alias.err;
+  write(from / "Containerfile", "FROM myapp:1\nLABEL via=alias\n");
+  ProcessResult aliased = kiln("h", {"build", "-q", from.string()});
+  ASSERT_EQ(aliased.exit_code, 0) << aliased.err;
 
   ProcessResult blocked = kiln("d", {"pull", upstream.host() + "/blocked/x:1"});
   EXPECT_EQ(blocked.exit_code, 1);

@@ -124,6 +124,42 @@ TEST(RegistriesConf, LaterFilesReplaceTheSamePrefix) {
   EXPECT_EQ(conf.aliases.at("x"), "a.lan/x");
 }
 
+std::vector<std::string> resolved(const RegistriesConf& conf, const std::string& name) {
+  std::vector<std::string> out;
+  for (const Reference& r : resolve_pull_name(conf, name))
+    out.push_back(r.str());
+  return out;
+}
+
+TEST(RegistriesConf, ShortNamesResolveThroughAliasesAndSearchRegistries) {
+  EXPECT_TRUE(is_short_name("alpine"));
+  EXPECT_TRUE(is_short_name("team/app:1"));
+  EXPECT_FALSE(is_short_name("quay.io/team/app"));
+  EXPECT_FALSE(is_short_name("localhost/app"));
+  EXPECT_FALSE(is_short_name("registry:5000/app"));
+  // Nothing configured: docker.io, as docker and BuildKit.
+  EXPECT_THAT(resolved(parse(""), "alpine"), ElementsAre("docker.io/library/alpine:latest"));
+  RegistriesConf conf = parse(R"(
+unqualified-search-registries = ["registry.lan", "quay.io"]
+[aliases]
+"alpine" = "quay.io/mirrors/alpine"
+)");
+  EXPECT_THAT(resolved(conf, "alpine:3.20"), ElementsAre("quay.io/mirrors/alpine:3.20"));
+  EXPECT_THAT(resolved(conf, "quay.io/x/y:1"), ElementsAre("quay.io/x/y:1"));
+  try {
+    resolve_pull_name(conf, "app:1");
+    FAIL() << "an ambiguous short name was resolved";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("ambiguous"));
+    EXPECT_THAT(e.what(), HasSubstr("registry.lan/app, quay.io/app"));
+  }
+  conf.short_name_mode = "permissive";
+  EXPECT_THAT(resolved(conf, "app:1"), ElementsAre("registry.lan/app:1", "quay.io/app:1"));
+  EXPECT_THAT(resolved(parse("unqualified-search-registries = [\"registry.lan\"]\n"), "team/app"),
+              ElementsAre("registry.lan/team/app:latest"));
+  EXPECT_THROW(parse("short-name-mode = \"sometimes\"\n"), Error);
+}
+
 TEST(RegistriesConf, BadTomlNamesTheFileLineAndColumn) {
   try {
     parse("[[registry]]\nlocation = \"a.lan\n");

@@ -44,6 +44,7 @@ struct RegistriesConf {
   std::vector<RegistryEntry> registries;
   std::vector<std::string> unqualified_search;
   std::map<std::string, std::string> aliases;
+  std::string short_name_mode = "enforcing";  // enforcing | permissive | disabled
 
   // The entry whose prefix matches `name` (a reference's "domain/path") best; null for none.
   const RegistryEntry* find(std::string_view name) const;
@@ -72,5 +73,17 @@ struct PullSource {
   bool mirror = false;
 };
 std::vector<PullSource> pull_sources(const RegistriesConf& conf, const Reference& ref);
+
+// Whether `name` as written is a short name: its first component is no domain (no '.' or ':',
+// not "localhost"), so which registry it means is registries.conf's to say.
+bool is_short_name(std::string_view name);
+
+// The fully qualified references a pull of `name` tries, in order. A qualified name is itself.
+// A short name: its alias ([aliases], the tag or digest kept), else the unqualified-search
+// registries — one is used as is; several are an error in short-name-mode "enforcing" (kiln
+// never prompts) naming them, and tried in order otherwise — else docker.io (Docker's rule,
+// when registries.conf names no search registry). Throws kiln::Error for an ambiguous or
+// malformed name.
+std::vector<Reference> resolve_pull_name(const RegistriesConf& conf, std::string_view name);
 
 }  // namespace kiln::oci
