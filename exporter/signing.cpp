@@ -7,6 +7,8 @@
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sodium.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
@@ -603,15 +605,85 @@ std::string SigningKey::private_key_pem(const std::string& password) const {
   });
 }
 
+namespace {
+
+// cosign's own private key format (cosign generate-key-pair): a PEM block "ENCRYPTED SIGSTORE
+// PRIVATE KEY" (or, before cosign 2, "ENCRYPTED COSIGN PRIVATE KEY") whose body is JSON:
+//   {"kdf": {"name": "scrypt", "params": {"N": .., "r": .., "p": ..}, "salt": B64},
+//    "cipher": {"name": "nacl/secretbox", "nonce": B64}, "ciphertext": B64}
+// The key is scrypt(password, salt, N, r, p) of 32 bytes (OpenSSL); the ciphertext opens with
+// NaCl's secretbox (libsodium) to the PKCS#8 DER private key. Returns nullopt for other PEM.
+std::optional<EvpPkeyPtr> read_cosign_key(const std::string& pem, const fs::path& key_file) {
+  std::string body;
+  for (const char* label : {"ENCRYPTED SIGSTORE PRIVATE KEY", "ENCRYPTED COSIGN PRIVATE KEY"}) {
+    std::string begin = std::string("-----BEGIN ") + label + "-----";
+    std::string end = std::string("-----END ") + label + "-----";
+    size_t b = pem.find(begin);
+    size_t e = pem.find(end);
+    if (b != std::string::npos && e != std::string::npos && e > b) {
+      body = pem.substr(b + begin.size(), e - b - begin.size());
+      break;
+    }
+  }
+  if (body.empty())
+    return std::nullopt;
+  std::string what = "the cosign key " + key_file.string();
+  std::erase_if(body, [](char c) { return std::isspace(static_cast<unsigned char>(c)); });
+  nlohmann::json doc;
+  std::string salt, nonce, ciphertext;
+  uint64_t n = 0, r = 0, p = 0;
+  try {
+    doc = nlohmann::json::parse(base64_decode(body));
+    if (doc.at("kdf").at("name") != "scrypt" || doc.at("cipher").at("name") != "nacl/secretbox")
+      throw Error(what + ": only scrypt with nacl/secretbox is supported");
+    n = doc.at("kdf").at("params").at("N").get<uint64_t>();
+    r = doc.at("kdf").at("params").at("r").get<uint64_t>();
+    p = doc.at("kdf").at("params").at("p").get<uint64_t>();
+    salt = base64_decode(doc.at("kdf").at("salt").get<std::string>());
+    nonce = base64_decode(doc.at("cipher").at("nonce").get<std::string>());
+    ciphertext = base64_decode(doc.at("ciphertext").get<std::string>());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(what + " is malformed: " + e.what());
+  } catch (const Error& e) {
+    throw Error(what + " is malformed: " + e.what());
+  }
+  if (nonce.size() != crypto_secretbox_NONCEBYTES || ciphertext.size() < crypto_secretbox_MACBYTES)
+    throw Error(what + " is malformed: wrong nonce or ciphertext size");
+  if (n < 2 || (n & (n - 1)) != 0 || n > (1u << 22) || r == 0 || r > 32 || p == 0 || p > 16)
+    throw Error(what + ": scrypt parameters N=" + std::to_string(n) + " r=" + std::to_string(r) +
+                " p=" + std::to_string(p) + " are out of range");
+  if (sodium_init() < 0)
+    throw Error("libsodium cannot be initialised");
+  std::string password = key_password(what, false);
+  unsigned char key[crypto_secretbox_KEYBYTES];
+  if (EVP_PBE_scrypt(password.data(), password.size(),
+                     reinterpret_cast<const unsigned char*>(salt.data()), salt.size(), n, r, p,
+                     uint64_t{1} << 30, key, sizeof key) != 1) {
+    throw openssl_error(what + ": scrypt");
+  }
+  std::string der(ciphertext.size() - crypto_secretbox_MACBYTES, '\0');
+  int opened = crypto_secretbox_open_easy(
+      reinterpret_cast<unsigned char*>(der.data()),
+      reinterpret_cast<const unsigned char*>(ciphertext.data()), ciphertext.size(),
+      reinterpret_cast<const unsigned char*>(nonce.data()), key);
+  sodium_memzero(key, sizeof key);
+  if (opened != 0)
+    throw Error("cannot decrypt " + what + ": wrong password");
+  const auto* data = reinterpret_cast<const unsigned char*>(der.data());
+  EvpPkeyPtr parsed(d2i_AutoPrivateKey(nullptr, &data, static_cast<long>(der.size())));
+  sodium_memzero(der.data(), der.size());
+  if (!parsed)
+    throw openssl_error(what + " does not hold a private key");
+  return parsed;
+}
+
+}  // namespace
+
 SigningKey load_signing_key(const fs::path& key_file) {
   std::string pem = read_file(key_file);
-  for (const char* cosign : {"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----",
-                             "-----BEGIN ENCRYPTED COSIGN PRIVATE KEY-----"}) {
-    if (pem.find(cosign) != std::string::npos) {
-      throw Error(key_file.string() +
-                  " is in cosign's own encrypted format (scrypt and NaCl secretbox), which kiln "
-                  "cannot read: use a PKCS#8 PEM key (kiln key generate, or openssl genpkey)");
-    }
+  if (std::optional<EvpPkeyPtr> cosign = read_cosign_key(pem, key_file)) {
+    require_p256(cosign->get(), key_file);
+    return SigningKey(std::move(*cosign));
   }
   BioPtr bio = memory_bio(pem);
   PasswordRequest request{"the private key " + key_file.string(), std::nullopt, nullptr};

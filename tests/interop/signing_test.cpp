@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -40,38 +41,68 @@ void write_text(const fs::path& file, const std::string& text) {
   std::ofstream(file, std::ios::binary) << text;
 }
 
-// @sigstore/verify installed once per machine in the user's cache (a fresh install goes to a
+// An npm package installed once per machine in the user's cache (a fresh install goes to a
 // temporary directory renamed into place, so parallel tests do not trip over each other). Empty
 // with `skip_reason` set when npm cannot reach its registry.
-fs::path sigstore_modules(std::string& skip_reason) {
+fs::path npm_modules(const std::string& package, const std::string& version,
+                     std::string& skip_reason) {
   const char* cache = std::getenv("XDG_CACHE_HOME");
   const char* home = std::getenv("HOME");
   fs::path root = cache && *cache ? fs::path(cache) : fs::path(home ? home : "/tmp") / ".cache";
-  fs::path dir = root / "kiln-tests" / (std::string("sigstore-verify-") + kSigstoreVerifyVersion);
-  if (fs::exists(dir / "node_modules" / "@sigstore" / "verify" / "package.json"))
+  std::string slug = package;
+  std::replace(slug.begin(), slug.end(), '/', '-');
+  std::erase(slug, '@');
+  fs::path dir = root / "kiln-tests" / (slug + "-" + version);
+  if (fs::exists(dir / "node_modules" / package / "package.json"))
     return dir;
   fs::create_directories(dir.parent_path());
   TempDir staging(dir.parent_path(), "npm-");
-  ProcessResult npm = run_program({"npm", "install", "--prefix", staging.path().string(),
-                                   "--no-audit", "--no-fund", "--no-update-notifier",
-                                   std::string("@sigstore/verify@") + kSigstoreVerifyVersion});
+  ProcessResult npm =
+      run_program({"npm", "install", "--prefix", staging.path().string(), "--no-audit", "--no-fund",
+                   "--no-update-notifier", package + "@" + version});
   if (npm.exit_code != 0) {
     for (const char* offline :
          {"ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "ENETUNREACH", "ECONNRESET"}) {
       if (npm.err.find(offline) != std::string::npos ||
           npm.out.find(offline) != std::string::npos) {
-        skip_reason = "npm cannot reach its registry to install @sigstore/verify (" +
+        skip_reason = "npm cannot reach its registry to install " + package + " (" +
                       std::string(offline) + ")";
         return {};
       }
     }
-    ADD_FAILURE() << "npm install @sigstore/verify failed: " << npm.err;
+    ADD_FAILURE() << "npm install " << package << " failed: " << npm.err;
     return {};
   }
   std::error_code ignored;
   fs::rename(staging.path(), dir, ignored);  // another test may have won the race: fine
   return dir;
 }
+
+fs::path sigstore_modules(std::string& skip_reason) {
+  return npm_modules("@sigstore/verify", kSigstoreVerifyVersion, skip_reason);
+}
+
+// Writes a private key in cosign's own format, the way cosign generate-key-pair does (scrypt
+// N=32768 r=8 p=1 from Node's crypto, NaCl secretbox from tweetnacl, an independent
+// implementation of what kiln reads through libsodium).
+constexpr const char* kCosignKeyWriter = R"(
+const fs = require('fs');
+const crypto = require('crypto');
+const nacl = require(process.argv[2] + '/node_modules/tweetnacl');
+const der = fs.readFileSync(process.argv[3]);
+const salt = crypto.randomBytes(32);
+const nonce = crypto.randomBytes(24);
+const key = crypto.scryptSync(process.argv[5], salt, 32, {N: 32768, r: 8, p: 1, maxmem: 64 << 20});
+const box = nacl.secretbox(new Uint8Array(der), new Uint8Array(nonce), new Uint8Array(key));
+const doc = JSON.stringify({
+  kdf: {name: 'scrypt', params: {N: 32768, r: 8, p: 1}, salt: salt.toString('base64')},
+  cipher: {name: 'nacl/secretbox', nonce: nonce.toString('base64')},
+  ciphertext: Buffer.from(box).toString('base64')});
+const nl = String.fromCharCode(10);
+const body = Buffer.from(doc).toString('base64').match(/.{1,64}/g).join(nl);
+fs.writeFileSync(process.argv[4], '-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----' + nl + body +
+                 nl + '-----END ENCRYPTED SIGSTORE PRIVATE KEY-----' + nl);
+)";
 
 class Signing : public ::testing::Test {
  protected:
@@ -218,6 +249,41 @@ TEST_F(Signing, KeyGenerationWritesAnEncryptedPkcs8KeyAndRefusesToOverwrite) {
   EXPECT_EQ(no_tty.exit_code, 1);
   EXPECT_THAT(no_tty.err, HasSubstr("set KILN_PASSWORD"));
   EXPECT_FALSE(fs::exists(work_.path() / "none.key"));
+}
+
+TEST_F(Signing, ACosignGeneratedKeySigns) {
+  std::string skip;
+  fs::path modules = npm_modules("tweetnacl", "1.0.3", skip);
+  if (modules.empty())
+    GTEST_SKIP() << skip;
+  ASSERT_EQ(run_program({"openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                         "ec_paramgen_curve:P-256", "-out", path("p256.pem")})
+                .exit_code,
+            0);
+  ASSERT_EQ(run_program({"openssl", "pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in",
+                         path("p256.pem"), "-out", path("p256.der")})
+                .exit_code,
+            0);
+  ASSERT_EQ(
+      run_program({"openssl", "pkey", "-in", path("p256.pem"), "-pubout", "-out", path("p256.pub")})
+          .exit_code,
+      0);
+  write_text(work_.path() / "writer.js", kCosignKeyWriter);
+  ProcessResult wrote = run_program({"node", path("writer.js"), modules.string(), path("p256.der"),
+                                     path("cosign-format.key"), "kiln-cosign"});
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.err;
+
+  std::string ref = registry_.host() + "/team/cosign-key:1";
+  push_image(ref, "cosign key\n");
+  password_ = "kiln-cosign";
+  ProcessResult signed_ = sign("cosign-format.key", {ref});
+  ASSERT_EQ(signed_.exit_code, 0) << signed_.err;
+  ProcessResult verified = verify("p256.pub", ref);
+  EXPECT_EQ(verified.exit_code, 0) << verified.err;
+  password_ = "not-the-password";
+  ProcessResult wrong = sign("cosign-format.key", {ref});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_THAT(wrong.err, HasSubstr("wrong password"));
 }
 
 TEST_F(Signing, SignAndVerifyAndOpensslAgrees) {

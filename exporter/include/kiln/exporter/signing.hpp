@@ -17,9 +17,9 @@
 //
 // Keys: PEM files. Private keys are PKCS#8 ("PRIVATE KEY", or "ENCRYPTED PRIVATE KEY" under a
 // password: PBES2, AES-256-CBC with PBKDF2), or SEC1 "EC PRIVATE KEY" as `openssl ecparam` writes
-// them; public keys are SubjectPublicKeyInfo ("PUBLIC KEY"), the format of cosign.pub. cosign's own
-// "ENCRYPTED SIGSTORE/COSIGN PRIVATE KEY" (scrypt + NaCl secretbox) cannot be read: OpenSSL has no
-// XSalsa20, and kiln does not implement ciphers itself.
+// them, or cosign's own "ENCRYPTED SIGSTORE PRIVATE KEY" / "ENCRYPTED COSIGN PRIVATE KEY" as
+// `cosign generate-key-pair` writes them (scrypt through OpenSSL, NaCl secretbox through
+// libsodium); public keys are SubjectPublicKeyInfo ("PUBLIC KEY"), the format of cosign.pub.
 //
 // Nothing here is thread-safe unless it says so; keys may be shared between threads for reading.
 #pragma once
