@@ -18,14 +18,24 @@ extern char** environ;
 
 namespace kiln {
 
-int run_to_end(const std::vector<std::string>& argv, const std::filesystem::path& log) {
-  if (argv.empty())
-    throw Error("run: no program");
-  std::vector<std::string> args = argv;
+namespace {
+
+// execve's argv over `args` (which must outlive it).
+std::vector<char*> c_argv(std::vector<std::string>& args) {
   std::vector<char*> raw;
   for (std::string& a : args)
     raw.push_back(a.data());
   raw.push_back(nullptr);
+  return raw;
+}
+
+}  // namespace
+
+int run_to_end(const std::vector<std::string>& argv, const std::filesystem::path& log) {
+  if (argv.empty())
+    throw Error("run: no program");
+  std::vector<std::string> args = argv;
+  std::vector<char*> raw = c_argv(args);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
@@ -56,10 +66,7 @@ ProgramOutput run_with_input(const std::vector<std::string>& argv, const std::st
   if (!err_file)
     throw Error(std::string("memfd_create: ") + std::strerror(errno));
   std::vector<std::string> args = argv;
-  std::vector<char*> raw;
-  for (std::string& a : args)
-    raw.push_back(a.data());
-  raw.push_back(nullptr);
+  std::vector<char*> raw = c_argv(args);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, in_read.get(), 0);

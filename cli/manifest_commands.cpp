@@ -55,13 +55,12 @@ std::pair<oci::TaggedImage, oci::Index> load_list(const oci::Store& store,
   return {*found, oci::parse_index(store.read_blob(found->descriptor.digest))};
 }
 
-oci::Descriptor store_index(oci::Store& store, const oci::Index& index) {
-  std::string bytes = oci::serialize(index);
-  oci::Descriptor d;
-  d.media_type = index.media_type.empty() ? oci::media_type::kOciIndex : index.media_type;
-  d.digest = store.put_blob(bytes);
-  d.size = static_cast<int64_t>(bytes.size());
-  return d;
+// Puts `entries` into `index`, each replacing an entry with its digest.
+void replace_entries(oci::Index& index, const std::vector<oci::Descriptor>& entries) {
+  for (const oci::Descriptor& e : entries) {
+    std::erase_if(index.manifests, [&](const oci::Descriptor& d) { return d.digest == e.digest; });
+    index.manifests.push_back(e);
+  }
 }
 
 // The descriptor a list gets for the manifest `digest` in the store: its platform from its
@@ -192,12 +191,8 @@ int manifest_create(const std::vector<std::string>& args, Io io) {
             throw Error(quote(operands[0]) + " is an image, not a manifest list");
           index = oci::parse_index(store.read_blob(current->digest));
         }
-        for (const oci::Descriptor& e : entries) {
-          std::erase_if(index.manifests,
-                        [&](const oci::Descriptor& d) { return d.digest == e.digest; });
-          index.manifests.push_back(e);
-        }
-        return store_index(store, index);
+        replace_entries(index, entries);
+        return store.put_index(index);
       });
   io.out << list.digest.str() << "\n";
   return kExitOk;
@@ -230,12 +225,8 @@ int manifest_add(const std::vector<std::string>& args, Io io) {
         if (!current || !oci::media_type::is_index(current->media_type))
           throw Error(quote(operands[0]) + " is no longer a manifest list");
         oci::Index index = oci::parse_index(store.read_blob(current->digest));
-        for (const oci::Descriptor& e : entries) {
-          std::erase_if(index.manifests,
-                        [&](const oci::Descriptor& d) { return d.digest == e.digest; });
-          index.manifests.push_back(e);
-        }
-        return store_index(store, index);
+        replace_entries(index, entries);
+        return store.put_index(index);
       });
   io.out << list.digest.str() << "\n";
   return kExitOk;
@@ -283,7 +274,7 @@ int manifest_annotate(const std::vector<std::string>& args, Io io) {
             throw Error("manifest list " + quote(operands[0]) + " has no entry " + target->str());
           apply_platform_flags(vm, *it, spec.usage);
         }
-        return store_index(store, index);
+        return store.put_index(index);
       });
   io.out << list.digest.str() << "\n";
   return kExitOk;

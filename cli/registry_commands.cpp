@@ -312,9 +312,7 @@ int pull_command(const std::vector<std::string>& args, Io io) {
         std::erase_if(index.manifests, [](const oci::Descriptor& d) {
           return !d.platform || d.platform->os == "unknown";
         });
-        std::string bytes = oci::serialize(index);
-        stored.digest = store.put_blob(bytes);
-        stored.size = static_cast<int64_t>(bytes.size());
+        stored = store.put_index(index);
         if (!quiet)
           io.err << "Stored the index without its " << skipped
                  << " attestation entries (a new digest)\n";

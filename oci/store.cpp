@@ -215,6 +215,15 @@ std::string Store::read_blob(const Digest& digest) const {
   return bytes;
 }
 
+Descriptor Store::put_index(const Index& index) {
+  std::string bytes = serialize(index);
+  Descriptor d;
+  d.media_type = index.media_type.empty() ? media_type::kOciIndex : index.media_type;
+  d.digest = put_blob(bytes);
+  d.size = static_cast<int64_t>(bytes.size());
+  return d;
+}
+
 Digest Store::put_blob(std::string_view bytes) {
   Digest digest = sha256_of(bytes);
   {

@@ -327,12 +327,7 @@ oci::Descriptor add_to_manifest_list(oci::Store& store, const std::string& name,
       });
       list.manifests.push_back(entry);
     }
-    std::string bytes = oci::serialize(list);
-    oci::Descriptor d;
-    d.media_type = list.media_type.empty() ? oci::media_type::kOciIndex : list.media_type;
-    d.digest = store.put_blob(bytes);
-    d.size = static_cast<int64_t>(bytes.size());
-    return d;
+    return store.put_index(list);
   });
 }
 
@@ -374,11 +369,7 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
       index.manifests.push_back(d);
     }
     index.annotations.insert(request.index_annotations.begin(), request.index_annotations.end());
-    std::string bytes = oci::serialize(index);
-    out.top = {};
-    out.top.media_type = index.media_type;
-    out.top.digest = store.put_blob(bytes);
-    out.top.size = static_cast<int64_t>(bytes.size());
+    out.top = store.put_index(index);
     out.image_id = out.top.digest.str();
   }
   for (const std::string& tag : request.tags) {

@@ -32,6 +32,8 @@
 
 namespace kiln::oci {
 
+struct Index;
+
 inline constexpr const char* kRefNameAnnotation = "org.opencontainers.image.ref.name";
 
 // Streams one blob into the store. write() as often as needed, then commit() once; a writer that
@@ -87,6 +89,9 @@ class Store {
   std::string read_blob(const Digest& digest) const;
   // Stores bytes; returns their digest.
   Digest put_blob(std::string_view bytes);
+  // Stores an index's canonical bytes (serialize(Index)); returns its descriptor, whose media
+  // type is the index's own, else OCI's.
+  Descriptor put_index(const Index& index);
   std::unique_ptr<BlobWriter> begin_blob();
 
   // Every tagged image in index.json, in order.
