@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 
 #include "kiln/base/error.hpp"
@@ -110,6 +111,16 @@ ProgramOutput run_with_input(const std::vector<std::string>& argv, const std::st
   ::lseek(err_file.get(), 0, SEEK_SET);
   result.err = read_all(err_file.get(), argv[0] + " errors");
   return result;
+}
+
+std::string find_program(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  for (const std::string& dir : split(path ? path : "/usr/local/bin:/usr/bin:/bin", ':')) {
+    std::filesystem::path candidate = std::filesystem::path(dir.empty() ? "." : dir) / name;
+    if (::access(candidate.c_str(), X_OK) == 0)
+      return candidate.string();
+  }
+  return {};
 }
 
 std::string last_line_of(const std::filesystem::path& file) {

@@ -154,17 +154,6 @@ std::vector<session::CacheLocation> caches_of(const std::vector<TypedSpec>& spec
   return out;
 }
 
-// A program on PATH, or empty.
-std::string find_program(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  for (const std::string& dir : split(path ? path : "/usr/local/bin:/usr/bin:/bin", ':')) {
-    fs::path candidate = fs::path(dir.empty() ? "." : dir) / name;
-    if (::access(candidate.c_str(), X_OK) == 0)
-      return candidate.string();
-  }
-  return {};
-}
-
 // --load: the image (a docker archive written by the build) into docker's store, or podman's
 // when docker is missing or its daemon does not answer. Says which, or why neither.
 void load_image(const fs::path& archive, const fs::path& scratch, std::ostream& err) {

@@ -15,6 +15,7 @@
 #include "command_line.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/base/subprocess.hpp"
 #include "kiln/oci/auth_config.hpp"
 #include "kiln/oci/platform.hpp"
 #include "kiln/oci/registries_conf.hpp"
@@ -39,16 +40,6 @@ std::vector<std::string> subordinate_ranges(const fs::path& file) {
       out.push_back(parts[1] + ":" + parts[2]);
   }
   return out;
-}
-
-std::string on_path(const std::string& program) {
-  const char* path = std::getenv("PATH");
-  for (const std::string& dir : split(path ? path : "", ':')) {
-    fs::path candidate = fs::path(dir.empty() ? "." : dir) / program;
-    if (::access(candidate.c_str(), X_OK) == 0)
-      return candidate.string();
-  }
-  return "";
 }
 
 std::string cgroup_mode() {
@@ -98,11 +89,11 @@ int info_command(const std::vector<std::string>& args, Io io) {
   info["store"] = store;
   info["rootless"] = {{"subuid", subordinate_ranges("/etc/subuid")},
                       {"subgid", subordinate_ranges("/etc/subgid")},
-                      {"newuidmap", on_path("newuidmap")},
-                      {"newgidmap", on_path("newgidmap")}};
+                      {"newuidmap", find_program("newuidmap")},
+                      {"newgidmap", find_program("newgidmap")}};
   nlohmann::ordered_json runtimes = nlohmann::ordered_json::array();
   for (const char* r : {"runc", "crun"}) {
-    if (std::string p = on_path(r); !p.empty())
+    if (std::string p = find_program(r); !p.empty())
       runtimes.push_back(p);
   }
   info["runner"] = {{"default", "built-in namespace sandbox"}, {"oci_runtimes", runtimes}};

@@ -23,6 +23,9 @@ struct ProgramOutput {
 };
 ProgramOutput run_with_input(const std::vector<std::string>& argv, const std::string& input);
 
+// The path of the executable `name` on $PATH (default /usr/local/bin:/usr/bin:/bin), or "".
+std::string find_program(const std::string& name);
+
 // The last non-empty line of a file (what a failing program said last), or "".
 std::string last_line_of(const std::filesystem::path& file);
 
