@@ -238,6 +238,12 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.run.allow_insecure = !opts->allow.empty();
   request.run.extra_mounts = opts->mounts;
   request.solve.no_cache_filter = opts->no_cache_filter;
+  // The same step in a later build: same context, Containerfile, stage and place (explain.hpp).
+  std::error_code ec;
+  request.solve.history_scope =
+      (fs::is_directory(opts->context, ec) ? fs::weakly_canonical(opts->context, ec).string()
+                                           : source.description()) +
+      '\n' + (opts->file == "-" ? "-" : containerfile_path(opts->file, context).string());
 
   if (opts->dry_run) {
     frontend::BuildOptions build;
@@ -380,6 +386,12 @@ int build_command(const std::vector<std::string>& args, Io io) {
     solver::ProgressSink& sink;
     std::function<double()> elapsed;
     bool succeeded = false;
+    bool ended = false;
+    void end() {
+      if (!ended)
+        sink.finish();
+      ended = true;
+    }
     ~Finish() {
       if (!succeeded) {
         solver::ProgressEvent e;
@@ -387,7 +399,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
         e.seconds = elapsed();
         sink.event(e);
       }
-      sink.finish();
+      end();
     }
   } finish{*progress, elapsed};
 
@@ -407,14 +419,26 @@ int build_command(const std::vector<std::string>& args, Io io) {
   done.seconds = elapsed();
   progress->event(done);
   finish.succeeded = true;
+  finish.end();
+  std::string summary = solver::explain_summary(result.explanations, result.steps_cached);
+  if (opts->explain && opts->progress != "json") {
+    for (const solver::StepExplanation& why : result.explanations)
+      io.err << "explain: " << why.step << ": " << why.text << "\n";
+    io.err << "explain: " << summary << "\n";
+  }
   if (opts->progress == "json") {
-    io.out << nlohmann::json{{"image", result.image_id},
+    nlohmann::ordered_json j{{"image", result.image_id},
                              {"manifest", result.top.digest.str()},
                              {"steps_run", result.steps_run},
                              {"steps_cached", result.steps_cached},
-                             {"seconds", elapsed()}}
-                  .dump()
-           << "\n";
+                             {"seconds", elapsed()}};
+    if (opts->explain) {
+      j["explain"] = {{"summary", summary}, {"steps", nlohmann::ordered_json::array()}};
+      for (const solver::StepExplanation& why : result.explanations)
+        j["explain"]["steps"].push_back(
+            {{"step", why.step}, {"cause", why.cause}, {"reason", why.text}});
+    }
+    io.out << j.dump() << "\n";
   } else {
     io.out << result.image_id << "\n";
   }

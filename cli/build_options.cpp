@@ -472,6 +472,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("arch", po::value(&arch), "the target architecture, e.g. arm64 (buildah)")
       ("variant", po::value(&variant), "the target architecture variant, e.g. v7 (buildah)")
       ("no-cache", po::bool_switch(), "do not use the build cache")
+      ("explain", po::bool_switch(),
+       "after the build, say for every step that ran why it missed the cache")
       ("no-cache-filter", po::value(&no_cache_filter), "do not use the cache for these stages")
       ("pull", po::value(&pull)->implicit_value("true"),
        "when to pull base images: always (alone, or true), missing (the default, or false), "
@@ -725,6 +727,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
     opts.all_platforms = true;
   }
   opts.no_cache = vm["no-cache"].as<bool>();
+  opts.explain = vm["explain"].as<bool>();
   if (vm.count("layers")) {
     require_one_of(layers, "--layers", {"true", "false"});
     if (layers == "false")

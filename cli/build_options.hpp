@@ -39,6 +39,7 @@ struct BuildCommandOptions {
   std::vector<oci::Platform> platforms;  // empty: the host platform
   bool all_platforms = false;            // --all-platforms: what the base images all offer
   bool no_cache = false;
+  bool explain = false;  // --explain: why each step that ran missed the cache
   std::optional<std::chrono::seconds> cache_ttl;  // --cache-ttl: older cache entries are misses
   std::vector<std::string> no_cache_filter;
   // --pull[=always|missing|never|newer|true|false] (podman's policies; alone: always).

@@ -347,10 +347,11 @@ class Checker {
       if (is_temp_name(name) && !writer_running(name))
         leftover((layout_.root() / name).string() + ": temporary file of an interrupted write");
     }
-    for (const std::string& name : list_dir(layout_.context_caches())) {
-      if (is_temp_name(name) && !writer_running(name)) {
-        leftover((layout_.context_caches() / name).string() +
-                 ": temporary file of an interrupted write");
+    for (const fs::path& dir :
+         {layout_.context_caches(), layout_.step_keys(), layout_.step_inputs()}) {
+      for (const std::string& name : list_dir(dir)) {
+        if (is_temp_name(name) && !writer_running(name))
+          leftover((dir / name).string() + ": temporary file of an interrupted write");
       }
     }
     detail::Leases leases = detail::scan_leases(layout_, detail::now_seconds());

@@ -13,6 +13,7 @@
 #include "kiln/oci/gc.hpp"
 #include "kiln/oci/image_config.hpp"
 #include "kiln/oci/lease.hpp"
+#include "kiln/oci/step_history.hpp"
 
 namespace kiln::oci {
 namespace fs = std::filesystem;
@@ -246,6 +247,34 @@ void remove_cache_mounts(const StoreLayout& layout, Sweeper& sweeper, PruneRepor
   }
 }
 
+// The step history (step_history.hpp) follows the cache: an inputs record goes with the cache
+// record of its key, a step file with the last key it names.
+void remove_step_history(const StoreLayout& layout, const CacheIndex& index, Sweeper& sweeper,
+                         PruneReport& report) {
+  std::set<std::string> live;
+  for (const std::string& key : index.keys())
+    live.insert(key);
+  sweeper.remove_leftovers(layout.step_inputs(), /*any_name=*/false);
+  sweeper.remove_leftovers(layout.step_keys(), /*any_name=*/false);
+  // A running build writes its step files after its records: recent ones are left alone.
+  auto recent = [&](const fs::path& path) {
+    std::optional<struct stat> st = lstat_of(path);
+    return st && sweeper.is_protected(touched_time(*st));
+  };
+  for (const std::string& name : list_dir(layout.step_inputs())) {
+    fs::path path = layout.step_inputs() / name;
+    if (!is_temp_name(name) && !live.count(name.substr(0, name.find('.'))) && !recent(path))
+      sweeper.remove(path, report.temp_files);
+  }
+  for (const std::string& name : list_dir(layout.step_keys())) {
+    if (is_temp_name(name) || recent(layout.step_keys() / name))
+      continue;
+    std::optional<std::string> key = StepHistory(layout).last_key(name);
+    if (!key || !live.count(*key))
+      sweeper.remove(layout.step_keys() / name, report.temp_files);
+  }
+}
+
 }  // namespace
 
 PruneReport prune(const fs::path& root, const PruneOptions& options) {
@@ -310,6 +339,7 @@ PruneReport prune(const fs::path& root, const PruneOptions& options) {
   sweeper.remove_leftovers(layout.root(), /*any_name=*/false);  // index.json.PID.N.tmp
   sweeper.remove_leftovers(layout.records(), /*any_name=*/false);
   sweeper.remove_leftovers(layout.context_caches(), /*any_name=*/false);
+  remove_step_history(layout, index, sweeper, report);
   if (options.all) {
     for (const std::string& name : list_dir(layout.context_caches())) {
       fs::path path = layout.context_caches() / name;

@@ -420,6 +420,8 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
   for (const PlatformResult& r : results) {
     out.steps_run += r.built.steps_run;
     out.steps_cached += r.built.steps_cached;
+    out.explanations.insert(out.explanations.end(), r.built.explanations.begin(),
+                            r.built.explanations.end());
   }
   for (const CacheLocation& c : request.cache_to) {
     std::vector<oci::CacheRecord> records;

@@ -35,6 +35,7 @@ inline constexpr const char* kDefaultPath =
 // and its root filesystem once something needed it.
 struct StageState : ImageState {
   std::string key;
+  std::string base;        // what the stage started from: "image REF@DIGEST", "scratch", "stage N"
   size_t base_layers = 0;  // layers that came with the base
   std::mutex root_mutex;   // other stages read a finished stage's root (COPY --from)
   std::unique_ptr<StageRoot> root;

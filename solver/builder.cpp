@@ -12,11 +12,13 @@
 #include "build_env.hpp"
 #include "cache_key.hpp"
 #include "executors.hpp"
+#include "explain.hpp"
 #include "kiln/base/crash_point.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/media_types.hpp"
+#include "kiln/oci/step_history.hpp"
 #include "kiln/runner/emulation.hpp"
 #include "kiln/snapshotter/diff.hpp"
 #include "metadata.hpp"
@@ -104,17 +106,55 @@ std::shared_ptr<SharedSteps> make_shared_steps() {
 
 struct Builder::Impl {
   BuildEnv env;
+  std::optional<oci::StepHistory> history;  // with a history_scope
+  std::mutex explanations_mutex;
+  std::vector<StepExplanation> explanations;
 
-  Impl(oci::Store& store, BuildRequest request) : env(store, std::move(request)) {}
+  Impl(oci::Store& store, BuildRequest request) : env(store, std::move(request)) {
+    if (!env.request.history_scope.empty())
+      history.emplace(env.store.layout());
+  }
+
+  // Why the step about to run missed, reported now; returns its inputs record for the history.
+  nlohmann::ordered_json explain(Step& step, Executor& executor, const std::string& identity,
+                                 size_t ordinal, const std::string& name) {
+    InputListings listings;
+    Step detailed{step.env, step.op, step.stage, step.state, step.id, &listings};
+    nlohmann::ordered_json inputs = executor.inputs(detailed);
+    RecordParts parts{identity, env.salt, step.state.key, step.state.base, ordinal == 0};
+    nlohmann::ordered_json record = step_record(parts, step.op, inputs, listings);
+    StepExplanation why;
+    if (!env.cache_allowed(step.stage)) {
+      why.cause = "no-cache";
+      why.text = env.request.no_cache ? "--no-cache" : "--no-cache-filter names its stage";
+    } else {
+      std::optional<std::string> last = history->last_key(identity);
+      why = explain_miss(last ? history->inputs(*last) : std::nullopt, last.has_value(), record);
+    }
+    why.step = name;
+    if (env.request.progress) {
+      ProgressEvent e;
+      e.kind = ProgressEvent::Kind::kExplain;
+      e.step = step.id;
+      e.text = why.text;
+      e.detail = why.cause;
+      env.request.progress->event(e);
+    }
+    std::lock_guard lock(explanations_mutex);
+    explanations.push_back(std::move(why));
+    return record;
+  }
 
   // One op: its key, then the cache, another stage computing the same key, or running it.
   void run_step(StageState& st, const frontend::GraphStage& stage, const frontend::Op& op,
-                const std::string& name) {
+                size_t ordinal, const std::string& name) {
     size_t id = env.next_step_id();
     env.emit(ProgressEvent::Kind::kStarted, id, name);
     auto started = Clock::now();
     Executor& executor = executor_for(op);
     Step step{env, op, stage, st, id};
+    std::string identity =
+        history ? step_identity(env.request.history_scope, stage, ordinal, op) : std::string();
     try {
       std::string key;
       try {
@@ -141,6 +181,8 @@ struct Builder::Impl {
       if (!record && other.valid())
         record = other.get();  // rethrows the other stage's failure
       if (record) {
+        if (history)
+          history->set_last_key(identity, key);
         take(st, *record);
         env.used(stage.index, st);
         ++env.steps_cached;
@@ -148,12 +190,26 @@ struct Builder::Impl {
         return;
       }
       try {
+        nlohmann::ordered_json inputs_record;
+        if (history) {
+          try {
+            inputs_record = explain(step, executor, identity, ordinal, name);
+          } catch (const InputError&) {
+            throw;
+          } catch (const Error& e) {
+            throw InputError(op.where, keyword(op) + ": " + e.what());
+          }
+        }
         executor.run(step);
         st.key = key;
         oci::CacheRecord result = record_of(st);
         crash_point("before-record");
         env.cache.put(result);
         crash_point("after-record");
+        if (history) {
+          history->put_inputs(key, inputs_record);
+          history->set_last_key(identity, key);
+        }
         promise.set_value(std::move(result));
       } catch (...) {
         promise.set_exception(std::current_exception());
@@ -189,9 +245,9 @@ struct Builder::Impl {
       throw located;
     }
     env.emit(ProgressEvent::Kind::kDone, id, {}, {}, seconds_since(started));
-    for (frontend::OpId op : stage.ops) {
-      const frontend::Op& o = env.graph->ops.at(op);
-      run_step(*st, stage, o, label(o.text));
+    for (size_t i = 0; i < stage.ops.size(); ++i) {
+      const frontend::Op& o = env.graph->ops.at(stage.ops[i]);
+      run_step(*st, stage, o, i, label(o.text));
     }
     return st;
   }
@@ -279,6 +335,7 @@ struct Builder::Impl {
     out.rootfs = [this, target] { return env.root(*target); };
     out.steps_run = env.steps_run;
     out.steps_cached = env.steps_cached;
+    out.explanations = explanations;
     for (const auto& [stage, record] : env.used_records()) {
       out.all_records.push_back(record);
       if (stage == target_stage.index)

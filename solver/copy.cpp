@@ -531,7 +531,8 @@ CopyPlan plan_copy(const CopyRequest& request) {
   return Planner(request, false).run();
 }
 
-std::string copy_source_digest(const CopyRequest& request, const FileHasher& file_hash) {
+std::string copy_source_digest(const CopyRequest& request, const FileHasher& file_hash,
+                               std::vector<std::string>* listing) {
   CopyPlan plan = Planner(request, true).run();
   // One line per entry, sorted by destination path: everything that ends up in the layer except
   // times (a touch or a fresh checkout keeps the cache).
@@ -558,7 +559,20 @@ std::string copy_source_digest(const CopyRequest& request, const FileHasher& fil
     }
     line += '\n';
     hash.update(line);
+    if (listing) {
+      // Named by the source's path in the context where there is one (a file copied to /app/x
+      // is "src/x" to the user), else by its path in the layer.
+      std::string name = e.path;
+      if (!e.source.empty() && request.from_context) {
+        fs::path relative = e.source.lexically_relative(request.source_root);
+        if (!relative.empty() && *relative.begin() != "..")
+          name = relative.string();
+      }
+      listing->push_back(name + "\t" + oci::sha256_of(line).hex().substr(0, 16));
+    }
   }
+  if (listing)
+    std::sort(listing->begin(), listing->end());
   return hash.finish().hex();
 }
 

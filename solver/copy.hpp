@@ -68,6 +68,10 @@ using FileHasher = std::function<std::string(const std::filesystem::path&, const
 // target, device numbers and content hash; not times, and nothing of the destination filesystem
 // (which the previous step's key already fixes). ADD archives count as files. Ignore rules and
 // --exclude apply as in plan_copy; errors (missing source, outside the context) are the same.
-std::string copy_source_digest(const CopyRequest& request, const FileHasher& file_hash);
+// With `listing`, also one line per path, "PATH<TAB>DIGEST" with DIGEST (16 hex) over what the
+// digest takes of that path (PATH relative to the source root for context files, else the path in
+// the layer), sorted, so that two listings show which paths changed (explain.hpp).
+std::string copy_source_digest(const CopyRequest& request, const FileHasher& file_hash,
+                               std::vector<std::string>* listing = nullptr);
 
 }  // namespace kiln::solver

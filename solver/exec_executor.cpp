@@ -82,9 +82,12 @@ class ExecExecutor final : public Executor {
       req.source_root = tree.root;
       req.ignore = tree.ignore;
       mounts.push_back(target + " " +
-                       copy_source_digest(req, [&](const fs::path& path, const struct stat& st) {
-                         return step.env.hasher.file_hash(path, st);
-                       }));
+                       copy_source_digest(
+                           req,
+                           [&](const fs::path& path, const struct stat& st) {
+                             return step.env.hasher.file_hash(path, st);
+                           },
+                           step.listings ? &(*step.listings)["mount " + target] : nullptr));
     }
     return {{"mounts", std::move(mounts)}};
   }

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "build_env.hpp"
+#include "explain.hpp"
 #include "kiln/frontend/op_graph.hpp"
 
 namespace kiln::solver {
@@ -17,6 +18,8 @@ struct Step {
   const frontend::GraphStage& stage;
   StageState& state;  // the state before the op; run() changes it
   size_t id = 0;      // progress step id
+  // When set, inputs() also lists the context files of each input it digests (explain.hpp).
+  InputListings* listings = nullptr;
 };
 
 class Executor {

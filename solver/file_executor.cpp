@@ -28,9 +28,12 @@ class FileExecutor final : public Executor {
       in["from"] = tree.key;
     } else {
       CopyRequest req = request(step, f, tree, /*for_key=*/true);
-      in["sources"] = copy_source_digest(req, [&](const fs::path& path, const struct stat& st) {
-        return step.env.hasher.file_hash(path, st);
-      });
+      in["sources"] = copy_source_digest(
+          req,
+          [&](const fs::path& path, const struct stat& st) {
+            return step.env.hasher.file_hash(path, st);
+          },
+          step.listings ? &(*step.listings)["sources"] : nullptr);
     }
     return in;
   }

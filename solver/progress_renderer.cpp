@@ -104,6 +104,9 @@ class PlainSink final : public LockedSink {
         started_[e.step] = now;
         step_line(e.step, one_line(e.name));
         break;
+      case Kind::kExplain:
+        step_line(e.step, "cache miss: " + e.text);
+        break;
       case Kind::kOutput:
         step_line(e.step, seconds_text(now - started(e.step, now), 3) + " " + e.text);
         break;
@@ -174,6 +177,12 @@ class JsonSink final : public LockedSink {
         j["step"] = e.step;
         j["name"] = e.name;
         break;
+      case Kind::kExplain:
+        j["event"] = "miss";
+        j["step"] = e.step;
+        j["cause"] = e.detail;
+        j["reason"] = e.text;
+        break;
       case Kind::kOutput:
         j["event"] = "output";
         j["step"] = e.step;
@@ -237,6 +246,7 @@ class QuietSink final : public LockedSink {
         for (const std::string& line : lines_of(e.text))
           out_ << line << '\n';
         break;
+      case Kind::kExplain:
       case Kind::kOutput:
       case Kind::kBuildDone:
         break;
@@ -382,6 +392,8 @@ class TtySink final : public LockedSink {
       case Kind::kStarted:
         step(e.step, now).name = printable(e.name);
         break;
+      case Kind::kExplain:
+        return;  // --explain prints the reasons after the build
       case Kind::kOutput: {
         std::deque<std::string>& lines = step(e.step, now).last_lines;
         lines.push_back(printable(e.text));

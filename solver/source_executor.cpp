@@ -15,6 +15,7 @@ void start_stage(BuildEnv& env, StageState& st, const frontend::GraphStage& stag
     st.config.architecture = stage.platform.architecture;
     st.config.variant = stage.platform.variant;
     st.key = scratch_key(env.salt, stage.platform);
+    st.base = "scratch";
   } else if (source && source->kind == frontend::SourceOp::Kind::kImage) {
     oci::ResolvedImage image = env.image(source->image, source->platform);
     st.config = image.config;
@@ -27,6 +28,7 @@ void start_stage(BuildEnv& env, StageState& st, const frontend::GraphStage& stag
     // The base's triggers ran (they are ops of this stage); they are not inherited.
     st.config.config.on_build.clear();
     st.key = image_key(env.salt, image.manifest.digest, source->platform);
+    st.base = "image " + source->image + "@" + image.manifest.digest.str();
   } else if (source) {
     throw Error(
         "internal: a stage cannot start from a " +
@@ -38,6 +40,7 @@ void start_stage(BuildEnv& env, StageState& st, const frontend::GraphStage& stag
     st.config.config.on_build.clear();
     st.layers = from->layers;
     st.key = stage_base_key(from->key);
+    st.base = "stage " + stage.base_name;
   }
   if (!env.request.inherit_labels)
     st.config.config.labels.clear();

@@ -29,6 +29,8 @@ struct Outcome {
   ProcessResult process;
   std::string image;
   std::map<std::string, std::string> steps;
+  std::map<std::string, std::string> why;  // step → the reason of its "miss" event
+  nlohmann::json explain;                  // the result's "explain" (with --explain)
 
   std::vector<std::string> ran() const { return with("done"); }
   std::vector<std::string> cached() const { return with("cached"); }
@@ -87,19 +89,26 @@ class Cache : public ::testing::Test {
       std::string event = e["event"];
       if (event == "started") {
         names[e["step"].get<int>()] = e["name"].get<std::string>();
+      } else if (event == "miss") {
+        o.why[short_name(names[e["step"].get<int>()])] = e["reason"].get<std::string>();
       } else if (event == "done" || event == "cached" || event == "failed" || event == "canceled") {
-        std::string name = names[e["step"].get<int>()];
-        // "[stage 2/5] RUN x" → "stage RUN x": the position may differ between files.
-        size_t space = name.find(' '), close = name.find("] ");
-        if (name.starts_with("[") && space != std::string::npos && close != std::string::npos)
-          name = name.substr(1, space - 1) + " " + name.substr(close + 2);
-        o.steps[name] = event;
+        o.steps[short_name(names[e["step"].get<int>()])] = event;
       }
     }
     nlohmann::json result = nlohmann::json::parse(o.process.out, nullptr, false);
     if (result.is_object() && result.contains("image"))
       o.image = result["image"];
+    if (result.is_object() && result.contains("explain"))
+      o.explain = result["explain"];
     return o;
+  }
+
+  // "[stage 2/5] RUN x" → "stage RUN x": the position may differ between files.
+  static std::string short_name(std::string name) {
+    size_t space = name.find(' '), close = name.find("] ");
+    if (name.starts_with("[") && space != std::string::npos && close != std::string::npos)
+      name = name.substr(1, space - 1) + " " + name.substr(close + 2);
+    return name;
   }
 
   TempDir ctx_{{}, "kiln-cache-ctx-"};
@@ -289,6 +298,123 @@ TEST_F(Cache, AFailureCancelsItsDependentsAndEveryFailureIsReported) {
   // Nothing of the failed build is tagged, and the successful stage is cached for next time.
   write("Containerfile", "FROM busybox:latest AS fine\nRUN echo fine > /fine\n");
   EXPECT_THAT(build().ran(), IsEmpty());
+}
+
+// --explain: every step that ran says which input differs from the last build of the same step.
+TEST_F(Cache, ExplainNamesTheEditedFileThenUpstreamForTheStepsAfterIt) {
+  write("Containerfile",
+        "FROM busybox:latest\nRUN echo before > /before\nCOPY src/ /app/\n"
+        "RUN cat /app/main.c > /copy\nENV DONE=1\n");
+  write("src/main.c", "int main(){}\n");
+  write("src/util.c", "int util;\n");
+  Outcome first = build({"--explain"});
+  ASSERT_EQ(first.process.exit_code, 0) << first.process.err;
+  EXPECT_EQ(first.why["stage-0 COPY src/ /app/"], "no earlier build of this step");
+  EXPECT_EQ(first.explain.value("summary", ""), "4 of 4 steps ran: 4 no earlier build");
+
+  write("src/util.c", "int util = 1;\n");
+  Outcome o = build({"--explain"});
+  ASSERT_EQ(o.process.exit_code, 0) << o.process.err;
+  EXPECT_THAT(o.cached(), ElementsAre("stage-0 RUN echo before > /before"));
+  // Named by its path in the context, not where it lands.
+  EXPECT_EQ(o.why["stage-0 COPY src/ /app/"], "context file src/util.c changed");
+  EXPECT_EQ(o.why["stage-0 RUN cat /app/main.c > /copy"], "input changed upstream");
+  EXPECT_EQ(o.why["stage-0 ENV DONE=1"], "input changed upstream");
+  EXPECT_EQ(o.explain.value("summary", ""),
+            "3 of 4 steps ran: 1 context file changed, 2 input changed upstream");
+  ASSERT_EQ(o.explain["steps"].size(), 3u);
+
+  write("src/new.h", "#define X\n");
+  EXPECT_EQ(build().why["stage-0 COPY src/ /app/"], "context file src/new.h added");
+  // Back to an earlier state: a hit, nothing to explain.
+  fs::remove(ctx_.path() / "src/new.h");
+  EXPECT_THAT(build().why, IsEmpty());
+  fs::remove(ctx_.path() / "src/util.c");
+  EXPECT_EQ(build().why["stage-0 COPY src/ /app/"], "context file src/util.c removed");
+}
+
+TEST_F(Cache, ExplainTouchingFilesIsNoMissAtAll) {
+  write("Containerfile", kTwoFiles);
+  write("a.txt", "a\n");
+  write("b.txt", "b\n");
+  ASSERT_EQ(build().process.exit_code, 0);
+  struct timespec later[2] = {{2000000000, 0}, {2000000000, 0}};
+  for (const char* f : {"a.txt", "b.txt"})
+    ASSERT_EQ(::utimensat(AT_FDCWD, (ctx_.path() / f).c_str(), later, 0), 0);
+  Outcome o = build({"--explain"});
+  ASSERT_EQ(o.process.exit_code, 0) << o.process.err;
+  EXPECT_THAT(o.why, IsEmpty());
+  EXPECT_EQ(o.explain.value("summary", ""), "0 of 5 steps ran");
+}
+
+TEST_F(Cache, ExplainNamesAChangedBuildArgButNeverStoresItsValue) {
+  write("Containerfile",
+        "FROM busybox:latest\nARG API_TOKEN=dev-token-value\nARG VERSION=1\n"
+        "RUN echo $VERSION > /version\n");
+  ASSERT_EQ(build({"--build-arg", "API_TOKEN=s3cr3t-build-arg-value"}).process.exit_code, 0);
+  Outcome o =
+      build({"--build-arg", "API_TOKEN=s3cr3t-build-arg-value", "--build-arg", "VERSION=2"});
+  ASSERT_EQ(o.process.exit_code, 0) << o.process.err;
+  EXPECT_EQ(o.why["stage-0 RUN echo $VERSION > /version"], "build arg VERSION changed");
+  Outcome token = build({"--build-arg", "API_TOKEN=another-s3cr3t", "--build-arg", "VERSION=2"});
+  EXPECT_EQ(token.why["stage-0 RUN echo $VERSION > /version"], "build arg API_TOKEN changed");
+  // The step history holds digests of build-arg values, never the values.
+  for (const auto& entry : fs::recursive_directory_iterator(store_.path() / "store" / "cache")) {
+    if (!entry.is_regular_file())
+      continue;
+    std::ifstream in(entry.path());
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(text.find("s3cr3t"), std::string::npos) << entry.path();
+  }
+}
+
+TEST_F(Cache, ExplainNamesANewBaseImageDigest) {
+  write("Containerfile", "FROM busybox:latest\nRUN echo x > /x\nRUN echo y > /y\n");
+  ASSERT_EQ(build().process.exit_code, 0);
+  std::ofstream(busybox_dir() / "rootfs" / "extra") << "new\n";
+  ProcessResult rebuilt = kiln({"build", "-t", "busybox:latest", busybox_dir().string()});
+  fs::remove(busybox_dir() / "rootfs" / "extra");
+  ASSERT_EQ(rebuilt.exit_code, 0) << rebuilt.err;
+  Outcome o = build({"--explain"});
+  ASSERT_EQ(o.process.exit_code, 0) << o.process.err;
+  EXPECT_THAT(o.why["stage-0 RUN echo x > /x"],
+              ::testing::MatchesRegex("base image changed: busybox:latest@sha256:[0-9a-f]{12} "
+                                      "\\(was busybox:latest@sha256:[0-9a-f]{12}\\)"));
+  EXPECT_EQ(o.why["stage-0 RUN echo y > /y"], "input changed upstream");
+  EXPECT_THAT(o.explain.value("summary", ""), HasSubstr("1 base image changed"));
+}
+
+TEST_F(Cache, ExplainNamesBindMountFilesInstructionEditsAndNoCache) {
+  write("Containerfile",
+        "FROM busybox:latest\nRUN --mount=type=bind,source=conf,target=/conf cat /conf/a > /a\n");
+  write("conf/a", "1\n");
+  ASSERT_EQ(build().process.exit_code, 0);
+  write("conf/a", "2\n");
+  EXPECT_EQ(build().why["stage-0 RUN --mount=type=bind,source=conf,target=/conf cat /conf/a > /a"],
+            "context file conf/a changed (bind mount /conf)");
+  write("Containerfile",
+        "FROM busybox:latest\nRUN --mount=type=bind,source=conf,target=/conf cat /conf/a > /b\n");
+  EXPECT_EQ(build().why["stage-0 RUN --mount=type=bind,source=conf,target=/conf cat /conf/a > /b"],
+            "the instruction changed (it was: RUN --mount=type=bind,source=conf,target=/conf cat "
+            "/conf/a > /a)");
+  EXPECT_EQ(build({"--no-cache"})
+                .why["stage-0 RUN --mount=type=bind,source=conf,target=/conf cat /conf/a > /b"],
+            "--no-cache");
+}
+
+TEST_F(Cache, ExplainHistoryIsPrunedWithTheCache) {
+  write("Containerfile", "FROM busybox:latest\nCOPY a.txt /a\n");
+  write("a.txt", "a\n");
+  ASSERT_EQ(build().process.exit_code, 0);
+  fs::path inputs = store_.path() / "store" / "cache" / "inputs";
+  ASSERT_FALSE(fs::is_empty(inputs));
+  ProcessResult pruned = kiln({"prune", "--all"});
+  ASSERT_EQ(pruned.exit_code, 0) << pruned.err;
+  EXPECT_TRUE(!fs::exists(inputs) || fs::is_empty(inputs));
+  EXPECT_TRUE(!fs::exists(store_.path() / "store" / "cache" / "steps") ||
+              fs::is_empty(store_.path() / "store" / "cache" / "steps"));
+  ASSERT_EQ(kiln({"build", "-t", "busybox:latest", busybox_dir().string()}).exit_code, 0);
+  EXPECT_EQ(build().why["stage-0 COPY a.txt /a"], "no earlier build of this step");
 }
 
 // Two machines' stores sharing the cache through an OCI layout (--cache-to/--cache-from

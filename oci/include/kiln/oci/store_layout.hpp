@@ -24,6 +24,10 @@
 //                             CacheIndex; a build hold()s the ones it uses.
 //   cache/context/HEX.statcache  stat caches of build contexts, HEX the sha256 of the context's
 //                             path (the solver's ContentHasher). Only a hint: any may go.
+//   cache/steps/IDHEX         the cache key a build step last had (step_history.hpp); IDHEX
+//                             names the step (context, Containerfile, platform, stage, position).
+//   cache/inputs/KEYHEX.json  what the step keyed KEYHEX was made of (step_history.hpp), so a
+//                             later miss can say which input changed. Pruned with its record.
 //   cache-mounts/HEX/         RUN --mount=type=cache directories, HEX the sha256 of the mount's
 //                             id; each flock(2)ed through cache-mounts/HEX.lock by the RUN steps
 //                             using it (shared, or exclusive for sharing=locked). Only
@@ -78,6 +82,8 @@ class StoreLayout {
   std::filesystem::path snapshots() const { return root_ / "snapshots"; }
   std::filesystem::path records() const { return root_ / "cache" / "records"; }
   std::filesystem::path context_caches() const { return root_ / "cache" / "context"; }
+  std::filesystem::path step_keys() const { return root_ / "cache" / "steps"; }
+  std::filesystem::path step_inputs() const { return root_ / "cache" / "inputs"; }
 
   std::filesystem::path cache_mounts() const { return root_ / "cache-mounts"; }
   // The directory of the cache mount whose id hashes to `id_hex`, and its lock file.

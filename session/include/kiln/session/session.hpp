@@ -94,6 +94,8 @@ struct SessionResult {
   std::string image_id;  // the config digest, or the index digest for several platforms
   oci::Descriptor top;   // the manifest, or the index
   size_t steps_run = 0, steps_cached = 0;
+  // Why each step that ran missed the cache, every platform's (with solve.history_scope set).
+  std::vector<solver::StepExplanation> explanations;
 };
 
 // Checks what can be checked before anything runs (outputs that cannot hold several platforms,

@@ -76,6 +76,11 @@ struct BuildRequest {
   ProgressSink* progress = nullptr;  // step events; may be null
 
   // Caching
+  // What makes a step "the same step" in later builds (explain.hpp), e.g. the context and
+  // Containerfile paths: each step that runs then records its inputs in the store's step history
+  // and says why it missed (BuiltImage::explanations, ProgressEvent::Kind::kExplain). Empty: no
+  // history is kept or read.
+  std::string history_scope;
   bool no_cache = false;  // --no-cache: run every step
   // buildah's --cache-ttl: local cache records first written longer ago than this (or by a kiln
   // that did not date them) are misses; the step runs and its new record is dated now.
@@ -139,6 +144,18 @@ struct BuildRequest {
   std::vector<std::string> runtime_flags;  // --runtime-flag: "--FLAG[=VALUE]" for the runtime
 };
 
+// Why a step ran instead of hitting the cache (explain.hpp says how it is found).
+struct StepExplanation {
+  std::string step;   // the step's name, as progress shows it
+  std::string cause;  // file, arg, env, instruction, base, from, mount, settings, upstream, new,
+                      // no-cache or gone
+  std::string text;   // e.g. "context file src/main.c changed"
+};
+
+// One line for the whole build: "3 of 9 steps ran: 1 context file changed, 2 input changed
+// upstream".
+std::string explain_summary(const std::vector<StepExplanation>& ran, size_t cached);
+
 // An image that is built but not yet exported: its layers are blobs in the store.
 struct BuiltImage {
   oci::ImageConfig config;
@@ -146,6 +163,8 @@ struct BuiltImage {
   // Makes (on the first call) and returns the unpacked filesystem; valid while the Builder lives.
   std::function<std::filesystem::path()> rootfs;
   size_t steps_run = 0, steps_cached = 0;
+  // Every step that ran, with why (in the order they started); empty without history_scope.
+  std::vector<StepExplanation> explanations;
   // The record of every step of the build (for --cache-to): the target stage's steps alone
   // (mode=min) and every stage's (mode=max), in the order they finished.
   std::vector<oci::CacheRecord> target_records, all_records;
