@@ -18,6 +18,7 @@
 
 #include "app.hpp"
 #include "build_options.hpp"
+#include "call_command.hpp"
 #include "containerfile_input.hpp"
 #include "kiln/base/cleanup.hpp"
 #include "kiln/base/error.hpp"
@@ -205,7 +206,11 @@ int build_command(const std::vector<std::string>& args, Io io) {
     named.value = named_sources.back().dir().string();
   }
   frontend::Containerfile file = load_containerfile(opts->file, context);
-  print_warnings(file.warnings, io.err);
+  // Findings of build checks (rule-named) come with the checks, after planning.
+  std::vector<frontend::Warning> plain_warnings;
+  std::copy_if(file.warnings.begin(), file.warnings.end(), std::back_inserter(plain_warnings),
+               [](const frontend::Warning& w) { return w.rule.empty(); });
+  print_warnings(plain_warnings, io.err);
 
   session::SessionRequest request;
   request.file = &file;
@@ -244,6 +249,9 @@ int build_command(const std::vector<std::string>& args, Io io) {
       (fs::is_directory(opts->context, ec) ? fs::weakly_canonical(opts->context, ec).string()
                                            : source.description()) +
       '\n' + (opts->file == "-" ? "-" : containerfile_path(opts->file, context).string());
+
+  if (opts->call.function != "build")
+    return call_command(*opts, request, io);
 
   if (opts->dry_run) {
     frontend::BuildOptions build;

@@ -293,8 +293,6 @@ constexpr const char* kNoIntermediateImages =
     "kiln keeps no intermediate images (its cache is content-addressed steps)";
 constexpr const char* kNoSbom =
     "kiln does not make SBOMs or attestations yet; nothing is scanned or attached";
-constexpr const char* kNoChecks =
-    "kiln does not run build checks or print outlines yet; --dry-run prints the build plan";
 constexpr const char* kNoUsernsMaps =
     "kiln maps RUN's user namespace from /etc/subuid and /etc/subgid itself; explicit maps are "
     "not supported";
@@ -302,8 +300,6 @@ constexpr const char* kNoUsernsMaps =
 constexpr RefusedFlag kRefusedFlags[] = {
     {"attest", true, kNoSbom},
     {"builder", true, "kiln has no builder instances: it builds in its own process"},
-    {"call", true, kNoChecks},
-    {"check", false, kNoChecks},
     {"cpp-flag", true, "kiln does not run Containerfile.in files through cpp"},
     {"cw", true, "kiln does not make confidential-workload (krun) images"},
     {"decryption-key", true, "kiln does not decrypt encrypted (ocicrypt) base images"},
@@ -313,7 +309,6 @@ constexpr RefusedFlag kRefusedFlags[] = {
     {"layer-label", true, kNoIntermediateImages},
     {"logsplit", false, "--logfile takes every platform's output in one file"},
     {"policy", true, "kiln does not evaluate source policies"},
-    {"print", true, kNoChecks},
     {"provenance", true, kNoSbom},
     {"resource", true,
      "buildx's per-step resource syntax is not taken: use --memory, --cpu-quota, --cpuset-cpus"},
@@ -425,9 +420,9 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       cgroupns, debug, from, cache_ttl, all_platforms, manifest, memory, memory_swap, cpu_shares,
       cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, cgroup_parent, no_hostname, os_version;
   long long source_date_epoch = -1;
-  std::string file, target, network, iidfile, progress, sign_key, plan_format, context, compression,
-      pull, format, snapshotter, runtime, tls_verify, creds, authfile, cert_dir, metadata_file,
-      ignorefile, layers;
+  std::string file, target, network, iidfile, progress, sign_key, plan_format, call, context,
+      compression, pull, format, snapshotter, runtime, tls_verify, creds, authfile, cert_dir,
+      metadata_file, ignorefile, layers;
   long long jobs = 0;
   std::vector<std::string> allow;
   po::options_description visible("Options");
@@ -622,6 +617,11 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "accepted and ignored, as buildah and podman do")
       ("debug", po::value(&debug)->implicit_value("true"),
        "buildx's --debug: plain progress, every step's output")
+      ("call", po::value(&call),
+       "buildx's --call: check, outline, targets or build (the default), with ,format=json and "
+       ",ignorestatus=true")
+      ("print", po::value(&call), "an older name of --call")
+      ("check", po::bool_switch(), "run the build checks and build nothing (--call check)")
       ("dry-run", po::bool_switch(), "print the planned build graph and run nothing")
       ("plan-format", po::value(&plan_format)->default_value("text"),
        "with --dry-run: text or json");
@@ -1140,6 +1140,32 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   require_one_of(plan_format, "--plan-format", {"text", "json"});
   if (vm["dry-run"].as<bool>())
     opts.dry_run = plan_format;
+  if (vm["check"].as<bool>()) {
+    if (!call.empty() && !call.starts_with("check"))
+      usage("--check and --call " + call + " ask for different things: give one");
+    if (call.empty())
+      call = "check";
+  }
+  if (!call.empty()) {
+    std::vector<std::string> parts = split(call, ',');
+    opts.call.function = to_lower(trim(parts.front()));
+    if (opts.call.function == "lint")
+      opts.call.function = "check";
+    require_one_of(opts.call.function, "--call", {"build", "check", "outline", "targets"});
+    for (size_t i = 1; i < parts.size(); ++i) {
+      size_t eq = parts[i].find('=');
+      std::string key(trim(std::string_view(parts[i]).substr(0, eq)));
+      std::string value = eq == std::string::npos ? "" : parts[i].substr(eq + 1);
+      if (key == "format") {
+        require_one_of(value, "--call format", {"text", "json"});
+        opts.call.json = value == "json";
+      } else if (key == "ignorestatus") {
+        opts.call.ignore_status = flag_bool(value, "--call ignorestatus");
+      } else {
+        usage("--call: unknown option " + key + " (format, ignorestatus)");
+      }
+    }
+  }
   if (opts.push && opts.tags.empty())
     usage("--push needs a -t TAG naming the registry image");
   return opts;

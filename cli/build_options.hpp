@@ -119,7 +119,14 @@ struct BuildCommandOptions {
   std::vector<std::string> mounts;         // --mount: added to every RUN
   std::vector<std::string> os_features;    // --os-feature NAME / NAME-
   std::string format = "oci";              // manifest media types: oci | docker
-  std::optional<std::string> dry_run;      // --dry-run: the plan format, "text" or "json"
+  // buildx's --call (--check is --call check): what to do instead of building.
+  struct Call {
+    std::string function = "build";  // build | check | outline | targets
+    bool json = false;               // ,format=json
+    bool ignore_status = false;      // ,ignorestatus=true: check findings do not fail the exit
+  };
+  Call call;
+  std::optional<std::string> dry_run;  // --dry-run: the plan format, "text" or "json"
   // --add-host HOST:IP (or HOST=IP), in order: extra /etc/hosts lines for RUN steps.
   std::vector<std::pair<std::string, std::string>> add_hosts;
   // --annotation [manifest:|index:]K=V: on each platform's manifest, or on the index of a

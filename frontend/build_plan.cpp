@@ -186,12 +186,43 @@ class Planner {
     EnvLookup lookup = meta ? EnvLookup([this](std::string_view n) { return meta_lookup(n); })
                             : EnvLookup([this](std::string_view n) { return stage_lookup(n); });
     try {
-      return lexer_.expand_word(word, lookup);
+      ExpandResult result = lexer_.expand_word_with_matches(word, lookup);
+      note_undefined(result.unmatched, where, meta);
+      return std::move(result.value);
     } catch (const ExpansionError& e) {
       // A hostile word can be megabytes long: the message shows its start.
       std::string shown =
           word.size() > 80 ? std::string(word.substr(0, 77)) + "..." : std::string(word);
       throw InputError(where, "cannot expand " + quote(shown) + ": " + e.what());
+    }
+  }
+
+  // Names an expansion read that are not defined where it happened (BuildPlan::undefined_vars):
+  // for FROM lines, not a global ARG (declared, with a value or not) or a platform ARG; in a
+  // stage, not an ENV (the base image's included) or an ARG declared in the stage or its parent.
+  void note_undefined(const std::set<std::string>& unmatched, const SourceLocation& where,
+                      bool meta) {
+    for (const std::string& name : unmatched) {
+      if (name.starts_with("BUILDKIT_SBOM_SCAN_"))
+        continue;
+      UndefinedVar u{where, name, expanding_, std::nullopt, {}};
+      if (meta) {
+        if (global_.declared(name) || is_platform_arg(name))
+          continue;
+        for (const auto& [n, v] : global_.items())
+          u.defined.push_back(n);
+        for (const auto& [n, v] : platform_args_)
+          u.defined.push_back(n);
+      } else {
+        if (plan_.stages.empty() || args_.declared(name) || env_.declared(name))
+          continue;
+        u.stage = current().index;
+        for (const auto& [n, v] : env_.items())
+          u.defined.push_back(n);
+        for (const auto& [n, v] : args_.items())
+          u.defined.push_back(n);
+      }
+      plan_.undefined_vars.push_back(std::move(u));
     }
   }
 
@@ -204,6 +235,7 @@ class Planner {
   }
 
   void declare_global_args(const Instruction& ins) {
+    expanding_ = InstructionKind::kArg;
     for (const KeyValue& kv : ins.pairs) {
       std::optional<std::string> value = build_arg(kv.key, global_used_);
       if (!value && kv.value)
@@ -260,6 +292,7 @@ class Planner {
 
   void start_stage(const Instruction& ins) {
     finish_stage();
+    expanding_ = InstructionKind::kFrom;
     if (plan_.stages.size() >= kMaxStages) {
       throw InputError(ins.where, "more than " + std::to_string(kMaxStages) +
                                       " stages: kiln builds at most that many from one file");
@@ -270,10 +303,12 @@ class Planner {
     if (ins.args.size() == 3) {
       stage.name = to_lower(ins.args[2]);
       if (auto earlier = stage_by_name(stage.name)) {
-        plan_.warnings.push_back({ins.where, "duplicate stage name " + quote(stage.name) +
-                                                 " (first defined at line " +
-                                                 std::to_string(plan_.stages[*earlier].where.line) +
-                                                 "): later references use this stage"});
+        plan_.warnings.push_back({ins.where,
+                                  "Duplicate stage name " + quote(stage.name) +
+                                      ", stage names should be unique (first defined at line " +
+                                      std::to_string(plan_.stages[*earlier].where.line) +
+                                      "; later references use this stage)",
+                                  "DuplicateStageName"});
       }
     }
     std::string base = stage.index == 0 && options_.first_base
@@ -312,6 +347,8 @@ class Planner {
     } else if (auto earlier = stage_by_name(base)) {
       stage.base_kind = BaseKind::kStage;
       stage.base_stage = *earlier;
+      stage.base_known = plan_.stages[*earlier].base_known;
+      stage.base_sets_shell = plan_.stages[*earlier].base_sets_shell;
       stage.dependencies.push_back(*earlier);
       if (!stage.platform_explicit)
         stage.platform = plan_.stages[*earlier].platform;
@@ -327,10 +364,14 @@ class Planner {
     } else {
       stage.base_kind = BaseKind::kImage;
       stage.base_image = base;
+      stage.base_known = false;
       if (options_.base_image &&
           (!options_.resolve_stages || options_.resolve_stages->contains(stage.index))) {
         try {
           BaseImage info = options_.base_image(base, stage.platform);
+          stage.base_known = info.known;
+          stage.base_sets_shell = info.sets_shell;
+          stage.base_platform = info.platform;
           stage.base_manifest = info.manifest;
           env = from_env_list(info.env);
           pending_triggers_ = parse_triggers(info.onbuild, base, ins.where);
@@ -435,6 +476,7 @@ class Planner {
     if (skipping_stage_)
       return;  // the stage was replaced by a --build-context
     file_stage_count();
+    expanding_ = ins.kind;
     StageOp op;
     op.kind = ins.kind;
     op.instruction = &ins;
@@ -572,8 +614,10 @@ class Planner {
       if (!doc.expand)
         continue;
       try {
-        doc.content =
-            raw.expand_word(doc.content, [this](std::string_view n) { return stage_lookup(n); });
+        ExpandResult result = raw.expand_word_with_matches(
+            doc.content, [this](std::string_view n) { return stage_lookup(n); });
+        note_undefined(result.unmatched, doc.where, /*meta=*/false);
+        doc.content = std::move(result.value);
       } catch (const ExpansionError& e) {
         throw InputError(doc.where, "cannot expand here-document " + doc.name + ": " + e.what());
       }
@@ -665,7 +709,9 @@ class Planner {
       used.insert(stage_used_[index].begin(), stage_used_[index].end());
     for (const auto& [name, value] : build_args_) {
       // SOURCE_DATE_EPOCH sets the build's epoch (BuildKit) whether or not a stage reads it.
-      if (used.contains(name) || is_predefined_arg(name) || name == "SOURCE_DATE_EPOCH")
+      // BUILDKIT_* arguments are settings (BUILDKIT_DOCKERFILE_CHECK), not the file's.
+      if (used.contains(name) || is_predefined_arg(name) || name == "SOURCE_DATE_EPOCH" ||
+          name.starts_with("BUILDKIT_"))
         continue;
       plan_.warnings.push_back({{file_.filename, 0, 0},
                                 "build argument " + name + " was not consumed: no ARG " + name +
@@ -690,6 +736,7 @@ class Planner {
   std::vector<std::set<std::string>> stage_used_;
   std::vector<std::string> stage_names_;  // every stage's name, for forward --from references
   std::vector<const Instruction*> pending_triggers_;
+  InstructionKind expanding_ = InstructionKind::kArg;  // the instruction being expanded
   bool skipping_stage_ = false;  // the current stage is replaced by a --build-context
   BuildPlan plan_;
 };

@@ -310,7 +310,7 @@ void decode_name_values(Instruction& ins, const Rest& args, char escape) {
                                            " must have two arguments: " + keyword_of(ins.kind) +
                                            " name=value (or the legacy form: name value)");
     }
-    ins.pairs.push_back({std::string(key), std::string(value), ins.args_where});
+    ins.pairs.push_back({std::string(key), std::string(value), ins.args_where, /*legacy=*/true});
     return;
   }
   for (const Word& word : words) {

@@ -94,6 +94,7 @@ Containerfile parse_containerfile(std::string_view bytes, const std::string& fil
   detail::LogicalLine line;
   while (reader.next(line)) {
     Instruction ins = detail::parse_instruction(line, reader.escape());
+    ins.comments = line.comments;
     if (detail::can_contain_heredoc(ins) && line.text.find("<<") != std::string::npos) {
       Instruction& target = ins.kind == InstructionKind::kOnbuild ? ins.trigger.front() : ins;
       size_t search_from = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <utility>
 
 #include "kiln/base/strings.hpp"
 
@@ -214,6 +215,7 @@ void SourceReader::read_directives() {
       escape_ = match->value[0];
     }
     directives_.push_back({match->name, match->value, where});
+    directive_lines_ = i + 1;
   }
 }
 
@@ -236,8 +238,20 @@ bool SourceReader::next(LogicalLine& out) {
     std::string_view raw = lines_[index];
     std::string_view line = trim_leading_whitespace(raw);
     size_t lead = raw.size() - line.size();
-    if (line.empty() || line.front() == '#')
-      continue;  // blank line, comment or directive
+    if (line.empty())
+      continue;
+    if (line.front() == '#') {
+      // A comment: kept for the next instruction; a bare `#` forgets those before it.
+      if (index < directive_lines_)
+        continue;
+      std::string_view text = trim(line.substr(1));
+      if (text.empty())
+        comments_.clear();
+      else
+        comments_.emplace_back(text);
+      continue;
+    }
+    out.comments = std::exchange(comments_, {});
 
     out.first_line = out.last_line = static_cast<int>(index) + 1;
     auto body = strip_continuation(line, escape_);
@@ -277,8 +291,9 @@ bool SourceReader::next(LogicalLine& out) {
     }
     if (empty_continuation) {
       warnings_.push_back({{file_, empty_continuation_line, 1},
-                           "empty continuation line: empty lines inside a continued instruction "
-                           "are deprecated"});
+                           "Empty continuation line: empty lines inside a continued instruction "
+                           "will become errors in a future release",
+                           "NoEmptyContinuation"});
     }
     // Trailing whitespace is not part of the instruction.
     std::string_view trimmed = trim_right(out.text);

@@ -31,6 +31,7 @@ struct LogicalLine {
   std::vector<Segment> segments;
   int first_line = 0;
   int last_line = 0;
+  std::vector<std::string> comments;  // Instruction::comments
 
   // Position in the file of the code point at `offset` in `text` (offsets past the end map to
   // just after the last character).
@@ -78,6 +79,8 @@ class SourceReader {
   size_t next_line_ = 0;            // index of the next unread physical line
   char escape_ = '\\';
   std::vector<Directive> directives_;
+  size_t directive_lines_ = 0;         // the directives' lines at the top
+  std::vector<std::string> comments_;  // comment lines since the last instruction
   std::vector<Warning> warnings_;
 };
 

@@ -53,7 +53,9 @@ oci::ResolvedImage ImageResolver::resolve(const std::string& ref, const oci::Pla
 frontend::BaseImage ImageResolver::base_image(const std::string& ref,
                                               const oci::Platform& platform) {
   oci::ResolvedImage image = resolve(ref, platform);
-  return {image.config.config.env, image.config.config.on_build, image.manifest.digest};
+  oci::Platform config_platform{image.config.os, image.config.architecture, image.config.variant};
+  return {image.config.config.env, image.config.config.on_build,
+          image.config.config.shell.has_value(), config_platform, image.manifest.digest};
 }
 
 namespace {

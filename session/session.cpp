@@ -9,6 +9,7 @@
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/frontend/checks.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/oci/reference.hpp"
@@ -61,6 +62,29 @@ void check_no_cache_filter(const SessionRequest& request, const frontend::BuildP
   }
 }
 
+// The build checks of the stages this build runs, as warnings; with check=error=true, findings
+// stop the build before anything runs (BuildKit fails it at the end).
+void run_build_checks(const SessionRequest& request, const frontend::BuildPlan& plan) {
+  frontend::CheckOptions checks;
+  checks.config_override = check_override(request.build_args);
+  checks.stages = std::set<size_t>(plan.order.begin(), plan.order.end());
+  checks.ignore = &request.solve.ignore;
+  if (!request.solve.ignore.source().empty())
+    checks.ignore_file_name = fs::path(request.solve.ignore.source()).filename().string();
+  frontend::CheckReport report = frontend::run_checks(*request.file, plan, checks);
+  std::set<std::string> rules;
+  for (const frontend::CheckFinding& f : report.findings) {
+    say(request, "WARNING: " + f.where.to_string() + ": " + f.rule->name + ": " + f.message +
+                     "\n  fix: " + f.rule->fix);
+    rules.insert(f.rule->name);
+  }
+  if (report.failed()) {
+    throw Error("lint violation found for rules: " +
+                join(std::vector<std::string>(rules.begin(), rules.end()), ", ") +
+                " (the Containerfile's check=error=true makes build check warnings errors)");
+  }
+}
+
 frontend::OpGraph plan_one(const SessionRequest& request, const oci::Platform& platform,
                            ImageResolver* images, bool first) {
   frontend::BuildOptions options = build_options(request, platform);
@@ -71,9 +95,12 @@ frontend::OpGraph plan_one(const SessionRequest& request, const oci::Platform& p
   }
   frontend::BuildPlan plan = frontend::plan_build(*request.file, options);
   if (first) {
-    for (const frontend::Warning& w : plan.warnings)
-      say(request,
-          "WARNING: " + (w.where.line ? w.where.to_string() + ": " : std::string()) + w.message);
+    for (const frontend::Warning& w : plan.warnings) {
+      if (w.rule.empty())  // a build check's finding: run_checks reports it
+        say(request,
+            "WARNING: " + (w.where.line ? w.where.to_string() + ": " : std::string()) + w.message);
+    }
+    run_build_checks(request, plan);
     check_no_cache_filter(request, plan);
   }
   frontend::LowerOptions lower = request.run;
@@ -332,6 +359,47 @@ oci::Descriptor add_to_manifest_list(oci::Store& store, const std::string& name,
 }
 
 }  // namespace
+
+frontend::BuildPlan plan_without_building(oci::Store* store, const SessionRequest& request,
+                                          bool all_stages) {
+  frontend::BuildOptions options = build_options(request, platforms_of(request).front());
+  std::shared_ptr<ImageResolver> images;
+  if (store) {
+    images = std::make_shared<ImageResolver>(*store, request.registry,
+                                             SessionRequest::PullPolicy::kNever, nullptr);
+    options.base_image = [images](const std::string& ref, const oci::Platform& p) {
+      try {
+        return images->base_image(ref, p);
+      } catch (const Error&) {
+        frontend::BaseImage unknown;
+        unknown.known = false;
+        return unknown;
+      }
+    };
+  }
+  if (all_stages) {
+    std::set<size_t> every;
+    size_t stages =
+        std::count_if(request.file->instructions.begin(), request.file->instructions.end(),
+                      [](const frontend::Instruction& ins) {
+                        return ins.kind == frontend::InstructionKind::kFrom;
+                      });
+    for (size_t i = 0; i < stages; ++i)
+      every.insert(i);
+    options.resolve_stages = every;
+  }
+  return frontend::plan_build(*request.file, options);
+}
+
+std::optional<std::string> check_override(
+    const std::vector<std::pair<std::string, std::string>>& build_args) {
+  std::optional<std::string> value;
+  for (const auto& [name, v] : build_args) {
+    if (name == "BUILDKIT_DOCKERFILE_CHECK")
+      value = v;
+  }
+  return value;
+}
 
 SessionResult run(oci::Store& store, const SessionRequest& request) {
   validate(request);

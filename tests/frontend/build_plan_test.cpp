@@ -267,7 +267,7 @@ TEST(BuildPlan, StageErrors) {
 TEST(BuildPlan, DuplicateStageNamesWarnAndTheLaterOneWins) {
   Planned p = plan("FROM a AS x\nFROM b AS X\nFROM x\nFROM c\nCOPY --from=x /a /a\n");
   ASSERT_EQ(p.plan.warnings.size(), 1u);
-  EXPECT_THAT(p.plan.warnings[0].message, HasSubstr("duplicate stage name \"x\""));
+  EXPECT_THAT(p.plan.warnings[0].message, HasSubstr("Duplicate stage name \"x\""));
   EXPECT_EQ(p.plan.stages[2].base_stage, 1u);
   EXPECT_EQ(p.plan.stages[3].ops[0].from_stage, 1u);
 }

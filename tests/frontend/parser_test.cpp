@@ -263,7 +263,7 @@ TEST(Parser, LineContinuations) {
   EXPECT_THAT(truncated.instructions[1].args, ElementsAre("echo"));
   ASSERT_EQ(truncated.warnings.size(), 2u);
   EXPECT_THAT(truncated.warnings[0].message, HasSubstr("line continuation at end of file"));
-  EXPECT_THAT(truncated.warnings[1].message, HasSubstr("empty continuation line"));
+  EXPECT_THAT(truncated.warnings[1].message, HasSubstr("Empty continuation line"));
   expect_error("FROM a\nRUN \\\n", 2, 5, "unexpected end of file after line continuation");
 }
 

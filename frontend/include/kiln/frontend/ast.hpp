@@ -63,6 +63,7 @@ struct KeyValue {
   std::string key;
   std::optional<std::string> value;
   SourceLocation where;
+  bool legacy = false;  // ENV/LABEL written `name value` (no `=`)
 };
 
 struct Instruction {
@@ -71,6 +72,10 @@ struct Instruction {
   SourceLocation where;  // the keyword
   int end_line = 0;      // last physical line, including continuation lines and heredoc bodies
   std::string text;      // the logical line after joining continuations (for image history)
+  // The comment lines right before the instruction, without their `#` and surrounding spaces,
+  // since the previous instruction or a bare `#` line (BuildKit's rule): descriptions of stages
+  // and ARGs (`# NAME description`) and per-instruction `# check=` settings come from here.
+  std::vector<std::string> comments;
   std::vector<Flag> flags;
 
   // Arguments, by form:
@@ -104,10 +109,13 @@ struct Directive {
   SourceLocation where;
 };
 
-// A non-fatal finding, reported to the user as "FILE:LINE:COL: warning: message".
+// A non-fatal finding, reported to the user as "FILE:LINE:COL: warning: message". Findings that
+// are build checks (checks.hpp) carry the rule's name, and the check settings decide whether they
+// are shown.
 struct Warning {
   SourceLocation where;
   std::string message;
+  std::string rule = {};  // e.g. "NoEmptyContinuation"; empty for other warnings
 };
 
 struct Containerfile {

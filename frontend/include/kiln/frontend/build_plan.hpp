@@ -26,7 +26,12 @@ namespace kiln::frontend {
 struct BaseImage {
   std::vector<std::string> env;
   std::vector<std::string> onbuild;
-  std::optional<oci::Digest> manifest = std::nullopt;  // the digest the reference resolved to
+  bool sets_shell = false;                               // its config has a Shell
+  std::optional<oci::Platform> platform = std::nullopt;  // its config's os/architecture
+  std::optional<oci::Digest> manifest = std::nullopt;    // the digest the reference resolved to
+  // False when the image could not be looked at (a check without pulling): the rest is empty
+  // and the stage's Stage::base_known is false.
+  bool known = true;
 };
 
 // A --build-context NAME=VALUE: an image (docker-image://REF, oci-layout://DIR[:TAG]) or a
@@ -109,14 +114,30 @@ struct Stage {
   std::vector<StageOp> ops;
   std::vector<size_t> dependencies;  // stages this stage needs: base, --from, --mount from
   std::vector<std::string> env;      // ENV at the end of the stage as the frontend knows it
+  // Whether the base image's config was looked up (BuildOptions::base_image): when not, its
+  // environment is unknown (env holds only what the file sets), and so is its Shell.
+  bool base_known = true;
+  bool base_sets_shell = false;
+  std::optional<oci::Platform> base_platform;  // the base image config's, when looked up
+};
+
+// A variable an instruction reads that is not defined where it reads it (build checks).
+struct UndefinedVar {
+  SourceLocation where;
+  std::string name;
+  InstructionKind instruction;  // kFrom: a FROM line (global scope); kArg with no stage: a global
+                                // ARG's default
+  std::optional<size_t> stage;  // the stage it is in; nullopt in the global scope
+  std::vector<std::string> defined;  // the names that were defined there (for suggestions)
 };
 
 struct BuildPlan {
-  std::vector<Stage> stages;             // every stage of the file, in file order
-  size_t target = 0;                     // index of the stage the build produces
-  std::vector<size_t> order;             // the stages the target needs, dependencies first
-  std::vector<std::string> global_args;  // "NAME=value" of ARGs before the first FROM
-  std::vector<Warning> warnings;         // unused --build-arg, stage names read as images, ...
+  std::vector<Stage> stages;                 // every stage of the file, in file order
+  size_t target = 0;                         // index of the stage the build produces
+  std::vector<size_t> order;                 // the stages the target needs, dependencies first
+  std::vector<std::string> global_args;      // "NAME=value" of ARGs before the first FROM
+  std::vector<Warning> warnings;             // unused --build-arg, stage names read as images, ...
+  std::vector<UndefinedVar> undefined_vars;  // every expansion's, in file order
   // ONBUILD triggers of base images, parsed; ops with from_onbuild point into these.
   std::vector<std::shared_ptr<const Containerfile>> triggers;
 };

@@ -98,6 +98,11 @@ struct SessionResult {
   std::vector<solver::StepExplanation> explanations;
 };
 
+// The value of a BUILDKIT_DOCKERFILE_CHECK build argument (the last one), which replaces the
+// file's `# check=` directive.
+std::optional<std::string> check_override(
+    const std::vector<std::pair<std::string, std::string>>& build_args);
+
 // Checks what can be checked before anything runs (outputs that cannot hold several platforms,
 // signing (`signing`, or a sign_key) without a push, malformed names): throws kiln::Error.
 void validate(const SessionRequest& request, bool signing = false);
@@ -106,6 +111,13 @@ void validate(const SessionRequest& request, bool signing = false);
 // Containerfile's errors, kiln::Error for everything else; several failing platforms are one
 // error naming each.
 SessionResult run(oci::Store& store, const SessionRequest& request);
+
+// The plan of the first platform, for what looks at a Containerfile without building it
+// (`--call check|outline`): bases are looked up in `store` when one is given, never pulled; a
+// base that is not there is unknown (frontend::BaseImage::known). With `all_stages`, every
+// stage's base is looked up, not only those of the stages the target needs.
+frontend::BuildPlan plan_without_building(oci::Store* store, const SessionRequest& request,
+                                          bool all_stages);
 
 // The op graph of each platform without a store (base images are taken to set nothing), as
 // `kiln build --dry-run` shows it. Throws like run() does for planning errors.
