@@ -256,7 +256,8 @@ TEST_F(Checks, TargetsListsStagesWithDescriptionsAndTheDefault) {
   EXPECT_EQ(t[2]["name"], "release");
   EXPECT_EQ(t[2]["default"], true);
   EXPECT_EQ(t[2]["description"], "is what gets shipped");
-  ProcessResult text = kiln({"build", "--call", "targets", ctx_.path().string()});
+  // --print is --call's older name.
+  ProcessResult text = kiln({"build", "--print", "targets", ctx_.path().string()});
   EXPECT_EQ(text.out,
             "TARGET            DESCRIPTION\n"
             "base              is the stage everything starts from\n"

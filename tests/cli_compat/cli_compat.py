@@ -44,6 +44,9 @@ COVERED_ELSEWHERE = {
     "--push": "tests/interop/registry_build_test.cpp (pushed image read back by skopeo)",
     "--load": "tests/interop/interop_test.cpp (the image reaches docker's or podman's store)",
     "--help": "tests/cli/cli_test.cpp (every command has help)",
+    "--check": "tests/cli/checks_test.cpp (one Containerfile per rule, JSON, exit codes)",
+    "--call": "tests/cli/checks_test.cpp (check, outline and targets, text and JSON)",
+    "--print": "tests/cli/checks_test.cpp (--call's older name)",
 }
 
 # What a "yes" means where kiln's meaning is narrower than the three tools' or differs.
