@@ -121,6 +121,12 @@ struct Builder::Impl {
     InputListings listings;
     Step detailed{step.env, step.op, step.stage, step.state, step.id, &listings};
     nlohmann::ordered_json inputs = executor.inputs(detailed);
+    // The history stays small: a copy of more files than this is explained without naming one.
+    constexpr size_t kMaxListed = 100000;
+    for (auto& [input, listing] : listings) {
+      if (listing.size() > kMaxListed)
+        listing.clear();
+    }
     RecordParts parts{identity, env.salt, step.state.key, step.state.base, ordinal == 0};
     nlohmann::ordered_json record = step_record(parts, step.op, inputs, listings);
     StepExplanation why;

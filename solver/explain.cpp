@@ -20,7 +20,8 @@ std::string short_digest(const std::string& value) {
 
 // The name of the first path whose line differs between two sorted listings, and how.
 std::optional<std::string> listing_change(const Json& before, const Json& now) {
-  if (!before.is_array() || !now.is_array())
+  // An empty listing is one that was too long to keep (or a copy of nothing): no names then.
+  if (!before.is_array() || !now.is_array() || before.empty() || now.empty())
     return std::nullopt;
   auto split = [](const Json& line) {
     std::string s = line.is_string() ? line.get<std::string>() : std::string();
