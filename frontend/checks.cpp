@@ -131,24 +131,6 @@ bool looks_secret(std::string_view key) {
   return deny;
 }
 
-std::string clean_path(std::string_view path) {
-  std::vector<std::string> parts;
-  for (const std::string& part : split(path, '/')) {
-    if (part.empty() || part == ".")
-      continue;
-    if (part == "..") {
-      if (!parts.empty())
-        parts.pop_back();
-      continue;
-    }
-    parts.push_back(part);
-  }
-  std::string out;
-  for (const std::string& part : parts)
-    out += (out.empty() ? "" : "/") + part;
-  return out.empty() ? "." : out;
-}
-
 // The `check=` settings of a comment right above an instruction, if it has one that parses.
 std::optional<CheckConfig> comment_config(const Instruction& ins) {
   for (const std::string& comment : ins.comments) {
@@ -503,7 +485,7 @@ class Checker {
         continue;
       std::string clean = clean_path(source);
       bool excluded = false;
-      if (clean == ".") {
+      if (clean == "." || clean == "/") {
         for (const IgnorePattern& p : ignore->patterns())
           excluded = excluded || p.text == "*" || p.text == "**" || p.text == "**/*";
       } else {
