@@ -353,6 +353,22 @@ int build_command(const std::vector<std::string>& args, Io io) {
       request.index_annotations.emplace("org.opencontainers.image.created", created);
   }
   request.metadata_file = opts->metadata_file;
+  request.attest.sbom = opts->attest.sbom;
+  request.attest.cyclonedx = opts->attest.cyclonedx;
+  request.attest.provenance = opts->attest.provenance;
+  request.attest.include_args = opts->attest.include_args;
+  request.attest.sbom_output = opts->attest.sbom_output;
+  request.attest.sbom_purl_output = opts->attest.sbom_purl_output;
+  // A remote context is recorded by its URL without credentials; a local directory by nothing
+  // (its path says nothing to anyone else; provenance carries its digest).
+  if (!fs::is_directory(opts->context, ec)) {
+    std::string uri = opts->context;
+    size_t scheme = uri.find("://");
+    size_t at = scheme == std::string::npos ? uri.npos : uri.find('@', scheme + 3);
+    if (at != std::string::npos && at < uri.find('/', scheme + 3))
+      uri.erase(scheme + 3, at - scheme - 2);
+    request.attest.context_uri = uri;
+  }
   for (const SecretSpec& secret : opts->secrets)
     request.solve.secrets[secret.id] = {secret.src, secret.env};
   for (const auto& [id, socket] : opts->ssh)

@@ -291,14 +291,14 @@ struct RefusedFlag {
 
 constexpr const char* kNoIntermediateImages =
     "kiln keeps no intermediate images (its cache is content-addressed steps)";
-constexpr const char* kNoSbom =
-    "kiln does not make SBOMs or attestations yet; nothing is scanned or attached";
+constexpr const char* kOwnSbom =
+    "kiln reads the image's package databases itself (no scanner image); --sbom and "
+    "--sbom-output take its SBOM";
 constexpr const char* kNoUsernsMaps =
     "kiln maps RUN's user namespace from /etc/subuid and /etc/subgid itself; explicit maps are "
     "not supported";
 
 constexpr RefusedFlag kRefusedFlags[] = {
-    {"attest", true, kNoSbom},
     {"builder", true, "kiln has no builder instances: it builds in its own process"},
     {"cpp-flag", true, "kiln does not run Containerfile.in files through cpp"},
     {"cw", true, "kiln does not make confidential-workload (krun) images"},
@@ -309,18 +309,14 @@ constexpr RefusedFlag kRefusedFlags[] = {
     {"layer-label", true, kNoIntermediateImages},
     {"logsplit", false, "--logfile takes every platform's output in one file"},
     {"policy", true, "kiln does not evaluate source policies"},
-    {"provenance", true, kNoSbom},
     {"resource", true,
      "buildx's per-step resource syntax is not taken: use --memory, --cpu-quota, --cpuset-cpus"},
     {"save-stages", false, kNoIntermediateImages},
-    {"sbom", true, kNoSbom},
-    {"sbom-image-output", true, kNoSbom},
-    {"sbom-image-purl-output", true, kNoSbom},
-    {"sbom-merge-strategy", true, kNoSbom},
-    {"sbom-output", true, kNoSbom},
-    {"sbom-purl-output", true, kNoSbom},
-    {"sbom-scanner-command", true, kNoSbom},
-    {"sbom-scanner-image", true, kNoSbom},
+    {"sbom-image-output", true, kOwnSbom},
+    {"sbom-image-purl-output", true, kOwnSbom},
+    {"sbom-merge-strategy", true, kOwnSbom},
+    {"sbom-scanner-command", true, kOwnSbom},
+    {"sbom-scanner-image", true, kOwnSbom},
     {"sign-by", true, "kiln makes cosign-compatible signatures, not GPG ones: use --sign-key"},
     {"source-policy-file", true, "kiln does not evaluate source policies"},
     {"stage-labels", false, kNoIntermediateImages},
@@ -414,7 +410,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   int compression_level = -1;
   long long timestamp = -1;
   std::vector<std::string> build_arg_files, unset_annotations, runtime_flags, group_add,
-      os_features, mounts;
+      os_features, mounts, attest, provenance_include_args;
+  std::string sbom, provenance, sbom_output, sbom_purl_output;
   std::string iidfile_raw, rewrite_timestamp, compress, content_trust, created_annotation,
       inherit_labels, inherit_annotations, skip_unused_stages, compat_volumes, ipc, pid, uts,
       cgroupns, debug, from, cache_ttl, all_platforms, manifest, memory, memory_swap, cpu_shares,
@@ -448,6 +445,20 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("cpuset-mems", po::value(&cpuset_mems), "the memory nodes RUN steps may use")
       ("cgroup-parent", po::value(&cgroup_parent),
        "the cgroup RUN steps' cgroups are made in (default: kiln's own)")
+      ("sbom", po::value(&sbom)->implicit_value("true"),
+       "attach an SBOM attestation (SPDX 2.3; cyclonedx: CycloneDX 1.5) read from the image's "
+       "package databases; buildx's generator=... and buildah's presets are taken")
+      ("sbom-output", po::value(&sbom_output), "also write the SBOM to this file (buildah)")
+      ("sbom-purl-output", po::value(&sbom_purl_output),
+       "also write the package URLs the SBOM lists to this file, one a line (buildah)")
+      ("provenance", po::value(&provenance)->implicit_value("true"),
+       "attach SLSA v1 provenance: true, false, mode=min or mode=max (the op graph, step times)")
+      ("attest", po::value(&attest),
+       "buildx's attestations: type=sbom[,generator=...] or type=provenance[,mode=min|max], "
+       "[,disabled=true]")
+      ("provenance-include-arg", po::value(&provenance_include_args),
+       "record this build arg's value in provenance even though its name looks like a "
+       "credential (those are redacted)")
       ("mount", po::value(&mounts),
        "a RUN --mount value added to every RUN step (type=cache|bind|tmpfs|secret|ssh,...)")
       ("os-version", po::value(&os_version), "the image config's os.version")
@@ -1140,6 +1151,67 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   require_one_of(plan_format, "--plan-format", {"text", "json"});
   if (vm["dry-run"].as<bool>())
     opts.dry_run = plan_format;
+  // Attestations: --sbom/--provenance are buildx's shorthands of --attest type=...; buildah's
+  // --sbom takes a scanner preset, whose format kiln's own generator follows.
+  auto attestation = [&](const std::string& type, const std::string& spec, const char* flag) {
+    bool enabled = true;
+    for (const std::string& part : split(spec, ',')) {
+      std::string item(trim(part));
+      if (item.empty() || item == "true" || item == "1")
+        continue;
+      if (item == "false" || item == "0") {
+        enabled = false;
+        continue;
+      }
+      size_t eq = item.find('=');
+      std::string key = item.substr(0, eq);
+      std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
+      if (type == "sbom" && eq == std::string::npos) {
+        require_one_of(item, flag,
+                       {"syft", "syft-spdx", "syft-cyclonedx", "trivy", "trivy-spdx",
+                        "trivy-cyclonedx", "spdx", "cyclonedx"});
+        opts.attest.cyclonedx = item.ends_with("cyclonedx");
+      } else if (key == "disabled") {
+        enabled = !flag_bool(value, flag);
+      } else if (key == "type") {
+        // --attest's own key, read by the caller
+      } else if (type == "sbom" && key == "generator") {
+        opts.attest.cyclonedx = value.find("cyclonedx") != std::string::npos;
+      } else if (type == "provenance" && key == "mode") {
+        require_one_of(value, std::string(flag) + " mode", {"min", "max"});
+        opts.attest.provenance = value;
+      } else {
+        usage(std::string(flag) + ": unknown option " + quote(key) +
+              (type == "sbom" ? " (generator, disabled)" : " (mode, disabled)"));
+      }
+    }
+    if (type == "sbom") {
+      opts.attest.sbom = enabled;
+    } else if (!enabled) {
+      opts.attest.provenance.reset();
+    } else if (!opts.attest.provenance) {
+      opts.attest.provenance = "min";
+    }
+  };
+  for (const std::string& spec : attest) {
+    std::string type;
+    for (const std::string& part : split(spec, ',')) {
+      if (part.starts_with("type="))
+        type = part.substr(5);
+    }
+    require_one_of(type, "--attest type", {"sbom", "provenance"});
+    attestation(type, spec, "--attest");
+  }
+  if (vm.count("sbom"))
+    attestation("sbom", sbom, "--sbom");
+  if (vm.count("provenance"))
+    attestation("provenance", provenance, "--provenance");
+  opts.attest.include_args.insert(provenance_include_args.begin(), provenance_include_args.end());
+  opts.attest.sbom_output = sbom_output;
+  opts.attest.sbom_purl_output = sbom_purl_output;
+  if ((!sbom_output.empty() || !sbom_purl_output.empty()) && !opts.attest.sbom)
+    opts.attest.sbom = true;  // buildah: an output asks for the SBOM
+
   if (vm["check"].as<bool>()) {
     if (!call.empty() && !call.starts_with("check"))
       usage("--check and --call " + call + " ask for different things: give one");

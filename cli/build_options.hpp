@@ -4,6 +4,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -126,6 +127,15 @@ struct BuildCommandOptions {
     bool ignore_status = false;      // ,ignorestatus=true: check findings do not fail the exit
   };
   Call call;
+  // --sbom, --provenance, --attest, --provenance-include-arg, --sbom-output, --sbom-purl-output.
+  struct Attest {
+    bool sbom = false;
+    bool cyclonedx = false;
+    std::optional<std::string> provenance;  // "min" | "max"
+    std::set<std::string> include_args;
+    std::string sbom_output, sbom_purl_output;
+  };
+  Attest attest;
   std::optional<std::string> dry_run;  // --dry-run: the plan format, "text" or "json"
   // --add-host HOST:IP (or HOST=IP), in order: extra /etc/hosts lines for RUN steps.
   std::vector<std::pair<std::string, std::string>> add_hosts;

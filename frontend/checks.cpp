@@ -115,9 +115,9 @@ std::string suggestion(const std::string& name, const std::vector<std::string>& 
   return best;
 }
 
-// ARG/ENV names that look like they hold credentials: a `_`-separated word of the deny list and
-// none of the allow list, in any letter case (BuildKit's patterns).
-bool looks_secret(std::string_view key) {
+}  // namespace
+
+bool looks_like_secret_name(std::string_view key) {
   static const std::set<std::string> kDeny = {"apikey", "auth",     "credential", "credentials",
                                               "key",    "password", "pword",      "passwd",
                                               "secret", "token"};
@@ -130,6 +130,8 @@ bool looks_secret(std::string_view key) {
   }
   return deny;
 }
+
+namespace {
 
 // The `check=` settings of a comment right above an instruction, if it has one that parses.
 std::optional<CheckConfig> comment_config(const Instruction& ins) {
@@ -464,7 +466,7 @@ class Checker {
   }
 
   void secret_rule(const char* what, const std::string& key, const Instruction& ins) {
-    if (looks_secret(key)) {
+    if (looks_like_secret_name(key)) {
       add("SecretsUsedInArgOrEnv", ins,
           std::string("Do not use ARG or ENV instructions for sensitive data (") + what + " \"" +
               key + "\")");

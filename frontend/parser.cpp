@@ -8,6 +8,7 @@
 
 #include "instruction_parser.hpp"
 #include "kiln/frontend/shell_lexer.hpp"
+#include "kiln/oci/digest.hpp"
 #include "source_reader.hpp"
 
 namespace kiln::frontend {
@@ -88,6 +89,7 @@ Containerfile parse_containerfile(std::string_view bytes, const std::string& fil
   detail::SourceReader reader(bytes, filename);
   Containerfile file;
   file.filename = filename;
+  file.digest = oci::sha256_of(bytes).str();
   file.directives = reader.directives();
   file.escape = reader.escape();
 

@@ -1,20 +1,26 @@
 #include "kiln/session/session.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
+#include "attestations.hpp"
 #include "image_resolver.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/exporter/sbom.hpp"
 #include "kiln/frontend/checks.hpp"
+#include "kiln/oci/digest.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/oci/reference.hpp"
 #include "kiln/solver/builder.hpp"
 #include "kiln/solver/cache_transfer.hpp"
+#include "kiln/solver/context_digest.hpp"
 
 namespace kiln::session {
 namespace fs = std::filesystem;
@@ -221,6 +227,79 @@ std::vector<PlatformResult> build_all(oci::Store& store, const SessionRequest& r
   return results;
 }
 
+// SessionRequest::attest: each platform's SBOM and provenance, written as attestation
+// manifests; returns their index entries (none when nothing is asked for).
+std::vector<oci::Descriptor> attach_attestations(oci::Store& store, const SessionRequest& request,
+                                                 ImageResolver& images,
+                                                 const std::vector<frontend::OpGraph>& graphs,
+                                                 std::vector<PlatformResult>& results,
+                                                 const std::string& started) {
+  std::vector<oci::Descriptor> entries;
+  if (!request.attest.any())
+    return entries;
+  std::string created = solver::build_timestamp(request.solve.source_date_epoch);
+  std::string finished = solver::build_timestamp(std::nullopt);
+  std::string context_digest;
+  std::error_code ec;
+  if (request.attest.provenance && fs::is_directory(request.solve.context, ec)) {
+    context_digest = solver::context_digest(store.layout().context_caches(), request.solve.context,
+                                            request.solve.ignore);
+  }
+  std::string invocation =
+      oci::sha256_of(started + finished + std::to_string(::getpid())).hex().substr(0, 32);
+  for (size_t i = 0; i < results.size(); ++i) {
+    PlatformResult& r = results[i];
+    std::string subject =
+        request.tags.empty()
+            ? std::string("_")
+            : image_purl(oci::Store::canonical_name(request.tags.front()), r.platform);
+    std::vector<exporter::Attestation> list;
+    if (request.attest.sbom) {
+      say(request, "Scanning " + r.platform.to_string() + " for its SBOM");
+      exporter::SbomScan scan = exporter::scan_rootfs(r.built.rootfs());
+      exporter::SbomSubject about{request.tags.empty() ? "image" : request.tags.front(), created,
+                                  std::string("kiln-") + KILN_VERSION};
+      if (request.attest.cyclonedx)
+        list.push_back({exporter::kCycloneDxPredicate, exporter::cyclonedx_document(scan, about)});
+      else
+        list.push_back({exporter::kSpdxPredicate, exporter::spdx_document(scan, about)});
+      if (!request.attest.sbom_output.empty())
+        write_user_file(request.attest.sbom_output, list.back().predicate.dump(2) + "\n");
+      if (!request.attest.sbom_purl_output.empty()) {
+        std::string purls;
+        for (const exporter::SbomPackage& p : scan.packages)
+          purls += p.purl + "\n";
+        write_user_file(request.attest.sbom_purl_output, purls);
+      }
+    }
+    if (request.attest.provenance) {
+      ProvenanceInputs in;
+      in.platform = r.platform;
+      in.graph = &graphs.at(i);
+      std::set<std::string> seen;
+      for (const frontend::Op& op : graphs.at(i).ops) {
+        const auto* source = op.as<frontend::SourceOp>();
+        if (!source || source->kind != frontend::SourceOp::Kind::kImage)
+          continue;
+        oci::Digest digest = source->manifest
+                                 ? *source->manifest
+                                 : images.resolve(source->image, source->platform).manifest.digest;
+        std::string uri = image_purl(source->image, source->platform);
+        if (seen.insert(uri + digest.str()).second)
+          in.dependencies.push_back({uri, digest});
+      }
+      in.timings = r.built.timings;
+      in.context_digest = context_digest;
+      in.started = started;
+      in.finished = finished;
+      in.invocation_id = invocation;
+      list.push_back({exporter::kSlsaProvenanceV1, provenance_predicate(request, in)});
+    }
+    entries.push_back(exporter::write_attestation_manifest(store, r.image.manifest, subject, list));
+  }
+  return entries;
+}
+
 // "linux/arm64/v8" → "linux_arm64_v8", BuildKit's directory name for a platform's files.
 std::string platform_dir(const oci::Platform& p) {
   std::string out = p.to_string();
@@ -261,6 +340,17 @@ void validate(const SessionRequest& request, bool signing) {
     oci::parse_reference(target);  // a malformed name fails before the build
   for (const std::string& tag : request.tags)
     oci::Store::canonical_name(tag);
+  if ((!request.attest.sbom_output.empty() || !request.attest.sbom_purl_output.empty()) &&
+      request.platforms.size() > 1) {
+    throw Error(
+        "--sbom-output and --sbom-purl-output take the SBOM of one platform: build the "
+        "platforms one at a time, or read each platform's SBOM attestation");
+  }
+  if (request.attest.any() && request.format == exporter::ManifestFormat::kDocker) {
+    throw Error(
+        "attestations (--sbom, --provenance, --attest) are stored in an OCI image index: "
+        "drop --format docker");
+  }
 }
 
 std::vector<frontend::OpGraph> plan(const SessionRequest& request) {
@@ -402,6 +492,7 @@ std::optional<std::string> check_override(
 }
 
 SessionResult run(oci::Store& store, const SessionRequest& request) {
+  std::string started = solver::build_timestamp(std::nullopt);
   validate(request);
   if (request.manifest_list)
     check_manifest_list(store, *request.manifest_list);
@@ -421,12 +512,14 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
   std::vector<PlatformResult> results =
       build_all(store, request, base, platforms, graphs, builders);
   bool multi = results.size() > 1;
+  std::vector<oci::Descriptor> attestations =
+      attach_attestations(store, request, *images, graphs, results, started);
 
-  // One platform: its manifest. Several: an index of them, which tags and outputs carry.
+  // One platform: its manifest. Several, or attestations: an index, which tags and outputs carry.
   SessionResult out;
   out.top = results.front().image.manifest;
   out.image_id = results.front().image.config.str();
-  if (multi) {
+  if (multi || !attestations.empty()) {
     oci::Index index;
     index.media_type = request.format == exporter::ManifestFormat::kDocker
                            ? oci::media_type::kDockerManifestList
@@ -436,6 +529,8 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
       d.platform = r.platform;
       index.manifests.push_back(d);
     }
+    // BuildKit's order: every image manifest, then their attestation manifests.
+    index.manifests.insert(index.manifests.end(), attestations.begin(), attestations.end());
     index.annotations.insert(request.index_annotations.begin(), request.index_annotations.end());
     out.top = store.put_index(index);
     out.image_id = out.top.digest.str();

@@ -107,12 +107,18 @@ std::shared_ptr<SharedSteps> make_shared_steps() {
 struct Builder::Impl {
   BuildEnv env;
   std::optional<oci::StepHistory> history;  // with a history_scope
-  std::mutex explanations_mutex;
+  std::mutex explanations_mutex;            // guards explanations and timings
   std::vector<StepExplanation> explanations;
+  std::vector<BuiltImage::StepTiming> timings;
 
   Impl(oci::Store& store, BuildRequest request) : env(store, std::move(request)) {
     if (!env.request.history_scope.empty())
       history.emplace(env.store.layout());
+  }
+
+  void timed(const std::string& name, bool cached, double seconds) {
+    std::lock_guard lock(explanations_mutex);
+    timings.push_back({name, cached, seconds});
   }
 
   // Why the step about to run missed, reported now; returns its inputs record for the history.
@@ -193,6 +199,7 @@ struct Builder::Impl {
         env.used(stage.index, st);
         ++env.steps_cached;
         env.emit(ProgressEvent::Kind::kCached, id, {}, {}, seconds_since(started));
+        timed(name, true, seconds_since(started));
         return;
       }
       try {
@@ -224,6 +231,7 @@ struct Builder::Impl {
       env.used(stage.index, st);
       ++env.steps_run;
       env.emit(ProgressEvent::Kind::kDone, id, {}, {}, seconds_since(started));
+      timed(name, false, seconds_since(started));
     } catch (const std::exception& e) {
       env.emit(ProgressEvent::Kind::kFailed, id, {}, e.what(), seconds_since(started));
       throw;
@@ -342,6 +350,7 @@ struct Builder::Impl {
     out.steps_run = env.steps_run;
     out.steps_cached = env.steps_cached;
     out.explanations = explanations;
+    out.timings = timings;
     for (const auto& [stage, record] : env.used_records()) {
       out.all_records.push_back(record);
       if (stage == target_stage.index)

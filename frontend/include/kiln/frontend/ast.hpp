@@ -120,6 +120,7 @@ struct Warning {
 
 struct Containerfile {
   std::string filename;
+  std::string digest;  // "sha256:HEX" of the bytes it was parsed from (provenance records it)
   std::vector<Directive> directives;
   char escape = '\\';
   std::vector<Instruction> instructions;

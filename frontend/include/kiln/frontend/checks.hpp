@@ -85,6 +85,12 @@ struct CheckReport {
 CheckReport run_checks(const Containerfile& file, const BuildPlan& plan,
                        const CheckOptions& options);
 
+// Whether an ARG/ENV name looks like it holds a credential (SecretsUsedInArgOrEnv's rule, also
+// used to redact build args in provenance): one of its `_`-separated words, in any case, is
+// apikey, auth, credential(s), key, password, pword, passwd, secret or token, and none is
+// public, file or version.
+bool looks_like_secret_name(std::string_view key);
+
 // "FILE:LINE:COL: warning: RULE: message", then "  fix: ..." on the next line.
 std::string format_finding(const CheckFinding& finding);
 

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -88,6 +89,26 @@ struct SessionRequest {
   std::vector<std::string> push;                 // references to push the image to
   std::optional<exporter::SigningKey> sign_key;  // signs what is pushed
   std::filesystem::path metadata_file;           // buildx's --metadata-file
+
+  // --sbom, --provenance, --attest (buildx): in-toto attestations attached to each platform's
+  // image the way BuildKit attaches them (exporter/attestation.hpp). The result is then always
+  // an image index, with OCI media types (--format docker is an error).
+  struct Attestations {
+    bool sbom = false;
+    bool cyclonedx = false;  // the SBOM as CycloneDX; SPDX 2.3 otherwise
+    // "min" or "max"; nullopt: no provenance. max adds the op graph and each step's time.
+    std::optional<std::string> provenance;
+    // Build args recorded even though their names look like credentials
+    // (frontend::looks_like_secret_name); the others with such names are recorded as
+    // "<redacted>". Secrets (--secret) are never recorded.
+    std::set<std::string> include_args;
+    std::string context_uri;  // what the user named as the context: a directory, URL, "-"
+    // buildah's --sbom-output and --sbom-purl-output: the SBOM document, and the package URLs
+    // it lists (one a line), also written to these files (one platform only).
+    std::filesystem::path sbom_output, sbom_purl_output;
+    bool any() const { return sbom || provenance.has_value(); }
+  };
+  Attestations attest;
 };
 
 struct SessionResult {

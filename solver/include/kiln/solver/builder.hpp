@@ -165,6 +165,13 @@ struct BuiltImage {
   size_t steps_run = 0, steps_cached = 0;
   // Every step that ran, with why (in the order they started); empty without history_scope.
   std::vector<StepExplanation> explanations;
+  // Every step's time, cached or run, in the order they finished (provenance mode=max).
+  struct StepTiming {
+    std::string step;  // as progress names it
+    bool cached = false;
+    double seconds = 0;
+  };
+  std::vector<StepTiming> timings;
   // The record of every step of the build (for --cache-to): the target stage's steps alone
   // (mode=min) and every stage's (mode=max), in the order they finished.
   std::vector<oci::CacheRecord> target_records, all_records;
