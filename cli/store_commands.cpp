@@ -22,6 +22,7 @@
 #include "kiln/base/fd.hpp"
 #include "kiln/base/io.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/exporter/attestation.hpp"
 #include "kiln/exporter/exporter.hpp"
 #include "kiln/frontend/duration.hpp"
 #include "kiln/oci/gc.hpp"
@@ -616,14 +617,18 @@ std::string render_json_template(const std::string& tmpl, const nlohmann::ordere
 
 int inspect_command(const std::vector<std::string>& args, Io io) {
   static const CommandSpec spec{
-      "inspect", "kiln inspect [--format json|TEMPLATE] [--tls-verify=false] IMAGE",
+      "inspect",
+      "kiln inspect [--format json|TEMPLATE] [--attestations] [--tls-verify=false] IMAGE",
       "Show an image's manifest (or index) and config as JSON: from the store, or with "
       "docker://REF from a registry without pulling it. A TEMPLATE picks fields: {{.Id}}, "
-      "{{.Config.config.Labels}}, {{json .Manifest.layers}}.",
+      "{{.Config.config.Labels}}, {{json .Manifest.layers}}. --attestations shows the in-toto "
+      "statements (SBOM, provenance) attached to each platform's image instead.",
       1, 1};
   po::options_description flags("Options");
   flags.add_options()("format,f", po::value<std::string>()->default_value("json"),
-                      "json, or a Go template over the JSON");
+                      "json, or a Go template over the JSON")(
+      "attestations", po::bool_switch(),
+      "the attestations attached to the image: each platform's statements, whole");
   add_registry_flags(flags);
   std::vector<std::string> operands;
   po::variables_map vm;
@@ -673,7 +678,32 @@ int inspect_command(const std::vector<std::string>& args, Io io) {
     m["Config"] = nlohmann::ordered_json::parse(read(manifest.config));
     return m;
   };
-  if (oci::media_type::is_index(top_desc.media_type)) {
+  if (vm["attestations"].as<bool>()) {
+    // BuildKit's storage: attestation manifests in the index, one per image manifest.
+    out["Attestations"] = nlohmann::ordered_json::array();
+    if (oci::media_type::is_index(top_desc.media_type)) {
+      oci::Index index = oci::parse_index(top);
+      for (const oci::Descriptor& d : index.manifests) {
+        if (!exporter::is_attestation_manifest(d))
+          continue;
+        std::string about = d.annotations.at(exporter::kReferenceDigestAnnotation);
+        nlohmann::ordered_json entry;
+        for (const oci::Descriptor& image : index.manifests) {
+          if (image.digest.str() == about && image.platform)
+            entry["Platform"] = image.platform->to_string();
+        }
+        entry["Manifest"] = about;
+        entry["AttestationManifest"] = d.digest.str();
+        entry["Statements"] = nlohmann::ordered_json::array();
+        for (const oci::Descriptor& layer : oci::parse_manifest(read(d)).layers) {
+          if (layer.media_type != exporter::kInTotoMediaType)
+            continue;
+          entry["Statements"].push_back(nlohmann::ordered_json::parse(read(layer)));
+        }
+        out["Attestations"].push_back(std::move(entry));
+      }
+    }
+  } else if (oci::media_type::is_index(top_desc.media_type)) {
     out["Index"] = nlohmann::ordered_json::parse(top);
     out["Manifests"] = nlohmann::ordered_json::array();
     for (const oci::Descriptor& d : oci::parse_index(top).manifests) {

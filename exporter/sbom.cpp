@@ -102,24 +102,34 @@ std::string purl(const std::string& type, const std::string& ns, const SbomPacka
 std::string dep5_license(const std::string& text) {
   if (!text.starts_with("Format:") && text.find("\nFormat:") == std::string::npos)
     return {};
+  // Every Files paragraph's licence, AND-ed, each term once: "A OR B" choices stay whole.
   std::set<std::string> seen;
-  std::vector<std::string> names;
+  std::vector<std::string> terms;
   for (const auto& paragraph : paragraphs(text)) {
     auto it = paragraph.find("License");
     if (it == paragraph.end() || !paragraph.contains("Files"))
       continue;
     std::string first = it->second.substr(0, it->second.find('\n'));
     std::string expression = spdx_license(std::string(trim(first)));
-    if (!expression.empty() && seen.insert(expression).second)
-      names.push_back(expression);
-  }
-  if (names.size() > 1) {
-    for (std::string& n : names) {
-      if (n.find(' ') != std::string::npos)
-        n = "(" + n + ")";
+    std::vector<std::string> parts;
+    if (expression.find(" OR ") != std::string::npos) {
+      parts.push_back("(" + expression + ")");
+    } else {
+      for (size_t start = 0; start < expression.size();) {
+        size_t and_at = expression.find(" AND ", start);
+        parts.push_back(
+            expression.substr(start, and_at == std::string::npos ? and_at : and_at - start));
+        start = and_at == std::string::npos ? expression.size() : and_at + 5;
+      }
+    }
+    for (const std::string& part : parts) {
+      if (!part.empty() && seen.insert(part).second)
+        terms.push_back(part);
     }
   }
-  return join(names, " AND ");
+  if (terms.size() == 1 && terms.front().starts_with("("))
+    return terms.front().substr(1, terms.front().size() - 2);
+  return join(terms, " AND ");
 }
 
 void read_dpkg(const fs::path& root, const std::string& distro, SbomScan& scan) {
@@ -331,6 +341,18 @@ std::string spdx_license(const std::string& debian) {
     if (word.ends_with(","))
       word.pop_back();
     std::string lower = to_lower(word);
+    if (!expect_name && lower == "with") {
+      // "GPL-3+ with Bison exception": SPDX's WITH needs a listed exception id, so the
+      // exception is kept as a reference of its own beside the licence.
+      std::vector<std::string> exception;
+      while (words >> word) {
+        exception.push_back(word);
+        if (to_lower(word) == "exception")
+          break;
+      }
+      out += " AND " + spdx_id("LicenseRef-", join(exception, "-"));
+      continue;
+    }
     if (!expect_name && (lower == "or" || lower == "and")) {
       out += " " + to_upper(lower) + " ";
       expect_name = true;
