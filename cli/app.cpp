@@ -36,6 +36,8 @@ const std::vector<Command>& commands() {
       {"key", "Generate a signing key pair (kiln key generate)", key_command},
       {"sign", "Sign an image (cosign-compatible)", sign_command},
       {"verify", "Verify an image's signatures with a public key", verify_command},
+      {"verify-attestation", "Verify an image's signed attestations (SBOM, provenance)",
+       verify_attestation_command},
       {"info", "Show what kiln finds on this machine for this user", info_command},
       {"unshare", "Run a command in the user namespace builds use", unshare_command},
       {"completion", "Print a shell completion script (bash, zsh, fish)", completion_command},

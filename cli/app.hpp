@@ -53,6 +53,7 @@ int check_command(const std::vector<std::string>& args, Io io);
 int key_command(const std::vector<std::string>& args, Io io);
 int sign_command(const std::vector<std::string>& args, Io io);
 int verify_command(const std::vector<std::string>& args, Io io);
+int verify_attestation_command(const std::vector<std::string>& args, Io io);
 int manifest_command(const std::vector<std::string>& args, Io io);
 int pull_command(const std::vector<std::string>& args, Io io);
 int history_command(const std::vector<std::string>& args, Io io);

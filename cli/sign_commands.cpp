@@ -9,6 +9,7 @@
 #include "command_line.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
+#include "kiln/exporter/attestation_signing.hpp"
 #include "kiln/exporter/signing.hpp"
 #include "kiln/oci/registry.hpp"
 
@@ -121,7 +122,8 @@ int sign_command(const std::vector<std::string>& args, Io io) {
       kImageForms;
   static const CommandSpec spec{
       "sign",
-      "kiln sign --key KEY [--annotation K=V]... [--recursive] [--tls-verify=false] "
+      "kiln sign --key KEY [--annotation K=V]... [--recursive | --attestations] "
+      "[--tls-verify=false] "
       "[--creds U:P] [--authfile F] IMAGE",
       summary.c_str(), 1, 1};
   po::options_description flags("Options");
@@ -130,7 +132,10 @@ int sign_command(const std::vector<std::string>& args, Io io) {
                       "or the terminal)")(
       "annotation,a", po::value<std::vector<std::string>>()->composing(),
       "add K=V to the signed payload's optional section (repeatable)")(
-      "recursive", po::bool_switch(), "also sign every manifest of an index");
+      "recursive", po::bool_switch(), "also sign every manifest of an index")(
+      "attestations", po::bool_switch(),
+      "sign the image's attached attestations (SBOM, provenance) instead, as cosign attest "
+      "does: DSSE envelopes in a sha256-<hex>.att manifest beside each platform's image");
   std::optional<SigningCommandLine> line = parse_signing_command(spec, args, flags, io);
   if (!line)
     return kExitOk;
@@ -145,6 +150,23 @@ int sign_command(const std::vector<std::string>& args, Io io) {
   std::unique_ptr<exporter::SignatureTarget> target =
       exporter::open_signature_target(line->image, options);
   oci::Descriptor top = target->resolve();
+  if (vm["attestations"].as<bool>()) {
+    std::vector<exporter::AttachedStatement> statements =
+        exporter::attached_statements(*target, top);
+    if (statements.empty()) {
+      throw Error(target->name() +
+                  " has no attestations to sign (build it with --sbom or --provenance)");
+    }
+    for (const exporter::AttachedStatement& s : statements) {
+      bool added = exporter::sign_attestation(*target, s.subject, s.statement, key);
+      std::string type =
+          nlohmann::json::parse(s.statement, nullptr, false).value("predicateType", "?");
+      io.out << (added ? "Signed attestation " : "Already signed with this key: ") << type
+             << " about " << s.subject.str() << " (" << exporter::attestation_tag(s.subject)
+             << ")\n";
+    }
+    return kExitOk;
+  }
   for (const oci::Descriptor& subject :
        exporter::signing_subjects(*target, top, vm["recursive"].as<bool>())) {
     bool added = exporter::sign_image(*target, subject.digest, key, extra);
@@ -199,6 +221,71 @@ int verify_command(const std::vector<std::string>& args, Io io) {
                 std::to_string(result.checks.size()) + " checked)");
   }
   return kExitOk;
+}
+
+int verify_attestation_command(const std::vector<std::string>& args, Io io) {
+  static const std::string summary =
+      std::string(
+          "Verify an image's signed attestations with a public key, as cosign verify-attestation\n"
+          "--key does: every DSSE envelope in the .att manifest of the image (and, for an index,\n"
+          "of each platform's image) must verify over its PAE encoding and name that image as\n"
+          "its subject. Prints each verified statement (one JSON line each) and exits 0 when at\n"
+          "least one of the --type verifies; exits 1 with the reason for each that does not.\n\n") +
+      kImageForms;
+  static const CommandSpec spec{
+      "verify-attestation",
+      "kiln verify-attestation --key PUBLIC_KEY [--type slsaprovenance|spdx|cyclonedx|URI] "
+      "[--tls-verify=false] IMAGE",
+      summary.c_str(), 1, 1};
+  po::options_description flags("Options");
+  flags.add_options()("key", po::value<std::string>(), "the public key (PEM, as cosign.pub)")(
+      "type", po::value<std::string>()->default_value("custom"),
+      "the predicate type: slsaprovenance, slsaprovenance1, spdx, spdxjson, cyclonedx, vuln, "
+      "custom (cosign's default), or a URI; \"any\" takes every type");
+  std::optional<SigningCommandLine> line = parse_signing_command(spec, args, flags, io);
+  if (!line)
+    return kExitOk;
+  const std::string& key_name = line->key;
+  oci::RegistryOptions options = registry_options(line->flags, spec);
+  std::string type = line->flags["type"].as<std::string>();
+  std::vector<std::string> types =
+      type == "any" ? std::vector<std::string>{} : exporter::predicate_types(type);
+
+  exporter::PublicKey key = exporter::load_public_key(key_name);
+  std::unique_ptr<exporter::SignatureTarget> target =
+      exporter::open_signature_target(line->image, options);
+  oci::Descriptor top = target->resolve();
+  size_t verified = 0, failed = 0;
+  bool found = false;
+  for (const oci::Descriptor& subject : exporter::signing_subjects(*target, top, true)) {
+    if (subject.platform && subject.platform->os == "unknown")
+      continue;  // attestation manifests are not attested themselves
+    std::optional<std::vector<exporter::AttestationCheck>> checks =
+        exporter::verify_attestations(*target, subject.digest, key, key_name, types);
+    if (!checks)
+      continue;
+    found = true;
+    for (const exporter::AttestationCheck& check : *checks) {
+      if (check.verified) {
+        ++verified;
+        io.out << check.statement << "\n";
+      } else {
+        ++failed;
+        io.err << "Attestation " << check.layer.digest.str() << " of " << subject.digest.str()
+               << ": " << check.failure << "\n";
+      }
+    }
+  }
+  std::string what = target->name() + " (" + top.digest.str() + ")";
+  if (!found)
+    throw Error("no signed attestations found for " + what);
+  if (verified == 0) {
+    throw Error("no attestation of " + what + (type == "any" ? "" : " of type " + type) +
+                " verifies with " + key_name + " (" + std::to_string(failed) + " failed)");
+  }
+  io.err << "Verified " << verified << " attestation" << (verified == 1 ? "" : "s") << " of "
+         << what << " with " << key_name << "\n";
+  return failed == 0 ? kExitOk : kExitFailure;
 }
 
 }  // namespace kiln::cli

@@ -27,6 +27,7 @@
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
+#include "signing_internal.hpp"
 
 namespace kiln::exporter {
 namespace fs = std::filesystem;
@@ -221,6 +222,10 @@ std::string string_member(const nlohmann::json& object, std::string_view key) {
   return value && value->is_string() ? value->get<std::string>() : std::string();
 }
 
+}  // namespace
+
+namespace detail {
+
 // cosign's signature image config: no platform, one diff ID (the payload digest: payloads are not
 // compressed) and one history entry per layer. The zero time keeps the bytes a function of the
 // layers.
@@ -242,19 +247,26 @@ std::string signature_config(const std::vector<oci::Descriptor>& layers) {
   return config.dump();
 }
 
+oci::Manifest parse_tagged_manifest(const std::string& bytes, const SignatureTarget& target,
+                                    const std::string& tag) {
+  try {
+    return oci::parse_manifest(bytes);
+  } catch (const Error& e) {
+    throw Error("signature manifest " + tag + " of " + target.name() + ": " + e.what());
+  }
+}
+
 oci::Descriptor blob_descriptor(const char* media_type, std::string_view bytes) {
   return {media_type, oci::sha256_of(bytes), static_cast<int64_t>(bytes.size()), {}, {}, {}, {}};
 }
 
-oci::Manifest parse_signature_manifest(const std::string& bytes, const SignatureTarget& target,
-                                       const oci::Digest& subject) {
-  try {
-    return oci::parse_manifest(bytes);
-  } catch (const Error& e) {
-    throw Error("signature manifest " + signature_tag(subject) + " of " + target.name() + ": " +
-                e.what());
-  }
-}
+}  // namespace detail
+
+namespace {
+
+using detail::blob_descriptor;
+using detail::parse_tagged_manifest;
+using detail::signature_config;
 
 // Why `layer` is not a good signature of `subject`; empty when it is one. On success, `optional`
 // receives the payload's optional section.
@@ -337,9 +349,9 @@ class RegistryTarget : public SignatureTarget {
     return std::move(sink.bytes);
   }
 
-  std::optional<std::string> read_signature_manifest(const oci::Digest& subject) override {
+  std::optional<std::string> read_tagged_manifest(const std::string& tag) override {
     try {
-      return client_.get_manifest(ref_.path, signature_tag(subject)).bytes;
+      return client_.get_manifest(ref_.path, tag).bytes;
     } catch (const oci::RegistryError& e) {
       if (e.http_status() == 404)
         return std::nullopt;
@@ -347,9 +359,9 @@ class RegistryTarget : public SignatureTarget {
     }
   }
 
-  void write_signature_manifest(const oci::Digest& subject,
-                                const std::vector<std::pair<oci::Descriptor, std::string>>& blobs,
-                                const std::string& manifest) override {
+  void write_tagged_manifest(const std::string& tag,
+                             const std::vector<std::pair<oci::Descriptor, std::string>>& blobs,
+                             const std::string& manifest) override {
     for (const auto& [descriptor, bytes] : blobs) {
       if (client_.blob_exists(ref_.path, descriptor.digest))
         continue;
@@ -358,8 +370,7 @@ class RegistryTarget : public SignatureTarget {
       write_new_file(file, bytes, 0600, false);
       client_.put_blob(ref_.path, descriptor, file);
     }
-    client_.put_manifest(ref_.path, signature_tag(subject), oci::media_type::kOciManifest,
-                         manifest);
+    client_.put_manifest(ref_.path, tag, oci::media_type::kOciManifest, manifest);
   }
 
  private:
@@ -410,8 +421,7 @@ class LayoutTarget : public SignatureTarget {
     return bytes;
   }
 
-  std::optional<std::string> read_signature_manifest(const oci::Digest& subject) override {
-    std::string tag = signature_tag(subject);
+  std::optional<std::string> read_tagged_manifest(const std::string& tag) override {
     for (const oci::Descriptor& d : read_index().manifests) {
       if (ref_name(d) == tag)
         return read(d);
@@ -419,9 +429,9 @@ class LayoutTarget : public SignatureTarget {
     return std::nullopt;
   }
 
-  void write_signature_manifest(const oci::Digest& subject,
-                                const std::vector<std::pair<oci::Descriptor, std::string>>& blobs,
-                                const std::string& manifest) override {
+  void write_tagged_manifest(const std::string& tag,
+                             const std::vector<std::pair<oci::Descriptor, std::string>>& blobs,
+                             const std::string& manifest) override {
     oci::Index index = read_index();
     fs::create_directories(dir_ / "blobs" / "sha256");
     oci::Descriptor top = blob_descriptor(oci::media_type::kOciManifest, manifest);
@@ -432,7 +442,6 @@ class LayoutTarget : public SignatureTarget {
       if (!fs::exists(path))
         oci::write_file_atomically(path, bytes);
     }
-    std::string tag = signature_tag(subject);
     std::erase_if(index.manifests, [&](const oci::Descriptor& d) { return ref_name(d) == tag; });
     top.annotations[oci::kRefNameAnnotation] = tag;
     index.manifests.push_back(std::move(top));
@@ -445,7 +454,7 @@ class LayoutTarget : public SignatureTarget {
     return it == d.annotations.end() ? std::string() : it->second;
   }
   static bool is_signature_tag(const std::string& name) {
-    return starts_with(name, "sha256-") && ends_with(name, ".sig");
+    return starts_with(name, "sha256-") && (ends_with(name, ".sig") || ends_with(name, ".att"));
   }
   oci::Index read_index() const {
     fs::path file = dir_ / "index.json";
@@ -488,27 +497,24 @@ class StoreTarget : public SignatureTarget {
     return store_.read_blob(descriptor.digest);
   }
 
-  std::optional<std::string> read_signature_manifest(const oci::Digest& subject) override {
-    std::optional<oci::TaggedImage> found = store_.find(signature_name(subject));
+  std::optional<std::string> read_tagged_manifest(const std::string& tag) override {
+    std::optional<oci::TaggedImage> found = store_.find(short_repository_ + ":" + tag);
     if (!found)
       return std::nullopt;
     return store_.read_blob(found->descriptor.digest);
   }
 
-  void write_signature_manifest(const oci::Digest& subject,
-                                const std::vector<std::pair<oci::Descriptor, std::string>>& blobs,
-                                const std::string& manifest) override {
+  void write_tagged_manifest(const std::string& tag,
+                             const std::vector<std::pair<oci::Descriptor, std::string>>& blobs,
+                             const std::string& manifest) override {
     for (const auto& blob : blobs)
       store_.put_blob(blob.second);
     store_.put_blob(manifest);
-    store_.tag(blob_descriptor(oci::media_type::kOciManifest, manifest), signature_name(subject));
+    store_.tag(blob_descriptor(oci::media_type::kOciManifest, manifest),
+               short_repository_ + ":" + tag);
   }
 
  private:
-  std::string signature_name(const oci::Digest& subject) const {
-    return short_repository_ + ":" + signature_tag(subject);
-  }
-
   oci::Store store_;
   std::string name_;
   oci::TaggedImage image_;
@@ -799,8 +805,8 @@ bool sign_image(SignatureTarget& target, const oci::Digest& subject, const Signi
   oci::Descriptor layer = blob_descriptor(kSimpleSigningMediaType, payload);
 
   oci::Manifest manifest;
-  if (std::optional<std::string> existing = target.read_signature_manifest(subject))
-    manifest = parse_signature_manifest(*existing, target, subject);
+  if (std::optional<std::string> existing = target.read_tagged_manifest(signature_tag(subject)))
+    manifest = parse_tagged_manifest(*existing, target, signature_tag(subject));
   PublicKey public_key = key.public_key();
   for (const oci::Descriptor& d : manifest.layers) {
     auto signature = d.annotations.find(kSignatureAnnotation);
@@ -817,8 +823,9 @@ bool sign_image(SignatureTarget& target, const oci::Digest& subject, const Signi
   manifest.schema_version = 2;
   manifest.media_type = oci::media_type::kOciManifest;
   manifest.config = blob_descriptor(oci::media_type::kOciConfig, config);
-  target.write_signature_manifest(subject, {{layer, payload}, {manifest.config, config}},
-                                  oci::serialize(manifest));
+  target.write_tagged_manifest(signature_tag(subject),
+                               {{layer, payload}, {manifest.config, config}},
+                               oci::serialize(manifest));
   return true;
 }
 
@@ -840,10 +847,10 @@ bool VerifyResult::any_verified() const {
 VerifyResult verify_image(SignatureTarget& target, const oci::Digest& subject, const PublicKey& key,
                           const std::string& key_name) {
   VerifyResult result;
-  std::optional<std::string> bytes = target.read_signature_manifest(subject);
+  std::optional<std::string> bytes = target.read_tagged_manifest(signature_tag(subject));
   if (!bytes)
     return result;
-  oci::Manifest manifest = parse_signature_manifest(*bytes, target, subject);
+  oci::Manifest manifest = parse_tagged_manifest(*bytes, target, signature_tag(subject));
   result.found = !manifest.layers.empty();
   for (const oci::Descriptor& layer : manifest.layers) {
     SignatureCheck check;

@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "kiln/base/base64.hpp"
 #include "kiln/base/fd.hpp"
 #include "process.hpp"
 #include "registry_fixture.hpp"
@@ -235,6 +236,89 @@ TEST_F(Attestations, SkopeoCopiesAttestationsBetweenRepositoriesIntact) {
   ASSERT_EQ(remote.size(), 2u);
   EXPECT_EQ(remote["https://spdx.dev/Document"], local["https://spdx.dev/Document"]);
   EXPECT_EQ(remote["https://slsa.dev/provenance/v1"], local["https://slsa.dev/provenance/v1"]);
+}
+
+// kiln sign --attestations writes cosign's attestation format; openssl verifies the DSSE
+// signature over the PAE bytes on its own, and a statement changed after signing fails
+// kiln verify-attestation.
+TEST_F(Attestations, SignedAttestationsVerifyIndependentlyAndATamperedOneFails) {
+  std::ofstream(ctx_ / "Containerfile") << "FROM scratch\nCOPY a.txt /a.txt\n";
+  std::ofstream(ctx_ / "a.txt") << "a\n";
+  fs::path layout = work_.path() / "layout";
+  ASSERT_EQ(kiln({"build", "-q", "--sbom", "--provenance", "-t", "app:1", "-o",
+                  "type=oci,dest=" + layout.string(), ctx_.string()})
+                .exit_code,
+            0);
+  auto with_password = [&](std::vector<std::string> args) {
+    return run_kiln(args, {}, {},
+                    {"KILN_ROOT=" + (work_.path() / "store").string(), "KILN_PASSWORD="});
+  };
+  fs::path prefix = work_.path() / "key";
+  ASSERT_EQ(with_password({"key", "generate", "--output-key-prefix", prefix.string()}).exit_code,
+            0);
+  std::string image = "oci:" + layout.string();
+  ProcessResult signed_ =
+      with_password({"sign", "--attestations", "--key", prefix.string() + ".key", image});
+  ASSERT_EQ(signed_.exit_code, 0) << signed_.err;
+  EXPECT_THAT(signed_.out, HasSubstr("Signed attestation https://slsa.dev/provenance/v1"));
+  ProcessResult verified = kiln(
+      {"verify-attestation", "--key", prefix.string() + ".pub", "--type", "slsaprovenance", image});
+  ASSERT_EQ(verified.exit_code, 0) << verified.err;
+  EXPECT_EQ(nlohmann::json::parse(verified.out)["predicateType"], "https://slsa.dev/provenance/v1");
+
+  // The .att manifest, found by its tag in the layout.
+  nlohmann::json index = nlohmann::json::parse(slurp(layout / "index.json"));
+  std::string att_digest;
+  for (const auto& m : index["manifests"]) {
+    std::string name = m["annotations"].value("org.opencontainers.image.ref.name", "");
+    if (name.ends_with(".att"))
+      att_digest = m["digest"];
+  }
+  ASSERT_FALSE(att_digest.empty()) << index.dump();
+  auto blob = [&](const std::string& digest) { return layout / "blobs/sha256" / digest.substr(7); };
+  nlohmann::json att = nlohmann::json::parse(slurp(blob(att_digest)));
+  ASSERT_EQ(att["layers"].size(), 2u);
+  EXPECT_EQ(att["layers"][0]["mediaType"], "application/vnd.dsse.envelope.v1+json");
+  nlohmann::json envelope = nlohmann::json::parse(slurp(blob(att["layers"][0]["digest"])));
+  std::string payload = base64_decode(envelope["payload"].get<std::string>());
+  std::string type = envelope["payloadType"];
+  std::string pae = "DSSEv1 " + std::to_string(type.size()) + " " + type + " " +
+                    std::to_string(payload.size()) + " " + payload;
+  std::ofstream(work_.path() / "pae", std::ios::binary) << pae;
+  std::ofstream(work_.path() / "sig", std::ios::binary)
+      << base64_decode(envelope["signatures"][0]["sig"].get<std::string>());
+  ProcessResult openssl =
+      run_program({"openssl", "dgst", "-sha256", "-verify", prefix.string() + ".pub", "-signature",
+                   (work_.path() / "sig").string(), (work_.path() / "pae").string()});
+  EXPECT_EQ(openssl.exit_code, 0) << openssl.out << openssl.err;
+  EXPECT_THAT(openssl.out, HasSubstr("Verified OK"));
+
+  // Change the signed statement, keep the signature, and re-point the manifest and index at it.
+  nlohmann::json statement = nlohmann::json::parse(payload);
+  statement["predicate"]["tampered"] = true;
+  envelope["payload"] = base64_encode(statement.dump());
+  auto put = [&](const std::string& bytes) {
+    fs::path tmp = work_.path() / "new-blob";
+    std::ofstream(tmp, std::ios::binary) << bytes;
+    std::string digest = "sha256:" + sha256_hex(tmp);
+    fs::copy_file(tmp, blob(digest), fs::copy_options::overwrite_existing);
+    return std::make_pair(digest, bytes.size());
+  };
+  auto [env_digest, env_size] = put(envelope.dump());
+  att["layers"][0]["digest"] = env_digest;
+  att["layers"][0]["size"] = env_size;
+  auto [new_att, att_size] = put(att.dump());
+  for (auto& m : index["manifests"]) {
+    if (m["digest"] == att_digest) {
+      m["digest"] = new_att;
+      m["size"] = att_size;
+    }
+  }
+  std::ofstream(layout / "index.json", std::ios::trunc) << index.dump();
+  ProcessResult tampered =
+      kiln({"verify-attestation", "--key", prefix.string() + ".pub", "--type", "any", image});
+  EXPECT_EQ(tampered.exit_code, 1);
+  EXPECT_THAT(tampered.err, HasSubstr("signature does not verify"));
 }
 
 }  // namespace

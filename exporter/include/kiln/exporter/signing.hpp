@@ -141,12 +141,13 @@ class SignatureTarget {
   // The bytes of a manifest, index or blob of the repository. Throws kiln::Error when it is
   // missing or does not match its digest.
   virtual std::string read(const oci::Descriptor& descriptor) = 0;
-  // The bytes of the manifest tagged signature_tag(subject); nullopt when there is none.
-  virtual std::optional<std::string> read_signature_manifest(const oci::Digest& subject) = 0;
+  // The bytes of the manifest tagged `tag` (signature_tag, attestation_tag) in the image's
+  // repository; nullopt when there is none.
+  virtual std::optional<std::string> read_tagged_manifest(const std::string& tag) = 0;
   // Stores `blobs` (descriptor and bytes; those already present are skipped), then `manifest`
-  // (an OCI image manifest) tagged signature_tag(subject), replacing what that tag named.
-  virtual void write_signature_manifest(
-      const oci::Digest& subject, const std::vector<std::pair<oci::Descriptor, std::string>>& blobs,
+  // (an OCI image manifest) tagged `tag`, replacing what that tag named.
+  virtual void write_tagged_manifest(
+      const std::string& tag, const std::vector<std::pair<oci::Descriptor, std::string>>& blobs,
       const std::string& manifest) = 0;
 };
 
