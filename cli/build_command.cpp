@@ -359,6 +359,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
   request.attest.include_args = opts->attest.include_args;
   request.attest.sbom_output = opts->attest.sbom_output;
   request.attest.sbom_purl_output = opts->attest.sbom_purl_output;
+  request.attest.referrers = opts->attest.referrers;
   // A remote context is recorded by its URL without credentials; a local directory by nothing
   // (its path says nothing to anyone else; provenance carries its digest).
   if (!fs::is_directory(opts->context, ec)) {

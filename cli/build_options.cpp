@@ -411,7 +411,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   long long timestamp = -1;
   std::vector<std::string> build_arg_files, unset_annotations, runtime_flags, group_add,
       os_features, mounts, attest, provenance_include_args;
-  std::string sbom, provenance, sbom_output, sbom_purl_output;
+  std::string sbom, provenance, sbom_output, sbom_purl_output, attest_format;
   std::string iidfile_raw, rewrite_timestamp, compress, content_trust, created_annotation,
       inherit_labels, inherit_annotations, skip_unused_stages, compat_volumes, ipc, pid, uts,
       cgroupns, debug, from, cache_ttl, all_platforms, manifest, memory, memory_swap, cpu_shares,
@@ -456,6 +456,9 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("attest", po::value(&attest),
        "buildx's attestations: type=sbom[,generator=...] or type=provenance[,mode=min|max], "
        "[,disabled=true]")
+      ("attest-format", po::value(&attest_format)->default_value("index"),
+       "index: attestation manifests in the image index (BuildKit's); referrers: OCI 1.1 "
+       "artifacts with the image as subject (a registry's referrers API, or its fallback tag)")
       ("provenance-include-arg", po::value(&provenance_include_args),
        "record this build arg's value in provenance even though its name looks like a "
        "credential (those are redacted)")
@@ -1207,6 +1210,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   if (vm.count("provenance"))
     attestation("provenance", provenance, "--provenance");
   opts.attest.include_args.insert(provenance_include_args.begin(), provenance_include_args.end());
+  require_one_of(attest_format, "--attest-format", {"index", "referrers"});
+  opts.attest.referrers = attest_format == "referrers";
   opts.attest.sbom_output = sbom_output;
   opts.attest.sbom_purl_output = sbom_purl_output;
   if ((!sbom_output.empty() || !sbom_purl_output.empty()) && !opts.attest.sbom)

@@ -134,6 +134,7 @@ struct BuildCommandOptions {
     std::optional<std::string> provenance;  // "min" | "max"
     std::set<std::string> include_args;
     std::string sbom_output, sbom_purl_output;
+    bool referrers = false;  // --attest-format referrers
   };
   Attest attest;
   std::optional<std::string> dry_run;  // --dry-run: the plan format, "text" or "json"

@@ -30,6 +30,7 @@
 #include "kiln/oci/image_source.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
+#include "kiln/oci/referrers.hpp"
 #include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/runner/userns.hpp"
@@ -681,6 +682,48 @@ int inspect_command(const std::vector<std::string>& args, Io io) {
   if (vm["attestations"].as<bool>()) {
     // BuildKit's storage: attestation manifests in the index, one per image manifest.
     out["Attestations"] = nlohmann::ordered_json::array();
+    // OCI 1.1 referrers (--attest-format referrers): per image manifest, in the registry's
+    // referrers API or fallback tag, or under the image's repository in the store.
+    std::vector<oci::Descriptor> subjects;
+    if (oci::media_type::is_index(top_desc.media_type)) {
+      for (const oci::Descriptor& d : oci::parse_index(top).manifests) {
+        if (oci::media_type::is_manifest(d.media_type) && !exporter::is_attestation_manifest(d))
+          subjects.push_back(d);
+      }
+    } else {
+      subjects.push_back(top_desc);
+    }
+    std::string repository;
+    if (store && !out["Name"].get<std::string>().empty()) {
+      oci::Reference named = oci::parse_reference(out["Name"].get<std::string>());
+      named.tag.clear();
+      named.digest.reset();
+      repository = named.familiar();
+    }
+    for (const oci::Descriptor& subject : subjects) {
+      std::vector<oci::Descriptor> referrers =
+          client               ? oci::registry_referrers(*client, ref.path, subject.digest)
+          : repository.empty() ? std::vector<oci::Descriptor>{}
+                               : oci::store_referrers(*store, repository, subject.digest);
+      nlohmann::ordered_json entry;
+      if (subject.platform)
+        entry["Platform"] = subject.platform->to_string();
+      entry["Manifest"] = subject.digest.str();
+      entry["Storage"] = "referrers";
+      entry["Referrers"] = nlohmann::ordered_json::array();
+      entry["Statements"] = nlohmann::ordered_json::array();
+      for (const oci::Descriptor& r : referrers) {
+        if (r.artifact_type != exporter::kInTotoMediaType)
+          continue;
+        entry["Referrers"].push_back(r.digest.str());
+        for (const oci::Descriptor& layer : oci::parse_manifest(read(r)).layers) {
+          if (layer.media_type == exporter::kInTotoMediaType)
+            entry["Statements"].push_back(nlohmann::ordered_json::parse(read(layer)));
+        }
+      }
+      if (!entry["Referrers"].empty())
+        out["Attestations"].push_back(std::move(entry));
+    }
     if (oci::media_type::is_index(top_desc.media_type)) {
       oci::Index index = oci::parse_index(top);
       for (const oci::Descriptor& d : index.manifests) {
@@ -693,6 +736,7 @@ int inspect_command(const std::vector<std::string>& args, Io io) {
             entry["Platform"] = image.platform->to_string();
         }
         entry["Manifest"] = about;
+        entry["Storage"] = "index";
         entry["AttestationManifest"] = d.digest.str();
         entry["Statements"] = nlohmann::ordered_json::array();
         for (const oci::Descriptor& layer : oci::parse_manifest(read(d)).layers) {

@@ -52,6 +52,40 @@ oci::Descriptor write_attestation_manifest(oci::Store& store, const oci::Descrip
   return d;
 }
 
+oci::Descriptor write_attestation_artifact(oci::Store& store, const oci::Descriptor& image,
+                                           const std::string& subject_name,
+                                           const Attestation& attestation,
+                                           const std::string& created) {
+  std::string statement = in_toto_statement(attestation, subject_name, image.digest).dump();
+  oci::Manifest m;
+  m.media_type = oci::media_type::kOciManifest;
+  m.artifact_type = kInTotoMediaType;
+  m.config.media_type = oci::media_type::kOciEmpty;
+  m.config.digest = store.put_blob("{}");
+  m.config.size = 2;
+  oci::Descriptor layer;
+  layer.media_type = kInTotoMediaType;
+  layer.digest = store.put_blob(statement);
+  layer.size = static_cast<int64_t>(statement.size());
+  layer.annotations[kPredicateTypeAnnotation] = attestation.predicate_type;
+  m.layers.push_back(layer);
+  oci::Descriptor subject;
+  subject.media_type = image.media_type;
+  subject.digest = image.digest;
+  subject.size = image.size;
+  m.subject = subject;
+  m.annotations[kPredicateTypeAnnotation] = attestation.predicate_type;
+  m.annotations["org.opencontainers.image.created"] = created;
+  std::string bytes = oci::serialize(m);
+  oci::Descriptor d;
+  d.media_type = oci::media_type::kOciManifest;
+  d.digest = store.put_blob(bytes);
+  d.size = static_cast<int64_t>(bytes.size());
+  d.artifact_type = kInTotoMediaType;
+  d.annotations = m.annotations;
+  return d;
+}
+
 bool is_attestation_manifest(const oci::Descriptor& entry) {
   auto it = entry.annotations.find(kReferenceTypeAnnotation);
   return it != entry.annotations.end() && it->second == kAttestationManifestType;

@@ -958,6 +958,27 @@ RegistryClient::Manifest RegistryClient::get_manifest(const std::string& repo,
   return manifest;
 }
 
+std::optional<Index> RegistryClient::referrers(const std::string& repo, const Digest& subject) {
+  std::string what = "listing the referrers of " + impl_->domain + "/" + repo + "@" + subject.str();
+  Request request;
+  request.url = impl_->repo_url(repo, "referrers/" + subject.str());
+  request.headers = {"Accept: " + std::string(media_type::kOciIndex)};
+  request.max_body = kMaxManifestBytes;
+  Response response = impl_->send(request, "repository:" + repo + ":pull", what);
+  // A registry without the API answers 404 (distribution 2.x: no such route).
+  if (response.status == 404)
+    return std::nullopt;
+  if (response.status != 200)
+    fail(response, what);
+  if (strip_parameters(response.header("content-type")) != media_type::kOciIndex)
+    return std::nullopt;  // a 200 from something that is not the API (a catch-all page)
+  try {
+    return parse_index(response.body);
+  } catch (const Error& e) {
+    throw RegistryError(what, e.what(), 0, false);
+  }
+}
+
 std::optional<Descriptor> RegistryClient::head_manifest(const std::string& repo,
                                                         const std::string& reference) {
   std::string what = "checking manifest " + impl_->domain + "/" + repo +

@@ -18,6 +18,7 @@
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
 #include "kiln/oci/reference.hpp"
+#include "kiln/oci/referrers.hpp"
 #include "kiln/solver/builder.hpp"
 #include "kiln/solver/cache_transfer.hpp"
 #include "kiln/solver/context_digest.hpp"
@@ -227,16 +228,43 @@ std::vector<PlatformResult> build_all(oci::Store& store, const SessionRequest& r
   return results;
 }
 
-// SessionRequest::attest: each platform's SBOM and provenance, written as attestation
-// manifests; returns their index entries (none when nothing is asked for).
-std::vector<oci::Descriptor> attach_attestations(oci::Store& store, const SessionRequest& request,
-                                                 ImageResolver& images,
-                                                 const std::vector<frontend::OpGraph>& graphs,
-                                                 std::vector<PlatformResult>& results,
-                                                 const std::string& started) {
-  std::vector<oci::Descriptor> entries;
+// --attest-format referrers after a push: each artifact by digest, then listed as a referrer
+// of its image (the registry's API, or the fallback tag).
+void push_referrers(oci::Store& store, const SessionRequest& request, const oci::Reference& ref,
+                    const oci::RegistryOptions& options,
+                    const std::vector<std::pair<oci::Digest, oci::Descriptor>>& referrers) {
+  oci::RegistryClient client(ref.domain, options);
+  for (const auto& [subject, artifact] : referrers) {
+    oci::Reference at = ref;
+    at.tag.clear();
+    at.digest = artifact.digest;
+    try {
+      oci::push_image(store, artifact, at, options);
+      bool api = oci::publish_registry_referrer(client, ref.path, subject, artifact);
+      say(request, "Pushed attestation " +
+                       artifact.annotations.at(exporter::kPredicateTypeAnnotation) + " for " +
+                       subject.str() +
+                       (api ? " (referrers API)" : " (tag " + oci::referrers_tag(subject) + ")"));
+    } catch (const oci::RegistryError& e) {
+      throw Error("pushing attestations to " + ref.familiar() + " failed: " + e.what() +
+                  oci::push_failure_advice(e, ref));
+    }
+  }
+}
+
+struct Attached {
+  std::vector<oci::Descriptor> index_entries;  // BuildKit's attestation manifests
+  std::vector<std::pair<oci::Digest, oci::Descriptor>> referrers;  // (subject, artifact)
+};
+
+// SessionRequest::attest: each platform's SBOM and provenance, written as attestation manifests
+// or as referrer artifacts (none when nothing is asked for).
+Attached attach_attestations(oci::Store& store, const SessionRequest& request,
+                             ImageResolver& images, const std::vector<frontend::OpGraph>& graphs,
+                             std::vector<PlatformResult>& results, const std::string& started) {
+  Attached attached;
   if (!request.attest.any())
-    return entries;
+    return attached;
   std::string created = solver::build_timestamp(request.solve.source_date_epoch);
   std::string finished = solver::build_timestamp(std::nullopt);
   std::string context_digest;
@@ -295,9 +323,24 @@ std::vector<oci::Descriptor> attach_attestations(oci::Store& store, const Sessio
       in.invocation_id = invocation;
       list.push_back({exporter::kSlsaProvenanceV1, provenance_predicate(request, in)});
     }
-    entries.push_back(exporter::write_attestation_manifest(store, r.image.manifest, subject, list));
+    if (!request.attest.referrers) {
+      attached.index_entries.push_back(
+          exporter::write_attestation_manifest(store, r.image.manifest, subject, list));
+      continue;
+    }
+    for (const exporter::Attestation& a : list) {
+      oci::Descriptor artifact =
+          exporter::write_attestation_artifact(store, r.image.manifest, subject, a, created);
+      attached.referrers.emplace_back(r.image.manifest.digest, artifact);
+      for (const std::string& tag : request.tags) {
+        oci::Reference ref = oci::parse_reference(oci::Store::canonical_name(tag));
+        ref.tag.clear();
+        ref.digest.reset();
+        oci::add_store_referrer(store, ref.familiar(), r.image.manifest.digest, artifact);
+      }
+    }
   }
-  return entries;
+  return attached;
 }
 
 // "linux/arm64/v8" → "linux_arm64_v8", BuildKit's directory name for a platform's files.
@@ -345,6 +388,12 @@ void validate(const SessionRequest& request, bool signing) {
     throw Error(
         "--sbom-output and --sbom-purl-output take the SBOM of one platform: build the "
         "platforms one at a time, or read each platform's SBOM attestation");
+  }
+  if (request.attest.any() && request.attest.referrers && request.tags.empty() &&
+      request.push.empty()) {
+    throw Error(
+        "--attest-format referrers keeps attestations under the image's name: give -t "
+        "(or --push)");
   }
   if (request.attest.any() && request.format == exporter::ManifestFormat::kDocker) {
     throw Error(
@@ -512,8 +561,8 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
   std::vector<PlatformResult> results =
       build_all(store, request, base, platforms, graphs, builders);
   bool multi = results.size() > 1;
-  std::vector<oci::Descriptor> attestations =
-      attach_attestations(store, request, *images, graphs, results, started);
+  Attached attached = attach_attestations(store, request, *images, graphs, results, started);
+  const std::vector<oci::Descriptor>& attestations = attached.index_entries;
 
   // One platform: its manifest. Several, or attestations: an index, which tags and outputs carry.
   SessionResult out;
@@ -618,6 +667,8 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
                   oci::push_failure_advice(e, ref));
     }
     say(request, "Pushed " + ref.familiar() + "@" + pushed.str());
+    if (!attached.referrers.empty())
+      push_referrers(store, request, ref, options, attached.referrers);
     if (request.sign_key) {
       exporter::sign_registry_image(*request.sign_key, ref, pushed, options);
       say(request, "Signed " + ref.familiar() + "@" + pushed.str());

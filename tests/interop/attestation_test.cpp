@@ -238,6 +238,49 @@ TEST_F(Attestations, SkopeoCopiesAttestationsBetweenRepositoriesIntact) {
   EXPECT_EQ(remote["https://slsa.dev/provenance/v1"], local["https://slsa.dev/provenance/v1"]);
 }
 
+// --attest-format referrers: OCI 1.1 artifacts whose subject is the image; docker-registry 2.8
+// has no referrers API, so they are listed in the fallback tag sha256-<hex>.
+TEST_F(Attestations, ReferrersFormatPublishesArtifactsThroughTheFallbackTag) {
+  LocalRegistry registry;
+  std::ofstream(ctx_ / "Containerfile") << "FROM scratch\nCOPY a.txt /a.txt\n";
+  std::ofstream(ctx_ / "a.txt") << "a\n";
+  std::string image = registry.host() + "/team/ref:1";
+  ProcessResult pushed = kiln({"build", "-q", "--sbom", "--attest-format", "referrers",
+                               "--tls-verify=false", "--push", "-t", image, ctx_.string()});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.err << registry.logs();
+  auto raw = [&](const std::string& ref) {
+    ProcessResult r =
+        run_program({"skopeo", "inspect", "--raw", "--tls-verify=false", "docker://" + ref});
+    EXPECT_EQ(r.exit_code, 0) << ref << ": " << r.err;
+    return nlohmann::json::parse(r.out, nullptr, false);
+  };
+  // The image is what it would be without attestations: a manifest, no index.
+  nlohmann::json manifest = raw(image);
+  ASSERT_EQ(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+  std::string digest = nlohmann::json::parse(kiln({"inspect", image}).out)["Digest"];
+  nlohmann::json listed = raw(registry.host() + "/team/ref:sha256-" + digest.substr(7));
+  ASSERT_EQ(listed["manifests"].size(), 1u) << listed.dump();
+  EXPECT_EQ(listed["manifests"][0]["artifactType"], "application/vnd.in-toto+json");
+  EXPECT_EQ(listed["manifests"][0]["annotations"]["in-toto.io/predicate-type"],
+            "https://spdx.dev/Document");
+  nlohmann::json artifact =
+      raw(registry.host() + "/team/ref@" + listed["manifests"][0]["digest"].get<std::string>());
+  EXPECT_EQ(artifact["subject"]["digest"], digest);
+  EXPECT_EQ(artifact["config"]["mediaType"], "application/vnd.oci.empty.v1+json");
+  // kiln finds them in the registry and in its store.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"inspect", "--attestations", "--tls-verify=false",
+                                 "docker://" + image},
+        std::vector<std::string>{"inspect", "--attestations", image}}) {
+    ProcessResult r = kiln(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    nlohmann::json j = nlohmann::json::parse(r.out);
+    ASSERT_EQ(j["Attestations"].size(), 1u) << r.out;
+    EXPECT_EQ(j["Attestations"][0]["Storage"], "referrers");
+    EXPECT_EQ(j["Attestations"][0]["Statements"][0]["predicateType"], "https://spdx.dev/Document");
+  }
+}
+
 // kiln sign --attestations writes cosign's attestation format; openssl verifies the DSSE
 // signature over the PAE bytes on its own, and a statement changed after signing fails
 // kiln verify-attestation.

@@ -48,6 +48,15 @@ oci::Descriptor write_attestation_manifest(oci::Store& store, const oci::Descrip
                                            const std::string& subject_name,
                                            const std::vector<Attestation>& attestations);
 
+// The same statement as an OCI 1.1 artifact instead (--attest-format referrers): a manifest with
+// artifactType application/vnd.in-toto+json, the empty config, the statement as its one layer,
+// `image` as its subject, and the predicate type and `created` as annotations. Returns the
+// descriptor a referrers index lists (artifactType and annotations included).
+oci::Descriptor write_attestation_artifact(oci::Store& store, const oci::Descriptor& image,
+                                           const std::string& subject_name,
+                                           const Attestation& attestation,
+                                           const std::string& created);
+
 // Whether an index entry is an attestation manifest, and the manifest digest it is about.
 bool is_attestation_manifest(const oci::Descriptor& entry);
 

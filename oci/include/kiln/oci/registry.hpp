@@ -34,6 +34,7 @@
 #include "kiln/oci/descriptor.hpp"
 #include "kiln/oci/digest.hpp"
 #include "kiln/oci/image_source.hpp"
+#include "kiln/oci/manifest.hpp"
 #include "kiln/oci/platform.hpp"
 #include "kiln/oci/reference.hpp"
 #include "kiln/oci/store.hpp"
@@ -125,6 +126,9 @@ class RegistryClient {
   // PUT /v2/<repo>/manifests/<tag|digest> with Content-Type media_type. Returns the digest.
   Digest put_manifest(const std::string& repo, const std::string& reference,
                       const std::string& media_type, const std::string& bytes);
+  // GET /v2/<repo>/referrers/<digest> (OCI distribution 1.1): the index of the manifests whose
+  // subject is `subject`; nullopt when the registry has no referrers API (404).
+  std::optional<Index> referrers(const std::string& repo, const Digest& subject);
   // GET /v2/<repo>/tags/list, following the Link header's pages.
   std::vector<std::string> list_tags(const std::string& repo);
 

@@ -106,6 +106,11 @@ struct SessionRequest {
     // buildah's --sbom-output and --sbom-purl-output: the SBOM document, and the package URLs
     // it lists (one a line), also written to these files (one platform only).
     std::filesystem::path sbom_output, sbom_purl_output;
+    // --attest-format referrers: each statement an OCI 1.1 artifact whose subject is the
+    // platform's image (oci/referrers.hpp: the store keeps them under each tag's repository,
+    // a push publishes them through the registry's referrers API or its fallback tag), and the
+    // image itself stays as it would be without attestations. Otherwise BuildKit's layout.
+    bool referrers = false;
     bool any() const { return sbom || provenance.has_value(); }
   };
   Attestations attest;
