@@ -650,8 +650,19 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   }
   po::options_description known;
   known.add(visible).add(refused);
+  // buildah writes its scanner preset as the next word (`--sbom syft`); buildx's optional value
+  // needs `--sbom=...`. A preset name right after --sbom is taken as its value.
+  std::vector<std::string> words = args;
+  static const std::set<std::string> kSbomPresets = {"syft",  "syft-spdx",  "syft-cyclonedx",
+                                                     "trivy", "trivy-spdx", "trivy-cyclonedx"};
+  for (size_t i = 0; i + 1 < words.size(); ++i) {
+    if (words[i] == "--sbom" && kSbomPresets.count(words[i + 1])) {
+      words[i] += "=" + words[i + 1];
+      words.erase(words.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+    }
+  }
   po::variables_map vm = parse_arguments(
-      args, known,
+      words, known,
       {"context", po::value(&context), 1, "too many arguments: give exactly one CONTEXT directory"},
       kBuildUsage);
   if (vm.count("help")) {

@@ -16,6 +16,7 @@
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/digest.hpp"
+#include "rpm_db.hpp"
 
 namespace kiln::exporter {
 namespace fs = std::filesystem;
@@ -396,9 +397,23 @@ SbomScan scan_rootfs(const fs::path& root) {
                                                                       : "-" + scan.distro_version);
   read_dpkg(root, distro, scan);
   read_apk(root, distro, scan);
-  std::error_code ec;
-  if (fs::exists(root / "var/lib/rpm", ec) || fs::exists(root / "usr/lib/sysimage/rpm", ec))
-    scan.notes.push_back("an rpm database is present; kiln does not read rpm databases yet");
+  if (std::optional<detail::RpmDatabase> rpm = detail::read_rpm_database(root)) {
+    scan.databases.push_back(rpm->path);
+    std::string ns = scan.distro_id.empty() ? std::string("rpm") : scan.distro_id;
+    for (const detail::RpmPackage& r : rpm->packages) {
+      SbomPackage p;
+      p.name = r.name;
+      p.version = r.version + (r.release.empty() ? "" : "-" + r.release);
+      p.architecture = r.architecture;
+      p.license = r.license;  // rpm's License: tag is already an SPDX expression in Fedora
+      p.supplier = r.vendor;
+      p.source = "rpm";
+      p.purl = purl("rpm", ns, p, distro);
+      if (!r.epoch.empty())
+        p.purl += "&epoch=" + r.epoch;
+      scan.packages.push_back(std::move(p));
+    }
+  }
   std::sort(scan.packages.begin(), scan.packages.end(),
             [](const SbomPackage& a, const SbomPackage& b) {
               return std::tie(a.source, a.name, a.architecture) <

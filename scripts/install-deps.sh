@@ -9,10 +9,10 @@ apt-get install -y --no-install-recommends \
   antlr4 default-jre-headless libantlr4-runtime-dev uuid-dev \
   libarchive-dev libzstd-dev libssl-dev libcurl4-openssl-dev nlohmann-json3-dev libxxhash-dev \
   zlib1g-dev libboost-program-options-dev libgtest-dev libgmock-dev libseccomp-dev libcap-dev \
-  libtomlplusplus-dev libsodium-dev man-db \
+  libtomlplusplus-dev libsodium-dev librpm-dev man-db \
   clang-16 libclang-rt-16-dev \
   uidmap busybox-static skopeo umoci podman runc crun buildah zstd tar time bc \
-  docker-registry apache2-utils python3 qemu-user-static binfmt-support openssh-client
+  docker-registry apache2-utils python3 qemu-user-static binfmt-support openssh-client openssl rpm
 # docker.io: the reference BuildKit (dockerd's embedded one) of tests/conformance, which starts
 # its own dockerd on a private socket and data root. The package's system daemon is not wanted:
 # a policy-rc.d (unless the machine has one) keeps the install from starting it.

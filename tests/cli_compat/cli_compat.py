@@ -47,6 +47,11 @@ COVERED_ELSEWHERE = {
     "--check": "tests/cli/checks_test.cpp (one Containerfile per rule, JSON, exit codes)",
     "--call": "tests/cli/checks_test.cpp (check, outline and targets, text and JSON)",
     "--print": "tests/cli/checks_test.cpp (--call's older name)",
+    "--sbom": "tests/cli/attest_test.cpp and tests/interop/attestation_test.cpp (SBOM attached)",
+    "--provenance": "tests/cli/attest_test.cpp and tests/interop/attestation_test.cpp",
+    "--attest": "tests/cli/attest_test.cpp (type=sbom|provenance, generator, mode, disabled)",
+    "--sbom-output": "tests/interop/attestation_test.cpp (compared with dpkg-query)",
+    "--sbom-purl-output": "tests/interop/attestation_test.cpp (one purl a package)",
 }
 
 # What a "yes" means where kiln's meaning is narrower than the three tools' or differs.

@@ -86,14 +86,41 @@ TEST_F(Sbom, WithoutADatabaseEveryFileIsListedAndSymlinksAreNotFollowed) {
   EXPECT_EQ(scan.files[0].sha1, "f572d396fae9206628714fb2ce00f72e94f2258f");
 }
 
-TEST_F(Sbom, AnRpmDatabaseIsNamedAsNotRead) {
-  write("var/lib/rpm/rpmdb.sqlite", "x");
+// An rpm database made by rpm itself (rpmbuild, then rpm --justdb into an empty root), read
+// through a link as Fedora lays it out, without writing into the image.
+TEST_F(Sbom, RpmDatabasesAreReadWithLibrpm) {
+  TempDir work({}, "kiln-rpm-");
+  std::ofstream(work.path() / "hello.spec")
+      << "Name: hello-kiln\nVersion: 1.2.3\nRelease: 4\nEpoch: 2\nSummary: t\n"
+         "License: MIT AND (Apache-2.0 OR GPL-2.0-or-later)\nBuildArch: noarch\n"
+         "%description\nt\n%files\n";
+  std::string top = (work.path() / "top").string();
+  ASSERT_EQ(std::system(("rpmbuild -bb --define '_topdir " + top + "' " +
+                         (work.path() / "hello.spec").string() + " >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  fs::create_directories(root_.path() / "usr/lib/sysimage/rpm");
+  fs::create_directories(root_.path() / "var/lib");
+  fs::create_symlink("../../usr/lib/sysimage/rpm", root_.path() / "var/lib/rpm");
+  write("etc/os-release", "ID=fedora\nVERSION_ID=39\n");
+  std::string rpm = "rpm --root " + root_.path().string() + " --dbpath /usr/lib/sysimage/rpm ";
+  ASSERT_EQ(std::system((rpm + "--initdb && " + rpm + "-i --justdb --nodeps --noscripts " + top +
+                         "/RPMS/noarch/hello-kiln-1.2.3-4.noarch.rpm >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  std::vector<std::string> before;
+  for (const auto& e : fs::recursive_directory_iterator(root_.path()))
+    before.push_back(e.path().string());
   SbomScan scan = scan_rootfs(root_.path());
-  ASSERT_EQ(scan.notes.size(), 1u);
-  EXPECT_THAT(scan.notes[0], HasSubstr("rpm"));
-  EXPECT_THAT(spdx_document(scan, {"img", "2026-01-01T00:00:00Z", "kiln-test"})["comment"]
-                  .get<std::string>(),
-              HasSubstr("does not read rpm databases"));
+  EXPECT_THAT(names(scan), ElementsAre("rpm:hello-kiln@1.2.3-4/noarch"));
+  EXPECT_THAT(scan.databases, ElementsAre("usr/lib/sysimage/rpm"));
+  EXPECT_EQ(scan.packages[0].license, "MIT AND (Apache-2.0 OR GPL-2.0-or-later)");
+  EXPECT_EQ(scan.packages[0].purl,
+            "pkg:rpm/fedora/hello-kiln@1.2.3-4?arch=noarch&distro=fedora-39&epoch=2");
+  std::vector<std::string> after;
+  for (const auto& e : fs::recursive_directory_iterator(root_.path()))
+    after.push_back(e.path().string());
+  EXPECT_EQ(after, before);  // nothing written into the image
 }
 
 TEST(SbomLicense, DebianNamesBecomeSpdxExpressions) {

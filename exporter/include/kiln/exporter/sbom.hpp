@@ -8,8 +8,11 @@
 //          usr/share/doc/PACKAGE/copyright when it is a machine-readable (DEP-5) file: its
 //          License: fields, mapped to SPDX identifiers (unknown names become LicenseRef-NAME).
 //   apk    lib/apk/db/installed (the text database: P:, V:, A:, L:, o: lines per package).
-// rpm databases (var/lib/rpm) are not read yet: a filesystem that has one gets a note in the
-// document's comment instead of its packages.
+//   rpm    var/lib/rpm or usr/lib/sysimage/rpm, read with librpm from a copy (the image is not
+//          touched): rpmdb.sqlite (rpm >= 4.16), Packages.db (ndb) or Packages (Berkeley DB,
+//          through librpm's read-only backend). Versions are VERSION-RELEASE; the epoch goes
+//          into the purl; the License tag is taken as it is (Fedora's are SPDX expressions).
+//          gpg-pubkey entries are keys, not packages, and are left out.
 // The distribution (for purls) comes from etc/os-release or usr/lib/os-release (ID, VERSION_ID).
 // Without any package database (a FROM scratch image), every regular file is listed with its
 // SHA-1 and SHA-256 digests.
@@ -29,7 +32,7 @@ struct SbomPackage {
   std::string version;
   std::string architecture;
   std::string license;   // an SPDX license expression, or "" when the database has none
-  std::string source;    // the database: "dpkg" or "apk"
+  std::string source;    // the database: "dpkg", "apk" or "rpm"
   std::string purl;      // pkg:deb/debian/bash@5.2.15-2%2Bb2?arch=amd64&distro=debian-12
   std::string supplier;  // the maintainer, as the database gives it
 };
