@@ -122,7 +122,7 @@ int sign_command(const std::vector<std::string>& args, Io io) {
       kImageForms;
   static const CommandSpec spec{
       "sign",
-      "kiln sign --key KEY [--annotation K=V]... [--recursive | --attestations] "
+      "kiln sign --key KEY [--annotation K=V]... [--recursive | --attestations] [--referrers] "
       "[--tls-verify=false] "
       "[--creds U:P] [--authfile F] IMAGE",
       summary.c_str(), 1, 1};
@@ -135,7 +135,10 @@ int sign_command(const std::vector<std::string>& args, Io io) {
       "recursive", po::bool_switch(), "also sign every manifest of an index")(
       "attestations", po::bool_switch(),
       "sign the image's attached attestations (SBOM, provenance) instead, as cosign attest "
-      "does: DSSE envelopes in a sha256-<hex>.att manifest beside each platform's image");
+      "does: DSSE envelopes in a sha256-<hex>.att manifest beside each platform's image")(
+      "referrers", po::bool_switch(),
+      "store each signature as an OCI 1.1 referrer of what it signs (the registry's referrers "
+      "API, else the sha256-<hex> fallback tag) instead of under the .sig/.att tag");
   std::optional<SigningCommandLine> line = parse_signing_command(spec, args, flags, io);
   if (!line)
     return kExitOk;
@@ -157,24 +160,33 @@ int sign_command(const std::vector<std::string>& args, Io io) {
       throw Error(target->name() +
                   " has no attestations to sign (build it with --sbom or --provenance)");
     }
+    bool referrers = vm["referrers"].as<bool>();
     for (const exporter::AttachedStatement& s : statements) {
-      bool added = exporter::sign_attestation(*target, s.subject, s.statement, key);
+      bool added =
+          referrers ? exporter::sign_attestation_as_referrer(*target, s.subject, s.statement, key)
+                    : exporter::sign_attestation(*target, s.subject.digest, s.statement, key);
       std::string type =
           nlohmann::json::parse(s.statement, nullptr, false).value("predicateType", "?");
       io.out << (added ? "Signed attestation " : "Already signed with this key: ") << type
-             << " about " << s.subject.str() << " (" << exporter::attestation_tag(s.subject)
+             << " about " << s.subject.digest.str() << " ("
+             << (referrers ? std::string("referrer") : exporter::attestation_tag(s.subject.digest))
              << ")\n";
     }
     return kExitOk;
   }
   for (const oci::Descriptor& subject :
        exporter::signing_subjects(*target, top, vm["recursive"].as<bool>())) {
-    bool added = exporter::sign_image(*target, subject.digest, key, extra);
+    bool added = vm["referrers"].as<bool>()
+                     ? exporter::sign_image_as_referrer(*target, subject, key, extra)
+                     : exporter::sign_image(*target, subject.digest, key, extra);
     std::string what = target->name();
     if (subject.digest != top.digest && subject.platform)
       what += " " + subject.platform->to_string();
     io.out << (added ? "Signed " : "Already signed with this key: ") << what << " "
-           << subject.digest.str() << " (" << exporter::signature_tag(subject.digest) << ")\n";
+           << subject.digest.str() << " ("
+           << (vm["referrers"].as<bool>() ? std::string("referrer")
+                                          : exporter::signature_tag(subject.digest))
+           << ")\n";
   }
   return kExitOk;
 }

@@ -107,13 +107,18 @@ std::vector<AttachedStatement> attached_statements(SignatureTarget& target,
   std::vector<AttachedStatement> out;
   if (!oci::media_type::is_index(top.media_type))
     return out;
-  for (const oci::Descriptor& d : oci::parse_index(target.read(top)).manifests) {
+  oci::Index index = oci::parse_index(target.read(top));
+  for (const oci::Descriptor& d : index.manifests) {
     if (!is_attestation_manifest(d))
       continue;
-    oci::Digest subject = oci::Digest::parse(d.annotations.at(kReferenceDigestAnnotation));
+    oci::Digest about = oci::Digest::parse(d.annotations.at(kReferenceDigestAnnotation));
+    auto image = std::find_if(index.manifests.begin(), index.manifests.end(),
+                              [&](const oci::Descriptor& e) { return e.digest == about; });
+    if (image == index.manifests.end())
+      continue;  // about a manifest this index does not hold
     for (const oci::Descriptor& layer : oci::parse_manifest(target.read(d)).layers) {
       if (layer.media_type == kInTotoMediaType)
-        out.push_back({subject, target.read(layer)});
+        out.push_back({*image, target.read(layer)});
     }
   }
   return out;
@@ -153,15 +158,63 @@ bool sign_attestation(SignatureTarget& target, const oci::Digest& subject,
   return true;
 }
 
+bool sign_attestation_as_referrer(SignatureTarget& target, const oci::Descriptor& subject,
+                                  const std::string& statement, const SigningKey& key) {
+  PublicKey public_key = key.public_key();
+  std::string pae = dsse_pae(kInTotoMediaType, statement);
+  for (const oci::Descriptor& r : target.referrers(subject.digest)) {
+    if (r.artifact_type != kDsseMediaType)
+      continue;
+    for (const oci::Descriptor& d : oci::parse_manifest(target.read(r)).layers) {
+      std::optional<Envelope> e = parse_envelope(target.read(d));
+      if (e && e->payload == statement &&
+          std::any_of(e->signatures.begin(), e->signatures.end(),
+                      [&](const std::string& sig) { return public_key.verifies(pae, sig); })) {
+        return false;
+      }
+    }
+  }
+  std::string envelope = dsse_envelope(statement, key);
+  oci::Descriptor layer = blob_descriptor(kDsseMediaType, envelope);
+  std::string predicate = Json::parse(statement, nullptr, false).value("predicateType", "");
+  layer.annotations[kPredicateTypeLayerAnnotation] = predicate;
+  oci::Manifest manifest;
+  manifest.media_type = oci::media_type::kOciManifest;
+  manifest.artifact_type = kDsseMediaType;
+  manifest.config = blob_descriptor(oci::media_type::kOciEmpty, "{}");
+  manifest.layers.push_back(layer);
+  oci::Descriptor about;
+  about.media_type = subject.media_type;
+  about.digest = subject.digest;
+  about.size = subject.size;
+  manifest.subject = about;
+  manifest.annotations[kPredicateTypeLayerAnnotation] = predicate;
+  target.write_referrer(subject.digest, {{layer, envelope}, {manifest.config, "{}"}},
+                        oci::serialize(manifest));
+  return true;
+}
+
 std::optional<std::vector<AttestationCheck>> verify_attestations(
     SignatureTarget& target, const oci::Digest& subject, const PublicKey& key,
     const std::string& key_name, const std::vector<std::string>& types) {
   std::string tag = attestation_tag(subject);
-  std::optional<std::string> bytes = target.read_tagged_manifest(tag);
-  if (!bytes)
+  std::vector<oci::Descriptor> layers;
+  bool found = false;
+  if (std::optional<std::string> bytes = target.read_tagged_manifest(tag)) {
+    found = true;
+    layers = detail::parse_tagged_manifest(*bytes, target, tag).layers;
+  }
+  for (const oci::Descriptor& r : target.referrers(subject)) {
+    if (r.artifact_type != kDsseMediaType)
+      continue;
+    found = true;
+    oci::Manifest m = detail::parse_tagged_manifest(target.read(r), target, r.digest.str());
+    layers.insert(layers.end(), m.layers.begin(), m.layers.end());
+  }
+  if (!found)
     return std::nullopt;
   std::vector<AttestationCheck> checks;
-  for (const oci::Descriptor& layer : detail::parse_tagged_manifest(*bytes, target, tag).layers) {
+  for (const oci::Descriptor& layer : layers) {
     AttestationCheck check;
     check.layer = layer;
     auto fail = [&](std::string why) {

@@ -27,6 +27,7 @@
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
+#include "kiln/oci/referrers.hpp"
 #include "signing_internal.hpp"
 
 namespace kiln::exporter {
@@ -373,6 +374,19 @@ class RegistryTarget : public SignatureTarget {
     client_.put_manifest(ref_.path, tag, oci::media_type::kOciManifest, manifest);
   }
 
+  void write_referrer(const oci::Digest& subject,
+                      const std::vector<std::pair<oci::Descriptor, std::string>>& blobs,
+                      const std::string& manifest) override {
+    oci::Descriptor d = blob_descriptor(oci::media_type::kOciManifest, manifest);
+    write_tagged_manifest(d.digest.str(), blobs, manifest);  // by digest
+    oci::publish_registry_referrer(client_, ref_.path, subject,
+                                   oci::referrer_descriptor(d, oci::parse_manifest(manifest)));
+  }
+
+  std::vector<oci::Descriptor> referrers(const oci::Digest& subject) override {
+    return oci::registry_referrers(client_, ref_.path, subject);
+  }
+
  private:
   oci::Reference ref_;
   std::string name_;
@@ -448,13 +462,55 @@ class LayoutTarget : public SignatureTarget {
     oci::write_file_atomically(dir_ / "index.json", oci::serialize(index));
   }
 
+  // The layout keeps referrers under the fallback tag, as a registry without the API would.
+  void write_referrer(const oci::Digest& subject,
+                      const std::vector<std::pair<oci::Descriptor, std::string>>& blobs,
+                      const std::string& manifest) override {
+    fs::create_directories(dir_ / "blobs" / "sha256");
+    oci::Descriptor d = blob_descriptor(oci::media_type::kOciManifest, manifest);
+    std::vector<std::pair<oci::Descriptor, std::string>> all = blobs;
+    all.emplace_back(d, manifest);
+    oci::Index listed;
+    listed.media_type = oci::media_type::kOciIndex;
+    if (std::optional<std::string> existing = read_tagged_manifest(oci::referrers_tag(subject)))
+      listed = oci::parse_index(*existing);
+    listed = oci::with_referrer(std::move(listed),
+                                oci::referrer_descriptor(d, oci::parse_manifest(manifest)));
+    std::string index_bytes = oci::serialize(listed);
+    for (const auto& [descriptor, bytes] : all) {
+      fs::path path = blob_path(descriptor.digest);
+      if (!fs::exists(path))
+        oci::write_file_atomically(path, bytes);
+    }
+    // The tag names the index; write_tagged_manifest wants an image manifest's bytes, so the
+    // index is written the same way by hand.
+    oci::Index index = read_index();
+    oci::Descriptor top = blob_descriptor(oci::media_type::kOciIndex, index_bytes);
+    if (!fs::exists(blob_path(top.digest)))
+      oci::write_file_atomically(blob_path(top.digest), index_bytes);
+    std::string tag = oci::referrers_tag(subject);
+    std::erase_if(index.manifests, [&](const oci::Descriptor& x) { return ref_name(x) == tag; });
+    top.annotations[oci::kRefNameAnnotation] = tag;
+    index.manifests.push_back(std::move(top));
+    oci::write_file_atomically(dir_ / "index.json", oci::serialize(index));
+  }
+
+  std::vector<oci::Descriptor> referrers(const oci::Digest& subject) override {
+    std::optional<std::string> listed = read_tagged_manifest(oci::referrers_tag(subject));
+    if (!listed)
+      return {};
+    return oci::parse_index(*listed).manifests;
+  }
+
  private:
   static std::string ref_name(const oci::Descriptor& d) {
     auto it = d.annotations.find(oci::kRefNameAnnotation);
     return it == d.annotations.end() ? std::string() : it->second;
   }
   static bool is_signature_tag(const std::string& name) {
-    return starts_with(name, "sha256-") && (ends_with(name, ".sig") || ends_with(name, ".att"));
+    // .sig, .att and the referrers fallback tag (sha256-<64 hex>) are not images to sign.
+    return starts_with(name, "sha256-") &&
+           (ends_with(name, ".sig") || ends_with(name, ".att") || name.size() == 7 + 64);
   }
   oci::Index read_index() const {
     fs::path file = dir_ / "index.json";
@@ -512,6 +568,21 @@ class StoreTarget : public SignatureTarget {
     store_.put_blob(manifest);
     store_.tag(blob_descriptor(oci::media_type::kOciManifest, manifest),
                short_repository_ + ":" + tag);
+  }
+
+  void write_referrer(const oci::Digest& subject,
+                      const std::vector<std::pair<oci::Descriptor, std::string>>& blobs,
+                      const std::string& manifest) override {
+    for (const auto& blob : blobs)
+      store_.put_blob(blob.second);
+    store_.put_blob(manifest);
+    oci::Descriptor d = blob_descriptor(oci::media_type::kOciManifest, manifest);
+    oci::add_store_referrer(store_, short_repository_, subject,
+                            oci::referrer_descriptor(d, oci::parse_manifest(manifest)));
+  }
+
+  std::vector<oci::Descriptor> referrers(const oci::Digest& subject) override {
+    return oci::store_referrers(store_, short_repository_, subject);
   }
 
  private:
@@ -829,6 +900,40 @@ bool sign_image(SignatureTarget& target, const oci::Digest& subject, const Signi
   return true;
 }
 
+bool sign_image_as_referrer(SignatureTarget& target, const oci::Descriptor& subject,
+                            const SigningKey& key,
+                            const std::map<std::string, std::string>& annotations) {
+  std::string payload = simple_signing_payload(target.repository(), subject.digest, annotations);
+  oci::Descriptor layer = blob_descriptor(kSimpleSigningMediaType, payload);
+  PublicKey public_key = key.public_key();
+  for (const oci::Descriptor& r : target.referrers(subject.digest)) {
+    if (r.artifact_type != kCosignSignatureArtifactType)
+      continue;
+    for (const oci::Descriptor& d : oci::parse_manifest(target.read(r)).layers) {
+      auto signature = d.annotations.find(kSignatureAnnotation);
+      if (d.digest != layer.digest || signature == d.annotations.end())
+        continue;
+      std::optional<std::string> der = decode_signature(signature->second);
+      if (der && public_key.verifies(payload, *der))
+        return false;
+    }
+  }
+  layer.annotations[kSignatureAnnotation] = base64_encode(key.sign(payload));
+  oci::Manifest manifest;
+  manifest.media_type = oci::media_type::kOciManifest;
+  manifest.artifact_type = kCosignSignatureArtifactType;
+  manifest.config = blob_descriptor(oci::media_type::kOciEmpty, "{}");
+  manifest.layers.push_back(layer);
+  oci::Descriptor about;
+  about.media_type = subject.media_type;
+  about.digest = subject.digest;
+  about.size = subject.size;
+  manifest.subject = about;
+  target.write_referrer(subject.digest, {{layer, payload}, {manifest.config, "{}"}},
+                        oci::serialize(manifest));
+  return true;
+}
+
 void sign_registry_image(const SigningKey& key, const oci::Reference& ref,
                          const oci::Digest& manifest_digest, const oci::RegistryOptions& options,
                          const std::map<std::string, std::string>& annotations) {
@@ -847,12 +952,19 @@ bool VerifyResult::any_verified() const {
 VerifyResult verify_image(SignatureTarget& target, const oci::Digest& subject, const PublicKey& key,
                           const std::string& key_name) {
   VerifyResult result;
-  std::optional<std::string> bytes = target.read_tagged_manifest(signature_tag(subject));
-  if (!bytes)
-    return result;
-  oci::Manifest manifest = parse_tagged_manifest(*bytes, target, signature_tag(subject));
-  result.found = !manifest.layers.empty();
-  for (const oci::Descriptor& layer : manifest.layers) {
+  std::vector<oci::Descriptor> layers;
+  if (std::optional<std::string> bytes = target.read_tagged_manifest(signature_tag(subject))) {
+    oci::Manifest manifest = parse_tagged_manifest(*bytes, target, signature_tag(subject));
+    layers = manifest.layers;
+  }
+  for (const oci::Descriptor& r : target.referrers(subject)) {
+    if (r.artifact_type != kCosignSignatureArtifactType)
+      continue;
+    oci::Manifest manifest = parse_tagged_manifest(target.read(r), target, r.digest.str());
+    layers.insert(layers.end(), manifest.layers.begin(), manifest.layers.end());
+  }
+  result.found = !layers.empty();
+  for (const oci::Descriptor& layer : layers) {
     SignatureCheck check;
     check.layer = layer;
     check.failure = check_layer(target, layer, subject, key, key_name, check.optional);

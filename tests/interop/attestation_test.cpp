@@ -1,6 +1,6 @@
 // SBOM and provenance attestations: what kiln attaches, stored as BuildKit stores them, read
 // back from the store and from a loopback docker-registry after skopeo copied the image (with
-// everything its index holds) to another repository. The Debian-based case builds an image from
+// everything its index holds) to a second registry. The Debian-based case builds an image from
 // this machine's dpkg database (a base made of Debian's package metadata, offline) and compares
 // the SBOM with what dpkg-query reports for that database.
 #include <gmock/gmock.h>
@@ -217,15 +217,15 @@ TEST_F(Attestations, TheSbomOfADebianImageListsWhatDpkgReports) {
   EXPECT_EQ(static_cast<size_t>(std::count(purls.begin(), purls.end(), '\n')), expected.size());
 }
 
-TEST_F(Attestations, SkopeoCopiesAttestationsBetweenRepositoriesIntact) {
-  LocalRegistry registry;
+TEST_F(Attestations, SkopeoCopiesAttestationsBetweenRegistriesIntact) {
+  LocalRegistry registry, other;
   std::ofstream(ctx_ / "Containerfile") << "FROM scratch\nCOPY a.txt /a.txt\n";
   std::ofstream(ctx_ / "a.txt") << "a\n";
   std::string first = registry.host() + "/team/app:1";
   ProcessResult pushed = kiln({"build", "-q", "--sbom", "--provenance", "--tls-verify=false",
                                "--push", "-t", first, ctx_.string()});
   ASSERT_EQ(pushed.exit_code, 0) << pushed.err << registry.logs();
-  std::string second = registry.host() + "/mirror/app:1";
+  std::string second = other.host() + "/mirror/app:1";
   ProcessResult copied =
       run_program({"skopeo", "copy", "--all", "--preserve-digests", "--src-tls-verify=false",
                    "--dest-tls-verify=false", "docker://" + first, "docker://" + second});
@@ -279,6 +279,52 @@ TEST_F(Attestations, ReferrersFormatPublishesArtifactsThroughTheFallbackTag) {
     EXPECT_EQ(j["Attestations"][0]["Storage"], "referrers");
     EXPECT_EQ(j["Attestations"][0]["Statements"][0]["predicateType"], "https://spdx.dev/Document");
   }
+}
+
+// kiln sign --referrers: the image's signature and its attestations' envelopes as OCI 1.1
+// referrers (the fallback tag on docker-registry 2.8), which verify and verify-attestation find.
+TEST_F(Attestations, SignaturesAndSignedAttestationsAsReferrers) {
+  LocalRegistry registry;
+  std::ofstream(ctx_ / "Containerfile") << "FROM scratch\nCOPY a.txt /a.txt\n";
+  std::ofstream(ctx_ / "a.txt") << "a\n";
+  std::string image = registry.host() + "/team/signed:1";
+  ASSERT_EQ(kiln({"build", "-q", "--provenance", "--tls-verify=false", "--push", "-t", image,
+                  ctx_.string()})
+                .exit_code,
+            0);
+  auto with_password = [&](std::vector<std::string> args) {
+    return run_kiln(args, {}, {},
+                    {"KILN_ROOT=" + (work_.path() / "store").string(), "KILN_PASSWORD="});
+  };
+  fs::path prefix = work_.path() / "key";
+  ASSERT_EQ(with_password({"key", "generate", "--output-key-prefix", prefix.string()}).exit_code,
+            0);
+  std::string remote = "docker://" + image;
+  ProcessResult sig = with_password(
+      {"sign", "--referrers", "--tls-verify=false", "--key", prefix.string() + ".key", remote});
+  ASSERT_EQ(sig.exit_code, 0) << sig.err << registry.logs();
+  ProcessResult att = with_password({"sign", "--attestations", "--referrers", "--tls-verify=false",
+                                     "--key", prefix.string() + ".key", remote});
+  ASSERT_EQ(att.exit_code, 0) << att.err << registry.logs();
+  // Nothing under .sig or .att; the fallback tags list the artifacts.
+  std::string index_digest =
+      nlohmann::json::parse(kiln({"inspect", "--tls-verify=false", remote}).out)["Digest"];
+  ProcessResult tags = run_program({"skopeo", "list-tags", "--tls-verify=false",
+                                    "docker://" + registry.host() + "/team/signed"});
+  EXPECT_THAT(tags.out, HasSubstr("sha256-" + index_digest.substr(7)));
+  EXPECT_THAT(tags.out, ::testing::Not(HasSubstr(".sig")));
+  EXPECT_THAT(tags.out, ::testing::Not(HasSubstr(".att")));
+  ProcessResult verified =
+      kiln({"verify", "--tls-verify=false", "--key", prefix.string() + ".pub", remote});
+  EXPECT_EQ(verified.exit_code, 0) << verified.err;
+  ProcessResult attested = kiln({"verify-attestation", "--tls-verify=false", "--key",
+                                 prefix.string() + ".pub", "--type", "slsaprovenance", remote});
+  EXPECT_EQ(attested.exit_code, 0) << attested.err;
+  EXPECT_THAT(attested.out, HasSubstr("\"predicateType\":\"https://slsa.dev/provenance/v1\""));
+  // Signing again with the same key adds nothing.
+  ProcessResult again = with_password(
+      {"sign", "--referrers", "--tls-verify=false", "--key", prefix.string() + ".key", remote});
+  EXPECT_THAT(again.out, HasSubstr("Already signed with this key"));
 }
 
 // kiln sign --attestations writes cosign's attestation format; openssl verifies the DSSE

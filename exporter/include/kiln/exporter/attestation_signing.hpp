@@ -37,8 +37,8 @@ std::vector<std::string> predicate_types(const std::string& name);
 // The in-toto statements attached to `top` the way BuildKit stores them (attestation manifests
 // in an index), each with the manifest digest it is about.
 struct AttachedStatement {
-  oci::Digest subject;
-  std::string statement;  // the statement's bytes
+  oci::Descriptor subject;  // the image manifest's entry in the index
+  std::string statement;    // the statement's bytes
 };
 std::vector<AttachedStatement> attached_statements(SignatureTarget& target,
                                                    const oci::Descriptor& top);
@@ -48,6 +48,10 @@ std::vector<AttachedStatement> attached_statements(SignatureTarget& target,
 // this key is already there.
 bool sign_attestation(SignatureTarget& target, const oci::Digest& subject,
                       const std::string& statement, const SigningKey& key);
+// The same envelope stored as an OCI 1.1 referrer of `subject` (artifactType kDsseMediaType,
+// the empty config, the envelope as its layer) instead of in the .att manifest.
+bool sign_attestation_as_referrer(SignatureTarget& target, const oci::Descriptor& subject,
+                                  const std::string& statement, const SigningKey& key);
 
 struct AttestationCheck {
   oci::Descriptor layer;
@@ -57,10 +61,10 @@ struct AttestationCheck {
   std::string statement;       // the verified statement's bytes
 };
 
-// Checks every envelope in `subject`'s .att manifest: its blob digest, that it is an in-toto
-// DSSE envelope whose signature over the PAE verifies with `key`, that the statement names
-// `subject` among its subjects, and (when `types` is not empty) that its predicateType is one of
-// them (others are skipped, not failures). nullopt when there is no .att manifest.
+// Checks every envelope in `subject`'s .att manifest and among its referrers: its blob digest, that
+// it is an in-toto DSSE envelope whose signature over the PAE verifies with `key`, that the
+// statement names `subject` among its subjects, and (when `types` is not empty) that its
+// predicateType is one of them (others are skipped, not failures). nullopt when there is neither.
 std::optional<std::vector<AttestationCheck>> verify_attestations(
     SignatureTarget& target, const oci::Digest& subject, const PublicKey& key,
     const std::string& key_name, const std::vector<std::string>& types);

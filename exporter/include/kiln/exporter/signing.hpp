@@ -149,6 +149,14 @@ class SignatureTarget {
   virtual void write_tagged_manifest(
       const std::string& tag, const std::vector<std::pair<oci::Descriptor, std::string>>& blobs,
       const std::string& manifest) = 0;
+  // Stores `blobs`, then `manifest` (an OCI 1.1 artifact whose subject is `subject`) by digest,
+  // and lists it as a referrer of `subject` (oci/referrers.hpp: the registry's API or the
+  // sha256-<hex> fallback tag; in a layout and in the store, that tag).
+  virtual void write_referrer(const oci::Digest& subject,
+                              const std::vector<std::pair<oci::Descriptor, std::string>>& blobs,
+                              const std::string& manifest) = 0;
+  // The referrers of `subject` (their descriptors, with artifactType); empty when none.
+  virtual std::vector<oci::Descriptor> referrers(const oci::Digest& subject) = 0;
 };
 
 // `ref` in its registry (a tag is resolved with a HEAD of the manifest).
@@ -184,6 +192,19 @@ std::vector<oci::Descriptor> signing_subjects(SignatureTarget& target, const oci
 bool sign_image(SignatureTarget& target, const oci::Digest& subject, const SigningKey& key,
                 const std::map<std::string, std::string>& annotations = {});
 
+// The artifact type of a signature stored as an OCI 1.1 referrer (cosign's, in its
+// registry-referrers mode).
+inline constexpr const char* kCosignSignatureArtifactType =
+    "application/vnd.dev.cosign.artifact.sig.v1+json";
+
+// The same signature stored as a referrer of `subject` instead of under the .sig tag: an
+// artifact manifest (artifactType kCosignSignatureArtifactType, the empty config, the payload
+// layer with its signature annotation, `subject` as subject). Returns false, changing nothing,
+// when such a referrer with this payload already verifies with `key`.
+bool sign_image_as_referrer(SignatureTarget& target, const oci::Descriptor& subject,
+                            const SigningKey& key,
+                            const std::map<std::string, std::string>& annotations = {});
+
 // Signs `manifest_digest` of the registry image `ref` (its repository; ref's tag and digest are
 // not used) with `key`: what `kiln build --push --sign-key` does after the push.
 void sign_registry_image(const SigningKey& key, const oci::Reference& ref,
@@ -207,11 +228,12 @@ struct VerifyResult {
   bool any_verified() const;
 };
 
-// Checks every signature of `subject`: the payload blob matches the layer's digest, the signature
-// verifies with `key` (`key_name` names it in failures), the payload is a cosign simple-signing
-// document whose docker-manifest-digest is `subject`, and whose docker-reference, when both it and
-// target.repository() are non-empty, names the same repository. Throws kiln::Error only when the
-// signature manifest itself cannot be read or parsed; a layer that fails is a failed check.
+// Checks every signature of `subject`, under its .sig tag and among its referrers: the payload blob
+// matches the layer's digest, the signature verifies with `key` (`key_name` names it in failures),
+// the payload is a cosign simple-signing document whose docker-manifest-digest is `subject`, and
+// whose docker-reference, when both it and target.repository() are non-empty, names the same
+// repository. Throws kiln::Error only when the signature manifest itself cannot be read or parsed;
+// a layer that fails is a failed check.
 VerifyResult verify_image(SignatureTarget& target, const oci::Digest& subject, const PublicKey& key,
                           const std::string& key_name);
 
