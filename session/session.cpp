@@ -228,6 +228,12 @@ std::vector<PlatformResult> build_all(oci::Store& store, const SessionRequest& r
   return results;
 }
 
+bool has_referrers_api(const oci::Reference& ref, const oci::RegistryOptions& options,
+                       const oci::Digest& pushed) {
+  oci::RegistryClient client(ref.domain, options);
+  return client.referrers(ref.path, pushed).has_value();
+}
+
 // --attest-format referrers after a push: each artifact by digest, then listed as a referrer
 // of its image (the registry's API, or the fallback tag).
 void push_referrers(oci::Store& store, const SessionRequest& request, const oci::Reference& ref,
@@ -326,12 +332,14 @@ Attached attach_attestations(oci::Store& store, const SessionRequest& request,
     if (!request.attest.referrers) {
       attached.index_entries.push_back(
           exporter::write_attestation_manifest(store, r.image.manifest, subject, list));
-      continue;
     }
+    // The artifacts too: a push to a registry with the referrers API publishes them as well.
     for (const exporter::Attestation& a : list) {
       oci::Descriptor artifact =
           exporter::write_attestation_artifact(store, r.image.manifest, subject, a, created);
       attached.referrers.emplace_back(r.image.manifest.digest, artifact);
+      if (!request.attest.referrers)
+        continue;
       for (const std::string& tag : request.tags) {
         oci::Reference ref = oci::parse_reference(oci::Store::canonical_name(tag));
         ref.tag.clear();
@@ -667,8 +675,12 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
                   oci::push_failure_advice(e, ref));
     }
     say(request, "Pushed " + ref.familiar() + "@" + pushed.str());
-    if (!attached.referrers.empty())
+    // With --attest-format referrers always; else where the registry has the referrers API
+    // (the attestation manifests in the index are pushed either way).
+    if (!attached.referrers.empty() &&
+        (request.attest.referrers || has_referrers_api(ref, options, pushed))) {
       push_referrers(store, request, ref, options, attached.referrers);
+    }
     if (request.sign_key) {
       exporter::sign_registry_image(*request.sign_key, ref, pushed, options);
       say(request, "Signed " + ref.familiar() + "@" + pushed.str());

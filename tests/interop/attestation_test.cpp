@@ -281,6 +281,33 @@ TEST_F(Attestations, ReferrersFormatPublishesArtifactsThroughTheFallbackTag) {
   }
 }
 
+// A registry with the referrers API (docker-registry behind a proxy that adds it): the default
+// BuildKit layout is pushed, and the attestations are published as referrers too, with no
+// fallback tag; --attest-format referrers uses the API alone.
+TEST_F(Attestations, ARegistryWithTheReferrersApiGetsArtifactsWithoutAFallbackTag) {
+  LocalRegistry registry;
+  FaultProxy api(registry.host(), "referrers-api");
+  std::ofstream(ctx_ / "Containerfile") << "FROM scratch\nCOPY a.txt /a.txt\n";
+  std::ofstream(ctx_ / "a.txt") << "a\n";
+  std::string image = api.host() + "/team/api:1";
+  ProcessResult pushed = kiln({"build", "-q", "--sbom", "--provenance", "--tls-verify=false",
+                               "--push", "-t", image, ctx_.string()});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.err << api.requests();
+  EXPECT_THAT(api.requests(), HasSubstr("/referrers/sha256:"));
+  ProcessResult tags = run_program(
+      {"skopeo", "list-tags", "--tls-verify=false", "docker://" + registry.host() + "/team/api"});
+  EXPECT_EQ(nlohmann::json::parse(tags.out)["Tags"], nlohmann::json::array({"1"})) << tags.out;
+  // Both storages are there: the index's attestation manifest and the referrers.
+  nlohmann::json j = nlohmann::json::parse(
+      kiln({"inspect", "--attestations", "--tls-verify=false", "docker://" + image}).out);
+  std::multiset<std::string> storages;
+  for (const auto& a : j["Attestations"]) {
+    storages.insert(a["Storage"].get<std::string>());
+    EXPECT_EQ(a["Statements"].size(), 2u) << a.dump();
+  }
+  EXPECT_EQ(storages, (std::multiset<std::string>{"index", "referrers"}));
+}
+
 // kiln sign --referrers: the image's signature and its attestations' envelopes as OCI 1.1
 // referrers (the fallback tag on docker-registry 2.8), which verify and verify-attestation find.
 TEST_F(Attestations, SignaturesAndSignedAttestationsAsReferrers) {

@@ -76,7 +76,8 @@ class LocalRegistry {
 };
 
 // registry_helpers.py proxy in front of `upstream` ("127.0.0.1:PORT") with one fault:
-// "none", "corrupt-blobs", "drop-first-upload", "drop-first-download" or "fail-first-503".
+// "none", "corrupt-blobs", "drop-first-upload", "drop-first-download", "fail-first-503" or
+// "referrers-api" (the OCI 1.1 referrers API in front of a registry that lacks it).
 class FaultProxy {
  public:
   FaultProxy(const std::string& upstream, const std::string& fault);

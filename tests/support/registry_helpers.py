@@ -21,12 +21,16 @@
         drop-first-download-ignore-range
                              the same, and drops Range headers as a server that cannot resume
         fail-first-503       answers the first manifest request 503 with Retry-After: 1
+        referrers-api        adds the OCI 1.1 referrers API the registry lacks: manifests PUT
+                             through it that name a subject are listed at
+                             GET /v2/<name>/referrers/<digest> (an OCI index)
 
 Each handled request is printed as one line, "METHOD PATH -> STATUS [range=...]".
 """
 
 import argparse
 import base64
+import hashlib
 import http.client
 import http.server
 import json
@@ -140,8 +144,48 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
                 ProxyHandler.fired = True
             return ProxyHandler.doomed_session == session
 
+    referrers = {}  # (repository, subject digest) -> [descriptor]
+
+    def answer_referrers(self):
+        path = urlsplit(self.path).path
+        name, _, digest = path[len("/v2/"):].partition("/referrers/")
+        with ProxyHandler.lock:
+            listed = list(ProxyHandler.referrers.get((name, digest), []))
+        body = json.dumps({"schemaVersion": 2,
+                           "mediaType": "application/vnd.oci.image.index.v1+json",
+                           "manifests": listed}).encode()
+        log("%s %s -> 200 (%d referrers)" % (self.command, self.path, len(listed)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.oci.image.index.v1+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def note_referrer(self, body, status):
+        path = urlsplit(self.path).path
+        if self.command != "PUT" or "/manifests/" not in path or status != 201 or not body:
+            return
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return
+        if not isinstance(doc, dict) or not isinstance(doc.get("subject"), dict):
+            return
+        name = path[len("/v2/"):].partition("/manifests/")[0]
+        entry = {"mediaType": doc.get("mediaType", "application/vnd.oci.image.manifest.v1+json"),
+                 "digest": "sha256:" + hashlib.sha256(body).hexdigest(), "size": len(body),
+                 "artifactType": doc.get("artifactType") or doc["config"]["mediaType"]}
+        if doc.get("annotations"):
+            entry["annotations"] = doc["annotations"]
+        with ProxyHandler.lock:
+            ProxyHandler.referrers.setdefault((name, doc["subject"]["digest"]), []).append(entry)
+
     def handle_any(self):
         fault = self.config.fault
+        if (fault == "referrers-api" and self.command == "GET" and
+                "/referrers/" in urlsplit(self.path).path):
+            self.answer_referrers()
+            return
         length = int(self.headers.get("Content-Length", "0") or "0")
         is_upload = "/blobs/uploads/" in self.path and self.command in ("PUT", "PATCH")
         if (fault == "drop-first-upload" and is_upload and length > 0 and
@@ -171,6 +215,8 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
         response = upstream.getresponse()
         data = response.read() if self.command != "HEAD" else b""
         upstream.close()
+        if fault == "referrers-api":
+            self.note_referrer(body, response.status)
 
         is_blob_get = (self.command == "GET" and "/blobs/sha256:" in self.path and
                        response.status in (200, 206))
@@ -220,7 +266,7 @@ def main():
     parser.add_argument("--fault", default="none",
                         choices=["none", "corrupt-blobs", "drop-first-upload",
                                  "drop-first-download", "drop-first-download-ignore-range",
-                                 "fail-first-503"])
+                                 "fail-first-503", "referrers-api"])
     config = parser.parse_args()
     if config.role == "token":
         der = subprocess.run(["openssl", "x509", "-in", config.cert, "-outform", "DER"],

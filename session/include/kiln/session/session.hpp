@@ -109,7 +109,8 @@ struct SessionRequest {
     // --attest-format referrers: each statement an OCI 1.1 artifact whose subject is the
     // platform's image (oci/referrers.hpp: the store keeps them under each tag's repository,
     // a push publishes them through the registry's referrers API or its fallback tag), and the
-    // image itself stays as it would be without attestations. Otherwise BuildKit's layout.
+    // image itself stays as it would be without attestations. Otherwise BuildKit's layout, and
+    // a push to a registry that has the referrers API publishes the artifacts there as well.
     bool referrers = false;
     bool any() const { return sbom || provenance.has_value(); }
   };
