@@ -2,6 +2,7 @@
 
 #include "kiln/oci/manifest.hpp"
 #include "kiln/oci/media_types.hpp"
+#include "signing_internal.hpp"
 
 namespace kiln::exporter {
 
@@ -57,23 +58,13 @@ oci::Descriptor write_attestation_artifact(oci::Store& store, const oci::Descrip
                                            const Attestation& attestation,
                                            const std::string& created) {
   std::string statement = in_toto_statement(attestation, subject_name, image.digest).dump();
-  oci::Manifest m;
-  m.media_type = oci::media_type::kOciManifest;
-  m.artifact_type = kInTotoMediaType;
-  m.config.media_type = oci::media_type::kOciEmpty;
-  m.config.digest = store.put_blob("{}");
-  m.config.size = 2;
   oci::Descriptor layer;
   layer.media_type = kInTotoMediaType;
   layer.digest = store.put_blob(statement);
   layer.size = static_cast<int64_t>(statement.size());
   layer.annotations[kPredicateTypeAnnotation] = attestation.predicate_type;
-  m.layers.push_back(layer);
-  oci::Descriptor subject;
-  subject.media_type = image.media_type;
-  subject.digest = image.digest;
-  subject.size = image.size;
-  m.subject = subject;
+  oci::Manifest m = detail::artifact_manifest(kInTotoMediaType, image, layer);
+  store.put_blob("{}");  // the empty config
   m.annotations[kPredicateTypeAnnotation] = attestation.predicate_type;
   m.annotations["org.opencontainers.image.created"] = created;
   std::string bytes = oci::serialize(m);

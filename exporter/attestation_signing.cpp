@@ -124,24 +124,37 @@ std::vector<AttachedStatement> attached_statements(SignatureTarget& target,
   return out;
 }
 
-bool sign_attestation(SignatureTarget& target, const oci::Digest& subject,
-                      const std::string& statement, const SigningKey& key) {
-  std::string tag = attestation_tag(subject);
-  oci::Manifest manifest;
-  if (std::optional<std::string> existing = target.read_tagged_manifest(tag))
-    manifest = detail::parse_tagged_manifest(*existing, target, tag);
+namespace {
+
+// Whether one of `layers` is an envelope of `statement` signed by `key` (signing again then
+// changes nothing).
+bool attested_by(SignatureTarget& target, const std::vector<oci::Descriptor>& layers,
+                 const std::string& statement, const SigningKey& key) {
   PublicKey public_key = key.public_key();
   std::string pae = dsse_pae(kInTotoMediaType, statement);
-  for (const oci::Descriptor& d : manifest.layers) {
+  for (const oci::Descriptor& d : layers) {
     if (d.media_type != kDsseMediaType)
       continue;
     std::optional<Envelope> e = parse_envelope(target.read(d));
     if (e && e->payload == statement &&
         std::any_of(e->signatures.begin(), e->signatures.end(),
                     [&](const std::string& sig) { return public_key.verifies(pae, sig); })) {
-      return false;
+      return true;
     }
   }
+  return false;
+}
+
+}  // namespace
+
+bool sign_attestation(SignatureTarget& target, const oci::Digest& subject,
+                      const std::string& statement, const SigningKey& key) {
+  std::string tag = attestation_tag(subject);
+  oci::Manifest manifest;
+  if (std::optional<std::string> existing = target.read_tagged_manifest(tag))
+    manifest = detail::parse_tagged_manifest(*existing, target, tag);
+  if (attested_by(target, manifest.layers, statement, key))
+    return false;
   std::string envelope = dsse_envelope(statement, key);
   oci::Descriptor layer = blob_descriptor(kDsseMediaType, envelope);
   layer.annotations[kSignatureAnnotation] = "";
@@ -160,34 +173,15 @@ bool sign_attestation(SignatureTarget& target, const oci::Digest& subject,
 
 bool sign_attestation_as_referrer(SignatureTarget& target, const oci::Descriptor& subject,
                                   const std::string& statement, const SigningKey& key) {
-  PublicKey public_key = key.public_key();
-  std::string pae = dsse_pae(kInTotoMediaType, statement);
-  for (const oci::Descriptor& r : target.referrers(subject.digest)) {
-    if (r.artifact_type != kDsseMediaType)
-      continue;
-    for (const oci::Descriptor& d : oci::parse_manifest(target.read(r)).layers) {
-      std::optional<Envelope> e = parse_envelope(target.read(d));
-      if (e && e->payload == statement &&
-          std::any_of(e->signatures.begin(), e->signatures.end(),
-                      [&](const std::string& sig) { return public_key.verifies(pae, sig); })) {
-        return false;
-      }
-    }
+  if (attested_by(target, detail::referrer_layers(target, subject.digest, kDsseMediaType),
+                  statement, key)) {
+    return false;
   }
   std::string envelope = dsse_envelope(statement, key);
   oci::Descriptor layer = blob_descriptor(kDsseMediaType, envelope);
   std::string predicate = Json::parse(statement, nullptr, false).value("predicateType", "");
   layer.annotations[kPredicateTypeLayerAnnotation] = predicate;
-  oci::Manifest manifest;
-  manifest.media_type = oci::media_type::kOciManifest;
-  manifest.artifact_type = kDsseMediaType;
-  manifest.config = blob_descriptor(oci::media_type::kOciEmpty, "{}");
-  manifest.layers.push_back(layer);
-  oci::Descriptor about;
-  about.media_type = subject.media_type;
-  about.digest = subject.digest;
-  about.size = subject.size;
-  manifest.subject = about;
+  oci::Manifest manifest = detail::artifact_manifest(kDsseMediaType, subject, layer);
   manifest.annotations[kPredicateTypeLayerAnnotation] = predicate;
   target.write_referrer(subject.digest, {{layer, envelope}, {manifest.config, "{}"}},
                         oci::serialize(manifest));
@@ -204,13 +198,9 @@ std::optional<std::vector<AttestationCheck>> verify_attestations(
     found = true;
     layers = detail::parse_tagged_manifest(*bytes, target, tag).layers;
   }
-  for (const oci::Descriptor& r : target.referrers(subject)) {
-    if (r.artifact_type != kDsseMediaType)
-      continue;
-    found = true;
-    oci::Manifest m = detail::parse_tagged_manifest(target.read(r), target, r.digest.str());
-    layers.insert(layers.end(), m.layers.begin(), m.layers.end());
-  }
+  std::vector<oci::Descriptor> referred = detail::referrer_layers(target, subject, kDsseMediaType);
+  found = found || !referred.empty();
+  layers.insert(layers.end(), referred.begin(), referred.end());
   if (!found)
     return std::nullopt;
   std::vector<AttestationCheck> checks;

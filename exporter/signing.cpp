@@ -261,6 +261,33 @@ oci::Descriptor blob_descriptor(const char* media_type, std::string_view bytes) 
   return {media_type, oci::sha256_of(bytes), static_cast<int64_t>(bytes.size()), {}, {}, {}, {}};
 }
 
+oci::Manifest artifact_manifest(const std::string& artifact_type, const oci::Descriptor& subject,
+                                const oci::Descriptor& layer) {
+  oci::Manifest manifest;
+  manifest.media_type = oci::media_type::kOciManifest;
+  manifest.artifact_type = artifact_type;
+  manifest.config = blob_descriptor(oci::media_type::kOciEmpty, "{}");
+  manifest.layers.push_back(layer);
+  oci::Descriptor about;
+  about.media_type = subject.media_type;
+  about.digest = subject.digest;
+  about.size = subject.size;
+  manifest.subject = about;
+  return manifest;
+}
+
+std::vector<oci::Descriptor> referrer_layers(SignatureTarget& target, const oci::Digest& subject,
+                                             const std::string& artifact_type) {
+  std::vector<oci::Descriptor> layers;
+  for (const oci::Descriptor& r : target.referrers(subject)) {
+    if (r.artifact_type != artifact_type)
+      continue;
+    oci::Manifest m = parse_tagged_manifest(target.read(r), target, r.digest.str());
+    layers.insert(layers.end(), m.layers.begin(), m.layers.end());
+  }
+  return layers;
+}
+
 }  // namespace detail
 
 namespace {
@@ -870,6 +897,26 @@ std::vector<oci::Descriptor> signing_subjects(SignatureTarget& target, const oci
   return subjects;
 }
 
+namespace {
+
+// Whether one of `layers` is the payload `digest` with a signature that verifies with `key`
+// (ECDSA signatures differ every time: this is how signing again stays idempotent).
+bool signed_by(const std::vector<oci::Descriptor>& layers, const oci::Digest& digest,
+               const std::string& payload, const SigningKey& key) {
+  PublicKey public_key = key.public_key();
+  for (const oci::Descriptor& d : layers) {
+    auto signature = d.annotations.find(kSignatureAnnotation);
+    if (d.digest != digest || signature == d.annotations.end())
+      continue;
+    std::optional<std::string> der = decode_signature(signature->second);
+    if (der && public_key.verifies(payload, *der))
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 bool sign_image(SignatureTarget& target, const oci::Digest& subject, const SigningKey& key,
                 const std::map<std::string, std::string>& annotations) {
   std::string payload = simple_signing_payload(target.repository(), subject, annotations);
@@ -878,15 +925,8 @@ bool sign_image(SignatureTarget& target, const oci::Digest& subject, const Signi
   oci::Manifest manifest;
   if (std::optional<std::string> existing = target.read_tagged_manifest(signature_tag(subject)))
     manifest = parse_tagged_manifest(*existing, target, signature_tag(subject));
-  PublicKey public_key = key.public_key();
-  for (const oci::Descriptor& d : manifest.layers) {
-    auto signature = d.annotations.find(kSignatureAnnotation);
-    if (d.digest != layer.digest || signature == d.annotations.end())
-      continue;
-    std::optional<std::string> der = decode_signature(signature->second);
-    if (der && public_key.verifies(payload, *der))
-      return false;
-  }
+  if (signed_by(manifest.layers, layer.digest, payload, key))
+    return false;
 
   layer.annotations[kSignatureAnnotation] = base64_encode(key.sign(payload));
   manifest.layers.push_back(layer);
@@ -905,30 +945,12 @@ bool sign_image_as_referrer(SignatureTarget& target, const oci::Descriptor& subj
                             const std::map<std::string, std::string>& annotations) {
   std::string payload = simple_signing_payload(target.repository(), subject.digest, annotations);
   oci::Descriptor layer = blob_descriptor(kSimpleSigningMediaType, payload);
-  PublicKey public_key = key.public_key();
-  for (const oci::Descriptor& r : target.referrers(subject.digest)) {
-    if (r.artifact_type != kCosignSignatureArtifactType)
-      continue;
-    for (const oci::Descriptor& d : oci::parse_manifest(target.read(r)).layers) {
-      auto signature = d.annotations.find(kSignatureAnnotation);
-      if (d.digest != layer.digest || signature == d.annotations.end())
-        continue;
-      std::optional<std::string> der = decode_signature(signature->second);
-      if (der && public_key.verifies(payload, *der))
-        return false;
-    }
+  if (signed_by(detail::referrer_layers(target, subject.digest, kCosignSignatureArtifactType),
+                layer.digest, payload, key)) {
+    return false;
   }
   layer.annotations[kSignatureAnnotation] = base64_encode(key.sign(payload));
-  oci::Manifest manifest;
-  manifest.media_type = oci::media_type::kOciManifest;
-  manifest.artifact_type = kCosignSignatureArtifactType;
-  manifest.config = blob_descriptor(oci::media_type::kOciEmpty, "{}");
-  manifest.layers.push_back(layer);
-  oci::Descriptor about;
-  about.media_type = subject.media_type;
-  about.digest = subject.digest;
-  about.size = subject.size;
-  manifest.subject = about;
+  oci::Manifest manifest = detail::artifact_manifest(kCosignSignatureArtifactType, subject, layer);
   target.write_referrer(subject.digest, {{layer, payload}, {manifest.config, "{}"}},
                         oci::serialize(manifest));
   return true;
@@ -957,12 +979,9 @@ VerifyResult verify_image(SignatureTarget& target, const oci::Digest& subject, c
     oci::Manifest manifest = parse_tagged_manifest(*bytes, target, signature_tag(subject));
     layers = manifest.layers;
   }
-  for (const oci::Descriptor& r : target.referrers(subject)) {
-    if (r.artifact_type != kCosignSignatureArtifactType)
-      continue;
-    oci::Manifest manifest = parse_tagged_manifest(target.read(r), target, r.digest.str());
-    layers.insert(layers.end(), manifest.layers.begin(), manifest.layers.end());
-  }
+  std::vector<oci::Descriptor> referred =
+      detail::referrer_layers(target, subject, kCosignSignatureArtifactType);
+  layers.insert(layers.end(), referred.begin(), referred.end());
   result.found = !layers.empty();
   for (const oci::Descriptor& layer : layers) {
     SignatureCheck check;

@@ -1,4 +1,5 @@
-// What signing.cpp shares with attestation_signing.cpp: cosign's manifest pieces.
+// What signing.cpp shares with attestation_signing.cpp and attestation.cpp: cosign's manifest
+// pieces and OCI 1.1 artifacts.
 #pragma once
 
 #include <string>
@@ -17,5 +18,14 @@ std::string signature_config(const std::vector<oci::Descriptor>& layers);
 oci::Manifest parse_tagged_manifest(const std::string& bytes, const SignatureTarget& target,
                                     const std::string& tag);
 oci::Descriptor blob_descriptor(const char* media_type, std::string_view bytes);
+
+// An OCI 1.1 artifact manifest: `artifact_type`, the empty config ({}), `layer`, and `subject`
+// (its media type, digest and size only).
+oci::Manifest artifact_manifest(const std::string& artifact_type, const oci::Descriptor& subject,
+                                const oci::Descriptor& layer);
+
+// The layers of the referrers of `subject` whose artifact type is `artifact_type`.
+std::vector<oci::Descriptor> referrer_layers(SignatureTarget& target, const oci::Digest& subject,
+                                             const std::string& artifact_type);
 
 }  // namespace kiln::exporter::detail

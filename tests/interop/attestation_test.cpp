@@ -71,6 +71,19 @@ class Attestations : public ::testing::Test {
     return out;
   }
 
+  // kiln with an empty key password (KILN_PASSWORD set and empty).
+  ProcessResult with_password(const std::vector<std::string>& args) {
+    return run_kiln(args, {}, {},
+                    {"KILN_ROOT=" + (work_.path() / "store").string(), "KILN_PASSWORD="});
+  }
+  // A key pair KEY.key / KEY.pub; returns the prefix.
+  fs::path generate_key() {
+    fs::path prefix = work_.path() / "key";
+    ProcessResult r = with_password({"key", "generate", "--output-key-prefix", prefix.string()});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return prefix;
+  }
+
   TempDir work_{{}, "kiln-attest-"};
   fs::path ctx_;
 };
@@ -319,13 +332,7 @@ TEST_F(Attestations, SignaturesAndSignedAttestationsAsReferrers) {
                   ctx_.string()})
                 .exit_code,
             0);
-  auto with_password = [&](std::vector<std::string> args) {
-    return run_kiln(args, {}, {},
-                    {"KILN_ROOT=" + (work_.path() / "store").string(), "KILN_PASSWORD="});
-  };
-  fs::path prefix = work_.path() / "key";
-  ASSERT_EQ(with_password({"key", "generate", "--output-key-prefix", prefix.string()}).exit_code,
-            0);
+  fs::path prefix = generate_key();
   std::string remote = "docker://" + image;
   ProcessResult sig = with_password(
       {"sign", "--referrers", "--tls-verify=false", "--key", prefix.string() + ".key", remote});
@@ -365,13 +372,7 @@ TEST_F(Attestations, SignedAttestationsVerifyIndependentlyAndATamperedOneFails) 
                   "type=oci,dest=" + layout.string(), ctx_.string()})
                 .exit_code,
             0);
-  auto with_password = [&](std::vector<std::string> args) {
-    return run_kiln(args, {}, {},
-                    {"KILN_ROOT=" + (work_.path() / "store").string(), "KILN_PASSWORD="});
-  };
-  fs::path prefix = work_.path() / "key";
-  ASSERT_EQ(with_password({"key", "generate", "--output-key-prefix", prefix.string()}).exit_code,
-            0);
+  fs::path prefix = generate_key();
   std::string image = "oci:" + layout.string();
   ProcessResult signed_ =
       with_password({"sign", "--attestations", "--key", prefix.string() + ".key", image});
