@@ -16,6 +16,7 @@ std::string build_salt(const snapshotter::LayerOptions& layers,
   j["kiln-cache"] = 2;  // 2: keys over typed op definitions
   j["compression"] = static_cast<int>(layers.compression.algorithm);
   j["level"] = layers.compression.level;
+  j["compressor"] = snapshotter::compressor_id(layers.compression);
   j["source_date_epoch"] = source_date_epoch ? std::to_string(*source_date_epoch) : "";
   if (layers.all_mtimes)
     j["all_mtimes"] = true;

@@ -3,11 +3,12 @@
 //
 // Determinism: for a given input, algorithm, level and block size, the compressed bytes are the
 // same whatever the thread count, so layer digests do not depend on the machine that built them
-// (they do depend on the zlib/libzstd versions, as every compressor's output does).
+// (they do depend on the ISA-L/zlib/libzstd versions, as every compressor's output does).
 #pragma once
 
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "kiln/base/io.hpp"
@@ -22,9 +23,16 @@ Compression parse_compression(std::string_view name);
 // "gzip", "zstd" or "none".
 const char* compression_name(Compression compression);
 
+struct CompressionOptions;
+// What decides the compressed bytes besides the input: "gzip-isal1", "gzip-zlib6", "zstd3",
+// "none" (cache keys include it, so a layer cached under one compressor is not taken for
+// another's output).
+std::string compressor_id(const CompressionOptions& options);
+
 struct CompressionOptions {
   Compression algorithm = Compression::kGzip;
-  // -1: the algorithm's default (gzip 6, zstd 3). Otherwise gzip takes 0..9 and zstd
+  // -1: the algorithm's default: gzip through ISA-L (Intel's igzip) at its level 1, zstd 3.
+  // Otherwise gzip takes zlib's levels 0..9 (compressed with zlib) and zstd
   // 1..ZSTD_maxCLevel() (22); other values make the CompressingSink constructor throw.
   int level = -1;
   // Compression threads; 0 means std::thread::hardware_concurrency(). At most 256 are used.
