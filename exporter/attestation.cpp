@@ -18,6 +18,26 @@ nlohmann::ordered_json in_toto_statement(const Attestation& attestation,
   return s;
 }
 
+namespace {
+
+// Stores `bytes`; their descriptor.
+oci::Descriptor put(oci::Store& store, const char* media_type, const std::string& bytes) {
+  oci::Descriptor d = detail::blob_descriptor(media_type, bytes);
+  store.put_blob(bytes);
+  return d;
+}
+
+// Stores the statement of `attestation` about `image`; its layer descriptor.
+oci::Descriptor put_statement(oci::Store& store, const oci::Descriptor& image,
+                              const std::string& subject_name, const Attestation& attestation) {
+  oci::Descriptor layer = put(store, kInTotoMediaType,
+                              in_toto_statement(attestation, subject_name, image.digest).dump());
+  layer.annotations[kPredicateTypeAnnotation] = attestation.predicate_type;
+  return layer;
+}
+
+}  // namespace
+
 oci::Descriptor write_attestation_manifest(oci::Store& store, const oci::Descriptor& image,
                                            const std::string& subject_name,
                                            const std::vector<Attestation>& attestations) {
@@ -29,24 +49,12 @@ oci::Descriptor write_attestation_manifest(oci::Store& store, const oci::Descrip
       {"config", nlohmann::ordered_json::object()},
       {"rootfs", {{"type", "layers"}, {"diff_ids", nlohmann::json::array()}}}};
   for (const Attestation& a : attestations) {
-    std::string bytes = in_toto_statement(a, subject_name, image.digest).dump();
-    oci::Descriptor layer;
-    layer.media_type = kInTotoMediaType;
-    layer.digest = store.put_blob(bytes);
-    layer.size = static_cast<int64_t>(bytes.size());
-    layer.annotations[kPredicateTypeAnnotation] = a.predicate_type;
+    oci::Descriptor layer = put_statement(store, image, subject_name, a);
     m.layers.push_back(layer);
     config["rootfs"]["diff_ids"].push_back(layer.digest.str());
   }
-  std::string config_bytes = config.dump();
-  m.config.media_type = oci::media_type::kOciConfig;
-  m.config.digest = store.put_blob(config_bytes);
-  m.config.size = static_cast<int64_t>(config_bytes.size());
-  std::string bytes = oci::serialize(m);
-  oci::Descriptor d;
-  d.media_type = oci::media_type::kOciManifest;
-  d.digest = store.put_blob(bytes);
-  d.size = static_cast<int64_t>(bytes.size());
+  m.config = put(store, oci::media_type::kOciConfig, config.dump());
+  oci::Descriptor d = put(store, oci::media_type::kOciManifest, oci::serialize(m));
   d.platform = oci::Platform{"unknown", "unknown", ""};
   d.annotations[kReferenceTypeAnnotation] = kAttestationManifestType;
   d.annotations[kReferenceDigestAnnotation] = image.digest.str();
@@ -57,21 +65,12 @@ oci::Descriptor write_attestation_artifact(oci::Store& store, const oci::Descrip
                                            const std::string& subject_name,
                                            const Attestation& attestation,
                                            const std::string& created) {
-  std::string statement = in_toto_statement(attestation, subject_name, image.digest).dump();
-  oci::Descriptor layer;
-  layer.media_type = kInTotoMediaType;
-  layer.digest = store.put_blob(statement);
-  layer.size = static_cast<int64_t>(statement.size());
-  layer.annotations[kPredicateTypeAnnotation] = attestation.predicate_type;
+  oci::Descriptor layer = put_statement(store, image, subject_name, attestation);
   oci::Manifest m = detail::artifact_manifest(kInTotoMediaType, image, layer);
   store.put_blob("{}");  // the empty config
   m.annotations[kPredicateTypeAnnotation] = attestation.predicate_type;
   m.annotations["org.opencontainers.image.created"] = created;
-  std::string bytes = oci::serialize(m);
-  oci::Descriptor d;
-  d.media_type = oci::media_type::kOciManifest;
-  d.digest = store.put_blob(bytes);
-  d.size = static_cast<int64_t>(bytes.size());
+  oci::Descriptor d = put(store, oci::media_type::kOciManifest, oci::serialize(m));
   d.artifact_type = kInTotoMediaType;
   d.annotations = m.annotations;
   return d;

@@ -333,7 +333,10 @@ Attached attach_attestations(oci::Store& store, const SessionRequest& request,
       attached.index_entries.push_back(
           exporter::write_attestation_manifest(store, r.image.manifest, subject, list));
     }
-    // The artifacts too: a push to a registry with the referrers API publishes them as well.
+    // The artifacts too when something will publish them: --attest-format referrers, or a push
+    // (a registry with the referrers API gets them as well).
+    if (!request.attest.referrers && request.push.empty())
+      continue;
     for (const exporter::Attestation& a : list) {
       oci::Descriptor artifact =
           exporter::write_attestation_artifact(store, r.image.manifest, subject, a, created);
