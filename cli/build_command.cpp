@@ -98,19 +98,25 @@ oci::RegistryOptions registry_options(const BuildCommandOptions& opts) {
   return options;
 }
 
-// Where the image is pushed: each -t name with --push, and the names of -o type=registry.
-std::vector<std::string> push_targets(const BuildCommandOptions& opts) {
-  std::vector<std::string> out;
-  if (opts.push)
-    out.insert(out.end(), opts.tags.begin(), opts.tags.end());
+// Where the image is pushed: each -t name with --push, and the names (else the tags) of
+// -o type=registry and of -o type=image,push=true; by digest only with push-by-digest=true
+// (which parse_output lets through only with name=).
+std::vector<session::PushTarget> push_targets(const BuildCommandOptions& opts) {
+  std::vector<session::PushTarget> out;
+  if (opts.push) {
+    for (const std::string& tag : opts.tags)
+      out.push_back({tag, false});
+  }
   for (const TypedSpec& o : opts.outputs) {
-    if (o.type != "registry")
+    if (o.type != "registry" && !(o.type == "image" && o.attr("push") == "true"))
       continue;
+    bool by_digest = o.attr("push-by-digest") == "true";
     if (auto name = o.attr("name")) {
       for (const std::string& n : split(*name, ','))
-        out.push_back(std::string(trim(n)));
+        out.push_back({std::string(trim(n)), by_digest});
     } else {
-      out.insert(out.end(), opts.tags.begin(), opts.tags.end());
+      for (const std::string& tag : opts.tags)
+        out.push_back({tag, false});
     }
   }
   if ((opts.push || !out.empty()) && out.empty())

@@ -72,6 +72,19 @@ TypedSpec parse_output(const std::string& spec) {
       out.type == "oci" || out.type == "docker" || out.type == "local" || out.type == "tar";
   if (needs_dest && !out.attr("dest"))
     usage("--output type=" + out.type + " needs dest=PATH");
+  if (out.type == "registry" || out.type == "image") {
+    for (const char* key : {"push", "push-by-digest"}) {
+      if (auto value = out.attr(key); value && *value != "true" && *value != "false")
+        usage("--output type=" + out.type + ": " + key + " must be true or false, not " +
+              quote(*value));
+    }
+    // buildx falls back to the tags, which a push by digest refuses when they have one.
+    if (out.attr("push-by-digest") == "true" && !out.attr("name")) {
+      usage("--output type=" + out.type +
+            ",push-by-digest=true needs name=REPOSITORY: the repository the image is pushed "
+            "to by digest");
+    }
+  }
   return out;
 }
 
@@ -488,7 +501,8 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "when to pull base images: always (alone, or true), missing (the default, or false), "
        "newer (always, but the local image when the registry cannot be reached), never")
       ("output,o", po::value(&outputs),
-       "where the result goes: type=oci|docker|registry|local|tar,dest=PATH (repeatable)")
+       "where the result goes: type=oci|docker|local|tar,dest=PATH, "
+       "type=registry,name=NAME[,push-by-digest=true] (repeatable)")
       ("push", po::bool_switch(), "push the image to the registry named by its tag")
       ("cache-from", po::value(&cache_from),
        "import build cache: type=registry,ref=REF or type=local,src=DIR")

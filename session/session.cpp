@@ -390,8 +390,16 @@ void validate(const SessionRequest& request, bool signing) {
         "--sign-key signs what the build pushes: add --push (or -o type=registry), or "
         "sign a local image with `kiln sign`");
   }
-  for (const std::string& target : request.push)
-    oci::parse_reference(target);  // a malformed name fails before the build
+  for (const PushTarget& target : request.push) {
+    oci::parse_reference(target.name);  // a malformed name fails before the build
+    // BuildKit refuses it too ("can't push tagged ref ... by digest"): a push by digest makes
+    // no tag, so the name's would be silently dropped.
+    std::string_view last = std::string_view(target.name).substr(target.name.rfind('/') + 1);
+    if (target.by_digest && last.find_first_of(":@") != std::string_view::npos) {
+      throw Error("push-by-digest to " + quote(target.name) +
+                  ": name a repository without :TAG or @DIGEST (a push by digest makes no tag)");
+    }
+  }
   for (const std::string& tag : request.tags)
     oci::Store::canonical_name(tag);
   if ((!request.attest.sbom_output.empty() || !request.attest.sbom_purl_output.empty()) &&
@@ -666,10 +674,12 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
     say(request, "Exported cache (" + std::to_string(records.size()) +
                      " records, mode=" + (c.max ? "max" : "min") + ") to " + c.location);
   }
-  for (const std::string& target : request.push) {
+  for (const PushTarget& target : request.push) {
     oci::RegistryOptions options = request.registry;
     options.log = [&](const std::string& line) { say(request, line); };
-    oci::Reference ref = oci::parse_reference(target);
+    oci::Reference ref = oci::parse_reference(target.name);
+    if (target.by_digest)
+      ref.tag.clear();  // parse_reference's "latest": push_image then pushes by digest
     oci::Digest pushed;
     try {
       pushed = oci::push_image(store, out.top, ref, options);
@@ -677,7 +687,8 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
       throw Error("push to " + ref.familiar() + " failed: " + e.what() +
                   oci::push_failure_advice(e, ref));
     }
-    say(request, "Pushed " + ref.familiar() + "@" + pushed.str());
+    say(request, "Pushed " + ref.familiar() + "@" + pushed.str() +
+                     (target.by_digest ? " (by digest, no tag)" : ""));
     // With --attest-format referrers always; else where the registry has the referrers API
     // (the attestation manifests in the index are pushed either way).
     if (!attached.referrers.empty() &&
@@ -698,12 +709,19 @@ SessionResult run(oci::Store& store, const SessionRequest& request) {
                                          {"size", out.top.size}};
     if (!multi)
       meta["containerimage.config.digest"] = results.front().image.config.str();
-    if (!request.tags.empty()) {
-      std::vector<std::string> names;
-      for (const std::string& tag : request.tags)
-        names.push_back(oci::Store::canonical_name(tag));
+    // The names as buildx records them: the tags and where the image was pushed, a push by
+    // digest as the repository given (its reference: that name, "@", containerimage.digest).
+    std::vector<std::string> names;
+    auto add_name = [&](const std::string& name) {
+      if (std::find(names.begin(), names.end(), name) == names.end())
+        names.push_back(name);
+    };
+    for (const std::string& tag : request.tags)
+      add_name(oci::Store::canonical_name(tag));
+    for (const PushTarget& target : request.push)
+      add_name(target.by_digest ? target.name : oci::Store::canonical_name(target.name));
+    if (!names.empty())
       meta["image.name"] = join(names, ",");
-    }
     write_user_file(request.metadata_file, meta.dump(2) + "\n");
   }
   return out;

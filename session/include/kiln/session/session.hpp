@@ -44,6 +44,14 @@ struct CacheLocation {
   bool max = false;      // export: every stage's steps (mode=max), else the target's (min)
 };
 
+// Where a build pushes its image (--push, -o type=registry, -o type=image,push=true).
+struct PushTarget {
+  std::string name;  // a reference, as given
+  // buildx's push-by-digest=true: the image (or the index) and everything it references go to
+  // name's repository by digest, and no tag is made there; name then has no tag or digest.
+  bool by_digest = false;
+};
+
 struct SessionRequest {
   // What every platform's Builder is given: the context and its ignore rules, layer options,
   // SOURCE_DATE_EPOCH, labels, progress, --no-cache(-filter) (unknown stages are errors here),
@@ -86,7 +94,7 @@ struct SessionRequest {
   std::map<std::string, std::string> manifest_annotations, index_annotations;
   std::vector<std::string> tags;
   std::vector<Output> outputs;
-  std::vector<std::string> push;                 // references to push the image to
+  std::vector<PushTarget> push;                  // where to push the image
   std::optional<exporter::SigningKey> sign_key;  // signs what is pushed
   std::filesystem::path metadata_file;           // buildx's --metadata-file
 
@@ -131,7 +139,8 @@ std::optional<std::string> check_override(
     const std::vector<std::pair<std::string, std::string>>& build_args);
 
 // Checks what can be checked before anything runs (outputs that cannot hold several platforms,
-// signing (`signing`, or a sign_key) without a push, malformed names): throws kiln::Error.
+// signing (`signing`, or a sign_key) without a push, malformed names, a push by digest to a name
+// with a tag): throws kiln::Error.
 void validate(const SessionRequest& request, bool signing = false);
 
 // Runs the whole build into `store`. Throws kiln::InputError at FILE:LINE:COL for the
