@@ -9,7 +9,7 @@ apt-get install -y --no-install-recommends \
   antlr4 default-jre-headless libantlr4-runtime-dev uuid-dev \
   libarchive-dev libzstd-dev libssl-dev libcurl4-openssl-dev nlohmann-json3-dev libxxhash-dev \
   zlib1g-dev libboost-program-options-dev libgtest-dev libgmock-dev libseccomp-dev libcap-dev \
-  libtomlplusplus-dev libsodium-dev librpm-dev libisal-dev man-db \
+  libtomlplusplus-dev libsodium-dev librpm-dev libisal-dev man-db python3-yaml shellcheck \
   clang-16 libclang-rt-16-dev \
   uidmap busybox-static skopeo umoci podman runc crun buildah zstd tar time bc \
   docker-registry apache2-utils python3 qemu-user-static binfmt-support openssh-client openssl rpm
