@@ -34,6 +34,7 @@
 #include "kiln/oci/reference.hpp"
 #include "kiln/oci/registry.hpp"
 #include "kiln/oci/store.hpp"
+#include "kiln/runner/isolation.hpp"
 #include "kiln/runner/userns.hpp"
 #include "kiln/session/context_source.hpp"
 #include "kiln/session/session.hpp"
@@ -382,6 +383,7 @@ int build_command(const std::vector<std::string>& args, Io io) {
     request.solve.ssh_agents[id] = socket;
   request.solve.snapshotter = opts->snapshotter;
   request.solve.runtime = opts->runtime;
+  request.solve.isolation = runner::parse_isolation(opts->isolation);
   request.solve.jobs = opts->jobs;
   session::validate(request, !opts->sign_key.empty());
   // Loaded (and its password asked for) before anything runs.

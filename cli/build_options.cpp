@@ -556,8 +556,9 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
       ("http-proxy", po::value(&http_proxy)->implicit_value("true"),
        "pass the caller's http_proxy, https_proxy, ftp_proxy and no_proxy to RUN steps")
       ("isolation", po::value(&isolation),
-       "how RUN steps are isolated: rootless or oci (kiln's sandbox, a user namespace either "
-       "way); chroot is refused")
+       "how RUN steps are isolated: auto (default, or $KILN_ISOLATION; probes what this "
+       "environment allows), oci or rootless (kiln's namespace sandbox), chroot (no namespaces: "
+       "for unprivileged containers)")
       ("userns", po::value(&userns),
        "RUN's user namespace: host or auto (kiln always uses one mapping the caller's ids)")
       ("retry", po::value(&retries), "how many times a failed registry request is tried again "
@@ -928,11 +929,16 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   }
   if (vm.count("http-proxy"))
     opts.http_proxy = flag_bool(http_proxy, "--http-proxy");
-  if (vm.count("isolation") && isolation != "rootless" && isolation != "oci") {
-    usage("--isolation " + quote(isolation) +
-          ": kiln runs RUN steps in its own namespace sandbox (rootless or oci); chroot "
-          "isolation, which shares the host's namespaces, is not offered");
+  if (!vm.count("isolation")) {
+    const char* env = std::getenv("KILN_ISOLATION");
+    isolation = env ? env : "auto";
   }
+  if (isolation != "auto" && isolation != "oci" && isolation != "rootless" &&
+      isolation != "chroot") {
+    usage("--isolation " + quote(isolation) + (vm.count("isolation") ? "" : " ($KILN_ISOLATION)") +
+          ": expected auto, oci, rootless or chroot");
+  }
+  opts.isolation = isolation;
   if (vm.count("userns") && userns != "host" && userns != "auto" && userns != "") {
     usage("--userns " + quote(userns) +
           ": kiln's RUN steps always run in a user namespace that maps the caller's ids "

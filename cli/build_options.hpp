@@ -114,6 +114,7 @@ struct BuildCommandOptions {
   std::vector<std::string> allow;          // --allow security.insecure
   std::string snapshotter = "auto";        // auto | overlay | copy
   std::string runtime;                     // --runtime runc|crun|PATH; empty: built-in sandbox
+  std::string isolation = "auto";          // --isolation (or $KILN_ISOLATION)
   std::vector<std::string> runtime_flags;  // --runtime-flag, as "--FLAG[=VALUE]"
   std::vector<std::string> group_add;      // --group-add: RUN steps' extra groups
   std::optional<std::string> os_version;   // --os-version

@@ -51,6 +51,7 @@
 #include "common.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
+#include "private_network.hpp"
 #include "seccomp_profile.hpp"
 
 extern char** environ;
@@ -212,9 +213,12 @@ json user_mount(const Mount& mount) {
 }
 
 // The standard mounts, in runc's order (the order Sandbox follows too), then the caller's.
-json mounts(const ProcessSpec& spec, bool user_namespace) {
+json mounts(const ProcessSpec& spec, bool user_namespace, bool joined_network) {
   json list = json::array();
-  list.push_back(oci_mount("/proc", "proc", "proc", {"nosuid", "noexec", "nodev"}));
+  if (spec.bind_proc)
+    list.push_back(oci_mount("/proc", "bind", "/proc", {"rbind", "nosuid", "noexec", "nodev"}));
+  else
+    list.push_back(oci_mount("/proc", "proc", "proc", {"nosuid", "noexec", "nodev"}));
   list.push_back(
       oci_mount("/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}));
   // No gid=5: an image need not have a tty group, and the gid need not be mapped.
@@ -225,7 +229,10 @@ json mounts(const ProcessSpec& spec, bool user_namespace) {
   list.push_back(oci_mount("/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}));
   // A new sysfs needs a network namespace owned by the container's user namespace; a rootless
   // kiln sharing the host's network gets the caller's /sys read-only instead, as with Sandbox.
-  if (user_namespace && spec.network == Network::kHost)
+  // A joined network namespace (Network::kPrivate) is owned by the caller's user namespace.
+  bool own_network =
+      spec.network == Network::kNone || (spec.network == Network::kPrivate && !joined_network);
+  if (spec.bind_proc || (user_namespace && !own_network))
     list.push_back(oci_mount("/sys", "bind", "/sys", {"rbind", "nosuid", "noexec", "nodev", "ro"}));
   else
     list.push_back(oci_mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}));
@@ -639,7 +646,8 @@ OciRuntime::OciRuntime(std::string runtime, std::vector<std::string> global_flag
       path_(find_executable(runtime_)),
       global_flags_(std::move(global_flags)) {}
 
-json OciRuntime::make_config(const ProcessSpec& spec, const std::string& rootfs) {
+json OciRuntime::make_config(const ProcessSpec& spec, const std::string& rootfs,
+                             const std::string& network_path) {
   bool user_namespace = !in_initial_user_namespace();
 
   json user{{"uid", spec.uid}, {"gid", spec.gid}};
@@ -683,6 +691,10 @@ json OciRuntime::make_config(const ProcessSpec& spec, const std::string& rootfs)
       json::array({{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}});
   if (spec.network == Network::kNone)
     namespaces.push_back({{"type", "network"}});
+  else if (spec.network == Network::kPrivate && !network_path.empty())
+    namespaces.push_back({{"type", "network"}, {"path", network_path}});
+  else if (spec.network == Network::kPrivate)
+    throw Error("run: a private network needs the network namespace to join");
   // Not "linux": that is a predefined macro in GNU mode.
   json linux_config{{"namespaces", std::move(namespaces)}};
   if (user_namespace) {
@@ -738,7 +750,7 @@ json OciRuntime::make_config(const ProcessSpec& spec, const std::string& rootfs)
               {"process", std::move(process)},
               {"root", {{"path", rootfs}, {"readonly", false}}},
               {"hostname", spec.hostname},
-              {"mounts", mounts(spec, user_namespace)},
+              {"mounts", mounts(spec, user_namespace, !network_path.empty())},
               {"linux", std::move(linux_config)}};
 }
 
@@ -752,7 +764,18 @@ RunResult OciRuntime::run(const ProcessSpec& spec) {
 
   TempDir bundle({}, "kiln-oci-bundle-");
   TempDir state({}, "kiln-oci-state-");
-  json config = make_config(spec, rootfs.string());
+  // The runtime joins a network namespace kiln made and connected (destroyed after the run).
+  std::optional<detail::HeldNetwork> network;
+  ProcessSpec effective = spec;
+  if (spec.network == Network::kPrivate) {
+    std::optional<detail::NetworkHelper> helper = detail::find_network_helper();
+    if (!helper)
+      throw Error("RUN network: neither pasta (Debian's passt) nor slirp4netns is installed");
+    network.emplace(*helper, bundle.path());
+    effective.resolv_conf =
+        detail::resolv_conf_for(spec.network, spec.resolv_conf, helper, bundle.path());
+  }
+  json config = make_config(effective, rootfs.string(), network ? network->path() : "");
   write_text_file(bundle.path() / "config.json", config.dump(2) + "\n");
   write_text_file(bundle.path() / "hosts", detail::hosts_file_content(spec));
   fs::path log = bundle.path() / "log.json";
@@ -775,7 +798,7 @@ RunResult OciRuntime::run(const ProcessSpec& spec) {
     throw Error(std::string("pipe for runtime output: ") + std::strerror(errno));
   UniqueFd output_read(pipe_fds[0]), output_write(pipe_fds[1]);
 
-  Launcher launcher(spec, config, bundle.path(), run_argv, output_write.get());
+  Launcher launcher(effective, config, bundle.path(), run_argv, output_write.get());
   output_write.reset();
   pid_t runtime = launcher.started().pid;
   RunResult result;

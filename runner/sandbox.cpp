@@ -49,6 +49,7 @@
 #include "common.hpp"
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
+#include "private_network.hpp"
 #include "seccomp_profile.hpp"
 
 namespace kiln::runner {
@@ -285,9 +286,15 @@ MountStep path_step(StepKind kind, const char* destination) {
 }
 
 // The standard mounts, in the order bubblewrap and runc make them, then the caller's.
-std::vector<MountStep> mount_steps(const ProcessSpec& spec, const fs::path& hosts_file) {
+std::vector<MountStep> mount_steps(const ProcessSpec& spec, const fs::path& hosts_file,
+                                   const std::string& resolv_conf) {
   std::vector<MountStep> steps;
-  steps.push_back(filesystem_step("proc", "/proc", kNoSuidDevExec, ""));
+  if (spec.bind_proc) {
+    steps.push_back(bind_step("/proc", "/proc", TargetType::kDirectory,
+                              MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, true));
+  } else {
+    steps.push_back(filesystem_step("proc", "/proc", kNoSuidDevExec, ""));
+  }
   steps.push_back(
       filesystem_step("tmpfs", "/dev", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"));
   for (const char* node : kDeviceNodes) {
@@ -309,7 +316,8 @@ std::vector<MountStep> mount_steps(const ProcessSpec& spec, const fs::path& host
   // A new sysfs needs a network namespace of our own (it shows that namespace's interfaces:
   // only lo, as under BuildKit); sharing the host's network, the host's /sys read-only is what
   // runc gives a rootless container too.
-  if (spec.network == Network::kNone) {
+  // A bound /proc goes with a bound /sys: the container masks both.
+  if (spec.network != Network::kHost && !spec.bind_proc) {
     steps.push_back(filesystem_step("sysfs", "/sys", MS_RDONLY | kNoSuidDevExec, ""));
   } else {
     steps.push_back(bind_step(
@@ -317,8 +325,8 @@ std::vector<MountStep> mount_steps(const ProcessSpec& spec, const fs::path& host
         MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, true));
   }
   // Privileged steps may mount a new proc (nested containers), which the kernel only allows
-  // while the existing one is fully visible.
-  if (!spec.privileged) {
+  // while the existing one is fully visible. A bound /proc keeps the container's masks.
+  if (!spec.privileged && !spec.bind_proc) {
     for (const char* path : kMaskedPaths)
       steps.push_back(path_step(StepKind::kMask, path));
     for (const char* path : kReadOnlyPaths)
@@ -328,11 +336,11 @@ std::vector<MountStep> mount_steps(const ProcessSpec& spec, const fs::path& host
     steps.push_back(
         bind_step(hosts_file.string(), "/etc/hosts", TargetType::kFile, MOUNT_ATTR_RDONLY));
   }
-  if (!spec.resolv_conf.empty()) {
-    if (::access(spec.resolv_conf.c_str(), R_OK) != 0)
-      throw Error("resolv.conf " + spec.resolv_conf + ": " + std::strerror(errno));
+  if (!resolv_conf.empty()) {
+    if (::access(resolv_conf.c_str(), R_OK) != 0)
+      throw Error("resolv.conf " + resolv_conf + ": " + std::strerror(errno));
     steps.push_back(
-        bind_step(spec.resolv_conf, "/etc/resolv.conf", TargetType::kFile, MOUNT_ATTR_RDONLY));
+        bind_step(resolv_conf, "/etc/resolv.conf", TargetType::kFile, MOUNT_ATTR_RDONLY));
   }
   for (const Mount& mount : spec.mounts) {
     check_destination(mount.destination);
@@ -1241,7 +1249,8 @@ fs::path canonical_rootfs(const fs::path& rootfs) {
 }
 
 // Everything the child needs but its descriptors.
-ChildPlan make_plan(const ProcessSpec& spec, const fs::path& hosts_file, const IdMaps& maps) {
+ChildPlan make_plan(const ProcessSpec& spec, const fs::path& hosts_file,
+                    const std::string& resolv_conf, const IdMaps& maps) {
   ChildPlan plan;
   plan.rootfs = canonical_rootfs(spec.rootfs).string();
   if (spec.rootfs_mount) {
@@ -1249,9 +1258,9 @@ ChildPlan make_plan(const ProcessSpec& spec, const fs::path& hosts_file, const I
     plan.rootfs_mount->destination = plan.rootfs;
     plan.rootfs_mount->what = "mount " + spec.rootfs_mount->type + " on rootfs " + plan.rootfs;
   }
-  plan.steps = mount_steps(spec, hosts_file);
+  plan.steps = mount_steps(spec, hosts_file, resolv_conf);
   plan.hostname = spec.hostname;
-  plan.new_network = spec.network == Network::kNone;
+  plan.new_network = spec.network != Network::kHost;
   plan.cwd = spec.cwd;
 
   if (maps.deny_setgroups && (spec.uid != 0 || spec.gid != 0))
@@ -1271,7 +1280,9 @@ ChildPlan make_plan(const ProcessSpec& spec, const fs::path& hosts_file, const I
 
   plan.bounding_drop = bounding_drop(kept_capabilities(spec));
   plan.no_new_privs = spec.no_new_privs && !spec.privileged;
-  plan.seccomp = spec.privileged || spec.no_seccomp ? nullptr : &detail::default_seccomp_program();
+  plan.seccomp = spec.privileged || spec.no_seccomp ? nullptr
+                 : spec.ignore_chown                ? &detail::chown_ignoring_seccomp_program()
+                                                    : &detail::default_seccomp_program();
   for (const ProcessSpec::Rlimit& l : spec.rlimits)
     plan.rlimits.push_back({l.resource, {l.soft, l.hard}});
 
@@ -1290,7 +1301,15 @@ RunResult Sandbox::run(const ProcessSpec& spec) {
   fs::path hosts_file = scratch.path() / "hosts";
   write_hosts_file(hosts_file, spec);
   IdMaps maps = id_maps();
-  ChildPlan plan = make_plan(spec, hosts_file, maps);
+  std::optional<detail::NetworkHelper> helper;
+  if (spec.network == Network::kPrivate) {
+    helper = detail::find_network_helper();
+    if (!helper)
+      throw Error("RUN network: neither pasta (Debian's passt) nor slirp4netns is installed");
+  }
+  std::string resolv_conf =
+      detail::resolv_conf_for(spec.network, spec.resolv_conf, helper, scratch.path());
+  ChildPlan plan = make_plan(spec, hosts_file, resolv_conf, maps);
   plan.point_views();
   CapPtr capabilities = process_capabilities(spec, kept_capabilities(spec));
   plan.capabilities = capabilities.get();
@@ -1313,7 +1332,7 @@ RunResult Sandbox::run(const ProcessSpec& spec) {
     cgroup.emplace(spec.resources);
 
   int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-  if (spec.network == Network::kNone)
+  if (spec.network != Network::kHost)
     flags |= CLONE_NEWNET;
   ChildProcess child(clone_child(plan, flags));
   sync.read.reset();
@@ -1324,6 +1343,10 @@ RunResult Sandbox::run(const ProcessSpec& spec) {
   write_id_maps(child.pid(), maps);
   if (cgroup)
     cgroup->add(child.pid());  // before it runs anything of its own
+  // Connected before the program starts; stopped after it is reaped (destroyed before `child`).
+  std::unique_ptr<detail::AttachedNetwork> network;
+  if (helper)
+    network = detail::attach_network(*helper, child.pid(), /*join_userns=*/true, scratch.path());
   release_child(sync.write);
   sync.write.reset();
 

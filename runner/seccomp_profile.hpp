@@ -43,4 +43,9 @@ const std::vector<const char*>& default_seccomp_architectures();
 // Throws kiln::Error "seccomp: STEP: reason" when libseccomp fails.
 const sock_fprog& default_seccomp_program();
 
+// The same profile, except that chown, fchown, lchown and fchownat return 0 without doing
+// anything: for a single-id user namespace, where no other owner exists (ProcessSpec::
+// ignore_chown).
+const sock_fprog& chown_ignoring_seccomp_program();
+
 }  // namespace kiln::runner::detail

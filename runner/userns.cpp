@@ -88,11 +88,16 @@ UserNamespaceResult enter_build_user_namespace(
   UserNamespaceResult result;
   if (::geteuid() == 0) {
     // Root keeps its ids but still gets a private mount namespace: the overlays kiln mounts for
-    // stage roots then never show in the host's mount table and vanish with the process.
-    if (::unshare(CLONE_NEWNS) != 0 ||
-        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    // stage roots then never show in the host's mount table and vanish with the process. In a
+    // container that may not mount (no CAP_SYS_ADMIN, Docker's seccomp profile) there is none
+    // to make and nothing will be mounted: stage roots are copies there.
+    if (::unshare(CLONE_NEWNS) != 0) {
+      if (errno == EPERM)
+        return result;
       throw Error(std::string("private mount namespace for the build: ") + std::strerror(errno));
     }
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      throw Error(std::string("private mount namespace for the build: ") + std::strerror(errno));
     return result;
   }
   uid_t uid = ::geteuid();

@@ -300,10 +300,16 @@ bool unchanged(const TreeIndex::Node& before, const TreeIndex::Node& now) {
   return before == now;
 }
 
+// A mount target stub: an empty file or directory, or what chroot isolation puts in /dev instead
+// of mounting (a device node, a symlink).
+bool stub_mode(mode_t mode, off_t size) {
+  return (S_ISREG(mode) && size == 0) || S_ISCHR(mode) || S_ISLNK(mode);
+}
+
 bool empty_mountpoint(const TreeIndex::Node& n, const std::string& rel,
                       const std::set<std::string>& nonempty_dirs) {
-  if (S_ISREG(n.mode))
-    return n.size == 0;
+  if (!S_ISDIR(n.mode))
+    return stub_mode(n.mode, static_cast<off_t>(n.size));
   return S_ISDIR(n.mode) && nonempty_dirs.count(rel) == 0;
 }
 
@@ -333,7 +339,7 @@ bool only_mountpoints(const fs::path& host, const std::string& rel,
       return false;
     fs::path path = host / name;
     const struct stat st = lstat_or_throw(path);
-    if (S_ISREG(st.st_mode) && st.st_size == 0)
+    if (stub_mode(st.st_mode, st.st_size))
       continue;
     if (!S_ISDIR(st.st_mode) || read_xattrs(path, true).overlay_attr("opaque") ||
         !only_mountpoints(path, child, excluded)) {
@@ -472,7 +478,7 @@ std::vector<LayerEntry> diff_overlay_upper(const fs::path& upper, const fs::path
           items.push_back({marker_entry(rel + "/" + std::string(kOpaqueMarker))});
         todo.push_back({std::move(host), std::move(rel), hides_nothing});
       } else {
-        if (is_excluded && S_ISREG(st.st_mode) && st.st_size == 0)
+        if (is_excluded && stub_mode(st.st_mode, st.st_size))
           continue;  // a mountpoint the sandbox created
         items.push_back(entry_item(host, std::move(rel), st, std::move(x.kept)));
       }

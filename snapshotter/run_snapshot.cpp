@@ -70,8 +70,11 @@ class CopySnapshot final : public ActiveSnapshot {
     for (const std::string& p : paths) {
       fs::path host = root_ / fs::path(p).relative_path();
       std::error_code ec;
-      bool empty = fs::is_directory(fs::symlink_status(host)) ? fs::is_empty(host, ec)
-                                                              : fs::file_size(host, ec) == 0;
+      fs::file_status status = fs::symlink_status(host, ec);
+      bool empty = fs::is_directory(status) ? fs::is_empty(host, ec)
+                   : fs::is_regular_file(status)
+                       ? fs::file_size(host, ec) == 0
+                       : fs::is_symlink(status) || fs::is_character_file(status);
       if (empty && !ec)
         fs::remove(host, ec);
     }

@@ -12,6 +12,7 @@
 #include "kiln/base/fd.hpp"
 #include "kiln/base/strings.hpp"
 #include "kiln/oci/media_types.hpp"
+#include "kiln/runner/chroot.hpp"
 #include "kiln/snapshotter/layer_applier.hpp"
 
 namespace kiln::solver {
@@ -103,7 +104,11 @@ oci::ResolvedImage BuildEnv::image(const std::string& ref, const oci::Platform& 
 void BuildEnv::apply(const oci::Descriptor& layer, const oci::Digest& diff_id,
                      const fs::path& root) {
   snapshotter::ApplyOptions options;
-  options.preserve_ownership = ::geteuid() == 0;
+  // In a single-id user namespace no other owner exists: files belong to root (warned once).
+  bool single_id = runner::single_id_user_namespace();
+  if (single_id)
+    std::call_once(single_id_warned_, [this] { message(runner::single_id_warning()); });
+  options.preserve_ownership = ::geteuid() == 0 && !single_id;
   // Root of a user namespace (rootless) may chown to its mapped ids, but no kernel lets it
   // mknod a device: skipped, with a warning, rather than failing the image.
   options.allow_devices = ::geteuid() == 0 && in_initial_userns();
@@ -144,12 +149,69 @@ fs::path BuildEnv::image_root(const std::string& ref, const oci::Platform& platf
 }
 
 snapshotter::RunSnapshotter& BuildEnv::run_snapshotter() {
+  bool chroot = isolation().mode == runner::Isolation::kChroot;
   std::lock_guard lock(mutex_);
   if (!run_snapshotter_) {
-    run_snapshotter_ = snapshotter::make_run_snapshotter(
-        request.snapshotter, lease.temp_dir(), [this](const std::string& why) { message(why); });
+    if (chroot && request.snapshotter == "overlay")
+      throw Error("--snapshotter overlay: chroot isolation cannot mount (use --snapshotter copy)");
+    run_snapshotter_ =
+        snapshotter::make_run_snapshotter(chroot ? "copy" : request.snapshotter, lease.temp_dir(),
+                                          [this](const std::string& why) { message(why); });
   }
   return *run_snapshotter_;
+}
+
+const runner::IsolationChoice& BuildEnv::isolation() {
+  std::string line;
+  {
+    std::lock_guard lock(mutex_);
+    if (isolation_)
+      return *isolation_;
+    isolation_ = runner::choose_isolation(request.isolation);
+    if (isolation_->mode == runner::Isolation::kChroot && !request.runtime.empty())
+      throw Error("--isolation chroot runs steps itself: it cannot use --runtime " +
+                  request.runtime);
+    line = isolation_->line;
+  }
+  if (!line.empty())
+    message(line);
+  if (isolation_->single_id)
+    std::call_once(single_id_warned_, [this] { message(runner::single_id_warning()); });
+  return *isolation_;
+}
+
+std::unique_ptr<runner::Runner> BuildEnv::make_runner() {
+  if (isolation().mode == runner::Isolation::kChroot)
+    return std::make_unique<runner::ChrootRunner>();
+  return runner::make_runner(request.runtime, request.runtime_flags);
+}
+
+runner::Network BuildEnv::run_network(frontend::ExecOp::Network network) {
+  if (network == frontend::ExecOp::Network::kNone)
+    return runner::Network::kNone;
+  if (network == frontend::ExecOp::Network::kHost)
+    return runner::Network::kHost;
+  bool namespaces = isolation().network_namespaces;
+  std::string why;
+  {
+    std::lock_guard lock(mutex_);
+    if (default_network_)
+      return *default_network_;
+    if (!namespaces) {
+      default_network_ = runner::Network::kHost;
+    } else if (runner::network_helper().empty()) {
+      default_network_ = runner::Network::kHost;
+      why =
+          "WARNING: RUN steps share the host's network: neither pasta (Debian's passt) nor "
+          "slirp4netns is installed to give them a private one (install passt, or pass "
+          "--network host to choose the host's network)";
+    } else {
+      default_network_ = runner::Network::kPrivate;
+    }
+  }
+  if (!why.empty())
+    message(why);
+  return *default_network_;
 }
 
 bool BuildEnv::stage_overlay() {

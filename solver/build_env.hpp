@@ -21,6 +21,9 @@
 #include "kiln/oci/lease.hpp"
 #include "kiln/oci/snapshot_cache.hpp"
 #include "kiln/oci/store.hpp"
+#include "kiln/runner/isolation.hpp"
+#include "kiln/runner/runner.hpp"
+#include "kiln/runner/sandbox.hpp"
 #include "kiln/snapshotter/run_snapshot.hpp"
 #include "kiln/solver/builder.hpp"
 #include "metadata.hpp"
@@ -104,8 +107,18 @@ class BuildEnv {
   // not hash to `diff_id`.
   void apply(const oci::Descriptor& layer, const oci::Digest& diff_id,
              const std::filesystem::path& root);
-  // How RUN steps get a writable view of a root: overlay or copy (chosen once per build).
+  // How RUN steps get a writable view of a root: overlay or copy (chosen once per build; copy
+  // for chroot isolation).
   snapshotter::RunSnapshotter& run_snapshotter();
+  // How RUN steps are isolated (request.isolation, probed once per build); the choice's line
+  // is reported the first time, the single-id warning once when it applies.
+  const runner::IsolationChoice& isolation();
+  // The runner RUN steps use: the sandbox, an OCI runtime (--runtime) or chroot.
+  std::unique_ptr<runner::Runner> make_runner();
+  // The runner's network for a step's: the default (ExecOp::Network::kSandbox) is a private
+  // network through pasta or slirp4netns; without either, or under chroot isolation, the
+  // host's (said once).
+  runner::Network run_network(frontend::ExecOp::Network network);
 
   // The state a finished stage ended with, by the op id of its result.
   void finish(frontend::OpId result, std::shared_ptr<StageState> state);
@@ -137,6 +150,9 @@ class BuildEnv {
   // --build-context directories, symlinks resolved once (like request.context, in the constructor)
   std::map<std::string, std::filesystem::path> directories_;
   std::unique_ptr<snapshotter::RunSnapshotter> run_snapshotter_;
+  std::optional<runner::IsolationChoice> isolation_;
+  std::optional<runner::Network> default_network_;  // run_network(kSandbox), once decided
+  std::once_flag single_id_warned_;
   std::optional<std::optional<std::string>> resolv_conf_;  // resolv_conf(), once made
   std::optional<bool> stage_overlay_usable_;
   std::vector<std::pair<size_t, oci::CacheRecord>> used_records_;

@@ -121,8 +121,10 @@ class ExecExecutor final : public Executor {
       spec.resolv_conf = *resolv;
     spec.extra_hosts = e.extra_hosts;
     spec.privileged = e.insecure;
-    spec.network =
-        e.network == ExecOp::Network::kNone ? runner::Network::kNone : runner::Network::kHost;
+    spec.network = env.run_network(e.network);
+    const runner::IsolationChoice& isolation = env.isolation();
+    spec.bind_proc = isolation.bind_proc;
+    spec.ignore_chown = isolation.single_id;
     RunMounts mounts(env);
     fs::path rootfs;
     try {
@@ -163,7 +165,7 @@ class ExecExecutor final : public Executor {
       spec.rootfs_mount = runner::Mount{"/", "overlay", "overlay", {*options}};
     runner::RunResult result;
     try {
-      result = runner::make_runner(env.request.runtime, env.request.runtime_flags)->run(spec);
+      result = env.make_runner()->run(spec);
     } catch (const Error& err) {
       throw InputError(step.op.where, std::string("RUN: ") + err.what());
     }

@@ -60,8 +60,9 @@ class OciRuntime final : public Runner {
   // The config.json run() writes for `spec`, with root.path `rootfs`. The /etc/hosts mount's
   // source is "hosts", a path relative to the bundle directory, where run() writes the file.
   // Reads /proc/self/uid_map and gid_map to decide whether a user namespace is needed. Exposed
-  // for tests.
-  static nlohmann::json make_config(const ProcessSpec& spec, const std::string& rootfs);
+  // for tests. `network_path`: for Network::kPrivate, the network namespace file to join.
+  static nlohmann::json make_config(const ProcessSpec& spec, const std::string& rootfs,
+                                    const std::string& network_path = {});
 
   // The resolved executable.
   const std::string& path() const { return path_; }

@@ -1,11 +1,11 @@
 // The built-in runner: executes one process in a namespace sandbox, the way RUN needs it.
 //
 // A sandbox is a fresh user, mount, pid, ipc and uts namespace (plus a network namespace for
-// Network::kNone) whose user namespace maps every id of the caller's user namespace to itself:
-// all ids for host root, the newuidmap ranges for a rootless kiln in its own user namespace. A
-// caller without CAP_SETUID and CAP_SETGID can only map itself; it becomes uid and gid 0 and the
-// spec may ask for no other ids. Inside, the process sees `rootfs` as "/", a new /proc with
-// runc's masked and read-only paths, a minimal /dev, the host's /sys read-only, a generated
+// Network::kNone and kPrivate) whose user namespace maps every id of the caller's user namespace to
+// itself: all ids for host root, the newuidmap ranges for a rootless kiln in its own user
+// namespace. A caller without CAP_SETUID and CAP_SETGID can only map itself; it becomes uid and gid
+// 0 and the spec may ask for no other ids. Inside, the process sees `rootfs` as "/", a new /proc
+// with runc's masked and read-only paths, a minimal /dev, the host's /sys read-only, a generated
 // /etc/hosts and the host's resolv.conf, then the caller's mounts. It runs with Docker's default
 // capability set (effective only for uid 0) and moby's default seccomp profile, unless
 // `privileged`; like BuildKit (and `docker run`) it does not set no_new_privs unless asked, so
@@ -46,7 +46,17 @@ struct Mount {
 enum class Network {
   kHost,  // share the caller's network namespace
   kNone,  // a new network namespace with only the loopback interface, up
+  // A new network namespace connected to the outside through pasta or slirp4netns (see
+  // runner/private_network.hpp): outbound connections and DNS work, the caller's loopback
+  // services are not reachable, nothing is forwarded in. The host's nameservers in
+  // /etc/resolv.conf are replaced by the helper's DNS forwarder. An error of run() when neither
+  // helper is installed (network_helper() says beforehand).
+  kPrivate,
 };
+
+// The program that connects Network::kPrivate ("pasta" or "slirp4netns", with its path), or ""
+// when neither is installed. $KILN_NETWORK_HELPER picks one; naming a missing one is an error.
+std::string network_helper();
 
 // Cgroup limits for the process (buildah's and podman's --memory, --memory-swap, --cpu-*,
 // --cpuset-*, --cgroup-parent). Empty: the process stays in the caller's cgroup. Applied in a
@@ -89,6 +99,14 @@ struct ProcessSpec {
   // destination is created as a file when the source is not a directory.
   std::vector<Mount> mounts;
   Network network = Network::kHost;
+  // Bind the caller's /proc and /sys (recursively, /sys read-only) instead of mounting new ones:
+  // inside a container whose /proc has masked paths the kernel refuses a new proc mount. The
+  // process then sees the container's processes; the pid namespace is still its own.
+  bool bind_proc = false;
+  // chown and its kin succeed without doing anything (the seccomp filter answers them): for a
+  // single-id user namespace, where files can only belong to root and a package's
+  // `chown _apt` would otherwise fail with EINVAL. Ignored with no_seccomp or privileged.
+  bool ignore_chown = false;
   // --security=insecure: every capability, no seccomp filter, no no_new_privs, /proc without the
   // masked and read-only paths. Still namespaced: the process is root of its user namespace only.
   bool privileged = false;

@@ -30,12 +30,14 @@ class ActiveSnapshot {
   // nullopt when rootfs() is used as it is.
   virtual std::optional<std::string> overlay_options() const = 0;
   // The change the step made, without `exclude` (mountpoints the sandbox created, as in-layer
-  // paths). Call once, after the step succeeded. Throws kiln::Error naming the path.
+  // paths) where they are still stubs: empty files and directories, and the device nodes and
+  // symlinks chroot isolation makes in /dev. Call once, after the step succeeded. Throws
+  // kiln::Error naming the path.
   virtual std::vector<LayerEntry> diff(const std::set<std::string>& exclude) = 0;
   // Whether the change is already in the root it was prepared over (copy backend).
   virtual bool in_place() const = 0;
   // Removes mountpoints (in-layer paths) the sandbox created in a shared root when they are
-  // still empty, deepest first. Nothing to do for an overlay.
+  // still stubs (as for diff), deepest first. Nothing to do for an overlay.
   virtual void remove_mountpoints(const std::vector<std::string>& created) = 0;
 };
 

@@ -32,6 +32,7 @@
 #include "kiln/oci/descriptor.hpp"
 #include "kiln/oci/image_config.hpp"
 #include "kiln/oci/store.hpp"
+#include "kiln/runner/isolation.hpp"
 #include "kiln/runner/sandbox.hpp"
 #include "kiln/snapshotter/layer_writer.hpp"
 #include "kiln/solver/cache_transfer.hpp"
@@ -140,7 +141,10 @@ struct BuildRequest {
   std::vector<Volume> volumes;
   // Variables added to every RUN step's environment unless the image sets them (--http-proxy).
   std::vector<std::pair<std::string, std::string>> run_env;
-  std::string runtime;                     // --runtime runc|crun|PATH; empty: the built-in sandbox
+  std::string runtime;  // --runtime runc|crun|PATH; empty: the built-in sandbox
+  // --isolation: auto (probed, runner/isolation.hpp), the sandbox, or chroot. Not part of cache
+  // keys, as in buildah.
+  runner::Isolation isolation = runner::Isolation::kAuto;
   std::vector<std::string> runtime_flags;  // --runtime-flag: "--FLAG[=VALUE]" for the runtime
 };
 
