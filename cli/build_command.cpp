@@ -247,7 +247,15 @@ int build_command(const std::vector<std::string>& args, Io io) {
                         : opts->network == "host" ? frontend::ExecOp::Network::kHost
                                                   : frontend::ExecOp::Network::kSandbox;
   request.run.extra_hosts = opts->add_hosts;
-  request.run.allow_insecure = !opts->allow.empty();
+  for (const std::string& a : opts->allow) {
+    if (a == "network.host")
+      request.run.allow_network_host = true;
+    else
+      request.run.allow_insecure = true;
+  }
+  // Asking for the host's network is the entitlement too (buildx adds it for --network host).
+  if (opts->network == "host")
+    request.run.allow_network_host = true;
   request.run.extra_mounts = opts->mounts;
   request.solve.no_cache_filter = opts->no_cache_filter;
   // The same step in a later build: same context, Containerfile, stage and place (explain.hpp).

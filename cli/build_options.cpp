@@ -36,7 +36,8 @@ const char* const kBuildUsage =
     "[--network "
     "default|none|host] [--label K=V] [--iidfile FILE] [--progress auto|tty|plain|json|quiet] "
     "[--sign-key FILE] [--compression gzip|zstd|none] [--format oci|docker] "
-    "[--allow security.insecure] [--snapshotter auto|overlay|copy] [--runtime runc|crun|PATH] "
+    "[--allow security.insecure|network.host] [--snapshotter auto|overlay|copy] [--runtime "
+    "runc|crun|PATH] "
     "[--add-host HOST:IP] [--annotation K=V] [--metadata-file FILE] [--ignorefile FILE] "
     "[--jobs N] [-q] [--build-context NAME=VALUE] [--dry-run [--plan-format text|json]] [CONTEXT]";
 
@@ -587,7 +588,9 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
        "layer compression: gzip, zstd, none")
       ("format", po::value(&format)->default_value("oci"),
        "manifest and config media types: oci or docker")
-      ("allow", po::value(&allow), "allow an entitlement: security.insecure (RUN --security=insecure)")
+      ("allow", po::value(&allow),
+       "allow an entitlement: security.insecure (RUN --security=insecure), network.host (RUN "
+       "--network=host)")
       ("runtime", po::value(&runtime),
        "run RUN steps with this OCI runtime (runc, crun or a path) instead of the built-in sandbox")
       ("snapshotter", po::value(&snapshotter)->default_value("auto"),
@@ -1175,7 +1178,7 @@ std::optional<BuildCommandOptions> parse_build_options(const std::vector<std::st
   opts.format = format;
   for (const std::string& list : allow) {
     for (const std::string& a : split(list, ',')) {
-      require_one_of(a, "--allow", {"security.insecure", "insecure"});
+      require_one_of(a, "--allow", {"security.insecure", "insecure", "network.host"});
       opts.allow.push_back(a);
     }
   }

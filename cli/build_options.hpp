@@ -111,7 +111,7 @@ struct BuildCommandOptions {
   std::string progress = "auto";    // auto | tty | plain | json
   std::string sign_key;
   std::string compression = "gzip";        // gzip | zstd | none
-  std::vector<std::string> allow;          // --allow security.insecure
+  std::vector<std::string> allow;          // --allow security.insecure|network.host
   std::string snapshotter = "auto";        // auto | overlay | copy
   std::string runtime;                     // --runtime runc|crun|PATH; empty: built-in sandbox
   std::string isolation = "auto";          // --isolation (or $KILN_ISOLATION)

@@ -420,6 +420,10 @@ class Lowering {
       if (flag.name == "network") {
         if (value == "none")
           e.network = ExecOp::Network::kNone;
+        else if (value == "host" && !options_.allow_network_host)
+          throw InputError(flag.where,
+                           "RUN --network=host needs `kiln build --allow network.host` (BuildKit's "
+                           "network.host entitlement): steps otherwise get a network of their own");
         else if (value == "host")
           e.network = ExecOp::Network::kHost;
         else if (value != "default")

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <optional>
 
@@ -72,13 +73,31 @@ class RootFiles {
 
   // The directory `path` (absolute, inside the root), created with missing parents (0755,
   // root-owned), each creation recorded.
-  UniqueFd directory(const std::string& path, bool record = true) {
+  UniqueFd directory(const std::string& path, bool record = true, int depth = 0) {
+    if (depth > 40)
+      throw Error("chroot: " + path + ": too many levels of symbolic links");
     UniqueFd dir(::fcntl(root_.get(), F_DUPFD_CLOEXEC, 3));
     std::string so_far;
     for (const std::string& part : components(path)) {
+      std::string parent = so_far.empty() ? "/" : so_far;
       so_far += "/" + part;
       int fd = openat2_in_root(root_.get(), so_far, O_RDONLY | O_DIRECTORY);
       if (fd < 0 && errno == ENOENT) {
+        // A dangling symlink (an image's absolute link, say) is followed inside the root, as
+        // the sandbox's mount targets are: its target is made.
+        char target[PATH_MAX];
+        ssize_t n = ::readlinkat(dir.get(), part.c_str(), target, sizeof target - 1);
+        if (n > 0) {
+          target[n] = '\0';
+          std::string resolved =
+              target[0] == '/' ? std::string(target) : parent + "/" + std::string(target);
+          directory(resolved, record, depth + 1);
+          fd = openat2_in_root(root_.get(), so_far, O_RDONLY | O_DIRECTORY);
+          if (fd < 0)
+            throw Error("chroot: open " + so_far + ": " + std::strerror(errno));
+          dir.reset(fd);
+          continue;
+        }
         if (::mkdirat(dir.get(), part.c_str(), 0755) != 0)
           throw Error("chroot: create " + so_far + ": " + std::strerror(errno));
         if (record)

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
@@ -20,17 +21,21 @@ namespace kiln::runner {
 
 namespace {
 
-// What the probe child found: the step that failed (kOk when none) and its errno.
-enum class ProbeStep : int { kOk = 0, kUserNamespace, kMountNamespace, kFork, kProc };
+// What the probe child found: the step that failed (kOk when none) and its errno, and, once the
+// namespaces exist, whether a new /proc could be mounted and the hostname set (0 or an errno).
+enum class ProbeStep : int { kOk = 0, kUserNamespace, kMountNamespace, kFork };
 
 struct ProbeResult {
   ProbeStep failed = ProbeStep::kOk;
   int error = 0;
+  int proc_error = 0;
+  int hostname_error = 0;
 };
 
-// In a child: unshare a user, mount, pid and network namespace as the sandbox does, then, in
-// the new pid namespace, mount a new proc over /proc of the (private) mount namespace. Only raw
-// syscalls after fork: the caller may have threads.
+// In a child: unshare a user, mount, pid, network, ipc and uts namespace as the sandbox does,
+// then, in the new pid namespace, mount a new proc over /proc of the (private) mount namespace
+// and set the hostname: a container's seccomp profile may refuse sethostname even in a uts
+// namespace of one's own. Only raw syscalls after fork: the caller may have threads.
 ProbeResult probe_sandbox() {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0)
@@ -41,23 +46,26 @@ ProbeResult probe_sandbox() {
     throw Error(std::string("isolation probe: fork: ") + std::strerror(errno));
   if (pid == 0) {
     int out = write_end.get();
-    auto report = [out](ProbeStep step, int error) {
-      int message[2] = {static_cast<int>(step), error};
+    auto report = [out](ProbeStep step, int error, int proc_error, int hostname_error) {
+      int message[4] = {static_cast<int>(step), error, proc_error, hostname_error};
       (void)!::write(out, message, sizeof message);
       ::_exit(0);
     };
     if (::unshare(CLONE_NEWUSER) != 0)
-      report(ProbeStep::kUserNamespace, errno);
+      report(ProbeStep::kUserNamespace, errno, 0, 0);
     if (::unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) != 0 ||
         ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-      report(ProbeStep::kMountNamespace, errno);
+      report(ProbeStep::kMountNamespace, errno, 0, 0);
     pid_t inner = ::fork();  // the first process of the new pid namespace
     if (inner < 0)
-      report(ProbeStep::kFork, errno);
+      report(ProbeStep::kFork, errno, 0, 0);
     if (inner == 0) {
+      int proc_error = 0, hostname_error = 0;
       if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
-        report(ProbeStep::kProc, errno);
-      report(ProbeStep::kOk, 0);
+        proc_error = errno;
+      if (::sethostname("kiln-probe", 10) != 0)
+        hostname_error = errno;
+      report(ProbeStep::kOk, 0, proc_error, hostname_error);
     }
     int status = 0;
     while (::waitpid(inner, &status, 0) < 0 && errno == EINTR) {
@@ -65,7 +73,7 @@ ProbeResult probe_sandbox() {
     ::_exit(0);
   }
   write_end.reset();
-  int message[2] = {static_cast<int>(ProbeStep::kFork), ECHILD};
+  int message[4] = {static_cast<int>(ProbeStep::kFork), ECHILD, 0, 0};
   ssize_t n;
   do {
     n = ::read(read_end.get(), message, sizeof message);
@@ -73,7 +81,7 @@ ProbeResult probe_sandbox() {
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  return {static_cast<ProbeStep>(message[0]), message[1]};
+  return {static_cast<ProbeStep>(message[0]), message[1], message[2], message[3]};
 }
 
 bool has_effective(cap_value_t capability) {
@@ -155,14 +163,21 @@ IsolationChoice choose_isolation(Isolation requested) {
     return choice;
   }
   ProbeResult probe = probe_sandbox();
-  if (probe.failed == ProbeStep::kOk)
-    return choice;
-  if (probe.failed == ProbeStep::kProc) {
-    choice.bind_proc = true;
-    choice.line = "isolation: " + std::string(::geteuid() == 0 ? "oci" : "rootless") +
-                  " (kiln's sandbox), with this container's /proc and /sys bound in: " +
-                  probe_failure(probe) +
-                  " (masked paths); RUN steps see the container's processes in /proc";
+  if (probe.failed == ProbeStep::kOk) {
+    choice.bind_proc = probe.proc_error != 0;
+    choice.keep_hostname = probe.hostname_error != 0;
+    std::vector<std::string> missing;
+    if (choice.bind_proc)
+      missing.push_back("this container's /proc and /sys bound in (a new /proc: " +
+                        std::string(std::strerror(probe.proc_error)) +
+                        ", masked paths), so RUN steps see its processes");
+    if (choice.keep_hostname)
+      missing.push_back("this container's hostname (sethostname: " +
+                        std::string(std::strerror(probe.hostname_error)) +
+                        ", its seccomp profile)");
+    if (!missing.empty())
+      choice.line = "isolation: " + std::string(::geteuid() == 0 ? "oci" : "rootless") +
+                    " (kiln's sandbox), with " + join(missing, "; and ");
     return choice;
   }
   if (requested == Isolation::kSandbox)

@@ -101,7 +101,7 @@ class PastaNetwork final : public AttachedNetwork {
   ~PastaNetwork() override {
     // Adopted by us when kiln is a container's pid 1 (or a subreaper): then ours to reap.
     bool ours = parent_of(daemon_) == ::getpid();
-    ::kill(daemon_, SIGTERM);
+    ::kill(daemon_, SIGKILL);  // it blocks SIGTERM; it has nothing to clean up
     if (ours) {
       int status = 0;
       while (::waitpid(daemon_, &status, 0) < 0 && errno == EINTR) {
@@ -328,6 +328,18 @@ namespace kiln::runner {
 std::string network_helper() {
   std::optional<detail::NetworkHelper> helper = detail::find_network_helper();
   return helper ? helper->path : std::string();
+}
+
+std::string private_network_problem() {
+  if (network_helper().empty())
+    return "neither pasta (Debian's passt) nor slirp4netns is installed";
+  // Both helpers give the namespace a tap device, made through /dev/net/tun (which containers
+  // often lack).
+  int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (fd < 0)
+    return std::string("/dev/net/tun cannot be opened (") + std::strerror(errno) + ")";
+  ::close(fd);
+  return "";
 }
 
 }  // namespace kiln::runner

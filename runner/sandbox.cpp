@@ -883,6 +883,8 @@ void pivot_into_rootfs(Child& child) {
 
 void set_hostname(const Child& child) {
   const std::string& name = child.plan.hostname;
+  if (name.empty())
+    return;  // ProcessSpec::keep_hostname
   if (::sethostname(name.c_str(), name.size()) != 0)
     fail(child, "sethostname", name);
 }
@@ -1259,7 +1261,7 @@ ChildPlan make_plan(const ProcessSpec& spec, const fs::path& hosts_file,
     plan.rootfs_mount->what = "mount " + spec.rootfs_mount->type + " on rootfs " + plan.rootfs;
   }
   plan.steps = mount_steps(spec, hosts_file, resolv_conf);
-  plan.hostname = spec.hostname;
+  plan.hostname = spec.keep_hostname ? std::string() : spec.hostname;
   plan.new_network = spec.network != Network::kHost;
   plan.cwd = spec.cwd;
 

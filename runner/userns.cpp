@@ -92,7 +92,7 @@ UserNamespaceResult enter_build_user_namespace(
     // container that may not mount (no CAP_SYS_ADMIN, Docker's seccomp profile) there is none
     // to make and nothing will be mounted: stage roots are copies there.
     if (::unshare(CLONE_NEWNS) != 0) {
-      if (errno == EPERM)
+      if (errno == EPERM || errno == ENOSYS)  // refused by capabilities or a seccomp profile
         return result;
       throw Error(std::string("private mount namespace for the build: ") + std::strerror(errno));
     }

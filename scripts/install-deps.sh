@@ -12,7 +12,8 @@ apt-get install -y --no-install-recommends \
   libtomlplusplus-dev libsodium-dev librpm-dev libisal-dev man-db python3-yaml shellcheck \
   clang-16 libclang-rt-16-dev \
   uidmap busybox-static skopeo umoci podman runc crun buildah zstd tar time bc \
-  docker-registry apache2-utils python3 qemu-user-static binfmt-support openssh-client openssl rpm
+  docker-registry apache2-utils python3 qemu-user-static binfmt-support openssh-client openssl rpm \
+  passt slirp4netns
 # docker.io: the reference BuildKit (dockerd's embedded one) of tests/conformance, which starts
 # its own dockerd on a private socket and data root. The package's system daemon is not wanted:
 # a policy-rc.d (unless the machine has one) keeps the install from starting it.

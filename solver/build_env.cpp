@@ -197,14 +197,14 @@ runner::Network BuildEnv::run_network(frontend::ExecOp::Network network) {
     std::lock_guard lock(mutex_);
     if (default_network_)
       return *default_network_;
+    std::string problem = namespaces ? runner::private_network_problem() : std::string();
     if (!namespaces) {
       default_network_ = runner::Network::kHost;
-    } else if (runner::network_helper().empty()) {
+    } else if (!problem.empty()) {
       default_network_ = runner::Network::kHost;
-      why =
-          "WARNING: RUN steps share the host's network: neither pasta (Debian's passt) nor "
-          "slirp4netns is installed to give them a private one (install passt, or pass "
-          "--network host to choose the host's network)";
+      why = "RUN steps share this machine's network, not a private one: " + problem +
+            " (install passt, give a container --device /dev/net/tun, or pass --network host "
+            "to choose the shared network and not see this)";
     } else {
       default_network_ = runner::Network::kPrivate;
     }

@@ -124,6 +124,7 @@ class ExecExecutor final : public Executor {
     spec.network = env.run_network(e.network);
     const runner::IsolationChoice& isolation = env.isolation();
     spec.bind_proc = isolation.bind_proc;
+    spec.keep_hostname = isolation.keep_hostname;
     spec.ignore_chown = isolation.single_id;
     RunMounts mounts(env);
     fs::path rootfs;

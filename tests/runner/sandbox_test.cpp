@@ -31,10 +31,11 @@ namespace fs = std::filesystem;
 
 // Debian's busybox-static: one static binary is a whole userland for a test rootfs.
 constexpr const char* kBusybox = "/bin/busybox";
-constexpr const char* kApplets[] = {
-    "cat",    "date",  "echo",    "env",   "grep",  "head",     "hostname", "id",  "ifconfig",
-    "insmod", "kill",  "ls",      "mkdir", "mount", "ps",       "pwd",      "sh",  "sleep",
-    "test",   "touch", "unshare", "wc",    "wget",  "readlink", "timeout",  "true"};
+constexpr const char* kApplets[] = {"cat",      "date",  "echo",     "env",    "grep",  "head",
+                                    "hostname", "id",    "ifconfig", "insmod", "kill",  "ls",
+                                    "mkdir",    "mount", "ps",       "pwd",    "sh",    "sleep",
+                                    "test",     "touch", "unshare",  "wc",     "wget",  "readlink",
+                                    "timeout",  "true",  "nc",       "ip",     "chown", "stat"};
 
 // The environment variable that makes the Nested tests run: they are meant to be started by
 // the tests below in a user namespace (or as an unprivileged user), not directly.
@@ -473,6 +474,111 @@ TEST_F(SandboxTest, NoNetworkHasOnlyItsOwnLoopbackUp) {
   EXPECT_TRUE(contains(out_, "Connection refused")) << out_;
   // /sys is the namespace's own: it lists only lo, as under BuildKit.
   EXPECT_TRUE(contains(out_, "unreachable\n1\nlo\n")) << out_;
+}
+
+// Every pasta process whose command line names `dir` (the sandbox's scratch directory is under
+// $TMPDIR, which the caller points at `dir`).
+int helpers_naming(const fs::path& dir) {
+  int count = 0;
+  for (const fs::directory_entry& e : fs::directory_iterator("/proc")) {
+    std::string cmdline = read_text(e.path() / "cmdline");
+    if (contains(cmdline, dir.string()) &&
+        (contains(cmdline, "pasta") || contains(cmdline, "slirp4netns")))
+      ++count;
+  }
+  return count;
+}
+
+// The default network of RUN: a namespace of its own connected by pasta or slirp4netns.
+TEST_F(SandboxTest, PrivateNetworkHasAnInterfaceButNotTheHostsLoopback) {
+  if (::geteuid() != 0 || !private_network_problem().empty())
+    GTEST_SKIP() << "needs root and a network helper: " << private_network_problem();
+  OneShotHttpServer server;
+  // A loopback nameserver (the host's systemd-resolved, say) is unreachable from the namespace:
+  // the helper's forwarder replaces it; other lines stay.
+  write_text(resolv_conf_, "nameserver 127.0.0.53\nsearch corp.example\noptions ndots:2\n");
+  fs::path tmp = dir_.path() / "tmp";
+  fs::create_directories(tmp);
+  const char* old_tmpdir = std::getenv("TMPDIR");
+  std::string saved = old_tmpdir ? old_tmpdir : "";
+  ::setenv("TMPDIR", tmp.c_str(), 1);
+  for (const char* helper : {"pasta", "slirp4netns"}) {
+    SCOPED_TRACE(helper);
+    ::setenv("KILN_NETWORK_HELPER", helper, 1);
+    ProcessSpec isolated =
+        spec({"/bin/sh", "-c",
+              "cat /etc/resolv.conf; nc -w 3 127.0.0.1 " + std::to_string(server.port()) +
+                  " -e true </dev/null || echo unreachable; ip -o link | grep -vc ' lo:'; ls "
+                  "/sys/class/net | grep -vc '^lo$'"});
+    isolated.network = Network::kPrivate;
+    RunResult result = run(isolated);
+    EXPECT_EQ(result.exit_code, 0) << out_;
+    std::string dns = std::string(helper) == "pasta" ? "169.254.1.1" : "10.0.2.3";
+    EXPECT_TRUE(contains(out_, "nameserver " + dns + "\nsearch corp.example\noptions ndots:2\n"))
+        << out_;
+    EXPECT_FALSE(contains(out_, "127.0.0.53")) << out_;
+    EXPECT_TRUE(contains(out_, "unreachable\n1\n1\n")) << out_;
+    // The helper is gone with the step.
+    EXPECT_EQ(helpers_naming(tmp), 0);
+  }
+  ::unsetenv("KILN_NETWORK_HELPER");
+  if (old_tmpdir)
+    ::setenv("TMPDIR", saved.c_str(), 1);
+  else
+    ::unsetenv("TMPDIR");
+}
+
+TEST_F(SandboxTest, ANamedHelperThatIsMissingIsAnError) {
+  ::setenv("KILN_NETWORK_HELPER", "vde", 1);
+  ProcessSpec isolated = spec({"/bin/true"});
+  isolated.network = Network::kPrivate;
+  try {
+    run(isolated);
+    ADD_FAILURE() << "ran with an unknown helper";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), "KILN_NETWORK_HELPER=vde: expected pasta or slirp4netns"))
+        << e.what();
+  }
+  ::unsetenv("KILN_NETWORK_HELPER");
+}
+
+// Inside a container with masked /proc paths a new proc cannot be mounted: the caller's is bound.
+TEST_F(SandboxTest, BindProcShowsTheCallersProcFromItsOwnPidNamespace) {
+  ProcessSpec bound = spec({"/bin/sh", "-c",
+                            "echo $$; test -e /proc/self/status && echo "
+                            "has-self; ls /proc | grep -c '^[0-9]'"});
+  bound.bind_proc = true;
+  RunResult result = run(bound);
+  EXPECT_EQ(result.exit_code, 0) << out_;
+  // Pid 1 of its own namespace, while /proc lists the caller's many processes.
+  EXPECT_EQ(out_.substr(0, 11), "1\nhas-self\n") << out_;
+  EXPECT_GT(std::stoi(out_.substr(11)), 2) << out_;
+}
+
+// A single-id user namespace has no other owner: chown succeeds and changes nothing.
+TEST_F(SandboxTest, IgnoreChownMakesChownASuccessfulNoOp) {
+  ProcessSpec step = spec({"/bin/sh", "-c",
+                           "touch /tmp/f && chown 4321:4321 /tmp/f && echo chowned; stat -c %u "
+                           "/tmp/f"});
+  step.ignore_chown = true;
+  RunResult result = run(step);
+  EXPECT_EQ(result.exit_code, 0) << out_;
+  EXPECT_EQ(out_, "chowned\n0\n");
+  // Without it, the chown takes effect (every id is mapped here).
+  if (::geteuid() == 0) {
+    step.ignore_chown = false;
+    run(step);
+    EXPECT_EQ(out_, "chowned\n4321\n");
+  }
+}
+
+TEST_F(SandboxTest, KeepHostnameLeavesTheInheritedOne) {
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  ProcessSpec kept = spec({"/bin/hostname"});
+  kept.keep_hostname = true;
+  run(kept);
+  EXPECT_EQ(out_, std::string(host) + "\n");
 }
 
 TEST_F(SandboxTest, AppliesBindAndTmpfsMountsInOrder) {

@@ -155,7 +155,9 @@ struct LowerOptions {
   ExecOp::Network network = ExecOp::Network::kSandbox;           // --network
   std::vector<std::pair<std::string, std::string>> extra_hosts;  // --add-host (host, ip)
   bool allow_insecure = false;                                   // --allow security.insecure
-  std::map<std::string, NamedContext> named_contexts;            // as given to plan_build
+  // --allow network.host (or --network host): RUN --network=host may share the host's network.
+  bool allow_network_host = false;
+  std::map<std::string, NamedContext> named_contexts;  // as given to plan_build
   // buildah's --mount: RUN --mount values added to every RUN after its own. A bad one is a
   // kiln::Error naming "--mount VALUE".
   std::vector<std::string> extra_mounts;

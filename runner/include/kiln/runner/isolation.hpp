@@ -32,8 +32,9 @@ Isolation parse_isolation(std::string_view name);
 
 struct IsolationChoice {
   Isolation mode = Isolation::kSandbox;  // never kAuto
-  bool bind_proc = false;  // sandbox: bind the caller's /proc and /sys (a new proc is refused)
-  bool single_id = false;  // the caller's user namespace maps one uid: ownership is ignored
+  bool bind_proc = false;      // sandbox: bind the caller's /proc and /sys (a new proc is refused)
+  bool keep_hostname = false;  // sandbox: sethostname is refused (a seccomp profile)
+  bool single_id = false;      // the caller's user namespace maps one uid: ownership is ignored
   bool network_namespaces = true;  // new network namespaces can be made (false for chroot)
   // One line saying which mode and why, and what is missing. Empty when the full sandbox was
   // found (or asked for) and works: nothing to say.

@@ -58,6 +58,10 @@ enum class Network {
 // when neither is installed. $KILN_NETWORK_HELPER picks one; naming a missing one is an error.
 std::string network_helper();
 
+// Why Network::kPrivate cannot work here ("" when it can): no helper installed, or no
+// /dev/net/tun to make the namespace's tap device with (a container without that device).
+std::string private_network_problem();
+
 // Cgroup limits for the process (buildah's and podman's --memory, --memory-swap, --cpu-*,
 // --cpuset-*, --cgroup-parent). Empty: the process stays in the caller's cgroup. Applied in a
 // cgroup of its own, removed after the run; see runner/cgroup.hpp for where and what happens
@@ -92,6 +96,9 @@ struct ProcessSpec {
   // newuidmap: then any group but `gid` is an error.
   std::vector<uint32_t> groups;
   std::string hostname = "kiln";
+  // Leave the uts namespace's hostname as inherited (the caller's): for a container whose
+  // seccomp profile refuses sethostname even in a namespace of one's own.
+  bool keep_hostname = false;
   // Extra /etc/hosts entries (host, IP address), after BuildKit's two lines (localhost and the
   // hostname; ::1).
   std::vector<std::pair<std::string, std::string>> extra_hosts;
