@@ -21,6 +21,8 @@
 #include "kiln/oci/registries_conf.hpp"
 #include "kiln/oci/store.hpp"
 #include "kiln/runner/emulation.hpp"
+#include "kiln/runner/isolation.hpp"
+#include "kiln/runner/sandbox.hpp"
 
 namespace fs = std::filesystem;
 namespace po = boost::program_options;
@@ -96,7 +98,23 @@ int info_command(const std::vector<std::string>& args, Io io) {
     if (std::string p = find_program(r); !p.empty())
       runtimes.push_back(p);
   }
-  info["runner"] = {{"default", "built-in namespace sandbox"}, {"oci_runtimes", runtimes}};
+  nlohmann::ordered_json isolation;
+  try {
+    runner::IsolationChoice choice = runner::choose_isolation(runner::Isolation::kAuto);
+    isolation["auto"] = choice.mode == runner::Isolation::kChroot ? "chroot" : "sandbox";
+    isolation["detail"] = choice.line.empty() ? "kiln's sandbox with every namespace it uses and "
+                                                "a /proc of its own"
+                                              : choice.line;
+    isolation["single_id"] = choice.single_id;
+  } catch (const Error& e) {
+    isolation["error"] = e.what();
+  }
+  std::string problem = runner::private_network_problem();
+  info["runner"] = {{"default", "built-in namespace sandbox"},
+                    {"oci_runtimes", runtimes},
+                    {"isolation", isolation},
+                    {"run_network", problem.empty() ? "private, through " + runner::network_helper()
+                                                    : "shared with this machine: " + problem}};
   nlohmann::ordered_json emulated = nlohmann::ordered_json::array();
   for (const char* platform : {"linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x",
                                "linux/riscv64", "linux/386", "linux/amd64"}) {

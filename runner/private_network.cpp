@@ -256,13 +256,29 @@ HeldNetwork::HeldNetwork(const NetworkHelper& helper, const fs::path& scratch) {
   if (::pipe2(fds, O_CLOEXEC) != 0)
     throw Error(std::string("RUN network: pipe: ") + std::strerror(errno));
   UniqueFd read_end(fds[0]), write_end(fds[1]);
+  // The holder's network namespace belongs to a user namespace of its own (the caller mapped
+  // as its root): pasta enters both, as it does a sandbox's, and the runtime, whose user
+  // namespace is an ancestor, may join the network namespace.
+  std::string uid_map = "0 " + std::to_string(::geteuid()) + " 1\n";
+  std::string gid_map = "0 " + std::to_string(::getegid()) + " 1\n";
   holder_ = ::fork();
   if (holder_ < 0)
     throw Error(std::string("RUN network: fork: ") + std::strerror(errno));
   if (holder_ == 0) {
     write_end.reset();
     ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    if (::unshare(CLONE_NEWNET) != 0)
+    if (::unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0)
+      ::_exit(1);
+    auto write_to = [](const char* path, const std::string& text) {
+      int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+      bool ok =
+          fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+      if (fd >= 0)
+        ::close(fd);
+      return ok;
+    };
+    if (!write_to("/proc/self/setgroups", "deny") || !write_to("/proc/self/uid_map", uid_map) ||
+        !write_to("/proc/self/gid_map", gid_map))
       ::_exit(1);
     char byte;
     while (::read(read_end.get(), &byte, 1) < 0 && errno == EINTR) {
@@ -271,22 +287,32 @@ HeldNetwork::HeldNetwork(const NetworkHelper& helper, const fs::path& scratch) {
   }
   read_end.reset();
   release_fd_ = write_end.release();
-  // The holder's namespace is new once /proc shows a different one than ours.
+  // Ready once /proc shows the holder in a user namespace with an id map.
   std::string ours = fs::read_symlink("/proc/self/ns/net").string();
-  for (int i = 0; i < 5000; ++i) {
+  std::string map_path = "/proc/" + std::to_string(holder_) + "/uid_map";
+  bool ready = false;
+  for (int i = 0; i < 25000 && !ready; ++i) {
     std::error_code ec;
     std::string theirs = fs::read_symlink(path(), ec).string();
-    if (!ec && theirs != ours)
+    if (!ec && theirs != ours) {
+      std::ifstream map(map_path);
+      std::string first;
+      ready = static_cast<bool>(map >> first);
+    }
+    if (ready)
       break;
     int status = 0;
     if (::waitpid(holder_, &status, WNOHANG) == holder_) {
       holder_ = -1;
       ::close(release_fd_);
-      throw Error("RUN network: cannot create a network namespace (unshare)");
+      release_fd_ = -1;
+      throw Error(
+          "RUN network: cannot create a user and network namespace to hold the step's "
+          "network (unshare)");
     }
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
-  attached_ = attach_network(helper, holder_, /*join_userns=*/false, scratch);
+  attached_ = attach_network(helper, holder_, /*join_userns=*/true, scratch);
 }
 
 HeldNetwork::~HeldNetwork() {

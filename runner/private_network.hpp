@@ -61,8 +61,9 @@ std::unique_ptr<AttachedNetwork> attach_network(const NetworkHelper& helper, pid
                                                 const std::filesystem::path& scratch);
 
 // The network namespace for an OCI runtime's container, when the caller cannot hand the runtime
-// a process to attach to before it starts: a holder process sits in a new network namespace
-// connected by the helper. `path()` is the namespace file to put in the runtime spec.
+// a process to attach to before it starts: a holder process sits in a new user and network
+// namespace (the caller mapped as its root) connected by the helper. `path()` is the network
+// namespace file to put in the runtime spec.
 class HeldNetwork {
  public:
   HeldNetwork(const NetworkHelper& helper, const std::filesystem::path& scratch);

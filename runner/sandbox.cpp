@@ -319,6 +319,13 @@ std::vector<MountStep> mount_steps(const ProcessSpec& spec, const fs::path& host
   // A bound /proc goes with a bound /sys: the container masks both.
   if (spec.network != Network::kHost && !spec.bind_proc) {
     steps.push_back(filesystem_step("sysfs", "/sys", MS_RDONLY | kNoSuidDevExec, ""));
+    // A new sysfs has no cgroup filesystem under it: the caller's, read-only, so that a step
+    // sees its cgroup's limits (/proc/self/cgroup names its path), as with the shared /sys.
+    if (::access("/sys/fs/cgroup", F_OK) == 0) {
+      steps.push_back(bind_step(
+          "/sys/fs/cgroup", "/sys/fs/cgroup", TargetType::kDirectory,
+          MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, true));
+    }
   } else {
     steps.push_back(bind_step(
         "/sys", "/sys", TargetType::kDirectory,

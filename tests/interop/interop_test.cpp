@@ -646,7 +646,7 @@ TEST_F(Interop, DevicesProxiesAndIsolation) {
   for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
            {"--device", "/etc/hostname"},
            {"--device", "/dev/null:/dev/n:rwx"},
-           {"--isolation", "chroot"},
+           {"--isolation", "vm"},
            {"--userns", "container:abc"},
        }) {
     ProcessResult refused = build_fs(ctx, "FROM busybox:latest\n", out, bad);
@@ -820,6 +820,9 @@ class LoopbackServer {
   std::thread thread_;
 };
 
+// The default network is a namespace of the step's own (through pasta or slirp4netns):
+// the host's loopback is unreachable from it, as from --network=none; RUN --network=host, with
+// the network.host entitlement, reaches it (tests/interop/isolation_test.cpp has the rest).
 TEST_F(Interop, NetworkNoneCannotReachTheHost) {
   LoopbackServer server;
   std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/";
@@ -829,13 +832,17 @@ TEST_F(Interop, NetworkNoneCannotReachTheHost) {
                              "FROM busybox:latest\n"
                              "RUN timeout 5 wget -q -O /default " +
                                  url +
-                                 " || echo failed > /default\n"
+                                 " || echo isolated > /default\n"
                                  "RUN --network=none timeout 5 wget -q -O /none " +
-                                 url + " || echo blocked > /none\n",
-                             out);
+                                 url +
+                                 " || echo blocked > /none\n"
+                                 "RUN --network=host timeout 5 wget -q -O /host " +
+                                 url + " || echo failed > /host\n",
+                             out, {"--allow", "network.host"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(read(out / "default"), "reached\n");
+  EXPECT_EQ(read(out / "default"), "isolated\n");
   EXPECT_EQ(read(out / "none"), "blocked\n");
+  EXPECT_EQ(read(out / "host"), "reached\n");
 }
 
 TEST_F(Interop, RunIsIsolated) {

@@ -181,6 +181,44 @@ TEST_F(RunNetwork, NamesResolveThroughTheHostsResolver) {
   EXPECT_THAT(dns.output(), HasSubstr("query kiln-dns-test.example"));
 }
 
+// Root of a user namespace that maps one id (a pod's root, rootless without subuids): no other
+// owner exists. kiln warns once, unpacks base layers with every file root's, and chown in RUN
+// steps succeeds without effect, instead of failing with EINVAL.
+class SingleIdNamespace : public RunNetwork {};
+
+TEST_F(SingleIdNamespace, WarnsOnceAndIgnoresOwnersInsteadOfFailing) {
+  // A base image with a file owned by 1000, built with every id available.
+  fs::path base = ctx("owned");
+  write(base / "Containerfile",
+        "FROM busybox:latest\nRUN touch /owned && chown 1000:1000 /owned\n");
+  ASSERT_EQ(kiln({"build", "-q", "-t", "owned:1", base.string()}).exit_code, 0);
+  fs::path archive = work_->path() / "owned.tar";
+  ASSERT_EQ(kiln({"save", "-o", archive.string(), "owned:1"}).exit_code, 0);
+  // A fresh store inside the namespace unpacks that layer itself.
+  fs::path app = ctx("single");
+  write(app / "Containerfile", "FROM docker-archive:" + archive.string() +
+                                   "\n"
+                                   "RUN touch /mine && chown 4321:4321 /mine && echo chown-ok; "
+                                   "stat -c '%u %n' /owned /mine\n");
+  fs::path store = work_->path() / "single-store";
+  ProcessResult r = run_program({"unshare", "--user", "--map-root-user", "sh", "-c",
+                                 "cat /proc/self/uid_map; exec \"$0\" build --no-cache "
+                                 "--progress plain \"$1\"",
+                                 KILN_BINARY, app.string()},
+                                {}, {}, {kEpoch, "KILN_ROOT=" + store.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr(" 1\n"));  // one id mapped
+  EXPECT_THAT(r.err, HasSubstr("chown-ok"));
+  EXPECT_THAT(r.err, HasSubstr("0 /owned\n"));
+  EXPECT_THAT(r.err, HasSubstr("0 /mine\n"));
+  EXPECT_THAT(r.err, Not(HasSubstr("Invalid argument")));
+  const std::string warning = "maps a single id, so files can only belong to root";
+  size_t first = r.err.find(warning);
+  ASSERT_NE(first, std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find(warning, first + 1), std::string::npos) << "warned twice: " << r.err;
+  EXPECT_THAT(r.err, HasSubstr("/etc/subuid"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // kiln's image under podman.
 
