@@ -518,7 +518,9 @@ TEST_F(SandboxTest, PrivateNetworkHasAnInterfaceButNotTheHostsLoopback) {
         << out_;
     EXPECT_FALSE(contains(out_, "127.0.0.53")) << out_;
     EXPECT_TRUE(contains(out_, "unreachable\n1\n1\n")) << out_;
-    // The helper is gone with the step.
+    // The helper is gone with the step (killed: it may take the kernel a moment to finish it).
+    for (int i = 0; i < 200 && helpers_naming(tmp) != 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     EXPECT_EQ(helpers_naming(tmp), 0);
   }
   ::unsetenv("KILN_NETWORK_HELPER");
