@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <xxhash.h>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
-#include <sstream>
+#include <string_view>
 
 #include "kiln/base/error.hpp"
 #include "kiln/base/fd.hpp"
@@ -30,6 +32,26 @@ std::string hex128(const XXH128_hash_t& h) {
   return buf;
 }
 
+// The text up to the next space, taken off the front of `line` (with the space).
+std::string_view next_field(std::string_view& line) {
+  size_t space = line.find(' ');
+  if (space == std::string_view::npos) {
+    std::string_view all = line;
+    line = {};
+    return all;
+  }
+  std::string_view field = line.substr(0, space);
+  line.remove_prefix(space + 1);
+  return field;
+}
+
+template <typename Number>
+bool number_field(std::string_view& line, Number& out) {
+  std::string_view field = next_field(line);
+  auto [end, error] = std::from_chars(field.data(), field.data() + field.size(), out);
+  return error == std::errc() && end == field.data() + field.size() && !field.empty();
+}
+
 }  // namespace
 
 ContentHasher::ContentHasher(const fs::path& cache_dir, const fs::path& context) {
@@ -47,26 +69,23 @@ ContentHasher::ContentHasher(const fs::path& cache_dir, const fs::path& context)
   } catch (const Error&) {
     return;  // no cache yet
   }
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
+  // Parsed by hand: sscanf over 20,000 lines was a tenth of a fully cached build.
+  std::string_view rest = text;
+  size_t lines = static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+  entries_.reserve(lines);
+  while (!rest.empty()) {
+    size_t end = rest.find('\n');
+    std::string_view line = rest.substr(0, end);
+    rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+    std::string_view hash = next_field(line);
     Entry e;
-    char hash[33] = {};
-    int consumed = 0;
-    long long size = 0, mtime = 0, ctime = 0;
-    unsigned long long inode = 0, device = 0;
-    if (std::sscanf(line.c_str(), "%32s %lld %lld %lld %llu %llu %n", hash, &size, &mtime, &ctime,
-                    &inode, &device, &consumed) != 6 ||
-        consumed <= 0 || static_cast<size_t>(consumed) >= line.size()) {
+    if (hash.size() != 32 || !number_field(line, e.size) || !number_field(line, e.mtime_ns) ||
+        !number_field(line, e.ctime_ns) || !number_field(line, e.inode) ||
+        !number_field(line, e.device) || line.empty()) {
       continue;  // malformed: ignored
     }
-    e.hash = hash;
-    e.size = size;
-    e.mtime_ns = mtime;
-    e.ctime_ns = ctime;
-    e.inode = inode;
-    e.device = device;
-    entries_[line.substr(static_cast<size_t>(consumed))] = std::move(e);
+    e.hash.assign(hash);
+    entries_.insert_or_assign(std::string(line), std::move(e));
   }
 }
 

@@ -1,6 +1,8 @@
 #include "copy.hpp"
 
 #include <archive_entry.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 #include <memory>
 #include <set>
 #include <tuple>
+#include <unordered_map>
 
 #include "kiln/base/error.hpp"
 #include "kiln/base/strings.hpp"
@@ -125,9 +128,11 @@ class Planner {
     add_parents();
     link_hard_links();
     CopyPlan plan;
+    plan.entries.reserve(entries_.size());
     for (auto& [path, entry] : entries_)
       plan.entries.push_back(std::move(entry));
     plan.scratch = std::move(scratch_);
+    plan.source_stats = std::move(stats_);
     return plan;
   }
 
@@ -270,11 +275,14 @@ class Planner {
     return (!within.empty() && exclude_.excluded(within)) || exclude_.excluded(source_rel);
   }
 
+  // `known`: the directory's lstat, when the caller has it (a parent's walk).
   void add_tree(const fs::path& root, const std::string& rel, const std::string& target,
-                const std::string& top_rel, bool top) {
+                const std::string& top_rel, bool top, const struct stat* known = nullptr) {
     fs::path host = rel.empty() ? root : root / rel;
     struct stat st {};
-    if (::lstat(host.c_str(), &st) != 0) {
+    if (known) {
+      st = *known;
+    } else if (::lstat(host.c_str(), &st) != 0) {
       throw Error("stat " + describe(rel) + ": " + std::strerror(errno));
     }
     if (!top) {
@@ -282,30 +290,44 @@ class Planner {
     } else if (!target.empty()) {
       add_dest_dir(target);
     }
-    std::error_code ec;
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(host, ec)) {
-      names.push_back(entry.path().filename().string());
+    // Children are read and stat'ed relative to the directory's descriptor: one path component
+    // to look up each, not the whole path from the root (20,000 files: most of a cached build).
+    int fd = ::open(host.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR* raw = fd < 0 ? nullptr : ::fdopendir(fd);
+    if (!raw) {
+      int error = errno;
+      if (fd >= 0)
+        ::close(fd);
+      throw Error("read directory " + describe(rel) + ": " + std::strerror(error));
     }
-    if (ec)
-      throw Error("read directory " + describe(rel) + ": " + ec.message());
+    std::unique_ptr<DIR, int (*)(DIR*)> dir(raw, &::closedir);
+    std::vector<std::string> names;
+    errno = 0;
+    while (const dirent* d = ::readdir(dir.get())) {
+      std::string_view name = d->d_name;
+      if (name != "." && name != "..")
+        names.emplace_back(name);
+    }
+    if (errno != 0)
+      throw Error("read directory " + describe(rel) + ": " + std::strerror(errno));
     std::sort(names.begin(), names.end());
     for (const std::string& name : names) {
       std::string child = join_rel(rel, name);
       std::string within =
           child.substr(std::min(child.size(), top_rel.empty() ? 0 : top_rel.size() + 1));
+      struct stat cst {};
+      bool have = ::fstatat(::dirfd(dir.get()), name.c_str(), &cst, AT_SYMLINK_NOFOLLOW) == 0;
       if (is_excluded(child, within)) {
         // An excluded directory may still hold re-included paths (ignore-file exceptions).
-        bool dir = fs::is_directory(fs::symlink_status(root / child));
-        if (!(dir && r_.from_context && r_.ignore && r_.ignore->may_reinclude_below(child))) {
+        bool is_dir = have && S_ISDIR(cst.st_mode);
+        if (!(is_dir && r_.from_context && r_.ignore && r_.ignore->may_reinclude_below(child))) {
           continue;
         }
       }
-      struct stat cst {};
-      if (::lstat((root / child).c_str(), &cst) != 0)
+      if (!have)
         continue;
       if (S_ISDIR(cst.st_mode)) {
-        add_tree(root, child, join_rel(target, name), top_rel, false);
+        add_tree(root, child, join_rel(target, name), top_rel, false, &cst);
       } else if (!is_excluded(child, within)) {
         add_entry(root / child, cst, join_rel(target, name));
       }
@@ -339,6 +361,9 @@ class Planner {
     if (r_.file.chmod && !S_ISLNK(st.st_mode)) {
       e.mode = (st.st_mode & S_IFMT) | r_.file.chmod->apply(st.st_mode, S_ISDIR(st.st_mode));
     }
+    // The cache key hashes the file's content through the stat cache: the stat is at hand.
+    if (key_mode_ && S_ISREG(st.st_mode))
+      stats_[target] = st;
     entries_[target] = std::move(e);
   }
 
@@ -514,6 +539,7 @@ class Planner {
 
   const CopyRequest& r_;
   bool key_mode_;
+  std::unordered_map<std::string, struct stat> stats_;  // key mode: regular files, by target
   std::string dest_;
   frontend::IgnoreMatcher exclude_;
   std::vector<const frontend::InlineFile*> heredocs_;
@@ -551,8 +577,11 @@ std::string copy_source_digest(const CopyRequest& request, const FileHasher& fil
       if (e.content) {
         line += " inline " + oci::sha256_of(*e.content).hex();
       } else if (!e.source.empty()) {
+        auto known = plan.source_stats.find(e.path);
         struct stat st {};
-        if (::lstat(e.source.c_str(), &st) != 0)
+        if (known != plan.source_stats.end())
+          st = known->second;
+        else if (::lstat(e.source.c_str(), &st) != 0)
           throw Error("stat " + e.source.string() + ": " + std::strerror(errno));
         line += " " + file_hash(e.source, st);
       }

@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "kiln/base/fd.hpp"
@@ -54,6 +55,9 @@ struct CopyRequest {
 struct CopyPlan {
   std::vector<snapshotter::LayerEntry> entries;
   std::vector<TempDir> scratch;  // extracted archives the entries read from; keep until written
+  // Planned for a cache key only: the lstat of each regular file's source, by entry path, as the
+  // walk found it (the key hashes content through the stat cache without a second stat).
+  std::unordered_map<std::string, struct stat> source_stats;
 };
 
 // Throws kiln::Error with a message that names the source (the caller adds the position).
