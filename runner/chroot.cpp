@@ -349,18 +349,7 @@ RunResult ChrootRunner::run(const ProcessSpec& spec) {
   }
 
   // Everything the child needs, prepared before fork.
-  std::vector<std::string> candidates;
-  if (spec.args[0].find('/') != std::string::npos) {
-    candidates.push_back(spec.args[0]);
-  } else {
-    std::string path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-    for (const std::string& e : spec.env) {
-      if (e.starts_with("PATH="))
-        path = e.substr(5);
-    }
-    for (const std::string& dir : split(path, ':'))
-      candidates.push_back((dir.empty() ? std::string(".") : dir) + "/" + spec.args[0]);
-  }
+  std::vector<std::string> candidates = detail::exec_candidates(spec);
   std::vector<char*> argv, envp;
   std::vector<std::string> args = spec.args, env = spec.env;
   for (std::string& a : args)

@@ -55,6 +55,33 @@ std::vector<std::string> capability_set(const ProcessSpec& spec,
   return set;
 }
 
+std::vector<std::string> exec_candidates(const ProcessSpec& spec) {
+  constexpr const char* kDefaultPath =
+      "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  const std::string& program = spec.args[0];
+  if (program.find('/') != std::string::npos)
+    return {program};
+  std::string path = kDefaultPath;
+  for (const std::string& variable : spec.env) {
+    if (variable.starts_with("PATH=")) {
+      path = variable.substr(5);
+      break;
+    }
+  }
+  std::vector<std::string> candidates;
+  size_t begin = 0;
+  while (begin <= path.size()) {
+    size_t end = path.find(':', begin);
+    if (end == std::string::npos)
+      end = path.size();
+    std::string directory = path.substr(begin, end - begin);
+    // An empty entry means the working directory, as for execvp.
+    candidates.push_back((directory.empty() ? "." : directory) + "/" + program);
+    begin = end + 1;
+  }
+  return candidates;
+}
+
 std::string hosts_file_content(const ProcessSpec& spec) {
   // BuildKit's hosts file, so a step that reads or copies it sees the same.
   std::string text =

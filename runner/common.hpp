@@ -7,6 +7,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "kiln/runner/sandbox.hpp"
 
@@ -36,6 +37,10 @@ void check_process_spec(const ProcessSpec& spec);
 std::vector<std::string> capability_set(const ProcessSpec& spec,
                                         const std::vector<std::string>& defaults,
                                         const std::vector<std::string>& all);
+
+// Where execve looks for spec.args[0]: itself if it has a '/', else each directory of the spec's
+// PATH (Docker's default PATH when the environment has none; an empty entry is ".").
+std::vector<std::string> exec_candidates(const ProcessSpec& spec);
 
 // The /etc/hosts a RUN step sees: localhost, the step's hostname, then spec.extra_hosts.
 std::string hosts_file_content(const ProcessSpec& spec);

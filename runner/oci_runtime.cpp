@@ -768,9 +768,7 @@ RunResult OciRuntime::run(const ProcessSpec& spec) {
   std::optional<detail::HeldNetwork> network;
   ProcessSpec effective = spec;
   if (spec.network == Network::kPrivate) {
-    std::optional<detail::NetworkHelper> helper = detail::find_network_helper();
-    if (!helper)
-      throw Error("RUN network: neither pasta (Debian's passt) nor slirp4netns is installed");
+    std::optional<detail::NetworkHelper> helper = detail::required_network_helper();
     network.emplace(*helper, bundle.path());
     effective.resolv_conf =
         detail::resolv_conf_for(spec.network, spec.resolv_conf, helper, bundle.path());

@@ -205,6 +205,13 @@ std::optional<NetworkHelper> find_network_helper() {
   return helper_named("slirp4netns");
 }
 
+NetworkHelper required_network_helper() {
+  std::optional<NetworkHelper> helper = find_network_helper();
+  if (!helper)
+    throw Error("RUN network: neither pasta (Debian's passt) nor slirp4netns is installed");
+  return *helper;
+}
+
 std::string private_resolv_conf(const std::string& content,
                                 const std::vector<std::string>& host_servers,
                                 const std::string& dns_address) {

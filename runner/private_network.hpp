@@ -36,6 +36,10 @@ struct NetworkHelper {
 // $KILN_NETWORK_HELPER names an unknown or missing helper.
 std::optional<NetworkHelper> find_network_helper();
 
+// find_network_helper() for a step that asked for Network::kPrivate: throws kiln::Error when
+// neither helper is installed.
+NetworkHelper required_network_helper();
+
 // resolv.conf for a step on a private network: every nameserver that is one of
 // `host_nameservers` or a loopback address (unreachable from the namespace) becomes
 // `dns_address`, once; other lines are kept.

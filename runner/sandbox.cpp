@@ -126,7 +126,6 @@ struct ChildPlan {
 };
 
 constexpr unsigned long kNoSuidDevExec = MS_NOSUID | MS_NODEV | MS_NOEXEC;
-constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 // Host device nodes bind-mounted into the sandbox's /dev tmpfs: a tmpfs mounted in a user
 // namespace is always nodev, so nodes created there would not work.
@@ -354,32 +353,6 @@ std::vector<MountStep> mount_steps(const ProcessSpec& spec, const fs::path& host
     steps.push_back(user_mount_step(mount));
   }
   return steps;
-}
-
-// Where execve looks: args[0] itself if it has a '/', else each directory of PATH.
-std::vector<std::string> exec_candidates(const ProcessSpec& spec) {
-  const std::string& program = spec.args[0];
-  if (program.find('/') != std::string::npos)
-    return {program};
-  std::string path = kDefaultPath;
-  for (const std::string& variable : spec.env) {
-    if (variable.starts_with("PATH=")) {
-      path = variable.substr(5);
-      break;
-    }
-  }
-  std::vector<std::string> candidates;
-  size_t begin = 0;
-  while (begin <= path.size()) {
-    size_t end = path.find(':', begin);
-    if (end == std::string::npos)
-      end = path.size();
-    std::string directory = path.substr(begin, end - begin);
-    // An empty entry means the working directory, as for execvp.
-    candidates.push_back((directory.empty() ? "." : directory) + "/" + program);
-    begin = end + 1;
-  }
-  return candidates;
 }
 
 using CapPtr = std::unique_ptr<std::remove_pointer_t<cap_t>, int (*)(void*)>;
@@ -1296,7 +1269,7 @@ ChildPlan make_plan(const ProcessSpec& spec, const fs::path& hosts_file,
     plan.rlimits.push_back({l.resource, {l.soft, l.hard}});
 
   plan.program = spec.args[0];
-  plan.exec_candidates = exec_candidates(spec);
+  plan.exec_candidates = detail::exec_candidates(spec);
   plan.args = spec.args;
   plan.env = spec.env;
   return plan;
@@ -1311,11 +1284,8 @@ RunResult Sandbox::run(const ProcessSpec& spec) {
   write_hosts_file(hosts_file, spec);
   IdMaps maps = id_maps();
   std::optional<detail::NetworkHelper> helper;
-  if (spec.network == Network::kPrivate) {
-    helper = detail::find_network_helper();
-    if (!helper)
-      throw Error("RUN network: neither pasta (Debian's passt) nor slirp4netns is installed");
-  }
+  if (spec.network == Network::kPrivate)
+    helper = detail::required_network_helper();
   std::string resolv_conf =
       detail::resolv_conf_for(spec.network, spec.resolv_conf, helper, scratch.path());
   ChildPlan plan = make_plan(spec, hosts_file, resolv_conf, maps);
@@ -1352,7 +1322,7 @@ RunResult Sandbox::run(const ProcessSpec& spec) {
   write_id_maps(child.pid(), maps);
   if (cgroup)
     cgroup->add(child.pid());  // before it runs anything of its own
-  // Connected before the program starts; stopped after it is reaped (destroyed before `child`).
+  // Connected before the program starts; stopped when the run ends.
   std::unique_ptr<detail::AttachedNetwork> network;
   if (helper)
     network = detail::attach_network(*helper, child.pid(), /*join_userns=*/true, scratch.path());

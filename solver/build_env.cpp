@@ -167,10 +167,12 @@ const runner::IsolationChoice& BuildEnv::isolation() {
     std::lock_guard lock(mutex_);
     if (isolation_)
       return *isolation_;
-    isolation_ = runner::choose_isolation(request.isolation);
-    if (isolation_->mode == runner::Isolation::kChroot && !request.runtime.empty())
+    runner::IsolationChoice choice = runner::choose_isolation(request.isolation);
+    // Checked before it is kept: every stage that asks gets the same error.
+    if (choice.mode == runner::Isolation::kChroot && !request.runtime.empty())
       throw Error("--isolation chroot runs steps itself: it cannot use --runtime " +
                   request.runtime);
+    isolation_ = std::move(choice);
     line = isolation_->line;
   }
   if (!line.empty())
