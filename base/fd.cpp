@@ -1,6 +1,8 @@
 #include "kiln/base/fd.hpp"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -24,6 +26,17 @@ UniqueFd open_or_throw(const std::filesystem::path& path, int flags, unsigned mo
   if (fd < 0)
     throw Error("open " + path.string() + ": " + std::strerror(errno));
   return UniqueFd(fd);
+}
+
+int openat2_retrying(int dirfd, const char* path, const ::open_how& how) {
+  for (int again = 0;;) {
+    long fd = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    if (fd >= 0)
+      return static_cast<int>(fd);
+    if (errno == EINTR || (errno == EAGAIN && ++again < 64))
+      continue;
+    return -1;
+  }
 }
 
 void read_chunks(int fd, const std::string& what,

@@ -39,7 +39,7 @@ int openat2_in_root(int root, const std::string& relative, uint64_t flags) {
   open_how how{};
   how.flags = flags | O_CLOEXEC;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  return static_cast<int>(::syscall(SYS_openat2, root, relative.c_str(), &how, sizeof how));
+  return openat2_retrying(root, relative.c_str(), how);
 }
 
 std::string fd_path(int fd) {

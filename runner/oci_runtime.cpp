@@ -260,8 +260,7 @@ UniqueFd open_in_root(const Rootfs& root, const std::string& path, uint64_t extr
   open_how how{};
   how.flags = O_PATH | O_CLOEXEC | extra_flags;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  return UniqueFd(
-      static_cast<int>(::syscall(SYS_openat2, root.fd.get(), path.c_str(), &how, sizeof how)));
+  return UniqueFd(openat2_retrying(root.fd.get(), path.c_str(), how));
 }
 
 uint64_t mount_id(int fd) {

@@ -520,7 +520,7 @@ int open_in_root(const Child& child, const char* path, uint64_t extra_flags = 0)
   open_how how{};
   how.flags = O_PATH | O_CLOEXEC | extra_flags;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  return static_cast<int>(::syscall(SYS_openat2, child.rootfd, path, &how, sizeof how));
+  return openat2_retrying(child.rootfd, path, how);
 }
 
 uint64_t mount_id(int fd) {

@@ -97,7 +97,7 @@ std::optional<std::string> read_in_root(const fs::path& root, std::string_view p
   how.flags = O_RDONLY | O_CLOEXEC;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
   std::string rel = clean_in_root(path);
-  long fd = ::syscall(SYS_openat2, dir.get(), rel.c_str(), &how, sizeof how);
+  int fd = openat2_retrying(dir.get(), rel.c_str(), how);
   if (fd < 0) {
     if (errno == ENOENT || errno == ENOTDIR)
       return std::nullopt;

@@ -1,6 +1,8 @@
 // RAII owners for file descriptors and temporary directories: nothing leaks on an error path.
 #pragma once
 
+#include <linux/openat2.h>
+
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -35,6 +37,13 @@ class UniqueFd {
 
 // open(2) that throws kiln::Error "open PATH: strerror" on failure. O_CLOEXEC is always added.
 UniqueFd open_or_throw(const std::filesystem::path& path, int flags, unsigned mode = 0644);
+
+// openat2(2) with `how` (a struct open_how), retried when interrupted and, a bounded number of
+// times, when the kernel answers EAGAIN: RESOLVE_IN_ROOT and RESOLVE_BENEATH refuse to vouch for
+// a ".." while any rename or mount happens anywhere on the machine, and ask to be retried.
+// Returns the descriptor, or -1 with errno set. Only raw syscalls: async-signal-safe, for a
+// sandbox child between clone and execve.
+int openat2_retrying(int dirfd, const char* path, const ::open_how& how);
 
 // Reads `fd` to its end, calling `chunk` with each piece read (at most 1 MiB at a time), retrying
 // EINTR. Throws kiln::Error "read WHAT: reason".
