@@ -37,10 +37,7 @@ UniqueFd open_beneath(const fs::path& dir, const std::string& rel, const std::st
   open_how how{};
   how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-  long fd;
-  do {
-    fd = ::syscall(SYS_openat2, dirfd.get(), rel.c_str(), &how, sizeof how);
-  } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+  long fd = openat2_retrying(dirfd.get(), rel.c_str(), how);
   if (fd < 0) {
     if (errno == EXDEV || errno == ELOOP) {
       throw Error(what + ": " + quote(rel) +

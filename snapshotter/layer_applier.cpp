@@ -84,16 +84,8 @@ int open_in_root(int rootfd, const std::string& rel, uint64_t flags) {
   open_how how{};
   how.flags = flags | O_CLOEXEC;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  const char* path = rel.empty() ? "." : rel.c_str();
-  for (int attempt = 0;; ++attempt) {
-    long fd = ::syscall(SYS_openat2, rootfd, path, &how, sizeof how);
-    if (fd >= 0)
-      return static_cast<int>(fd);
-    // EAGAIN: a concurrent rename made the kernel refuse to vouch for `..`; it asks to retry.
-    if (errno == EINTR || (errno == EAGAIN && attempt < 32))
-      continue;
-    return -errno;
-  }
+  int fd = openat2_retrying(rootfd, rel.empty() ? "." : rel.c_str(), how);
+  return fd >= 0 ? fd : -errno;
 }
 
 std::string join_range(const std::vector<std::string>& comps, size_t count) {
